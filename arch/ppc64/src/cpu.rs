@@ -1,0 +1,119 @@
+//! Special-purpose registers and single instructions, one small function
+//! each.
+
+use core::arch::asm;
+
+pub const SPR_SRR0: u16 = 26;
+pub const SPR_SRR1: u16 = 27;
+pub const SPR_DAR: u16 = 19;
+pub const SPR_DSISR: u16 = 18;
+pub const SPR_HSPRG0: u16 = 304;
+pub const SPR_HSPRG1: u16 = 305;
+pub const SPR_HSRR0: u16 = 314;
+pub const SPR_HSRR1: u16 = 315;
+pub const SPR_LPCR: u16 = 318;
+pub const SPR_HID0: u16 = 1008;
+pub const SPR_PIR: u16 = 1023;
+
+pub const MSR_SF: u64 = 1 << 63;
+pub const MSR_HV: u64 = 1 << 60;
+pub const MSR_EE: u64 = 1 << 15;
+pub const MSR_PR: u64 = 1 << 14;
+pub const MSR_FP: u64 = 1 << 13;
+pub const MSR_ME: u64 = 1 << 12;
+pub const MSR_IR: u64 = 1 << 5;
+pub const MSR_DR: u64 = 1 << 4;
+pub const MSR_RI: u64 = 1 << 1;
+pub const MSR_LE: u64 = 1;
+
+/// Reads SPR `N`.
+#[inline(always)]
+pub fn mfspr<const N: u16>() -> u64 {
+    let v: u64;
+    // SAFETY: reading an SPR has no side effects for the SPRs this code
+    // names (none of them is a read-to-clear register).
+    unsafe { asm!("mfspr {0}, {n}", out(reg) v, n = const N, options(nomem, nostack)) };
+    v
+}
+
+/// Writes SPR `N`.
+///
+/// # Safety
+/// The caller must know what writing this SPR does to the machine state.
+#[inline(always)]
+pub unsafe fn mtspr<const N: u16>(v: u64) {
+    // SAFETY: the caller guarantees the write is intended.
+    unsafe { asm!("mtspr {n}, {0}", in(reg) v, n = const N, options(nostack)) };
+}
+
+/// The timebase.
+#[inline(always)]
+pub fn mftb() -> u64 {
+    let v: u64;
+    // SAFETY: reading the timebase has no side effects.
+    unsafe { asm!("mftb {0}", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// Machine state register.
+#[inline(always)]
+pub fn mfmsr() -> u64 {
+    let v: u64;
+    // SAFETY: reading the MSR has no side effects.
+    unsafe { asm!("mfmsr {0}", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// Sets MSR[ME] and MSR[RI] once the exception vectors are in place, so a
+/// machine check is reported instead of checkstopping the machine.
+pub fn enable_machine_check() {
+    let msr = mfmsr() | MSR_ME | MSR_RI;
+    // SAFETY: only ME and RI change; the vectors that handle a machine
+    // check are installed before this is called.
+    unsafe { asm!("mtmsrd {0}", in(reg) msr, options(nostack)) };
+}
+
+/// This thread's processor identification register.
+pub fn pir() -> u32 {
+    mfspr::<SPR_PIR>() as u32
+}
+
+/// Makes `start..end` (just written as data) visible to instruction fetch:
+/// `dcbst` every line, `sync`, `icbi` every line, `isync`.
+///
+/// # Safety
+/// `start..end` must be mapped memory (real mode: any RAM address).
+pub unsafe fn flush_icache_range(start: u64, end: u64) {
+    const LINE: u64 = 128;
+    let mut a = start & !(LINE - 1);
+    while a < end {
+        // SAFETY: the caller guarantees the range is RAM.
+        unsafe { asm!("dcbst 0, {0}", in(reg) a, options(nostack)) };
+        a += LINE;
+    }
+    // SAFETY: ordering instructions only.
+    unsafe { asm!("sync", options(nostack)) };
+    a = start & !(LINE - 1);
+    while a < end {
+        // SAFETY: as above.
+        unsafe { asm!("icbi 0, {0}", in(reg) a, options(nostack)) };
+        a += LINE;
+    }
+    // SAFETY: ordering instructions only.
+    unsafe { asm!("sync", "isync", options(nostack)) };
+}
+
+/// Executes a `trap` instruction (program interrupt), for the test-only
+/// `hv.test=trap` boot argument.
+pub fn trap() {
+    // SAFETY: raises a program interrupt, which the vectors report.
+    unsafe { asm!("trap", options(nostack)) };
+}
+
+/// Stops this thread without returning (low-priority spin on `HMT_low`).
+pub fn halt() -> ! {
+    loop {
+        // SAFETY: a priority hint; no state changes.
+        unsafe { asm!("or 1,1,1", options(nomem, nostack)) };
+    }
+}

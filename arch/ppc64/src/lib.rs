@@ -1,0 +1,17 @@
+//! POWER8 specifics for the hypervisor firmware.
+//!
+//! Everything that touches the machine lives here, in small functions whose
+//! `unsafe` blocks each carry a `// SAFETY:` line. The pure parts (trap-frame
+//! layout, vector names, report formatting) build and test on the host; the
+//! parts that execute POWER instructions only build for `powerpc64`.
+#![no_std]
+
+pub mod paca;
+pub mod trap;
+
+#[cfg(target_arch = "powerpc64")]
+pub mod cpu;
+#[cfg(target_arch = "powerpc64")]
+pub mod opal;
+#[cfg(target_arch = "powerpc64")]
+pub mod vectors;

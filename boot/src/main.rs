@@ -1,0 +1,101 @@
+//! The hypervisor firmware: skiboot's payload on POWER8 (powernv).
+//!
+//! `kmain` wires `arch/ppc64` (the machine) and `kernel` (the logic)
+//! together in boot order.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod entry;
+mod mem;
+mod trap;
+
+use kernel::console::{Console, Hooks};
+use log::{error, info, warn};
+use ppc64::{cpu, opal};
+
+pub static CONSOLE: Console = Console::new();
+
+/// Prints the final status line and powers the machine off.
+pub fn power_off(ok: bool) -> ! {
+    if ok {
+        info!(target: "hv", "power off (ok)");
+    } else {
+        error!(target: "hv", "power off (failure)");
+    }
+    opal::power_down()
+}
+
+/// Stops the boot with a message naming what went wrong.
+pub fn fatal(args: core::fmt::Arguments<'_>) -> ! {
+    error!(target: "hv", "fatal: {args}");
+    power_off(false)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
+    opal::init(opal_base, opal_entry);
+    CONSOLE.init(Hooks {
+        write: opal::console_write,
+        ticks: cpu::mftb,
+        cpu_id: || cpu::pir() as u64,
+    });
+    // Cannot fail: this is the only logger and it is set once.
+    let _ = log::set_logger(&CONSOLE);
+    log::set_max_level(log::LevelFilter::Info);
+    info!(
+        target: "hv",
+        "POWER8 hypervisor firmware {} starting on PIR {:#x}, device tree at {:#x}, OPAL at {:#x}",
+        env!("CARGO_PKG_VERSION"),
+        cpu::pir(),
+        fdt_addr,
+        opal_base
+    );
+
+    // Hypervisor interrupts must arrive little-endian before the vectors
+    // (little-endian code) can take any.
+    let rc = opal::reinit_cpus_hile_le();
+    if rc != opal::OPAL_SUCCESS {
+        fatal(format_args!("OPAL_REINIT_CPUS(HILE_LE) failed: rc={rc}"));
+    }
+    trap::init_boot_thread();
+
+    let boot = mem::init(fdt_addr);
+
+    match boot.args.test {
+        Some(kernel::bootargs::TestAction::Panic) => {
+            warn!(target: "hv", "test: panicking on request (hv.test=panic)");
+            panic!("deliberate panic requested by hv.test=panic");
+        }
+        Some(kernel::bootargs::TestAction::Trap) => {
+            warn!(target: "hv", "test: executing trap on request (hv.test=trap)");
+            cpu::trap();
+            fatal(format_args!("returned from a deliberate trap"));
+        }
+        None => {}
+    }
+    power_off(true)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    static PANICKING: AtomicBool = AtomicBool::new(false);
+    if PANICKING.swap(true, Ordering::SeqCst) {
+        // A panic while reporting a panic: just stop.
+        opal::power_down();
+    }
+    match info.location() {
+        Some(l) => error!(
+            target: "hv",
+            "panic at {}:{}:{}: {}",
+            l.file(),
+            l.line(),
+            l.column(),
+            info.message()
+        ),
+        None => error!(target: "hv", "panic: {}", info.message()),
+    }
+    power_off(false)
+}

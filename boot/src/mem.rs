@@ -1,0 +1,238 @@
+//! Memory and machine discovery at boot: device tree, free-memory map,
+//! heap, page allocator and the preallocated HPT pool.
+
+use crate::fatal;
+use buddy_system_allocator::LockedHeap;
+use kernel::bootargs::{self, BootArgs};
+use kernel::devtree::{self, Topology};
+use kernel::hptpool::{self, HptPool};
+use kernel::memmap::{self, Range, RangeSet};
+use kernel::pagealloc::{PageAllocator, PAGE_SIZE};
+use kernel::units::MIB;
+use log::{info, warn};
+use ppc64::vectors;
+
+#[global_allocator]
+static HEAP: LockedHeap<32> = LockedHeap::empty();
+
+/// Physical pages of all free RAM.
+pub static PAGES: spin::Mutex<PageAllocator> = spin::Mutex::new(PageAllocator::new());
+/// The preallocated HPT pool (seed 002).
+pub static HPT_POOL: spin::Once<spin::Mutex<HptPool>> = spin::Once::new();
+
+/// Heap size: 1/64 of RAM, between 4 and 64 MiB.
+fn heap_size(ram: u64) -> u64 {
+    (ram / 64).clamp(4 * MIB, 64 * MIB)
+}
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+/// What the rest of the boot needs from memory discovery.
+pub struct BootInfo {
+    pub args: BootArgs,
+    pub topology: Topology,
+    pub initrd: Option<Range>,
+}
+
+fn fdt_blob(addr: u64) -> &'static [u8] {
+    // SAFETY: skiboot passes the address of a valid flattened device tree
+    // in r3; its header (40 bytes) holds the total size, big-endian at +4.
+    let total = unsafe { u32::from_be(core::ptr::read_unaligned((addr + 4) as *const u32)) };
+    if !(40..=64 * MIB as u32).contains(&total) {
+        fatal(format_args!(
+            "device tree at {addr:#x} has an implausible size {total}"
+        ));
+    }
+    // SAFETY: as above; the tree stays in place (it is reserved below) and
+    // nothing writes to it.
+    unsafe { core::slice::from_raw_parts(addr as *const u8, total as usize) }
+}
+
+pub fn init(fdt_addr: u64) -> BootInfo {
+    let blob = fdt_blob(fdt_addr);
+    let fdt = devtree::open(blob).unwrap_or_else(|e| fatal(format_args!("{e} (at {fdt_addr:#x})")));
+    let chosen = devtree::chosen(&fdt).unwrap_or_else(|e| fatal(format_args!("{e}")));
+    let args = bootargs::parse(
+        chosen.bootargs,
+        |b| warn!(target: "hv", "ignoring boot argument `{}`: {}", b.word, b.why),
+    );
+    if let Some(l) = args.log {
+        log::set_max_level(l);
+    }
+    if !chosen.bootargs.is_empty() {
+        info!(target: "hv", "bootargs: {}", chosen.bootargs);
+    }
+    let memory = devtree::memory(&fdt).unwrap_or_else(|e| fatal(format_args!("{e}")));
+    let ram = memory.total();
+    for r in memory.iter() {
+        info!(target: "mem", "memory  {r} ({} MiB)", r.size() / MIB);
+    }
+
+    // Everything that must never be handed out.
+    let mut firmware = RangeSet::new();
+    devtree::reserved(&fdt, |r| {
+        firmware.add(r).map_err(|_| devtree::DtError {
+            parent: "/",
+            node: "reserved-memory",
+            property: "reg",
+            problem: devtree::Problem::TooMany,
+        })
+    })
+    .unwrap_or_else(|e| fatal(format_args!("{e}")));
+    for r in firmware.iter() {
+        info!(target: "mem", "reserved {r} firmware ({} KiB)", r.size() / 1024);
+    }
+    // SAFETY: linker symbols; only their addresses are used.
+    let image = unsafe {
+        Range {
+            start: &__image_start as *const u8 as u64,
+            end: &__image_end as *const u8 as u64,
+        }
+    };
+    let fdt_range = Range::sized(fdt_addr, devtree::total_size(&fdt));
+    let vec_range = Range::sized(0, vectors::vectors_len().next_multiple_of(PAGE_SIZE));
+    info!(target: "mem", "reserved {image} hypervisor image ({} KiB)", image.size() / 1024);
+    info!(target: "mem", "reserved {fdt_range} device tree ({} KiB)", fdt_range.size().div_ceil(1024));
+    info!(target: "mem", "reserved {vec_range} exception vectors");
+    if let Some(i) = chosen.initrd {
+        info!(target: "mem", "reserved {i} boot archive ({} KiB)", i.size().div_ceil(1024));
+    }
+    let extra = [Some(image), Some(fdt_range), Some(vec_range), chosen.initrd];
+    let mut free = memmap::free_map(
+        &memory,
+        firmware.iter().copied().chain(extra.into_iter().flatten()),
+        PAGE_SIZE,
+    )
+    .unwrap_or_else(|_| {
+        fatal(format_args!(
+            "memory map has more than {} ranges",
+            memmap::MAX_RANGES
+        ))
+    });
+
+    // Heap first: the page allocator's own bookkeeping lives in it.
+    let hsize = heap_size(ram);
+    let heap = free.take(hsize, PAGE_SIZE).unwrap_or_else(|| {
+        fatal(format_args!(
+            "no {} MiB of free RAM for the heap",
+            hsize / MIB
+        ))
+    });
+    // SAFETY: `heap` was just removed from the free map, so nothing else
+    // will ever use it; it is RAM (real mode, identity addresses).
+    unsafe { HEAP.lock().init(heap.start as usize, heap.size() as usize) };
+    info!(target: "mem", "heap     {heap} ({} MiB)", heap.size() / MIB);
+    if args.dump_fdt {
+        dump_fdt(blob);
+    }
+
+    // The HPT pool: contiguous, each slot aligned to its size.
+    let order = args.hpt_pool_order.unwrap_or(hptpool::DEFAULT_POOL_ORDER);
+    let want = hptpool::pool_size(ram, args.hpt_pool, order);
+    let pool_range = if want == 0 {
+        Range::default()
+    } else {
+        match free.take(want, 1 << order) {
+            Some(r) => r,
+            None => {
+                warn!(target: "mem", "no contiguous {} MiB for the HPT pool; running without one", want / MIB);
+                Range::default()
+            }
+        }
+    };
+    let pool =
+        HptPool::new(pool_range, order).unwrap_or_else(|e| fatal(format_args!("HPT pool: {e:?}")));
+    info!(
+        target: "mem",
+        "hpt-pool {pool_range} ({} MiB: {} slots of {} MiB)",
+        pool_range.size() / MIB,
+        pool.slots(),
+        (1u64 << order) / MIB
+    );
+    HPT_POOL.call_once(|| spin::Mutex::new(pool));
+
+    {
+        let mut pages = PAGES.lock();
+        for r in free.iter() {
+            pages.add(*r);
+        }
+    }
+
+    let topology = devtree::topology(&fdt).unwrap_or_else(|e| fatal(format_args!("{e}")));
+    crate::CONSOLE.set_timebase_hz(topology.timebase_hz);
+    let icps = devtree::icp_windows(&fdt).unwrap_or_else(|e| fatal(format_args!("{e}")));
+    for c in &topology.cores {
+        info!(
+            target: "cpu",
+            "core {} (chip {}): {} threads, PIRs {}",
+            c.index,
+            c.chip_id.unwrap_or(0),
+            c.pirs.len(),
+            pir_list(&c.pirs)
+        );
+    }
+    info!(target: "cpu", "timebase {} Hz", topology.timebase_hz);
+    for c in &topology.cores {
+        for &pir in &c.pirs {
+            match icps.iter().find(|w| w.pir == pir) {
+                Some(_) => {}
+                None => warn!(target: "xics", "no ICP window for PIR {pir:#x}"),
+            }
+        }
+    }
+    if let Some(w) = icps.first() {
+        info!(target: "xics", "{} ICP windows, first PIR {:#x} at {:#x} ({} bytes each)", icps.len(), w.pir, w.base, w.size);
+    }
+
+    let free_bytes = PAGES.lock().free_bytes();
+    let pool_bytes = pool_range.size();
+    info!(
+        target: "hv",
+        "topology: {} cores x {} threads = {} hardware threads",
+        topology.cores.len(),
+        topology.threads_per_core(),
+        topology.thread_count()
+    );
+    info!(
+        target: "hv",
+        "boot ok cores={} threads={} memory={}MiB free={}MiB hpt-pool={}MiB",
+        topology.cores.len(),
+        topology.threads_per_core(),
+        ram / MIB,
+        free_bytes / MIB,
+        pool_bytes / MIB
+    );
+    BootInfo {
+        args,
+        topology,
+        initrd: chosen.initrd,
+    }
+}
+
+/// PIRs as "0x8 0x9 0xa 0xb".
+fn pir_list(pirs: &[u32]) -> alloc::string::String {
+    use core::fmt::Write;
+    let mut s = alloc::string::String::new();
+    for (i, p) in pirs.iter().enumerate() {
+        let _ = write!(s, "{}{p:#x}", if i == 0 { "" } else { " " });
+    }
+    s
+}
+
+/// Prints the device tree as hex lines (`fdt: dump OFFSET HEX`), for
+/// capturing the tree skiboot really hands over as a test fixture.
+fn dump_fdt(blob: &[u8]) {
+    use core::fmt::Write;
+    info!(target: "fdt", "dump begin {} bytes", blob.len());
+    for (i, chunk) in blob.chunks(64).enumerate() {
+        let mut hex = alloc::string::String::new();
+        for b in chunk {
+            let _ = write!(hex, "{b:02x}");
+        }
+        info!(target: "fdt", "dump {:06x} {hex}", i * 64);
+    }
+    info!(target: "fdt", "dump end");
+}

@@ -1,0 +1,52 @@
+//! The boot thread's per-thread area and the Rust side of exception entry.
+
+use core::cell::UnsafeCell;
+use log::error;
+use ppc64::paca::Paca;
+use ppc64::trap::{TrapFrame, TrapReport};
+use ppc64::{cpu, vectors};
+
+const EXC_STACK_SIZE: usize = 32 * 1024;
+
+#[repr(C, align(16))]
+struct ExcStack([u8; EXC_STACK_SIZE]);
+
+/// Memory that is shared with assembly and handed out by address only.
+struct HwCell<T>(UnsafeCell<T>);
+// SAFETY: each cell is only touched by the thread that owns it (the boot
+// thread here) and by that thread's exception entry.
+unsafe impl<T> Sync for HwCell<T> {}
+
+static BOOT_PACA: HwCell<Paca> = HwCell(UnsafeCell::new(Paca::new()));
+static BOOT_EXC_STACK: HwCell<ExcStack> = HwCell(UnsafeCell::new(ExcStack([0; EXC_STACK_SIZE])));
+
+/// Sets up the boot thread's per-thread area, points HSPRG0 at it, copies
+/// the exception vectors to real address 0, and enables machine checks.
+pub fn init_boot_thread() {
+    let paca = BOOT_PACA.0.get();
+    let stack_top = BOOT_EXC_STACK.0.get() as u64 + EXC_STACK_SIZE as u64;
+    // SAFETY: the boot thread is the only thread running; nothing else
+    // references BOOT_PACA yet.
+    unsafe {
+        (*paca).pir = cpu::pir() as u64;
+        (*paca).exc_entry = vectors::exc_common_address();
+        (*paca).exc_stack_top = stack_top & !15;
+        cpu::mtspr::<{ cpu::SPR_HSPRG0 }>(paca as u64);
+        vectors::install();
+    }
+    cpu::enable_machine_check();
+    log::info!(
+        target: "trap",
+        "exception vectors installed at 0x0-{:#x} (little-endian), per-thread area at {:#x}",
+        vectors::vectors_len(),
+        paca as u64
+    );
+}
+
+/// Called by `__exc_common` with the saved context. Every exception is
+/// unexpected for now: report it and stop the machine.
+#[unsafe(no_mangle)]
+pub extern "C" fn hv_exception(frame: &mut TrapFrame) {
+    TrapReport(frame).for_each_line(|l| error!(target: "trap", "{l}"));
+    crate::power_off(false)
+}

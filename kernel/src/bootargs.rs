@@ -1,0 +1,114 @@
+//! The hypervisor's boot arguments (`/chosen/bootargs`, QEMU `-append`).
+//!
+//! Words are separated by spaces. The hypervisor reads the `hv.` words and
+//! ignores the rest:
+//!
+//! | word | meaning |
+//! |---|---|
+//! | `hv.hpt_pool=SIZE` | size of the preallocated HPT pool (`64M`, `0` for none) |
+//! | `hv.hpt_pool_order=N` | slot order of the pool (18..=46, default 24) |
+//! | `hv.log=LEVEL` | console level: error, warn, info, debug, trace |
+//! | `hv.dumpfdt` | print the device tree skiboot handed over (hex) |
+//! | `hv.test=panic` | test only: panic after boot |
+//! | `hv.test=trap` | test only: execute `trap` (unexpected exception) |
+
+use crate::units::parse_size;
+
+/// Test-only actions, used by the smoke tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestAction {
+    Panic,
+    Trap,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct BootArgs {
+    pub hpt_pool: Option<u64>,
+    pub hpt_pool_order: Option<u32>,
+    pub log: Option<log::LevelFilter>,
+    pub dump_fdt: bool,
+    pub test: Option<TestAction>,
+}
+
+/// A word the hypervisor could not use; reported as a warning, the boot
+/// goes on with the default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadArg<'a> {
+    pub word: &'a str,
+    pub why: &'static str,
+}
+
+/// Parses `s`, calling `bad` for every `hv.` word it cannot use.
+pub fn parse<'a>(s: &'a str, mut bad: impl FnMut(BadArg<'a>)) -> BootArgs {
+    let mut a = BootArgs::default();
+    for word in s.split_ascii_whitespace() {
+        let Some(rest) = word.strip_prefix("hv.") else {
+            continue;
+        };
+        let (key, val) = match rest.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (rest, None),
+        };
+        let mut complain = |why| bad(BadArg { word, why });
+        match (key, val) {
+            ("hpt_pool", Some(v)) => match parse_size(v) {
+                Some(n) => a.hpt_pool = Some(n),
+                None => complain("expected a size such as 64M"),
+            },
+            ("hpt_pool_order", Some(v)) => match v.parse::<u32>() {
+                Ok(n) if (18..=46).contains(&n) => a.hpt_pool_order = Some(n),
+                _ => complain("expected an order from 18 to 46"),
+            },
+            ("log", Some(v)) => match v.parse::<log::LevelFilter>() {
+                Ok(l) => a.log = Some(l),
+                Err(_) => complain("expected error, warn, info, debug or trace"),
+            },
+            ("dumpfdt", None) => a.dump_fdt = true,
+            ("test", Some("panic")) => a.test = Some(TestAction::Panic),
+            ("test", Some("trap")) => a.test = Some(TestAction::Trap),
+            ("test", _) => complain("expected panic or trap"),
+            _ => complain("unknown hypervisor argument"),
+        }
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> (BootArgs, Vec<String>) {
+        let mut bad = Vec::new();
+        let a = parse(s, |b| bad.push(format!("{}: {}", b.word, b.why)));
+        (a, bad)
+    }
+
+    #[test]
+    fn known_words_are_read_and_others_ignored() {
+        let (a, bad) =
+            p("console=hvc0 hv.hpt_pool=128M hv.log=debug  hv.test=trap hv.dumpfdt root=/dev/sda");
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(a.hpt_pool, Some(128 << 20));
+        assert_eq!(a.log, Some(log::LevelFilter::Debug));
+        assert_eq!(a.test, Some(TestAction::Trap));
+        assert!(a.dump_fdt);
+        assert_eq!(p("").0, BootArgs::default());
+    }
+
+    #[test]
+    fn bad_words_are_reported_and_defaults_kept() {
+        let (a, bad) = p("hv.hpt_pool=lots hv.hpt_pool_order=12 hv.log=loud hv.test=explode hv.frobnicate hv.hpt_pool");
+        assert_eq!(a, BootArgs::default());
+        assert_eq!(
+            bad,
+            vec![
+                "hv.hpt_pool=lots: expected a size such as 64M",
+                "hv.hpt_pool_order=12: expected an order from 18 to 46",
+                "hv.log=loud: expected error, warn, info, debug or trace",
+                "hv.test=explode: expected panic or trap",
+                "hv.frobnicate: unknown hypervisor argument",
+                "hv.hpt_pool: unknown hypervisor argument",
+            ]
+        );
+    }
+}

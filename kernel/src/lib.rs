@@ -1,0 +1,17 @@
+//! Portable hypervisor logic: no hardware access, unit-tested on the host.
+//!
+//! Hardware is reached only through functions and traits that the firmware
+//! (`boot`, using `arch/ppc64`) supplies, so every piece here runs under
+//! `cargo test` on the development machine.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod bootargs;
+pub mod console;
+pub mod devtree;
+pub mod fdtw;
+pub mod hptpool;
+pub mod memmap;
+pub mod pagealloc;
+pub mod units;
