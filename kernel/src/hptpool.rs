@@ -54,7 +54,7 @@ impl HptPool {
             return Err(PoolError::BadOrder);
         }
         let slot = 1u64 << order;
-        if region.start % slot != 0 || region.size() % slot != 0 {
+        if !region.start.is_multiple_of(slot) || !region.size().is_multiple_of(slot) {
             return Err(PoolError::Misaligned);
         }
         Ok(HptPool {
@@ -97,7 +97,7 @@ impl HptPool {
 
     /// Returns a slot to the pool.
     pub fn free(&mut self, addr: u64) -> Result<(), PoolError> {
-        if !self.owns(addr) || (addr - self.region.start) % (1 << self.order) != 0 {
+        if !self.owns(addr) || !(addr - self.region.start).is_multiple_of(1 << self.order) {
             return Err(PoolError::NotAllocated);
         }
         let i = ((addr - self.region.start) >> self.order) as usize;

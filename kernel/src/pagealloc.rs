@@ -34,7 +34,7 @@ impl PageAllocator {
 
     /// Hands a page-aligned range to the allocator.
     pub fn add(&mut self, r: Range) {
-        debug_assert!(r.start % PAGE_SIZE == 0 && r.end % PAGE_SIZE == 0);
+        debug_assert!(r.start.is_multiple_of(PAGE_SIZE) && r.end.is_multiple_of(PAGE_SIZE));
         if r.is_empty() {
             return;
         }

@@ -1,1 +1,55 @@
-fn main() {}
+//! Host-side tool: `cargo xtask <command>`.
+//!
+//! - `build`  builds the firmware image and checks it (no FP/vector code)
+//! - `run`    boots it under QEMU (same as ./qemu-run.sh)
+//! - `test`   host unit tests, lint, firmware build, QEMU smoke tests
+//! - `dtb`    captures the device tree skiboot hands over, as a fixture
+
+mod build;
+mod qemu;
+mod smoke;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: cargo xtask <command>\n\
+         \n  build [--debug]          build and check the firmware image\
+         \n  run [qemu-run.sh args]   boot the firmware under QEMU\
+         \n  test [--no-lint] [--only NAME]\
+         \n                           host tests, lint, image build, QEMU smoke tests\
+         \n  dtb --cores N --threads N --memory SIZE OUT.dtb\
+         \n                           save the device tree skiboot passes to the payload"
+    );
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        return usage();
+    };
+    let rest = &args[1..];
+    let r = match cmd.as_str() {
+        "build" => build::build(rest.iter().any(|a| a == "--debug")).map(|_| ()),
+        "run" => qemu::exec_run(rest),
+        "test" => smoke::test(rest),
+        "dtb" => qemu::dump_dtb(rest),
+        _ => return usage(),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {cmd}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

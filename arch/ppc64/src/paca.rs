@@ -71,4 +71,4 @@ pub const PACA_FRAME: usize = offset_of!(Paca, frame);
 
 // The stubs address the paca with 16-bit signed displacements.
 const _: () = assert!(core::mem::size_of::<Paca>() < 0x8000);
-const _: () = assert!(PACA_FRAME % 8 == 0 && PACA_SCRATCH % 8 == 0);
+const _: () = assert!(PACA_FRAME.is_multiple_of(8) && PACA_SCRATCH.is_multiple_of(8));

@@ -53,7 +53,7 @@ pub const FRAME_PIR: usize = offset_of!(TrapFrame, pir);
 
 // The assembly uses `std`/`ld` (DS-form, 16-bit displacements) and needs
 // doubleword alignment of every slot.
-const _: () = assert!(core::mem::size_of::<TrapFrame>() % 8 == 0);
+const _: () = assert!(core::mem::size_of::<TrapFrame>().is_multiple_of(8));
 const _: () = assert!(FRAME_GPR == 0 && FRAME_CR == 32 * 8);
 
 impl TrapFrame {

@@ -237,7 +237,7 @@ unsafe extern "C" {
 
 /// Address of `__exc_common`, for `Paca::exc_entry`.
 pub fn exc_common_address() -> u64 {
-    __exc_common as usize as u64
+    __exc_common as *const () as u64
 }
 
 /// Copies the vector block to real address 0 and makes it visible to

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Boots the hypervisor firmware as skiboot's payload on QEMU powernv8.
+#
+#   ./qemu-run.sh [--cores N] [--threads N] [--memory SIZE] [--initrd FILE]
+#                 [--append "bootargs"] [--gdb] [--timeout SECONDS]
+#                 [--no-build] [-- extra QEMU args]
+#
+# Exit status: 0 when the firmware powered off with "hv: power off (ok)",
+# 1 on "hv: power off (failure)" (or QEMU ending without either line),
+# 2 on timeout. Installs what is missing first (scripts/setup.sh) and
+# builds the firmware when its sources changed (cargo decides).
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cores=2
+threads=4
+memory=2G
+initrd=
+append=
+gdb=0
+timeout=
+build=1
+extra=()
+
+die() { echo "qemu-run: $*" >&2; exit 1; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --cores) cores=${2:?--cores needs a number}; shift 2 ;;
+        --threads) threads=${2:?--threads needs a number}; shift 2 ;;
+        --memory) memory=${2:?--memory needs a size}; shift 2 ;;
+        --initrd) initrd=${2:?--initrd needs a file}; shift 2 ;;
+        --append) append=${2?--append needs a string}; shift 2 ;;
+        --gdb) gdb=1; shift ;;
+        --timeout) timeout=${2:?--timeout needs seconds}; shift 2 ;;
+        --no-build) build=0; shift ;;
+        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --) shift; extra=("$@"); break ;;
+        *) die "unknown option '$1' (try --help)" ;;
+    esac
+done
+
+[[ "$cores" =~ ^[1-9][0-9]*$ ]] || die "--cores must be a positive number, not '$cores'"
+[[ "$threads" =~ ^(1|2|4|8)$ ]] || die "--threads must be 1, 2, 4 or 8, not '$threads'"
+[[ "$memory" =~ ^[1-9][0-9]*[MG]?$ ]] || die "--memory must look like 2G or 1024M, not '$memory'"
+if [ -n "$initrd" ] && [ ! -f "$initrd" ]; then die "--initrd: no such file '$initrd'"; fi
+if [ -z "$timeout" ]; then
+    if [ "$gdb" = 1 ]; then timeout=0; else timeout=120; fi
+fi
+[[ "$timeout" =~ ^[0-9]+$ ]] || die "--timeout must be whole seconds, not '$timeout'"
+
+"$here/scripts/setup.sh" || die "setup failed"
+
+image="$here/target/ppc64le-hv/release/hvfw"
+if [ "$build" = 1 ] || [ ! -f "$image" ]; then
+    (cd "$here" && cargo xtask build) >&2 || die "firmware build failed"
+fi
+
+cmd=(qemu-system-ppc64 -M powernv8 -smp "$((cores * threads)),cores=$cores,threads=$threads"
+     -m "$memory" -nographic -kernel "$image")
+[ -n "$initrd" ] && cmd+=(-initrd "$initrd")
+[ -n "$append" ] && cmd+=(-append "$append")
+if [ "$gdb" = 1 ]; then
+    cmd+=(-s -S)
+    echo "qemu-run: waiting for gdb on localhost:1234 (target remote :1234)" >&2
+fi
+cmd+=("${extra[@]}")
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+start=$(date +%s%N)
+if [ "$timeout" = 0 ]; then
+    "${cmd[@]}" | tee "$log"
+    status=${PIPESTATUS[0]}
+else
+    timeout --foreground -k 5 "$timeout" "${cmd[@]}" | tee "$log"
+    status=${PIPESTATUS[0]}
+fi
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+secs=$(printf "%d.%03d" $((ms / 1000)) $((ms % 1000)))
+
+if grep -q 'hv: power off (ok)' "$log"; then
+    echo "qemu-run: firmware powered off (ok) after ${secs} s" >&2
+    exit 0
+elif grep -q 'hv: power off (failure)' "$log"; then
+    echo "qemu-run: firmware powered off (failure) after ${secs} s" >&2
+    exit 1
+elif [ "$status" = 124 ] || [ "$status" = 137 ]; then
+    echo "qemu-run: timed out after $timeout s without a power-off line" >&2
+    exit 2
+else
+    echo "qemu-run: QEMU exited with status $status without a power-off line" >&2
+    exit 1
+fi

@@ -1,0 +1,279 @@
+//! `cargo xtask test`: host unit tests, lint, image build and QEMU smoke
+//! tests that boot the real image and read its serial console.
+
+use crate::qemu::{boot, Boot};
+use crate::root;
+use std::process::Command;
+
+fn step(name: &str, cmd: &mut Command) -> Result<(), String> {
+    eprintln!("xtask: == {name}");
+    let st = cmd
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("{name}: {e}"))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("{name} failed"))
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Key=value pairs of the boot summary line
+/// `hv: boot ok cores=N threads=N memory=NMiB free=NMiB hpt-pool=NMiB`.
+pub fn summary(b: &Boot) -> Result<Vec<(String, u64)>, String> {
+    let line = b.find("hv: boot ok ").ok_or("no `hv: boot ok` line")?;
+    let rest = line.split_once("hv: boot ok ").unwrap().1;
+    let mut kv = Vec::new();
+    for w in rest.split_whitespace() {
+        let (k, v) = w
+            .split_once('=')
+            .ok_or_else(|| format!("bad word `{w}` in `{line}`"))?;
+        let v = v.strip_suffix("MiB").unwrap_or(v);
+        let n = v
+            .parse::<u64>()
+            .map_err(|_| format!("bad number in `{w}`"))?;
+        kv.push((k.to_string(), n));
+    }
+    let keys: Vec<&str> = kv.iter().map(|(k, _)| k.as_str()).collect();
+    if keys != ["cores", "threads", "memory", "free", "hpt-pool"] {
+        return Err(format!("summary line has keys {keys:?}: `{line}`"));
+    }
+    Ok(kv)
+}
+
+fn get(kv: &[(String, u64)], k: &str) -> u64 {
+    kv.iter()
+        .find(|(n, _)| n == k)
+        .map(|(_, v)| *v)
+        .unwrap_or(u64::MAX)
+}
+
+fn expect(cond: bool, what: &str) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(what.to_string())
+    }
+}
+
+fn has(b: &Boot, marker: &str) -> Result<(), String> {
+    expect(
+        b.find(marker).is_some(),
+        &format!("console lacks `{marker}`"),
+    )
+}
+
+type Check = fn(&Boot) -> Result<(), String>;
+
+struct Smoke {
+    name: &'static str,
+    args: &'static [&'static str],
+    status: i32,
+    check: Check,
+}
+
+fn boot_counts(b: &Boot, cores: u64, threads: u64, mem: u64, pool: u64) -> Result<(), String> {
+    let kv = summary(b)?;
+    expect(
+        get(&kv, "cores") == cores,
+        &format!("cores={} (want {cores})", get(&kv, "cores")),
+    )?;
+    expect(
+        get(&kv, "threads") == threads,
+        &format!("threads={} (want {threads})", get(&kv, "threads")),
+    )?;
+    expect(
+        get(&kv, "memory") == mem,
+        &format!("memory={} (want {mem})", get(&kv, "memory")),
+    )?;
+    expect(
+        get(&kv, "hpt-pool") == pool,
+        &format!("hpt-pool={} (want {pool})", get(&kv, "hpt-pool")),
+    )?;
+    // Free memory: less than RAM by at least the pool, the heap and skiboot.
+    let free = get(&kv, "free");
+    expect(
+        free + pool + 32 < mem && free > mem / 2,
+        &format!("free={free} implausible for memory={mem}"),
+    )?;
+    has(
+        b,
+        &format!(
+            "hv: topology: {cores} cores x {threads} threads = {} hardware threads",
+            cores * threads
+        ),
+    )?;
+    has(b, "hv: power off (ok)")?;
+    expect(
+        b.find("power off (failure)").is_none(),
+        "failure line on an ok run",
+    )
+}
+
+const SMOKES: &[Smoke] = &[
+    Smoke {
+        name: "boot-2c4t-2g",
+        args: &["--cores", "2", "--threads", "4", "--memory", "2G"],
+        status: 0,
+        check: |b| {
+            boot_counts(b, 2, 4, 2048, 64)?;
+            has(b, "cpu: core 0 (chip 0): 4 threads, PIRs 0x8 0x9 0xa 0xb")?;
+            has(
+                b,
+                "cpu: core 1 (chip 0): 4 threads, PIRs 0x10 0x11 0x12 0x13",
+            )?;
+            has(b, "cpu: timebase 512000000 Hz")?;
+            has(b, "xics: 8 ICP windows")?;
+            has(b, "firmware (")?;
+            has(b, "trap: exception vectors installed")
+        },
+    },
+    Smoke {
+        name: "boot-1c4t-1g",
+        args: &["--cores", "1", "--threads", "4", "--memory", "1G"],
+        status: 0,
+        check: |b| boot_counts(b, 1, 4, 1024, 64),
+    },
+    Smoke {
+        name: "bootargs-pool-size-and-bad-word",
+        args: &[
+            "--memory",
+            "2G",
+            "--append",
+            "hv.hpt_pool=32M hv.bogus=1 console=x",
+        ],
+        status: 0,
+        check: |b| {
+            boot_counts(b, 2, 4, 2048, 32)?;
+            has(
+                b,
+                "hv: warning: ignoring boot argument `hv.bogus=1`: unknown hypervisor argument",
+            )
+        },
+    },
+    Smoke {
+        name: "deliberate-panic",
+        args: &["--append", "hv.test=panic"],
+        status: 1,
+        check: |b| {
+            has(b, "hv: error: panic at boot/src/main.rs:")?;
+            has(b, "deliberate panic requested by hv.test=panic")?;
+            has(b, "hv: error: power off (failure)")?;
+            expect(
+                b.find("power off (ok)").is_none(),
+                "ok line on a failed run",
+            )
+        },
+    },
+    Smoke {
+        name: "deliberate-exception",
+        args: &["--append", "hv.test=trap"],
+        status: 1,
+        check: |b| {
+            has(
+                b,
+                "trap: error: unexpected exception 0x700 (program) on PIR 0x",
+            )?;
+            has(b, "trap: error: SRR0=0x")?;
+            has(b, "DAR=0x")?;
+            has(b, "LR=0x")?;
+            has(b, "r28=0x")?;
+            // SRR1 bit 46 (0x20000) marks a trap-type program interrupt.
+            let l = b.find("SRR1=0x").unwrap_or("");
+            let srr1 = l
+                .rsplit("SRR1=0x")
+                .next()
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok());
+            expect(
+                srr1.is_some_and(|v| v & 0x20000 != 0),
+                &format!("SRR1 without the trap bit: `{l}`"),
+            )?;
+            has(b, "hv: error: power off (failure)")
+        },
+    },
+    Smoke {
+        name: "runner-timeout-exit-2",
+        args: &["--timeout", "1"],
+        status: 2,
+        check: |b| has(b, "qemu-run: timed out after 1 s"),
+    },
+];
+
+pub fn test(args: &[String]) -> Result<(), String> {
+    let lint = !args.iter().any(|a| a == "--no-lint");
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1));
+    if only.is_none() {
+        step(
+            "host unit tests",
+            cargo().args(["test", "--workspace", "--exclude", "boot"]),
+        )?;
+        if lint {
+            step(
+                "cargo fmt --check",
+                cargo().args(["fmt", "--all", "--check"]),
+            )?;
+            step(
+                "cargo clippy (host crates)",
+                cargo().args([
+                    "clippy",
+                    "--all-targets",
+                    "--workspace",
+                    "--exclude",
+                    "boot",
+                    "--",
+                    "-D",
+                    "warnings",
+                ]),
+            )?;
+        }
+    }
+    eprintln!("xtask: == firmware image");
+    crate::build::build(false)?;
+
+    eprintln!("xtask: == QEMU smoke tests");
+    let (mut pass, mut fail) = (0, 0);
+    for s in SMOKES
+        .iter()
+        .filter(|s| only.is_none_or(|o| s.name.contains(o.as_str())))
+    {
+        let mut a: Vec<&str> = s.args.to_vec();
+        if !a.contains(&"--timeout") {
+            a.extend(["--timeout", "90"]);
+        }
+        let b = boot(&a)?;
+        let r = if b.status != s.status {
+            Err(format!(
+                "qemu-run.sh exit status {} (want {})",
+                b.status, s.status
+            ))
+        } else {
+            (s.check)(&b)
+        };
+        match r {
+            Ok(()) => {
+                pass += 1;
+                eprintln!("smoke {:<36} ok ({:.1} s)", s.name, b.seconds);
+            }
+            Err(e) => {
+                fail += 1;
+                eprintln!(
+                    "smoke {:<36} FAILED: {e}\n---- console of {} ----\n{}---- end ----",
+                    s.name, s.name, b.console
+                );
+            }
+        }
+    }
+    println!("smoke: {pass} passed, {fail} failed");
+    if fail > 0 {
+        Err(format!("{fail} smoke test(s) failed"))
+    } else {
+        Ok(())
+    }
+}
