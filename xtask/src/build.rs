@@ -50,7 +50,11 @@ pub fn build(debug: bool) -> Result<PathBuf, String> {
             return Err("strip failed".into());
         }
         let n = std::fs::metadata(&flash).map(|m| m.len()).unwrap_or(0);
-        eprintln!("xtask: flashable image {} ({} KiB)", flash.display(), n.div_ceil(1024));
+        eprintln!(
+            "xtask: flashable image {} ({} KiB)",
+            flash.display(),
+            n.div_ceil(1024)
+        );
     }
     Ok(elf)
 }
