@@ -11,6 +11,8 @@
 //! | `hv.dumpfdt` | print the device tree skiboot handed over (hex) |
 //! | `hv.test=panic` | test only: panic after boot |
 //! | `hv.test=trap` | test only: execute `trap` (unexpected exception) |
+//! | `hv.test=ipi[:N]` | test only: N IPI round trips from thread 0 of each core (default 10000) |
+//! | `hv.bench=ipi[:N]` | benchmark: IPI latencies over N trials (default 1000) |
 
 use crate::units::parse_size;
 
@@ -19,6 +21,24 @@ use crate::units::parse_size;
 pub enum TestAction {
     Panic,
     Trap,
+    /// IPI round trips from thread 0 of each core.
+    Ipi(u32),
+}
+
+/// Benchmarks run at boot (meant for `-icount shift=0,sleep=off`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bench {
+    /// IPI send -> handler latency and nap round trips, N trials each.
+    Ipi(u32),
+}
+
+/// `NAME` or `NAME:COUNT` with COUNT in 1..=10_000_000.
+fn with_count(v: &str, name: &str, default: u32) -> Option<u32> {
+    let rest = v.strip_prefix(name)?;
+    if rest.is_empty() {
+        return Some(default);
+    }
+    rest.strip_prefix(':')?.parse::<u32>().ok().filter(|n| (1..=10_000_000).contains(n))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -28,6 +48,7 @@ pub struct BootArgs {
     pub log: Option<log::LevelFilter>,
     pub dump_fdt: bool,
     pub test: Option<TestAction>,
+    pub bench: Option<Bench>,
 }
 
 /// A word the hypervisor could not use; reported as a warning, the boot
@@ -66,7 +87,14 @@ pub fn parse<'a>(s: &'a str, mut bad: impl FnMut(BadArg<'a>)) -> BootArgs {
             ("dumpfdt", None) => a.dump_fdt = true,
             ("test", Some("panic")) => a.test = Some(TestAction::Panic),
             ("test", Some("trap")) => a.test = Some(TestAction::Trap),
-            ("test", _) => complain("expected panic or trap"),
+            ("test", Some(v)) if with_count(v, "ipi", 10_000).is_some() => {
+                a.test = with_count(v, "ipi", 10_000).map(TestAction::Ipi)
+            }
+            ("test", _) => complain("expected panic, trap or ipi[:N]"),
+            ("bench", Some(v)) if with_count(v, "ipi", 1000).is_some() => {
+                a.bench = with_count(v, "ipi", 1000).map(Bench::Ipi)
+            }
+            ("bench", _) => complain("expected ipi[:N]"),
             _ => complain("unknown hypervisor argument"),
         }
     }
@@ -93,6 +121,12 @@ mod tests {
         assert_eq!(a.test, Some(TestAction::Trap));
         assert!(a.dump_fdt);
         assert_eq!(p("").0, BootArgs::default());
+        assert_eq!(p("hv.test=ipi").0.test, Some(TestAction::Ipi(10_000)));
+        assert_eq!(p("hv.test=ipi:250").0.test, Some(TestAction::Ipi(250)));
+        assert_eq!(p("hv.bench=ipi:2000").0.bench, Some(Bench::Ipi(2000)));
+        assert_eq!(p("hv.bench=ipi").0.bench, Some(Bench::Ipi(1000)));
+        assert_eq!(p("hv.test=ipi:0").1, vec!["hv.test=ipi:0: expected panic, trap or ipi[:N]"]);
+        assert_eq!(p("hv.bench=ipix").1, vec!["hv.bench=ipix: expected ipi[:N]"]);
     }
 
     #[test]
@@ -105,7 +139,7 @@ mod tests {
                 "hv.hpt_pool=lots: expected a size such as 64M",
                 "hv.hpt_pool_order=12: expected an order from 18 to 46",
                 "hv.log=loud: expected error, warn, info, debug or trace",
-                "hv.test=explode: expected panic or trap",
+                "hv.test=explode: expected panic, trap or ipi[:N]",
                 "hv.frobnicate: unknown hypervisor argument",
                 "hv.hpt_pool: unknown hypervisor argument",
             ]

@@ -9,9 +9,12 @@ extern crate alloc;
 
 pub mod bootargs;
 pub mod console;
+pub mod cpumask;
 pub mod devtree;
 pub mod fdtw;
 pub mod hptpool;
 pub mod memmap;
 pub mod pagealloc;
+pub mod smp;
+pub mod time;
 pub mod units;

@@ -117,3 +117,40 @@ pub fn halt() -> ! {
         unsafe { asm!("or 1,1,1", options(nomem, nostack)) };
     }
 }
+
+pub const SPR_DEC: u16 = 22;
+pub const SPR_SDR1: u16 = 25;
+pub const SPR_LPIDR: u16 = 319;
+
+/// LPCR power-saving exit enables (ISA 2.07 bits 47-51; KVM calls bit 49
+/// "PECE0", the ISA "PECE2"). Names here say what they enable.
+pub const LPCR_PECE_PDBELL: u64 = 1 << 16;
+pub const LPCR_PECE_HDBELL: u64 = 1 << 15;
+pub const LPCR_PECE_EXTERNAL: u64 = 1 << 14;
+pub const LPCR_PECE_DEC: u64 = 1 << 13;
+pub const LPCR_PECE_OTHER: u64 = 1 << 12;
+/// External interrupts go to the guest OS (1) or the hypervisor (0).
+pub const LPCR_LPES0: u64 = 1 << 3;
+
+/// Largest positive value of the 32-bit POWER8 decrementer.
+pub const DEC_MAX: u64 = 0x7fff_ffff;
+
+/// Sets this thread's LPCR.
+///
+/// # Safety
+/// LPCR controls partition-wide behaviour; the caller must know the value
+/// is right for the thread's current state.
+pub unsafe fn set_lpcr(v: u64) {
+    // SAFETY: the caller vouches for the value; isync makes it take effect.
+    unsafe {
+        mtspr::<SPR_LPCR>(v);
+        asm!("isync", options(nostack));
+    }
+}
+
+/// Loads the decrementer (ticks until it goes negative; at most DEC_MAX).
+pub fn set_dec(ticks: u64) {
+    // SAFETY: with MSR[EE]=0 (always, in this firmware) an expiring
+    // decrementer only wakes a napping thread when LPCR enables it.
+    unsafe { mtspr::<SPR_DEC>(ticks.min(DEC_MAX)) };
+}

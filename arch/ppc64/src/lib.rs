@@ -14,4 +14,8 @@ pub mod cpu;
 #[cfg(target_arch = "powerpc64")]
 pub mod opal;
 #[cfg(target_arch = "powerpc64")]
+pub mod power;
+#[cfg(target_arch = "powerpc64")]
+pub mod xics;
+#[cfg(target_arch = "powerpc64")]
 pub mod vectors;

@@ -22,8 +22,44 @@ pub struct Paca {
     pub thread_index: u32,
     /// Exceptions taken on this thread.
     pub exceptions: u64,
+    /// Index of this thread in the hypervisor's CPU table.
+    pub cpu_id: u64,
+    /// Top of this thread's normal stack (for a secondary's first entry).
+    pub stack_top: u64,
+    /// This thread's XICS presentation controller window (real address).
+    pub icp_base: u64,
+    /// SRR1 of the last wake-up from nap.
+    pub wake_srr1: u64,
+    /// Context saved by `__power_nap` and restored by `__nap_wake`.
+    pub nap: NapSave,
     /// Context of the last exception taken on this thread.
     pub frame: TrapFrame,
+}
+
+/// What a thread needs to resume after nap: the non-volatile GPRs (r1, r2,
+/// r13-r31), CR and LR of the `__power_nap` caller, and the hypervisor
+/// SPRs a POWER8 can lose in deeper power-saving states (restored only when
+/// SRR1 says hypervisor state was lost). POWER8 nap itself loses nothing,
+/// and QEMU never loses anything; sleep/winkle would also lose HID0/HMEER,
+/// which OPAL's SLW engine restores, and this firmware never enters them.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NapSave {
+    pub r1: u64,
+    pub r2: u64,
+    /// r13..=r31
+    pub nvgpr: [u64; 19],
+    pub cr: u64,
+    pub lr: u64,
+    pub lpcr: u64,
+    pub sdr1: u64,
+    pub lpidr: u64,
+}
+
+impl NapSave {
+    pub const fn new() -> Self {
+        NapSave { r1: 0, r2: 0, nvgpr: [0; 19], cr: 0, lr: 0, lpcr: 0, sdr1: 0, lpidr: 0 }
+    }
 }
 
 impl Paca {
@@ -36,6 +72,11 @@ impl Paca {
             core_index: 0,
             thread_index: 0,
             exceptions: 0,
+            cpu_id: 0,
+            stack_top: 0,
+            icp_base: 0,
+            wake_srr1: 0,
+            nap: NapSave::new(),
             frame: TrapFrame {
                 gpr: [0; 32],
                 cr: 0,
@@ -68,6 +109,20 @@ pub const PACA_EXC_STACK_TOP: usize = offset_of!(Paca, exc_stack_top);
 pub const PACA_PIR: usize = offset_of!(Paca, pir);
 pub const PACA_EXCEPTIONS: usize = offset_of!(Paca, exceptions);
 pub const PACA_FRAME: usize = offset_of!(Paca, frame);
+pub const PACA_STACK_TOP: usize = offset_of!(Paca, stack_top);
+pub const PACA_WAKE_SRR1: usize = offset_of!(Paca, wake_srr1);
+pub const PACA_NAP_R1: usize = offset_of!(Paca, nap) + offset_of!(NapSave, r1);
+pub const PACA_NAP_R2: usize = offset_of!(Paca, nap) + offset_of!(NapSave, r2);
+pub const PACA_NAP_NVGPR: usize = offset_of!(Paca, nap) + offset_of!(NapSave, nvgpr);
+pub const PACA_NAP_CR: usize = offset_of!(Paca, nap) + offset_of!(NapSave, cr);
+pub const PACA_NAP_LR: usize = offset_of!(Paca, nap) + offset_of!(NapSave, lr);
+pub const PACA_NAP_LPCR: usize = offset_of!(Paca, nap) + offset_of!(NapSave, lpcr);
+pub const PACA_NAP_SDR1: usize = offset_of!(Paca, nap) + offset_of!(NapSave, sdr1);
+pub const PACA_NAP_LPIDR: usize = offset_of!(Paca, nap) + offset_of!(NapSave, lpidr);
+
+/// Entries of the PIR -> per-thread-area table (POWER8 PIRs are 13 bits).
+pub const PIR_TABLE_SIZE: usize = 8192;
+pub const PIR_MASK: u64 = PIR_TABLE_SIZE as u64 - 1;
 
 // The stubs address the paca with 16-bit signed displacements.
 const _: () = assert!(core::mem::size_of::<Paca>() < 0x8000);

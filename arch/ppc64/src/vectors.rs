@@ -1,7 +1,8 @@
 //! Exception vectors (copied to real address 0) and the common exception
 //! entry/exit path.
 //!
-//! Every 0x20 slot from 0x100 to 0xFE0 holds a five-instruction stub:
+//! 0x100 (system reset) tells a nap wake-up from a real reset (see below);
+//! every 0x20 slot from 0x200 to 0xFE0 holds a five-instruction stub:
 //! park r13 in HSPRG1, load the per-thread area (`Paca`) from HSPRG0, save
 //! r12, load the vector number (bit 0 set when the interrupt uses HSRR0/1)
 //! and branch to `__exc_low`, which sits right after the vectors in the same
@@ -23,18 +24,33 @@ global_asm!(
     r#"
     .pushsection .vectors, "ax", @progbits
     .balign 4096
-    .set __vec_slot, 0
-    .rept 0x7f
+    # 0x100 system reset: a wake-up from a power-saving state sets
+    # SRR1[46:47]; those go to __nap_wake (power.rs), anything else is a
+    # real reset and takes the common path (with CR0 already clobbered).
+    .org 0x100
+        mtspr 305, 13
+        mfspr 13, 27
+        rldicl 13, 13, 48, 62
+        cmpdi 13, 0
+        beq 1f
+        lis 13, __nap_wake@ha
+        addi 13, 13, __nap_wake@l
+        mtctr 13
+        bctr
+    1:  mfspr 13, 304
+        std 12, {scratch0}(13)
+        li 12, 0x100
+        b __exc_low
+    .set __vec_slot, 0x1e0
+    .rept 0x70
       .set __vec_slot, __vec_slot + 0x20
-      .if __vec_slot >= 0x100
-        .set __vec_hv, ((__vec_slot == 0x500) | (__vec_slot == 0x980) | ((__vec_slot >= 0xe00) & (__vec_slot < 0xf00)) | (__vec_slot == 0xf80))
-        .org __vec_slot
+      .set __vec_hv, ((__vec_slot == 0x500) | (__vec_slot == 0x980) | ((__vec_slot >= 0xe00) & (__vec_slot < 0xf00)) | (__vec_slot == 0xf80))
+      .org __vec_slot
         mtspr 305, 13
         mfspr 13, 304
         std 12, {scratch0}(13)
         li 12, __vec_slot + (__vec_hv & 1)
         b __exc_low
-      .endif
     .endr
     .org 0x1000
     __exc_low:

@@ -1,0 +1,192 @@
+//! Power management and thread start: `nap`, the wake-up path from the
+//! system-reset vector, and the entry point of threads started with
+//! OPAL_START_CPU.
+//!
+//! `__power_nap` is a function call that returns the SRR1 of the wake-up:
+//! it saves the caller's non-volatile state in the per-thread area, runs
+//! POWER8's nap entry sequence and naps. The wake-up arrives at 0x100
+//! (vectors.rs), which sees the power-saving bits in SRR1[46:47] and jumps
+//! to `__nap_wake`; that finds the per-thread area by PIR (so it works even
+//! if HSPRG0 were lost), restores what SRR1 says was lost and returns to
+//! the caller of `__power_nap` with r3 = SRR1.
+
+use crate::paca::*;
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// PIR -> per-thread area, read by `__nap_wake` and `__secondary_start`.
+pub static PACA_BY_PIR: [AtomicU64; PIR_TABLE_SIZE] = [const { AtomicU64::new(0) }; PIR_TABLE_SIZE];
+
+/// Records the per-thread area of the thread with PIR `pir`.
+pub fn register_paca(pir: u32, paca: *mut Paca) {
+    PACA_BY_PIR[(pir as u64 & PIR_MASK) as usize].store(paca as u64, Ordering::Release);
+}
+
+/// Loads r13 with this thread's per-thread area, found by PIR; clobbers r12.
+macro_rules! paca_by_pir_asm {
+    () => {
+        r#"
+        mfspr 13, 1023
+        andi. 13, 13, {pir_mask}
+        sldi 13, 13, 3
+        lis 12, {table}@ha
+        addi 12, 12, {table}@l
+        ldx 13, 12, 13
+        "#
+    };
+}
+
+global_asm!(
+    r#"
+    .pushsection .text.power, "ax", @progbits
+    .balign 16
+    .global __power_nap
+    # u64 __power_nap(void): naps; returns the wake-up's SRR1.
+    __power_nap:
+        mfspr 4, 304
+        std 1, {r1}(4)
+        std 2, {r2}(4)
+        std 13, {nv}+0*8(4)
+        std 14, {nv}+1*8(4)
+        std 15, {nv}+2*8(4)
+        std 16, {nv}+3*8(4)
+        std 17, {nv}+4*8(4)
+        std 18, {nv}+5*8(4)
+        std 19, {nv}+6*8(4)
+        std 20, {nv}+7*8(4)
+        std 21, {nv}+8*8(4)
+        std 22, {nv}+9*8(4)
+        std 23, {nv}+10*8(4)
+        std 24, {nv}+11*8(4)
+        std 25, {nv}+12*8(4)
+        std 26, {nv}+13*8(4)
+        std 27, {nv}+14*8(4)
+        std 28, {nv}+15*8(4)
+        std 29, {nv}+16*8(4)
+        std 30, {nv}+17*8(4)
+        std 31, {nv}+18*8(4)
+        mfcr 0
+        std 0, {cr}(4)
+        mflr 0
+        std 0, {lr}(4)
+        mfspr 0, 318
+        std 0, {lpcr}(4)
+        mfspr 0, 25
+        std 0, {sdr1}(4)
+        mfspr 0, 319
+        std 0, {lpidr}(4)
+        # POWER8 nap entry: every prior store must have completed, so
+        # store, ptesync, load it back and wait for the load.
+        std 0, {wake}(4)
+        ptesync
+        ld 0, {wake}(4)
+    1:  cmpd 0, 0
+        bne 1b
+        nap
+        b .
+
+    .global __nap_wake
+    # Reached from the 0x100 vector after a power-saving wake-up.
+    __nap_wake:
+    "#,
+    paca_by_pir_asm!(),
+    r#"
+        mfspr 12, 27
+        std 12, {wake}(13)
+        rldicl 11, 12, 48, 62
+        cmpdi 11, 3
+        bne 2f
+        # Hypervisor state lost (never after nap): restore the partition
+        # registers saved before the power-saving instruction.
+        ld 11, {lpcr}(13)
+        mtspr 318, 11
+        ld 11, {sdr1}(13)
+        mtspr 25, 11
+        ld 11, {lpidr}(13)
+        mtspr 319, 11
+        isync
+    2:  mtspr 304, 13
+        ld 1, {r1}(13)
+        ld 2, {r2}(13)
+        ld 14, {nv}+1*8(13)
+        ld 15, {nv}+2*8(13)
+        ld 16, {nv}+3*8(13)
+        ld 17, {nv}+4*8(13)
+        ld 18, {nv}+5*8(13)
+        ld 19, {nv}+6*8(13)
+        ld 20, {nv}+7*8(13)
+        ld 21, {nv}+8*8(13)
+        ld 22, {nv}+9*8(13)
+        ld 23, {nv}+10*8(13)
+        ld 24, {nv}+11*8(13)
+        ld 25, {nv}+12*8(13)
+        ld 26, {nv}+13*8(13)
+        ld 27, {nv}+14*8(13)
+        ld 28, {nv}+15*8(13)
+        ld 29, {nv}+16*8(13)
+        ld 30, {nv}+17*8(13)
+        ld 31, {nv}+18*8(13)
+        ld 0, {cr}(13)
+        mtcrf 0xff, 0
+        ld 0, {lr}(13)
+        mtlr 0
+        ld 13, {nv}+0*8(13)
+        # The wake-up cleared MSR[RI] (and may have cleared ME).
+        mfmsr 11
+        ori 11, 11, 0x1002
+        mtmsrd 11
+        mr 3, 12
+        blr
+
+    .global __secondary_start
+    # Threads started by OPAL_START_CPU arrive here big-endian, r3 = PIR.
+    __secondary_start:
+    "#,
+    crate::fixup_endian_asm!(),
+    paca_by_pir_asm!(),
+    r#"
+        mtspr 304, 13
+        ld 1, {stack_top}(13)
+        li 0, 0
+        stdu 0, -112(1)
+        lis 2, .TOC.@ha
+        addi 2, 2, .TOC.@l
+        mr 3, 13
+        bl hv_secondary_main
+        nop
+        b .
+    .popsection
+    "#,
+    table = sym PACA_BY_PIR,
+    pir_mask = const PIR_MASK,
+    r1 = const PACA_NAP_R1,
+    r2 = const PACA_NAP_R2,
+    nv = const PACA_NAP_NVGPR,
+    cr = const PACA_NAP_CR,
+    lr = const PACA_NAP_LR,
+    lpcr = const PACA_NAP_LPCR,
+    sdr1 = const PACA_NAP_SDR1,
+    lpidr = const PACA_NAP_LPIDR,
+    wake = const PACA_WAKE_SRR1,
+    stack_top = const PACA_STACK_TOP,
+);
+
+unsafe extern "C" {
+    fn __power_nap() -> u64;
+    fn __secondary_start();
+}
+
+/// Naps until a wake-up event enabled in LPCR[PECE] (and pending at the
+/// thread) occurs; returns the SRR1 of the wake-up. Nothing is lost.
+pub fn nap() -> u64 {
+    // SAFETY: `__power_nap` saves every non-volatile register and the LR in
+    // this thread's per-thread area (HSPRG0 must point at it, which thread
+    // start-up guarantees) and `__nap_wake` restores them, so to the caller
+    // this is an ordinary call that clobbers only volatile registers.
+    unsafe { __power_nap() }
+}
+
+/// Real address where OPAL_START_CPU should start a secondary thread.
+pub fn secondary_entry() -> u64 {
+    __secondary_start as *const () as u64
+}

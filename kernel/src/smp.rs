@@ -1,0 +1,460 @@
+//! Hardware threads as the hypervisor sees them: per-thread state, wake-up
+//! accounting, and cross-thread calls ("run this function on thread X")
+//! carried by inter-processor interrupts.
+//!
+//! The machine side (sending an XICS IPI, napping until woken) is the
+//! `Machine` trait; the firmware implements it on POWER8 and the tests with
+//! host threads. Every wait here is an idle wait (`Machine::idle`, `nap` on
+//! POWER8): a thread that waits for a reply sleeps until the reply's IPI
+//! wakes it.
+//!
+//! Mailbox protocol (one slot per target thread):
+//! `FREE -claim-> CLAIMED -post-> POSTED -take-> RUNNING -finish-> DONE -collect-> FREE`
+//! (or `RUNNING -finish-> FREE` for calls nobody waits for). The sender
+//! claims the slot with a compare-and-swap, fills it, publishes it with a
+//! release store of POSTED and raises the IPI; the target takes it with an
+//! acquire CAS, runs it, publishes DONE and raises an IPI back to a waiting
+//! sender.
+
+use crate::cpumask::CpuMask;
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+/// A function run on another thread: takes and returns one word.
+pub type CallFn = fn(u64) -> u64;
+
+/// Why a thread left nap, from SRR1[42:45] at the 0x100 wake-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WakeReason {
+    External,
+    Decrementer,
+    Doorbell,
+    HvDoorbell,
+    Other,
+}
+
+impl WakeReason {
+    pub const ALL: [WakeReason; 5] = [
+        WakeReason::External,
+        WakeReason::Decrementer,
+        WakeReason::Doorbell,
+        WakeReason::HvDoorbell,
+        WakeReason::Other,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WakeReason::External => "external",
+            WakeReason::Decrementer => "decrementer",
+            WakeReason::Doorbell => "doorbell",
+            WakeReason::HvDoorbell => "hv-doorbell",
+            WakeReason::Other => "other",
+        }
+    }
+
+    /// Decodes the wake reason field of SRR1 (ISA 2.07, bits 42:45).
+    pub fn from_srr1(srr1: u64) -> WakeReason {
+        match srr1 & SRR1_WAKE_MASK {
+            SRR1_WAKE_EXTERNAL => WakeReason::External,
+            SRR1_WAKE_DEC => WakeReason::Decrementer,
+            SRR1_WAKE_DBELL => WakeReason::Doorbell,
+            SRR1_WAKE_HDBELL => WakeReason::HvDoorbell,
+            _ => WakeReason::Other,
+        }
+    }
+}
+
+pub const SRR1_WAKE_MASK: u64 = 0x003c_0000;
+pub const SRR1_WAKE_EXTERNAL: u64 = 0x0020_0000;
+pub const SRR1_WAKE_DEC: u64 = 0x0018_0000;
+pub const SRR1_WAKE_DBELL: u64 = 0x0014_0000;
+pub const SRR1_WAKE_HDBELL: u64 = 0x000c_0000;
+/// SRR1[46:47]: what the power-saving state lost.
+pub const SRR1_WS_MASK: u64 = 0x0003_0000;
+pub const SRR1_WS_NOLOSS: u64 = 0x0001_0000;
+pub const SRR1_WS_GPRLOSS: u64 = 0x0002_0000;
+pub const SRR1_WS_HVLOSS: u64 = 0x0003_0000;
+
+/// Per-thread event counters.
+#[derive(Default, Debug)]
+pub struct Counters {
+    wakes: [AtomicU64; 5],
+    pub ipis_sent: AtomicU64,
+    pub ipis_received: AtomicU64,
+    /// External-interrupt wakes that found no IPI (another source).
+    pub spurious: AtomicU64,
+    pub calls_run: AtomicU64,
+}
+
+impl Counters {
+    pub fn count_wake(&self, r: WakeReason) {
+        self.wakes[r as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn wakes(&self, r: WakeReason) -> u64 {
+        self.wakes[r as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn total_wakes(&self) -> u64 {
+        WakeReason::ALL.iter().map(|r| self.wakes(*r)).sum()
+    }
+
+    pub fn snapshot(&self) -> CounterSnapshot {
+        CounterSnapshot {
+            wakes: WakeReason::ALL.map(|r| self.wakes(r)),
+            ipis_sent: self.ipis_sent.load(Ordering::Relaxed),
+            ipis_received: self.ipis_received.load(Ordering::Relaxed),
+            spurious: self.spurious.load(Ordering::Relaxed),
+            calls_run: self.calls_run.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counter values at one moment; subtract two to get a window's events.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    pub wakes: [u64; 5],
+    pub ipis_sent: u64,
+    pub ipis_received: u64,
+    pub spurious: u64,
+    pub calls_run: u64,
+}
+
+impl CounterSnapshot {
+    pub fn since(&self, earlier: &CounterSnapshot) -> CounterSnapshot {
+        CounterSnapshot {
+            wakes: core::array::from_fn(|i| self.wakes[i] - earlier.wakes[i]),
+            ipis_sent: self.ipis_sent - earlier.ipis_sent,
+            ipis_received: self.ipis_received - earlier.ipis_received,
+            spurious: self.spurious - earlier.spurious,
+            calls_run: self.calls_run - earlier.calls_run,
+        }
+    }
+
+    pub fn wakes_of(&self, r: WakeReason) -> u64 {
+        self.wakes[r as usize]
+    }
+}
+
+impl fmt::Display for CounterSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ipi-sent={} ipi-received={} calls={} wakes:",
+            self.ipis_sent, self.ipis_received, self.calls_run
+        )?;
+        for r in WakeReason::ALL {
+            write!(f, " {}={}", r.name(), self.wakes_of(r))?;
+        }
+        write!(f, " spurious={}", self.spurious)
+    }
+}
+
+const FREE: u32 = 0;
+const CLAIMED: u32 = 1;
+const POSTED: u32 = 2;
+const RUNNING: u32 = 3;
+const DONE: u32 = 4;
+
+/// A posted call as the target sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Request {
+    pub func: CallFn,
+    pub arg: u64,
+    pub from: usize,
+    pub wait: bool,
+}
+
+/// One thread's call slot.
+#[derive(Debug, Default)]
+pub struct Mailbox {
+    state: AtomicU32,
+    func: AtomicUsize,
+    arg: AtomicU64,
+    ret: AtomicU64,
+    from: AtomicUsize,
+    wait: AtomicBool,
+}
+
+impl Mailbox {
+    pub const fn new() -> Self {
+        Mailbox {
+            state: AtomicU32::new(FREE),
+            func: AtomicUsize::new(0),
+            arg: AtomicU64::new(0),
+            ret: AtomicU64::new(0),
+            from: AtomicUsize::new(0),
+            wait: AtomicBool::new(false),
+        }
+    }
+
+    /// Sender: takes the free slot.
+    pub fn claim(&self) -> bool {
+        self.state
+            .compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Sender: fills a claimed slot and publishes it.
+    pub fn post(&self, from: usize, func: CallFn, arg: u64, wait: bool) {
+        debug_assert_eq!(self.state.load(Ordering::Relaxed), CLAIMED);
+        self.func.store(func as usize, Ordering::Relaxed);
+        self.arg.store(arg, Ordering::Relaxed);
+        self.from.store(from, Ordering::Relaxed);
+        self.wait.store(wait, Ordering::Relaxed);
+        self.state.store(POSTED, Ordering::Release);
+    }
+
+    /// Target: takes a posted request, if any.
+    pub fn take(&self) -> Option<Request> {
+        self.state
+            .compare_exchange(POSTED, RUNNING, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        let f = self.func.load(Ordering::Relaxed);
+        // SAFETY: `func` was stored from a `CallFn` by `post`, and the
+        // acquire above orders this load after that store.
+        let func: CallFn = unsafe { core::mem::transmute::<usize, CallFn>(f) };
+        Some(Request {
+            func,
+            arg: self.arg.load(Ordering::Relaxed),
+            from: self.from.load(Ordering::Relaxed),
+            wait: self.wait.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Target: publishes the result (DONE for a waiting sender, else FREE).
+    pub fn finish(&self, req: &Request, ret: u64) {
+        if req.wait {
+            self.ret.store(ret, Ordering::Relaxed);
+            self.state.store(DONE, Ordering::Release);
+        } else {
+            self.state.store(FREE, Ordering::Release);
+        }
+    }
+
+    /// Sender: the result of a finished call, freeing the slot.
+    pub fn collect(&self) -> Option<u64> {
+        self.state
+            .compare_exchange(DONE, FREE, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        Some(self.ret.load(Ordering::Relaxed))
+    }
+}
+
+/// One hardware thread.
+#[derive(Debug)]
+pub struct CpuState {
+    /// Dense index into `Smp::cpus`.
+    pub id: usize,
+    pub pir: u32,
+    pub core: usize,
+    pub thread: usize,
+    /// This thread's XICS presentation controller window (real address).
+    pub icp_base: u64,
+    online: AtomicBool,
+    pub mailbox: Mailbox,
+    pub stats: Counters,
+}
+
+impl CpuState {
+    pub fn new(id: usize, pir: u32, core: usize, thread: usize, icp_base: u64) -> Self {
+        CpuState {
+            id,
+            pir,
+            core,
+            thread,
+            icp_base,
+            online: AtomicBool::new(false),
+            mailbox: Mailbox::new(),
+            stats: Counters::default(),
+        }
+    }
+
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Acquire)
+    }
+
+    pub fn set_online(&self) {
+        self.online.store(true, Ordering::Release);
+    }
+}
+
+/// Why a cross-thread call was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallError {
+    /// No thread with this PIR exists on the machine.
+    NoSuchThread(u32),
+    /// The thread exists but has not come online.
+    Offline(u32),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::NoSuchThread(p) => write!(f, "no thread with PIR {p:#x} on this machine"),
+            CallError::Offline(p) => write!(f, "thread PIR {p:#x} is not online"),
+        }
+    }
+}
+
+/// What the hypervisor needs from the machine to run calls across threads.
+pub trait Machine: Sync {
+    /// Raises an IPI at `to` (POWER8: byte store to its ICP's MFRR).
+    fn send_ipi(&self, to: &CpuState);
+    /// Sleeps until something wakes `me` or `deadline` (timebase) passes,
+    /// then acknowledges any IPI: counts the wake in `me.stats` and, for an
+    /// IPI, `ipis_received`.
+    fn idle(&self, me: &CpuState, deadline: Option<u64>);
+    /// The timebase.
+    fn now(&self) -> u64;
+}
+
+/// All hardware threads and the machine that connects them.
+pub struct Smp<M: Machine> {
+    pub cpus: Vec<CpuState>,
+    pub machine: M,
+}
+
+impl<M: Machine> Smp<M> {
+    pub fn new(cpus: Vec<CpuState>, machine: M) -> Self {
+        Smp { cpus, machine }
+    }
+
+    /// The thread with this PIR.
+    pub fn by_pir(&self, pir: u32) -> Option<&CpuState> {
+        self.cpus.iter().find(|c| c.pir == pir)
+    }
+
+    /// Threads of core `core`, thread 0 first.
+    pub fn core_threads(&self, core: usize) -> impl Iterator<Item = &CpuState> + '_ {
+        self.cpus.iter().filter(move |c| c.core == core)
+    }
+
+    /// Runs every call posted to `me`; returns how many ran.
+    pub fn service(&self, me: &CpuState) -> usize {
+        let mut n = 0;
+        while let Some(req) = me.mailbox.take() {
+            me.stats.calls_run.fetch_add(1, Ordering::Relaxed);
+            let ret = (req.func)(req.arg);
+            me.mailbox.finish(&req, ret);
+            if req.wait {
+                self.ipi(me, &self.cpus[req.from]);
+            }
+            n += 1;
+        }
+        n
+    }
+
+    fn ipi(&self, me: &CpuState, to: &CpuState) {
+        me.stats.ipis_sent.fetch_add(1, Ordering::Relaxed);
+        self.machine.send_ipi(to);
+    }
+
+    /// Idles (servicing calls) until `cond` holds or `timeout` ticks pass;
+    /// returns whether `cond` held.
+    pub fn wait_until(&self, me: &CpuState, timeout: Option<u64>, mut cond: impl FnMut() -> bool) -> bool {
+        let deadline = timeout.map(|t| self.machine.now().saturating_add(t));
+        loop {
+            self.service(me);
+            if cond() {
+                return true;
+            }
+            if deadline.is_some_and(|d| self.machine.now() >= d) {
+                return false;
+            }
+            self.machine.idle(me, deadline);
+        }
+    }
+
+    /// Sleeps until `done` yields a value. Every reply comes with an IPI,
+    /// so this idles *first*: the reply's IPI is always acknowledged here
+    /// (at once if it is already pending) and never left to coalesce with
+    /// the next one sent to this thread.
+    fn wait_reply<T>(&self, me: &CpuState, mut done: impl FnMut(&Self) -> Option<T>) -> T {
+        loop {
+            self.machine.idle(me, None);
+            self.service(me);
+            if let Some(v) = done(self) {
+                return v;
+            }
+        }
+    }
+
+    /// The idle loop of a thread with nothing else to do.
+    pub fn idle_loop(&self, me: &CpuState) -> ! {
+        loop {
+            self.service(me);
+            self.machine.idle(me, None);
+        }
+    }
+
+    fn target(&self, pir: u32) -> Result<&CpuState, CallError> {
+        let t = self.by_pir(pir).ok_or(CallError::NoSuchThread(pir))?;
+        if !t.is_online() {
+            return Err(CallError::Offline(pir));
+        }
+        Ok(t)
+    }
+
+    fn post(&self, me: &CpuState, t: &CpuState, func: CallFn, arg: u64, wait: bool) {
+        // Another sender may hold the slot: idle until it is free (its
+        // owner's reply wakes nobody here, so poll with service in between).
+        while !t.mailbox.claim() {
+            self.service(me);
+            core::hint::spin_loop();
+        }
+        t.mailbox.post(me.id, func, arg, wait);
+        self.ipi(me, t);
+    }
+
+    /// Runs `func(arg)` on the thread with PIR `pir`; with `wait`, sleeps
+    /// until it has run and returns its result. A call to oneself runs
+    /// inline.
+    pub fn call(&self, me: &CpuState, pir: u32, func: CallFn, arg: u64, wait: bool) -> Result<Option<u64>, CallError> {
+        let t = self.target(pir)?;
+        if t.id == me.id {
+            return Ok(Some(func(arg)));
+        }
+        self.post(me, t, func, arg, wait);
+        if !wait {
+            return Ok(None);
+        }
+        Ok(Some(self.wait_reply(me, |_| t.mailbox.collect())))
+    }
+
+    /// Runs `func(arg)` on every thread in `targets` (indexes into `cpus`)
+    /// at once: posts all, raises one IPI each, then (with `wait`) sleeps
+    /// until all have run. This is how thread 0 of a core wakes exactly the
+    /// secondaries it needs.
+    pub fn call_many(&self, me: &CpuState, targets: &CpuMask, func: CallFn, arg: u64, wait: bool) -> Result<(), CallError> {
+        for i in targets.iter() {
+            let t = self.cpus.get(i).ok_or(CallError::NoSuchThread(u32::MAX))?;
+            if !t.is_online() {
+                return Err(CallError::Offline(t.pir));
+            }
+        }
+        for i in targets.iter().filter(|i| *i != me.id) {
+            self.post(me, &self.cpus[i], func, arg, wait);
+        }
+        if targets.test(me.id) {
+            func(arg);
+        }
+        let mut pending = *targets;
+        pending.clear(me.id);
+        if wait && !pending.is_empty() {
+            self.wait_reply(me, |s| {
+                for i in pending.iter().collect::<Vec<_>>() {
+                    if s.cpus[i].mailbox.collect().is_some() {
+                        pending.clear(i);
+                    }
+                }
+                pending.is_empty().then_some(())
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
