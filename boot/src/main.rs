@@ -9,6 +9,8 @@ extern crate alloc;
 
 mod entry;
 mod mem;
+mod selftest;
+mod smp;
 mod trap;
 
 use kernel::console::{Console, Hooks};
@@ -19,10 +21,12 @@ pub static CONSOLE: Console = Console::new();
 
 /// Prints the final status line and powers the machine off.
 pub fn power_off(ok: bool) -> ! {
+    smp::print_counters();
+    // Printed without a level tag: runners match these exact markers.
     if ok {
         info!(target: "hv", "power off (ok)");
     } else {
-        error!(target: "hv", "power off (failure)");
+        info!(target: "hv", "power off (failure)");
     }
     opal::power_down()
 }
@@ -62,6 +66,7 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
     trap::init_boot_thread();
 
     let boot = mem::init(fdt_addr);
+    smp::init(&boot.topology, &boot.icps);
 
     match boot.args.test {
         Some(kernel::bootargs::TestAction::Panic) => {
@@ -73,7 +78,11 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
             cpu::trap();
             fatal(format_args!("returned from a deliberate trap"));
         }
-        None => {}
+        Some(kernel::bootargs::TestAction::Ipi(n)) if !selftest::ipi_test(n) => power_off(false),
+        _ => {}
+    }
+    if let Some(kernel::bootargs::Bench::Ipi(n)) = boot.args.bench {
+        selftest::ipi_bench(n);
     }
     power_off(true)
 }

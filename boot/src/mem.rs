@@ -34,7 +34,7 @@ unsafe extern "C" {
 pub struct BootInfo {
     pub args: BootArgs,
     pub topology: Topology,
-    pub initrd: Option<Range>,
+    pub icps: alloc::vec::Vec<devtree::IcpWindow>,
 }
 
 fn fdt_blob(addr: u64) -> &'static [u8] {
@@ -163,6 +163,7 @@ pub fn init(fdt_addr: u64) -> BootInfo {
 
     let topology = devtree::topology(&fdt).unwrap_or_else(|e| fatal(format_args!("{e}")));
     crate::CONSOLE.set_timebase_hz(topology.timebase_hz);
+    kernel::time::set_timebase_hz(topology.timebase_hz);
     let icps = devtree::icp_windows(&fdt).unwrap_or_else(|e| fatal(format_args!("{e}")));
     for c in &topology.cores {
         info!(
@@ -208,7 +209,7 @@ pub fn init(fdt_addr: u64) -> BootInfo {
     BootInfo {
         args,
         topology,
-        initrd: chosen.initrd,
+        icps,
     }
 }
 

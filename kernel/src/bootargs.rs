@@ -38,7 +38,10 @@ fn with_count(v: &str, name: &str, default: u32) -> Option<u32> {
     if rest.is_empty() {
         return Some(default);
     }
-    rest.strip_prefix(':')?.parse::<u32>().ok().filter(|n| (1..=10_000_000).contains(n))
+    rest.strip_prefix(':')?
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=10_000_000).contains(n))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -125,8 +128,14 @@ mod tests {
         assert_eq!(p("hv.test=ipi:250").0.test, Some(TestAction::Ipi(250)));
         assert_eq!(p("hv.bench=ipi:2000").0.bench, Some(Bench::Ipi(2000)));
         assert_eq!(p("hv.bench=ipi").0.bench, Some(Bench::Ipi(1000)));
-        assert_eq!(p("hv.test=ipi:0").1, vec!["hv.test=ipi:0: expected panic, trap or ipi[:N]"]);
-        assert_eq!(p("hv.bench=ipix").1, vec!["hv.bench=ipix: expected ipi[:N]"]);
+        assert_eq!(
+            p("hv.test=ipi:0").1,
+            vec!["hv.test=ipi:0: expected panic, trap or ipi[:N]"]
+        );
+        assert_eq!(
+            p("hv.bench=ipix").1,
+            vec!["hv.bench=ipix: expected ipi[:N]"]
+        );
     }
 
     #[test]

@@ -170,6 +170,10 @@ impl Console {
     /// without it rather than deadlocking.
     pub fn write_line(&self, line: &[u8]) {
         let Some(h) = self.hooks.get() else { return };
+        self.locked(h, |h| (h.write)(line));
+    }
+
+    fn locked(&self, h: &Hooks, f: impl FnOnce(&Hooks)) {
         let me = (h.cpu_id)();
         let reentrant = self.owner.load(Ordering::Relaxed) == me;
         if !reentrant {
@@ -181,25 +185,28 @@ impl Console {
                 core::hint::spin_loop();
             }
         }
-        (h.write)(line);
+        f(h);
         if !reentrant {
             self.owner.store(NO_OWNER, Ordering::Release);
         }
     }
 
-    /// Formats and writes one line.
+    /// Formats and writes one line. The timestamp is taken under the lock,
+    /// so timestamps on the console never go backwards.
     pub fn line(&self, level: log::Level, target: &str, args: fmt::Arguments<'_>) {
         let Some(h) = self.hooks.get() else { return };
-        let mut buf = LineBuf::new();
-        format_line(
-            &mut buf,
-            (h.ticks)(),
-            self.tb_hz.load(Ordering::Relaxed),
-            level,
-            target,
-            args,
-        );
-        self.write_line(buf.as_bytes());
+        self.locked(h, |h| {
+            let mut buf = LineBuf::new();
+            format_line(
+                &mut buf,
+                (h.ticks)(),
+                self.tb_hz.load(Ordering::Relaxed),
+                level,
+                target,
+                args,
+            );
+            (h.write)(buf.as_bytes());
+        });
     }
 }
 

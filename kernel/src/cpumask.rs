@@ -88,7 +88,9 @@ pub struct AtomicCpuMask {
 
 impl AtomicCpuMask {
     pub const fn new() -> Self {
-        AtomicCpuMask { w: [const { AtomicU64::new(0) }; WORDS] }
+        AtomicCpuMask {
+            w: [const { AtomicU64::new(0) }; WORDS],
+        }
     }
 
     pub fn set(&self, i: usize) {
@@ -149,7 +151,10 @@ mod tests {
         assert!(!m.test_and_clear(64));
         m.clear(0);
         assert_eq!(m.iter().collect::<Vec<_>>(), vec![3, 63, 130, 255]);
-        assert_eq!(CpuMask::first_n(5).iter().collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(
+            CpuMask::first_n(5).iter().collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4]
+        );
     }
 
     #[test]

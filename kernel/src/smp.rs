@@ -353,7 +353,12 @@ impl<M: Machine> Smp<M> {
 
     /// Idles (servicing calls) until `cond` holds or `timeout` ticks pass;
     /// returns whether `cond` held.
-    pub fn wait_until(&self, me: &CpuState, timeout: Option<u64>, mut cond: impl FnMut() -> bool) -> bool {
+    pub fn wait_until(
+        &self,
+        me: &CpuState,
+        timeout: Option<u64>,
+        mut cond: impl FnMut() -> bool,
+    ) -> bool {
         let deadline = timeout.map(|t| self.machine.now().saturating_add(t));
         loop {
             self.service(me);
@@ -411,7 +416,14 @@ impl<M: Machine> Smp<M> {
     /// Runs `func(arg)` on the thread with PIR `pir`; with `wait`, sleeps
     /// until it has run and returns its result. A call to oneself runs
     /// inline.
-    pub fn call(&self, me: &CpuState, pir: u32, func: CallFn, arg: u64, wait: bool) -> Result<Option<u64>, CallError> {
+    pub fn call(
+        &self,
+        me: &CpuState,
+        pir: u32,
+        func: CallFn,
+        arg: u64,
+        wait: bool,
+    ) -> Result<Option<u64>, CallError> {
         let t = self.target(pir)?;
         if t.id == me.id {
             return Ok(Some(func(arg)));
@@ -427,7 +439,14 @@ impl<M: Machine> Smp<M> {
     /// at once: posts all, raises one IPI each, then (with `wait`) sleeps
     /// until all have run. This is how thread 0 of a core wakes exactly the
     /// secondaries it needs.
-    pub fn call_many(&self, me: &CpuState, targets: &CpuMask, func: CallFn, arg: u64, wait: bool) -> Result<(), CallError> {
+    pub fn call_many(
+        &self,
+        me: &CpuState,
+        targets: &CpuMask,
+        func: CallFn,
+        arg: u64,
+        wait: bool,
+    ) -> Result<(), CallError> {
         for i in targets.iter() {
             let t = self.cpus.get(i).ok_or(CallError::NoSuchThread(u32::MAX))?;
             if !t.is_online() {

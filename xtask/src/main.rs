@@ -3,8 +3,10 @@
 //! - `build`  builds the firmware image and checks it (no FP/vector code)
 //! - `run`    boots it under QEMU (same as ./qemu-run.sh)
 //! - `test`   host unit tests, lint, firmware build, QEMU smoke tests
+//! - `bench`  deterministic benchmarks under -icount
 //! - `dtb`    captures the device tree skiboot hands over, as a fixture
 
+mod bench;
 mod build;
 mod qemu;
 mod smoke;
@@ -26,6 +28,7 @@ fn usage() -> ExitCode {
          \n  run [qemu-run.sh args]   boot the firmware under QEMU\
          \n  test [--no-lint] [--only NAME]\
          \n                           host tests, lint, image build, QEMU smoke tests\
+         \n  bench [NAME]             deterministic benchmarks (-icount), Markdown table\
          \n  dtb --cores N --threads N --memory SIZE OUT.dtb\
          \n                           save the device tree skiboot passes to the payload"
     );
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         "run" => qemu::exec_run(rest),
         "test" => smoke::test(rest),
         "dtb" => qemu::dump_dtb(rest),
+        "bench" => bench::bench(rest),
         _ => return usage(),
     };
     match r {

@@ -114,6 +114,104 @@ fn boot_counts(b: &Boot, cores: u64, threads: u64, mem: u64, pool: u64) -> Resul
     )
 }
 
+/// The `ipi: PIR .. core C thread T: ipi-sent=.. ipi-received=.. calls=..
+/// wakes: external=.. decrementer=.. ...` lines, as (pir, core, thread, counters).
+type IpiLine = (u64, u64, u64, Vec<(String, u64)>);
+
+fn ipi_lines(b: &Boot) -> Vec<IpiLine> {
+    let mut out = Vec::new();
+    for l in b.lines() {
+        let Some((_, rest)) = l.split_once("ipi: PIR 0x") else {
+            continue;
+        };
+        let Some((head, counters)) = rest.split_once(": ipi-sent=") else {
+            continue;
+        };
+        let mut h = head.split_whitespace();
+        let pir = u64::from_str_radix(h.next().unwrap_or(""), 16).unwrap_or(u64::MAX);
+        let core = h.nth(1).and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
+        let thread = h.nth(1).and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
+        let kv = format!("ipi-sent={counters}")
+            .split_whitespace()
+            .filter_map(|w| {
+                w.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.parse().unwrap_or(u64::MAX)))
+            })
+            .collect();
+        out.push((pir, core, thread, kv));
+    }
+    out
+}
+
+/// Independent check of the IPI test's accounting from its console lines.
+fn ipi_check(b: &Boot, cores: u64, threads: u64, rounds: u64) -> Result<(), String> {
+    has(b, "hv: power off (ok)")?;
+    has(
+        b,
+        "ipi: call to PIR 0x1fff refused: no thread with PIR 0x1fff on this machine",
+    )?;
+    has(b, "ipi: verdict ok")?;
+    let n = cores * threads;
+    has(
+        b,
+        &format!("cpu: {n} of {n} threads online, {} answered a call", n - 1),
+    )?;
+    let lines = ipi_lines(b);
+    expect(
+        lines.len() as u64 == n,
+        &format!("{} per-thread ipi lines, want {n}", lines.len()),
+    )?;
+    let (mut sent, mut recv) = (0, 0);
+    for (pir, core, thread, kv) in &lines {
+        // powernv8 numbering: PIR = chip<<7 | core-id<<3 | thread.
+        expect(
+            pir & 7 == *thread,
+            &format!("PIR {pir:#x} reported as thread {thread}"),
+        )?;
+        expect(
+            *core < cores && *thread < threads,
+            &format!("PIR {pir:#x}: core {core} thread {thread}"),
+        )?;
+        let v = |k: &str| get(kv, k);
+        sent += v("ipi-sent");
+        recv += v("ipi-received");
+        expect(
+            v("external") == v("ipi-received"),
+            &format!("PIR {pir:#x}: external wakes != IPIs received"),
+        )?;
+        for k in [
+            "decrementer",
+            "doorbell",
+            "hv-doorbell",
+            "other",
+            "spurious",
+        ] {
+            expect(v(k) == 0, &format!("PIR {pir:#x}: {k}={}", v(k)))?;
+        }
+        if *thread != 0 {
+            expect(
+                v("calls") > 0 && v("calls") == v("ipi-received"),
+                &format!("PIR {pir:#x}: calls != IPIs"),
+            )?;
+        }
+    }
+    // Each round trip is an IPI there and one back; each coordinator other
+    // than the boot thread costs one more call (two IPIs).
+    let want = 2 * (rounds * cores + (cores - 1));
+    expect(
+        sent == want && recv == want,
+        &format!("IPIs sent={sent} received={recv}, want {want}"),
+    )?;
+    let runs = b
+        .lines()
+        .filter(|l| l.contains(&format!("{rounds} round trips to {} threads", n - 1)))
+        .count() as u64;
+    expect(
+        runs == cores,
+        &format!("{runs} coordinator runs, want {cores}"),
+    )
+}
+
 const SMOKES: &[Smoke] = &[
     Smoke {
         name: "boot-2c4t-2g",
@@ -129,6 +227,28 @@ const SMOKES: &[Smoke] = &[
             has(b, "cpu: timebase 512000000 Hz")?;
             has(b, "xics: 8 ICP windows")?;
             has(b, "firmware (")?;
+            has(b, "cpu: 8 of 8 threads online, 7 answered a call")?;
+            for (pir, core, thread) in [
+                (0x8, 0, 0),
+                (0x9, 0, 1),
+                (0xa, 0, 2),
+                (0xb, 0, 3),
+                (0x10, 1, 0),
+                (0x11, 1, 1),
+                (0x12, 1, 2),
+                (0x13, 1, 3),
+            ] {
+                // The boot thread (0x8 or 0x10) does not print an online line.
+                let online = format!("cpu: PIR {pir:#x} online: core {core} thread {thread}");
+                let counters = format!("cpu: PIR {pir:#x} core {core} thread {thread}: ipi-sent=");
+                expect(
+                    b.find(&online).is_some()
+                        || b.find("boot thread PIR")
+                            .is_some_and(|l| l.ends_with(&format!("PIR {pir:#x})"))),
+                    &format!("no `{online}`"),
+                )?;
+                has(b, &counters)?;
+            }
             has(b, "trap: exception vectors installed")
         },
     },
@@ -162,7 +282,7 @@ const SMOKES: &[Smoke] = &[
         check: |b| {
             has(b, "hv: error: panic at boot/src/main.rs:")?;
             has(b, "deliberate panic requested by hv.test=panic")?;
-            has(b, "hv: error: power off (failure)")?;
+            has(b, "hv: power off (failure)")?;
             expect(
                 b.find("power off (ok)").is_none(),
                 "ok line on a failed run",
@@ -192,8 +312,29 @@ const SMOKES: &[Smoke] = &[
                 srr1.is_some_and(|v| v & 0x20000 != 0),
                 &format!("SRR1 without the trap bit: `{l}`"),
             )?;
-            has(b, "hv: error: power off (failure)")
+            has(b, "hv: power off (failure)")
         },
+    },
+    Smoke {
+        name: "ipi-10000-round-trips-2c4t",
+        args: &["--cores", "2", "--threads", "4", "--append", "hv.test=ipi"],
+        status: 0,
+        check: |b| ipi_check(b, 2, 4, 10_000),
+    },
+    Smoke {
+        name: "ipi-10000-round-trips-1c4t",
+        args: &[
+            "--cores",
+            "1",
+            "--threads",
+            "4",
+            "--memory",
+            "1G",
+            "--append",
+            "hv.test=ipi",
+        ],
+        status: 0,
+        check: |b| ipi_check(b, 1, 4, 10_000),
     },
     Smoke {
         name: "runner-timeout-exit-2",
@@ -218,6 +359,23 @@ pub fn test(args: &[String]) -> Result<(), String> {
             step(
                 "cargo fmt --check",
                 cargo().args(["fmt", "--all", "--check"]),
+            )?;
+            step(
+                "cargo clippy (firmware)",
+                cargo().args([
+                    "clippy",
+                    "--package",
+                    "boot",
+                    "--release",
+                    "--target",
+                    "ppc64le-hv.json",
+                    "-Zjson-target-spec",
+                    "-Zbuild-std=core,alloc,compiler_builtins",
+                    "-Zbuild-std-features=compiler-builtins-mem",
+                    "--",
+                    "-D",
+                    "warnings",
+                ]),
             )?;
             step(
                 "cargo clippy (host crates)",

@@ -16,6 +16,6 @@ pub mod opal;
 #[cfg(target_arch = "powerpc64")]
 pub mod power;
 #[cfg(target_arch = "powerpc64")]
-pub mod xics;
-#[cfg(target_arch = "powerpc64")]
 pub mod vectors;
+#[cfg(target_arch = "powerpc64")]
+pub mod xics;

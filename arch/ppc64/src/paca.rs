@@ -58,7 +58,16 @@ pub struct NapSave {
 
 impl NapSave {
     pub const fn new() -> Self {
-        NapSave { r1: 0, r2: 0, nvgpr: [0; 19], cr: 0, lr: 0, lpcr: 0, sdr1: 0, lpidr: 0 }
+        NapSave {
+            r1: 0,
+            r2: 0,
+            nvgpr: [0; 19],
+            cr: 0,
+            lr: 0,
+            lpcr: 0,
+            sdr1: 0,
+            lpidr: 0,
+        }
     }
 }
 

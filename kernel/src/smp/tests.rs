@@ -63,7 +63,12 @@ fn machine() -> Arc<Smp<Fake>> {
     let smp = Arc::new(Smp::new(
         cpus,
         Fake {
-            icps: (0..n).map(|_| FakeIcp { pending: Mutex::new(false), cv: Condvar::new() }).collect(),
+            icps: (0..n)
+                .map(|_| FakeIcp {
+                    pending: Mutex::new(false),
+                    cv: Condvar::new(),
+                })
+                .collect(),
             start: Instant::now(),
         },
     ));
@@ -100,7 +105,12 @@ fn round_trips_from_each_core_thread0_are_counted_exactly() {
         let r = smp.call(me, target, double, i, true).unwrap();
         assert_eq!(r, Some(i * 2));
     }
-    let d: Vec<_> = smp.cpus.iter().zip(&before).map(|(c, b)| c.stats.snapshot().since(b)).collect();
+    let d: Vec<_> = smp
+        .cpus
+        .iter()
+        .zip(&before)
+        .map(|(c, b)| c.stats.snapshot().since(b))
+        .collect();
     // One IPI there, one back, per round trip; none lost, none duplicated.
     let sent: u64 = d.iter().map(|s| s.ipis_sent).sum();
     let recv: u64 = d.iter().map(|s| s.ipis_received).sum();
@@ -130,12 +140,17 @@ fn calls_between_two_waiting_senders_do_not_deadlock() {
             std::thread::spawn(move || {
                 let other = if me == 0 { 0x10 } else { 0x8 };
                 for i in 0..500 {
-                    assert_eq!(s.call(&s.cpus[me], other, double, i, true).unwrap(), Some(2 * i));
+                    assert_eq!(
+                        s.call(&s.cpus[me], other, double, i, true).unwrap(),
+                        Some(2 * i)
+                    );
                 }
                 // Keep serving the other sender until it is done too.
                 fin[me / 4].store(true, Ordering::SeqCst);
                 while !fin[1 - me / 4].load(Ordering::SeqCst) {
-                    s.wait_until(&s.cpus[me], Some(1000), || fin[1 - me / 4].load(Ordering::SeqCst));
+                    s.wait_until(&s.cpus[me], Some(1000), || {
+                        fin[1 - me / 4].load(Ordering::SeqCst)
+                    });
                 }
             })
         })
@@ -177,12 +192,26 @@ fn calls_to_missing_or_offline_threads_are_refused() {
     cpus[0].set_online();
     let smp = Smp::new(
         std::mem::take(&mut cpus),
-        Fake { icps: (0..2).map(|_| FakeIcp { pending: Mutex::new(false), cv: Condvar::new() }).collect(), start: Instant::now() },
+        Fake {
+            icps: (0..2)
+                .map(|_| FakeIcp {
+                    pending: Mutex::new(false),
+                    cv: Condvar::new(),
+                })
+                .collect(),
+            start: Instant::now(),
+        },
     );
     let me = &smp.cpus[0];
-    assert_eq!(smp.call(me, 0x7f, double, 1, true), Err(CallError::NoSuchThread(0x7f)));
+    assert_eq!(
+        smp.call(me, 0x7f, double, 1, true),
+        Err(CallError::NoSuchThread(0x7f))
+    );
     assert_eq!(smp.call(me, 9, double, 1, true), Err(CallError::Offline(9)));
-    assert_eq!(CallError::NoSuchThread(0x7f).to_string(), "no thread with PIR 0x7f on this machine");
+    assert_eq!(
+        CallError::NoSuchThread(0x7f).to_string(),
+        "no thread with PIR 0x7f on this machine"
+    );
     // A call to oneself runs inline, no IPI.
     assert_eq!(smp.call(me, 8, double, 21, true), Ok(Some(42)));
     assert_eq!(me.stats.snapshot().ipis_sent, 0);
@@ -222,10 +251,18 @@ fn mailbox_states_follow_the_protocol() {
 
 #[test]
 fn wake_reasons_decode_from_srr1() {
-    assert_eq!(WakeReason::from_srr1(0x9000_0000_0021_0000 | SRR1_WS_NOLOSS), WakeReason::External);
-    assert_eq!(WakeReason::from_srr1(SRR1_WAKE_DEC | SRR1_WS_NOLOSS), WakeReason::Decrementer);
-    assert_eq!(WakeReason::from_srr1(SRR1_WAKE_HDBELL), WakeReason::HvDoorbell);
+    assert_eq!(
+        WakeReason::from_srr1(0x9000_0000_0021_0000 | SRR1_WS_NOLOSS),
+        WakeReason::External
+    );
+    assert_eq!(
+        WakeReason::from_srr1(SRR1_WAKE_DEC | SRR1_WS_NOLOSS),
+        WakeReason::Decrementer
+    );
+    assert_eq!(
+        WakeReason::from_srr1(SRR1_WAKE_HDBELL),
+        WakeReason::HvDoorbell
+    );
     assert_eq!(WakeReason::from_srr1(SRR1_WAKE_DBELL), WakeReason::Doorbell);
     assert_eq!(WakeReason::from_srr1(0x0010_0000), WakeReason::Other);
 }
-

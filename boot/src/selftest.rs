@@ -1,0 +1,227 @@
+//! Boot-time self tests and benchmarks selected by boot arguments
+//! (`hv.test=ipi[:N]`, `hv.bench=ipi[:N]`).
+
+use crate::smp::{me, smp};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::smp::{CpuState, WakeReason};
+use log::{error, info};
+use ppc64::cpu;
+
+/// Runs on the target: proves which thread ran it.
+fn echo(x: u64) -> u64 {
+    x.rotate_left(7) ^ me().pir as u64
+}
+
+/// Calls each coordinator made to each thread, by thread index.
+static EXPECTED_CALLS: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+static BAD_REPLIES: AtomicU64 = AtomicU64::new(0);
+
+/// Targets of a coordinator: its own core's secondaries, then every thread
+/// of the other cores.
+fn targets_of(me: &CpuState) -> Vec<&'static CpuState> {
+    let smp = smp();
+    let mut t: Vec<&CpuState> = smp
+        .cpus
+        .iter()
+        .filter(|c| c.core == me.core && c.id != me.id)
+        .collect();
+    t.extend(smp.cpus.iter().filter(|c| c.core != me.core));
+    t.retain(|c| c.is_online());
+    t
+}
+
+/// `rounds` round trips from the calling thread, round robin over its targets.
+fn round_trips(rounds: u64) -> u64 {
+    let smp = smp();
+    let me = me();
+    let targets = targets_of(me);
+    if targets.is_empty() {
+        return 0;
+    }
+    let t0 = cpu::mftb();
+    for i in 0..rounds {
+        let t = targets[i as usize % targets.len()];
+        let x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ me.pir as u64;
+        match smp.call(me, t.pir, echo, x, true) {
+            Ok(Some(r)) if r == x.rotate_left(7) ^ t.pir as u64 => {}
+            other => {
+                BAD_REPLIES.fetch_add(1, Ordering::Relaxed);
+                error!(target: "ipi", "PIR {:#x} -> {:#x}: bad reply {other:?}", me.pir, t.pir);
+            }
+        }
+        EXPECTED_CALLS[t.id].fetch_add(1, Ordering::Relaxed);
+    }
+    let ms = kernel::time::ticks_to_ns(cpu::mftb() - t0) / 1_000_000;
+    info!(
+        target: "ipi",
+        "PIR {:#x} (core {} thread 0): {rounds} round trips to {} threads in {ms} ms",
+        me.pir,
+        me.core,
+        targets.len()
+    );
+    rounds
+}
+
+/// `hv.test=ipi[:N]`: N round trips from thread 0 of every core to its
+/// secondaries and across cores, one coordinator at a time, then exact
+/// accounting of every IPI and wake-up. Returns whether it passed.
+pub fn ipi_test(rounds: u32) -> bool {
+    let smp = smp();
+    let me = me();
+    let mut ok = true;
+
+    // A call to a thread that does not exist is refused, cleanly.
+    let missing = (0..0x2000u32)
+        .rev()
+        .find(|p| smp.by_pir(*p).is_none())
+        .unwrap_or(0x1fff);
+    match smp.call(me, missing, echo, 0, true) {
+        Err(e) => info!(target: "ipi", "call to PIR {missing:#x} refused: {e}"),
+        Ok(_) => {
+            error!(target: "ipi", "call to missing PIR {missing:#x} was not refused");
+            ok = false;
+        }
+    }
+
+    let before: Vec<_> = smp.cpus.iter().map(|c| c.stats.snapshot()).collect();
+    let coordinators: Vec<&CpuState> = smp
+        .cpus
+        .iter()
+        .filter(|c| c.thread == 0 && c.is_online())
+        .collect();
+    let mut total = 0;
+    let mut control = 0;
+    for c in &coordinators {
+        if c.id == me.id {
+            total += round_trips(rounds as u64);
+        } else {
+            // The coordinator's own run is itself a (long) call.
+            EXPECTED_CALLS[c.id].fetch_add(1, Ordering::Relaxed);
+            control += 1;
+            match smp.call(me, c.pir, round_trips, rounds as u64, true) {
+                Ok(Some(n)) => total += n,
+                other => {
+                    error!(target: "ipi", "coordinator PIR {:#x} failed: {other:?}", c.pir);
+                    ok = false;
+                }
+            }
+        }
+    }
+    let deltas: Vec<_> = smp
+        .cpus
+        .iter()
+        .zip(&before)
+        .map(|(c, b)| c.stats.snapshot().since(b))
+        .collect();
+
+    let (mut sent, mut received) = (0, 0);
+    for (c, d) in smp.cpus.iter().zip(&deltas) {
+        info!(target: "ipi", "PIR {:#x} core {} thread {}: {d}", c.pir, c.core, c.thread);
+        sent += d.ipis_sent;
+        received += d.ipis_received;
+        let expected = EXPECTED_CALLS[c.id].load(Ordering::Relaxed);
+        let external = d.wakes_of(WakeReason::External);
+        let other_wakes: u64 = WakeReason::ALL
+            .iter()
+            .filter(|r| **r != WakeReason::External)
+            .map(|r| d.wakes_of(*r))
+            .sum();
+        if d.calls_run != expected {
+            error!(target: "ipi", "PIR {:#x}: ran {} calls, {expected} were sent to it", c.pir, d.calls_run);
+            ok = false;
+        }
+        if external != d.ipis_received || other_wakes != 0 || d.spurious != 0 {
+            error!(
+                target: "ipi",
+                "PIR {:#x}: {external} external wakes for {} IPIs, {other_wakes} other wakes, {} spurious",
+                c.pir,
+                d.ipis_received,
+                d.spurious
+            );
+            ok = false;
+        }
+    }
+    let want = 2 * (total + control);
+    if sent != want || received != want {
+        error!(target: "ipi", "IPIs sent={sent} received={received}, expected {want} each");
+        ok = false;
+    }
+    if BAD_REPLIES.load(Ordering::Relaxed) != 0 {
+        ok = false;
+    }
+    if ok {
+        info!(
+            target: "ipi",
+            "verdict ok: {total} round trips from {} coordinators, {sent} IPIs sent and received, every wake an external-interrupt wake from nap",
+            coordinators.len()
+        );
+    } else {
+        error!(target: "ipi", "verdict FAILED");
+    }
+    ok
+}
+
+/// Timestamp on the target, for latency measurement.
+fn stamp(_: u64) -> u64 {
+    cpu::mftb()
+}
+
+struct Stats {
+    median: u64,
+    min: u64,
+    max: u64,
+}
+
+fn stats(mut v: Vec<u64>) -> Stats {
+    v.sort_unstable();
+    Stats {
+        median: v[v.len() / 2],
+        min: v[0],
+        max: v[v.len() - 1],
+    }
+}
+
+/// `hv.bench=ipi[:N]`: IPI send -> target handler running, and the whole
+/// round trip (IPI there, nap wake, handler, IPI back, nap wake), in
+/// timebase ticks, for a secondary of the boot core and for thread 0 of
+/// another core. Every other thread naps meanwhile.
+pub fn ipi_bench(trials: u32) {
+    let smp = smp();
+    let me = me();
+    let same = smp
+        .cpus
+        .iter()
+        .find(|c| c.core == me.core && c.id != me.id && c.is_online());
+    let cross = smp.cpus.iter().find(|c| c.core != me.core && c.is_online());
+    for (kind, t) in [("same-core", same), ("cross-core", cross)] {
+        let Some(t) = t else {
+            info!(target: "bench", "ipi {kind}: no target thread on this machine");
+            continue;
+        };
+        let mut one_way = Vec::with_capacity(trials as usize);
+        let mut round = Vec::with_capacity(trials as usize);
+        for _ in 0..trials {
+            let t0 = cpu::mftb();
+            let Ok(Some(t1)) = smp.call(me, t.pir, stamp, 0, true) else {
+                error!(target: "bench", "call to PIR {:#x} failed", t.pir);
+                return;
+            };
+            let t2 = cpu::mftb();
+            one_way.push(t1.wrapping_sub(t0));
+            round.push(t2 - t0);
+        }
+        for (what, v) in [("send->handler", one_way), ("round-trip", round)] {
+            let s = stats(v);
+            info!(
+                target: "bench",
+                "ipi {kind} {what} PIR {:#x}->{:#x}: median={} min={} max={} ticks ({trials} trials)",
+                me.pir,
+                t.pir,
+                s.median,
+                s.min,
+                s.max
+            );
+        }
+    }
+}
