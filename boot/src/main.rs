@@ -79,6 +79,7 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
             fatal(format_args!("returned from a deliberate trap"));
         }
         Some(kernel::bootargs::TestAction::Ipi(n)) if !selftest::ipi_test(n) => power_off(false),
+        Some(kernel::bootargs::TestAction::Resume) if !selftest::resume_test() => power_off(false),
         _ => {}
     }
     if let Some(kernel::bootargs::Bench::Ipi(n)) = boot.args.bench {

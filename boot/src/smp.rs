@@ -156,9 +156,15 @@ pub fn init(topology: &Topology, icps: &[IcpWindow]) {
         };
         power::register_paca(c.pir, paca);
         if c.id == boot.id {
+            let p = paca as *mut Paca as u64;
             // SAFETY: the new area is complete; from now on exceptions on
-            // this thread save into it.
-            unsafe { cpu::mtspr::<{ cpu::SPR_HSPRG0 }>(paca as *mut Paca as u64) };
+            // this thread save into it. r13 is reserved (never allocated by
+            // the compiler), so it can hold the per-thread area as on the
+            // secondaries.
+            unsafe {
+                cpu::mtspr::<{ cpu::SPR_HSPRG0 }>(p);
+                core::arch::asm!("mr 13, {0}", in(reg) p, options(nomem, nostack));
+            }
         }
     }
     thread_setup(boot);
@@ -228,6 +234,11 @@ pub extern "C" fn hv_secondary_main(paca: &'static mut Paca) -> ! {
         .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     smp.machine.send_ipi(boot_cpu());
     smp.idle_loop(me)
+}
+
+/// Waits `us` microseconds in nap (woken by the decrementer).
+pub fn delay_us(us: u64) {
+    smp().wait_until(me(), Some(kernel::time::us_to_ticks(us)), || false);
 }
 
 /// Per-thread counters, one line each (printed at power-off).

@@ -1,6 +1,7 @@
 //! The boot thread's per-thread area and the Rust side of exception entry.
 
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use log::error;
 use ppc64::paca::Paca;
 use ppc64::trap::{TrapFrame, TrapReport};
@@ -43,10 +44,35 @@ pub fn init_boot_thread() {
     );
 }
 
-/// Called by `__exc_common` with the saved context. Every exception is
-/// unexpected for now: report it and stop the machine.
+/// Test only (`hv.test=resume`): the next `trap` resumes after itself.
+pub static RESUME_NEXT_TRAP: AtomicBool = AtomicBool::new(false);
+/// Test only: the next HDEC interrupt is counted and returned from.
+pub static HDEC_ARMED: AtomicBool = AtomicBool::new(false);
+pub static HDEC_TAKEN: AtomicU64 = AtomicU64::new(0);
+
+/// SRR1 bit 46: the program interrupt was a trap instruction.
+const SRR1_PROGRAM_TRAP: u64 = 0x2_0000;
+
+/// Called by `__exc_common` with the saved context. Apart from the
+/// test-only probes above, every exception is unexpected: report it and
+/// stop the machine.
 #[unsafe(no_mangle)]
 pub extern "C" fn hv_exception(frame: &mut TrapFrame) {
+    match frame.vector_offset() {
+        0x700
+            if frame.msr & SRR1_PROGRAM_TRAP != 0
+                && RESUME_NEXT_TRAP.swap(false, Ordering::AcqRel) =>
+        {
+            frame.pc += 4;
+            return;
+        }
+        0x980 if HDEC_ARMED.swap(false, Ordering::AcqRel) => {
+            cpu::set_hdec(cpu::DEC_MAX);
+            HDEC_TAKEN.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
+        _ => {}
+    }
     TrapReport(frame).for_each_line(|l| error!(target: "trap", "{l}"));
     crate::power_off(false)
 }

@@ -316,6 +316,23 @@ const SMOKES: &[Smoke] = &[
         },
     },
     Smoke {
+        name: "exceptions-that-return",
+        args: &["--append", "hv.test=resume"],
+        status: 0,
+        check: |b| {
+            has(
+                b,
+                "trap: program interrupt (0x700, rfid) resumed with all 29 probed GPRs intact",
+            )?;
+            has(
+                b,
+                "trap: hypervisor decrementer (0x980, hrfid) taken and returned from after",
+            )?;
+            has(b, "time: delay of 2000 us took")?;
+            has(b, "hv: power off (ok)")
+        },
+    },
+    Smoke {
         name: "ipi-10000-round-trips-2c4t",
         args: &["--cores", "2", "--threads", "4", "--append", "hv.test=ipi"],
         status: 0,

@@ -154,3 +154,29 @@ pub fn set_dec(ticks: u64) {
     // decrementer only wakes a napping thread when LPCR enables it.
     unsafe { mtspr::<SPR_DEC>(ticks.min(DEC_MAX)) };
 }
+
+pub const SPR_HDEC: u16 = 310;
+/// LPCR: hypervisor decrementer interrupts enabled.
+pub const LPCR_HDICE: u64 = 1;
+
+/// Loads the hypervisor decrementer (32 bits on POWER8).
+pub fn set_hdec(ticks: u64) {
+    // SAFETY: HDEC interrupts need LPCR[HDICE] and (MSR[EE] or a guest
+    // running); the callers arm both deliberately.
+    unsafe { mtspr::<SPR_HDEC>(ticks.min(DEC_MAX)) };
+}
+
+/// Sets or clears MSR[EE] (hypervisor code normally runs with EE=0).
+///
+/// # Safety
+/// With EE=1 any pending external, decrementer or (with HDICE) HDEC
+/// interrupt is taken at once; its vector must be prepared to return.
+pub unsafe fn set_ee(on: bool) {
+    let msr = if on {
+        mfmsr() | MSR_EE
+    } else {
+        mfmsr() & !MSR_EE
+    };
+    // SAFETY: the caller vouches that the interrupts it enables are handled.
+    unsafe { asm!("mtmsrd {0}, 1", in(reg) msr, options(nostack)) };
+}

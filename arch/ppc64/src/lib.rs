@@ -16,6 +16,8 @@ pub mod opal;
 #[cfg(target_arch = "powerpc64")]
 pub mod power;
 #[cfg(target_arch = "powerpc64")]
+pub mod probe;
+#[cfg(target_arch = "powerpc64")]
 pub mod vectors;
 #[cfg(target_arch = "powerpc64")]
 pub mod xics;
