@@ -12,6 +12,7 @@ mod mem;
 mod selftest;
 mod smp;
 mod trap;
+mod vm;
 
 use kernel::console::{Console, Hooks};
 use log::{error, info, warn};
@@ -82,10 +83,27 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
         Some(kernel::bootargs::TestAction::Resume) if !selftest::resume_test() => power_off(false),
         _ => {}
     }
+    run_demo_guests();
     if let Some(kernel::bootargs::Bench::Ipi(n)) = boot.args.bench {
         selftest::ipi_bench(n);
     }
     power_off(true)
+}
+
+/// The guest images built into the firmware (guests/), run when no boot
+/// archive is given.
+static HELLO_ELF: &[u8] = include_bytes!(env!("HV_GUEST_HELLO"));
+
+fn run_demo_guests() {
+    let core = smp::me().core;
+    let cores = smp::smp().cpus.iter().map(|c| c.core).max().unwrap_or(0) + 1;
+    match vm::Vm::create("hello", HELLO_ELF, 64 << 20, "", cores) {
+        Ok(mut v) => {
+            let o = v.run(core);
+            v.destroy(&o);
+        }
+        Err(e) => log::error!(target: "hv", "vm hello not created: {e}"),
+    }
 }
 
 #[panic_handler]

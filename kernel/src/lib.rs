@@ -7,14 +7,20 @@
 
 extern crate alloc;
 
+pub mod archive;
 pub mod bootargs;
 pub mod console;
 pub mod cpumask;
 pub mod devtree;
+pub mod elf;
 pub mod fdtw;
+pub mod guestfdt;
+pub mod hpt;
 pub mod hptpool;
+pub mod lpid;
 pub mod memmap;
 pub mod pagealloc;
 pub mod smp;
 pub mod time;
+pub mod tlb;
 pub mod units;

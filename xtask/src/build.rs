@@ -6,8 +6,46 @@ use std::process::Command;
 
 pub const TARGET: &str = "ppc64le-hv";
 
+/// Test guests (crate, binary) built before the firmware, which embeds them.
+pub const GUESTS: &[(&str, &str)] = &[("guest-hello", "hello")];
+
+/// Builds the test guests into build/guests/NAME.elf.
+pub fn build_guests() -> Result<(), String> {
+    let root = root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = root.join("build/guests");
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    for (krate, bin) in GUESTS {
+        let st = Command::new(&cargo)
+            .current_dir(&root)
+            .args([
+                "build",
+                "--release",
+                "--package",
+                krate,
+                "--target",
+                &format!("{TARGET}.json"),
+            ])
+            .args([
+                "-Zjson-target-spec",
+                "-Zbuild-std=core,alloc,compiler_builtins",
+                "-Zbuild-std-features=compiler-builtins-mem",
+            ])
+            .status()
+            .map_err(|e| format!("running {cargo}: {e}"))?;
+        if !st.success() {
+            return Err(format!("guest {krate} build failed"));
+        }
+        let elf = root.join("target").join(TARGET).join("release").join(bin);
+        std::fs::copy(&elf, out.join(format!("{bin}.elf")))
+            .map_err(|e| format!("{}: {e}", elf.display()))?;
+    }
+    Ok(())
+}
+
 /// Builds the firmware; returns the path of the ELF image.
 pub fn build(debug: bool) -> Result<PathBuf, String> {
+    build_guests()?;
     let root = root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(&cargo);

@@ -6,11 +6,14 @@
 //! parts that execute POWER instructions only build for `powerpc64`.
 #![no_std]
 
+pub mod hpte;
 pub mod paca;
 pub mod trap;
 
 #[cfg(target_arch = "powerpc64")]
 pub mod cpu;
+#[cfg(target_arch = "powerpc64")]
+pub mod guest;
 #[cfg(target_arch = "powerpc64")]
 pub mod opal;
 #[cfg(target_arch = "powerpc64")]

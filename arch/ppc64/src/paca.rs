@@ -32,6 +32,11 @@ pub struct Paca {
     pub wake_srr1: u64,
     /// Context saved by `__power_nap` and restored by `__nap_wake`.
     pub nap: NapSave,
+    /// The guest register block while a guest runs on this thread.
+    pub guest_regs: u64,
+    /// Hypervisor context saved by `__guest_enter`, restored at guest exit
+    /// (same layout as the nap save area).
+    pub host: NapSave,
     /// Context of the last exception taken on this thread.
     pub frame: TrapFrame,
 }
@@ -86,6 +91,8 @@ impl Paca {
             icp_base: 0,
             wake_srr1: 0,
             nap: NapSave::new(),
+            guest_regs: 0,
+            host: NapSave::new(),
             frame: TrapFrame {
                 gpr: [0; 32],
                 cr: 0,
@@ -128,6 +135,16 @@ pub const PACA_NAP_LR: usize = offset_of!(Paca, nap) + offset_of!(NapSave, lr);
 pub const PACA_NAP_LPCR: usize = offset_of!(Paca, nap) + offset_of!(NapSave, lpcr);
 pub const PACA_NAP_SDR1: usize = offset_of!(Paca, nap) + offset_of!(NapSave, sdr1);
 pub const PACA_NAP_LPIDR: usize = offset_of!(Paca, nap) + offset_of!(NapSave, lpidr);
+
+pub const PACA_GUEST_REGS: usize = offset_of!(Paca, guest_regs);
+pub const PACA_HOST_R1: usize = offset_of!(Paca, host) + offset_of!(NapSave, r1);
+pub const PACA_HOST_R2: usize = offset_of!(Paca, host) + offset_of!(NapSave, r2);
+pub const PACA_HOST_NVGPR: usize = offset_of!(Paca, host) + offset_of!(NapSave, nvgpr);
+pub const PACA_HOST_CR: usize = offset_of!(Paca, host) + offset_of!(NapSave, cr);
+pub const PACA_HOST_LR: usize = offset_of!(Paca, host) + offset_of!(NapSave, lr);
+pub const PACA_HOST_LPCR: usize = offset_of!(Paca, host) + offset_of!(NapSave, lpcr);
+pub const PACA_HOST_SDR1: usize = offset_of!(Paca, host) + offset_of!(NapSave, sdr1);
+pub const PACA_HOST_LPIDR: usize = offset_of!(Paca, host) + offset_of!(NapSave, lpidr);
 
 /// Entries of the PIR -> per-thread-area table (POWER8 PIRs are 13 bits).
 pub const PIR_TABLE_SIZE: usize = 8192;

@@ -191,7 +191,7 @@ global_asm!(
         mfspr 0, 1023
         std 0, {f_pir}(11)
         ld 0, {exceptions}(13)
-        addi 0, 0, 1
+        addic 0, 0, 1
         std 0, {exceptions}(13)
         ld 1, {stack_top}(13)
         li 0, 0

@@ -1,0 +1,452 @@
+//! Guest entry and exit: the partition switch in real assembly.
+//!
+//! `__guest_enter(regs, part)` saves the hypervisor's non-volatile state in
+//! the per-thread area, switches the partition (LPIDR through the reserved
+//! LPID, SDR1, LPCR), flushes the core's TLB for the LPID when asked,
+//! loads the guest SLB, SPRs and GPRs, programs HDEC for the time slice and
+//! `hrfid`s into the guest. Any interrupt taken while the guest runs enters
+//! through the vector stubs and `__exc_low`, which jumps through
+//! `Paca::exc_entry` — pointed at `__guest_exit` for the duration — so the
+//! guest's full state is saved into `regs`, the hypervisor partition is
+//! restored, and `__guest_enter` returns the exit vector (bit 0 set when the
+//! interrupt used HSRR0/1).
+
+use crate::paca::*;
+use core::arch::global_asm;
+use core::mem::offset_of;
+
+/// One SLB entry as `slbmfee`/`slbmfev` return it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SlbEntry {
+    /// ESID | V (the index is OR-ed in when loading).
+    pub esid: u64,
+    pub vsid: u64,
+}
+
+/// Number of SLB entries on POWER8 (`ibm,slb-size`).
+pub const SLB_SIZE: usize = 32;
+
+/// The guest's register state while it is not running.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GuestRegs {
+    pub gpr: [u64; 32],
+    pub cr: u64,
+    pub xer: u64,
+    pub lr: u64,
+    pub ctr: u64,
+    /// Next instruction address (loaded into HSRR0 on entry).
+    pub pc: u64,
+    /// Guest MSR (loaded into HSRR1 on entry; HV is always clear).
+    pub msr: u64,
+    pub srr0: u64,
+    pub srr1: u64,
+    pub sprg: [u64; 4],
+    pub dar: u64,
+    pub dsisr: u64,
+    pub dec: u64,
+    pub amr: u64,
+    /// Saved at exit for the handlers.
+    pub hdar: u64,
+    pub hdsisr: u64,
+    pub heir: u64,
+    pub exit_vector: u64,
+    pub slb: [SlbEntry; SLB_SIZE],
+}
+
+impl Default for GuestRegs {
+    fn default() -> Self {
+        GuestRegs {
+            gpr: [0; 32],
+            cr: 0,
+            xer: 0,
+            lr: 0,
+            ctr: 0,
+            pc: 0,
+            msr: 0,
+            srr0: 0,
+            srr1: 0,
+            sprg: [0; 4],
+            dar: 0,
+            dsisr: 0,
+            dec: 0,
+            amr: 0,
+            hdar: 0,
+            hdsisr: 0,
+            heir: 0,
+            exit_vector: 0,
+            slb: [SlbEntry::default(); SLB_SIZE],
+        }
+    }
+}
+
+/// What the partition switch loads, prepared by Rust for each entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PartitionRegs {
+    pub lpid: u64,
+    pub sdr1: u64,
+    pub lpcr: u64,
+    /// Time slice in timebase ticks (HDEC, 32 bits on POWER8).
+    pub hdec: u64,
+    /// Non-zero: flush this core's TLB for the LPID before entering.
+    pub flush_tlb: u64,
+    /// TLB congruence classes to walk for the flush (512 on POWER8).
+    pub tlb_sets: u64,
+}
+
+/// LPID used between the hypervisor's and a guest's partition (KVM's
+/// LPID_RSVD): the highest 12-bit LPID, never given to a guest.
+pub const RESERVED_LPID: u64 = 0xfff;
+
+const G_GPR: usize = offset_of!(GuestRegs, gpr);
+const G_CR: usize = offset_of!(GuestRegs, cr);
+const G_XER: usize = offset_of!(GuestRegs, xer);
+const G_LR: usize = offset_of!(GuestRegs, lr);
+const G_CTR: usize = offset_of!(GuestRegs, ctr);
+const G_PC: usize = offset_of!(GuestRegs, pc);
+const G_MSR: usize = offset_of!(GuestRegs, msr);
+const G_SRR0: usize = offset_of!(GuestRegs, srr0);
+const G_SRR1: usize = offset_of!(GuestRegs, srr1);
+const G_SPRG: usize = offset_of!(GuestRegs, sprg);
+const G_DAR: usize = offset_of!(GuestRegs, dar);
+const G_DSISR: usize = offset_of!(GuestRegs, dsisr);
+const G_DEC: usize = offset_of!(GuestRegs, dec);
+const G_AMR: usize = offset_of!(GuestRegs, amr);
+const G_HDAR: usize = offset_of!(GuestRegs, hdar);
+const G_HDSISR: usize = offset_of!(GuestRegs, hdsisr);
+const G_HEIR: usize = offset_of!(GuestRegs, heir);
+const G_EXIT: usize = offset_of!(GuestRegs, exit_vector);
+const G_SLB: usize = offset_of!(GuestRegs, slb);
+const P_LPID: usize = offset_of!(PartitionRegs, lpid);
+const P_SDR1: usize = offset_of!(PartitionRegs, sdr1);
+const P_LPCR: usize = offset_of!(PartitionRegs, lpcr);
+const P_HDEC: usize = offset_of!(PartitionRegs, hdec);
+const P_FLUSH: usize = offset_of!(PartitionRegs, flush_tlb);
+const P_SETS: usize = offset_of!(PartitionRegs, tlb_sets);
+
+// Every slot is addressed with a 16-bit displacement.
+const _: () = assert!(core::mem::size_of::<GuestRegs>() < 0x8000);
+const _: () = assert!(G_SLB.is_multiple_of(8) && G_GPR == 0);
+
+/// Saves r1, r2, r13..r31, CR and LR into the host area of the paca at r13.
+macro_rules! save_host_asm {
+    () => {
+        r#"
+        std 1, {h_r1}(13)
+        std 2, {h_r2}(13)
+        std 13, {h_nv}+0*8(13)
+        std 14, {h_nv}+1*8(13)
+        std 15, {h_nv}+2*8(13)
+        std 16, {h_nv}+3*8(13)
+        std 17, {h_nv}+4*8(13)
+        std 18, {h_nv}+5*8(13)
+        std 19, {h_nv}+6*8(13)
+        std 20, {h_nv}+7*8(13)
+        std 21, {h_nv}+8*8(13)
+        std 22, {h_nv}+9*8(13)
+        std 23, {h_nv}+10*8(13)
+        std 24, {h_nv}+11*8(13)
+        std 25, {h_nv}+12*8(13)
+        std 26, {h_nv}+13*8(13)
+        std 27, {h_nv}+14*8(13)
+        std 28, {h_nv}+15*8(13)
+        std 29, {h_nv}+16*8(13)
+        std 30, {h_nv}+17*8(13)
+        std 31, {h_nv}+18*8(13)
+        mfcr 0
+        std 0, {h_cr}(13)
+        mflr 0
+        std 0, {h_lr}(13)
+        "#
+    };
+}
+
+global_asm!(
+    r#"
+    .pushsection .text.guest, "ax", @progbits
+    .balign 16
+    .global __guest_enter
+    # u64 __guest_enter(GuestRegs *regs /* r3 */, const PartitionRegs *part /* r4 */)
+    __guest_enter:
+    "#,
+    save_host_asm!(),
+    r#"
+        std 3, {guest_regs}(13)
+        mfspr 0, 318
+        std 0, {h_lpcr}(13)
+        mfspr 0, 25
+        std 0, {h_sdr1}(13)
+        mfspr 0, 319
+        std 0, {h_lpidr}(13)
+
+        # Partition switch: LPIDR to the reserved LPID, then SDR1, then the
+        # guest LPID (so no translation ever mixes one partition's SDR1 with
+        # another's LPID), then LPCR.
+        li 0, {rsvd}
+        mtspr 319, 0
+        ptesync
+        ld 0, {p_sdr1}(4)
+        mtspr 25, 0
+        ld 0, {p_lpid}(4)
+        mtspr 319, 0
+        isync
+        ld 0, {p_lpcr}(4)
+        mtspr 318, 0
+        isync
+
+        # Flush this core's TLB for the guest LPID if asked (tlbiel with
+        # IS=0b10, one congruence class at a time).
+        ld 0, {p_flush}(4)
+        cmpdi 0, 0
+        beq 2f
+        ld 5, {p_sets}(4)
+        mtctr 5
+        li 6, 0x800
+        ptesync
+    1:  tlbiel 6
+        addi 6, 6, 0x1000
+        bdnz 1b
+        ptesync
+    2:
+        # Guest SLB: clear (entry 0 explicitly: slbia keeps it), then load
+        # the valid entries with their index.
+        li 0, 0
+        slbmte 0, 0
+        slbia
+        isync
+        addi 5, 3, {g_slb}
+        li 6, 0
+        li 7, {slb_size}
+        mtctr 7
+    3:  ld 7, 0(5)
+        andis. 0, 7, 0x0800
+        beq 4f
+        ld 8, 8(5)
+        or 7, 7, 6
+        slbmte 8, 7
+    4:  addi 5, 5, 16
+        addi 6, 6, 1
+        bdnz 3b
+        isync
+
+        ld 0, {g_sprg}+0(3)
+        mtspr 272, 0
+        ld 0, {g_sprg}+8(3)
+        mtspr 273, 0
+        ld 0, {g_sprg}+16(3)
+        mtspr 274, 0
+        ld 0, {g_sprg}+24(3)
+        mtspr 275, 0
+        ld 0, {g_dar}(3)
+        mtspr 19, 0
+        ld 0, {g_dsisr}(3)
+        mtspr 18, 0
+        ld 0, {g_amr}(3)
+        mtspr 13, 0
+        ld 0, {g_srr0}(3)
+        mtspr 26, 0
+        ld 0, {g_srr1}(3)
+        mtspr 27, 0
+        ld 0, {g_dec}(3)
+        mtspr 22, 0
+        ld 0, {p_hdec}(4)
+        mtspr 310, 0
+        ld 0, {g_pc}(3)
+        mtspr 314, 0
+        ld 0, {g_msr}(3)
+        mtspr 315, 0
+
+        # From here every interrupt is a guest exit.
+        lis 5, __guest_exit@ha
+        addi 5, 5, __guest_exit@l
+        std 5, {exc_entry}(13)
+
+        mr 11, 3
+        ld 0, {g_cr}(11)
+        mtcrf 0xff, 0
+        ld 0, {g_lr}(11)
+        mtlr 0
+        ld 0, {g_ctr}(11)
+        mtctr 0
+        ld 0, {g_xer}(11)
+        mtxer 0
+        .irp n, 0,1,2,3,4,5,6,7,8,9,10,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+        ld \n, {g_gpr}+\n*8(11)
+        .endr
+        ld 11, {g_gpr}+11*8(11)
+        hrfid
+
+    .global __guest_exit
+    # Entered from __exc_low: r13 = paca, r12 = vector | HSRR flag; the
+    # guest's r12, r11, CTR are in the paca scratch slots, its r13 in HSPRG1.
+    __guest_exit:
+        ld 11, {guest_regs}(13)
+        .irp n, 0,1,2,3,4,5,6,7,8,9,10,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+        std \n, {g_gpr}+\n*8(11)
+        .endr
+        ld 0, {scratch1}(13)
+        std 0, {g_gpr}+11*8(11)
+        ld 0, {scratch0}(13)
+        std 0, {g_gpr}+12*8(11)
+        mfspr 0, 305
+        std 0, {g_gpr}+13*8(11)
+        mfcr 0
+        std 0, {g_cr}(11)
+        mflr 0
+        std 0, {g_lr}(11)
+        ld 0, {scratch2}(13)
+        std 0, {g_ctr}(11)
+        mfxer 0
+        std 0, {g_xer}(11)
+        std 12, {g_exit}(11)
+        andi. 0, 12, {hsrr_flag}
+        beq 5f
+        mfspr 0, 314
+        std 0, {g_pc}(11)
+        mfspr 0, 315
+        std 0, {g_msr}(11)
+        mfspr 0, 26
+        std 0, {g_srr0}(11)
+        mfspr 0, 27
+        std 0, {g_srr1}(11)
+        b 6f
+        # SRR-type exit (sc 1 at 0xC00): SRR0/1 hold the guest's PC/MSR; its
+        # own SRR0/1 were clobbered by the interrupt, as for any sc.
+    5:  mfspr 0, 26
+        std 0, {g_pc}(11)
+        mfspr 0, 27
+        std 0, {g_msr}(11)
+    6:  mfspr 0, 272
+        std 0, {g_sprg}+0(11)
+        mfspr 0, 273
+        std 0, {g_sprg}+8(11)
+        mfspr 0, 274
+        std 0, {g_sprg}+16(11)
+        mfspr 0, 275
+        std 0, {g_sprg}+24(11)
+        mfspr 0, 19
+        std 0, {g_dar}(11)
+        mfspr 0, 18
+        std 0, {g_dsisr}(11)
+        mfspr 0, 22
+        extsw 0, 0
+        std 0, {g_dec}(11)
+        mfspr 0, 13
+        std 0, {g_amr}(11)
+        mfspr 0, 337
+        std 0, {g_hdar}(11)
+        mfspr 0, 338
+        std 0, {g_hdsisr}(11)
+        mfspr 0, 339
+        std 0, {g_heir}(11)
+
+        # Guest SLB.
+        addi 5, 11, {g_slb}
+        li 6, 0
+        li 7, {slb_size}
+        mtctr 7
+    7:  slbmfee 7, 6
+        std 7, 0(5)
+        slbmfev 8, 6
+        std 8, 8(5)
+        addi 5, 5, 16
+        addi 6, 6, 1
+        bdnz 7b
+
+        # Back to the hypervisor's partition.
+        li 0, {rsvd}
+        mtspr 319, 0
+        ptesync
+        ld 0, {h_sdr1}(13)
+        mtspr 25, 0
+        ld 0, {h_lpidr}(13)
+        mtspr 319, 0
+        isync
+        ld 0, {h_lpcr}(13)
+        mtspr 318, 0
+        isync
+        li 0, 0
+        slbmte 0, 0
+        slbia
+        isync
+
+        lis 5, __exc_common@ha
+        addi 5, 5, __exc_common@l
+        std 5, {exc_entry}(13)
+
+        mr 3, 12
+        ld 0, {h_cr}(13)
+        mtcrf 0xff, 0
+        ld 0, {h_lr}(13)
+        mtlr 0
+        ld 1, {h_r1}(13)
+        ld 2, {h_r2}(13)
+        .irp n, 14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+        ld \n, {h_nv}+(\n-13)*8(13)
+        .endr
+        blr
+    .popsection
+    "#,
+    guest_regs = const PACA_GUEST_REGS,
+    exc_entry = const PACA_EXC_ENTRY,
+    scratch0 = const PACA_SCRATCH,
+    scratch1 = const PACA_SCRATCH + 8,
+    scratch2 = const PACA_SCRATCH + 16,
+    h_r1 = const PACA_HOST_R1,
+    h_r2 = const PACA_HOST_R2,
+    h_nv = const PACA_HOST_NVGPR,
+    h_cr = const PACA_HOST_CR,
+    h_lr = const PACA_HOST_LR,
+    h_lpcr = const PACA_HOST_LPCR,
+    h_sdr1 = const PACA_HOST_SDR1,
+    h_lpidr = const PACA_HOST_LPIDR,
+    rsvd = const RESERVED_LPID,
+    hsrr_flag = const crate::trap::VEC_HSRR_FLAG,
+    slb_size = const SLB_SIZE,
+    g_gpr = const G_GPR,
+    g_cr = const G_CR,
+    g_xer = const G_XER,
+    g_lr = const G_LR,
+    g_ctr = const G_CTR,
+    g_pc = const G_PC,
+    g_msr = const G_MSR,
+    g_srr0 = const G_SRR0,
+    g_srr1 = const G_SRR1,
+    g_sprg = const G_SPRG,
+    g_dar = const G_DAR,
+    g_dsisr = const G_DSISR,
+    g_dec = const G_DEC,
+    g_amr = const G_AMR,
+    g_hdar = const G_HDAR,
+    g_hdsisr = const G_HDSISR,
+    g_heir = const G_HEIR,
+    g_exit = const G_EXIT,
+    g_slb = const G_SLB,
+    p_lpid = const P_LPID,
+    p_sdr1 = const P_SDR1,
+    p_lpcr = const P_LPCR,
+    p_hdec = const P_HDEC,
+    p_flush = const P_FLUSH,
+    p_sets = const P_SETS,
+);
+
+unsafe extern "C" {
+    fn __guest_enter(regs: *mut GuestRegs, part: *const PartitionRegs) -> u64;
+}
+
+/// Runs the guest until its next exit; returns the exit vector (bit 0 set
+/// when the interrupt used HSRR0/1).
+///
+/// # Safety
+/// `part` must describe a partition whose HPT (SDR1) maps only memory owned
+/// by that guest, and `regs.msr` must have MSR[HV] clear. The per-thread
+/// area must be this thread's (HSPRG0/r13).
+pub unsafe fn enter(regs: &mut GuestRegs, part: &PartitionRegs) -> u64 {
+    debug_assert!(regs.msr & crate::cpu::MSR_HV == 0);
+    // SAFETY: `__guest_enter` saves every non-volatile register and LR of
+    // the caller and restores them before returning, like a normal call;
+    // the caller vouches for the partition.
+    unsafe { __guest_enter(regs, part) }
+}

@@ -1,0 +1,471 @@
+//! Guest partitions on the firmware: creation (LPID, memory, HPT, VRMA,
+//! image, device tree), the run loop on thread 0 of a core, and the
+//! hypercalls guests use.
+
+use crate::mem::{HPT_POOL, PAGES};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use kernel::guestfdt::{self, GuestFdtConfig};
+use kernel::hpt::{self, Hpt, HptMemory};
+use kernel::lpid::LpidAllocator;
+use kernel::tlb::{TlbOps, VmTlb};
+use log::{info, warn};
+use ppc64::cpu;
+use ppc64::guest::{self, GuestRegs, PartitionRegs};
+use ppc64::hpte::{self, HptOrder, PageSize};
+
+/// PAPR return codes (Linux hvcall.h).
+pub const H_SUCCESS: u64 = 0;
+pub const H_FUNCTION: u64 = -2i64 as u64;
+pub const H_PARAMETER: u64 = -4i64 as u64;
+
+pub const H_GET_TERM_CHAR: u64 = 0x54;
+pub const H_PUT_TERM_CHAR: u64 = 0x58;
+pub const H_SET_MODE: u64 = 0x31c;
+pub const H_RTAS: u64 = 0xf000;
+
+/// `ibm,hypertas-functions`: the PAPR function sets implemented.
+const HYPERTAS_FUNCTIONS: &[&str] = &["hcall-term", "hcall-set-mode"];
+
+/// RTAS tokens this hypervisor implements (values are ours to choose).
+pub const RTAS_POWER_OFF: u32 = 0x2001;
+pub const RTAS_SYSTEM_REBOOT: u32 = 0x2002;
+pub const RTAS_DISPLAY_CHARACTER: u32 = 0x2003;
+pub const RTAS_GET_TIME_OF_DAY: u32 = 0x2004;
+
+/// The firmware's HPT memory: page allocator and preallocated pool.
+struct FirmwareHptMemory;
+
+impl HptMemory for FirmwareHptMemory {
+    fn alloc_pages(&mut self, order: u32) -> Option<u64> {
+        PAGES.lock().alloc_order(order)
+    }
+    fn free_pages(&mut self, addr: u64, order: u32) {
+        PAGES.lock().free_order(addr, order)
+    }
+    fn pool_order(&self) -> Option<u32> {
+        HPT_POOL
+            .get()
+            .map(|p| p.lock())
+            .filter(|p| p.slots() > 0)
+            .map(|p| p.order())
+    }
+    fn pool_alloc(&mut self) -> Option<u64> {
+        HPT_POOL.get()?.lock().alloc(self.pool_order()?)
+    }
+    fn pool_free(&mut self, addr: u64) {
+        if let Some(p) = HPT_POOL.get() {
+            let _ = p.lock().free(addr);
+        }
+    }
+    fn zero(&mut self, addr: u64, len: u64) {
+        // SAFETY: `addr..addr+len` was just allocated for this HPT and is
+        // RAM that nothing else references (real mode: identity mapped).
+        unsafe { core::ptr::write_bytes(addr as *mut u8, 0, len as usize) };
+    }
+}
+
+/// Entry-time TLB flush: only records that the asm must flush.
+struct EntryFlush(bool);
+impl TlbOps for EntryFlush {
+    fn local(&mut self, _: u32, _: u64) {}
+    fn global(&mut self, _: u32, _: u64) {}
+    fn flush_lpid_here(&mut self, _: u32) {
+        self.0 = true;
+    }
+}
+
+/// How a VM ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Crashed(String),
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Ok => write!(f, "result=ok"),
+            Outcome::Crashed(why) => write!(f, "result=crashed reason=\"{why}\""),
+        }
+    }
+}
+
+pub struct Vm {
+    pub name: String,
+    pub lpid: u32,
+    mem_base: u64,
+    mem_order: u32,
+    mem_size: u64,
+    pub hpt: Hpt,
+    tlb: VmTlb,
+    lpcr_ile: bool,
+    regs: GuestRegs,
+    line: Vec<u8>,
+    hcalls: u64,
+    exits: u64,
+}
+
+/// LPCR bits (ISA 2.07 numbering in comments).
+const LPCR_VPM0: u64 = 1 << 63; // 0
+const LPCR_VPM1: u64 = 1 << 62; // 1
+const LPCR_ILE: u64 = 1 << 25; // 38
+const LPCR_LPES0: u64 = 1 << 3; // 60
+const LPCR_LPES1: u64 = 1 << 2; // 61
+const LPCR_HDICE: u64 = 1; // 63
+/// All power-saving exit enables (47:51); a guest may not nap.
+const LPCR_PECE: u64 = 0x1f000;
+
+/// The VRMA page size: 16 MiB (guest memory is a multiple of it).
+const VRMA_PAGE: PageSize = PageSize::P16M;
+
+/// Writes the VRMA HPTEs mapping guest-real `0..size` onto host-physical
+/// `base..` (one per PTEG, slot 7 as KVM does); returns how many.
+fn map_vrma(hpt: &Hpt, base: u64, size: u64) -> Result<u64, String> {
+    let order = HptOrder::new(hpt.order).ok_or("bad HPT order")?;
+    let pages = size.div_ceil(VRMA_PAGE.bytes());
+    for i in 0..pages {
+        let (pteg, e) = hpte::vrma_hpte(order, i, VRMA_PAGE, base + i * VRMA_PAGE.bytes())
+            .map_err(|e| alloc::format!("VRMA page {i}: {e:?}"))?;
+        let slot = hpt.base + pteg * hpte::PTEG_BYTES + 7 * hpte::HPTE_BYTES;
+        let [v, r] = e.to_be_words();
+        // SAFETY: the slot lies in this VM's zeroed HPT; R first, then V
+        // (valid), ordered by eieio as the architecture requires.
+        unsafe {
+            core::ptr::write_volatile((slot + 8) as *mut u64, r);
+            core::arch::asm!("eieio");
+            core::ptr::write_volatile(slot as *mut u64, v);
+        }
+    }
+    // SAFETY: orders the HPTE stores before any translation uses them.
+    unsafe { core::arch::asm!("ptesync") };
+    Ok(pages)
+}
+
+/// The RTAS blob placed in guest memory (big-endian code: guests enter
+/// RTAS big-endian): `mr r4,r3; lis r3,0; ori r3,r3,0xf000; sc 1; blr`.
+const RTAS_BLOB: [u8; 20] = [
+    0x7c, 0x64, 0x1b, 0x78, 0x3c, 0x60, 0x00, 0x00, 0x60, 0x63, 0xf0, 0x00, 0x44, 0x00, 0x00, 0x22,
+    0x4e, 0x80, 0x00, 0x20,
+];
+
+static LPIDS: spin::Mutex<LpidAllocator> = spin::Mutex::new(LpidAllocator::new());
+
+impl Vm {
+    /// Prepares a VM; nothing is left behind on failure.
+    pub fn create(
+        name: &str,
+        image: &[u8],
+        mem_size: u64,
+        bootargs: &str,
+        cores: usize,
+    ) -> Result<Vm, String> {
+        if mem_size == 0 || !mem_size.is_multiple_of(VRMA_PAGE.bytes()) {
+            return Err(alloc::format!(
+                "memory must be a non-zero multiple of 16 MiB, not {mem_size:#x}"
+            ));
+        }
+        let mem_order = 64 - (mem_size - 1).leading_zeros();
+        let mem_base = PAGES
+            .lock()
+            .alloc_order(mem_order)
+            .ok_or_else(|| alloc::format!("no {} MiB of contiguous memory", mem_size >> 20))?;
+        let hpt = match hpt::alloc(&mut FirmwareHptMemory, hpt::default_order(mem_size)) {
+            Ok(h) => h,
+            Err(e) => {
+                PAGES.lock().free_order(mem_base, mem_order);
+                return Err(alloc::format!("{e}"));
+            }
+        };
+        // SAFETY: guest memory was just allocated for this VM alone.
+        let mem =
+            unsafe { core::slice::from_raw_parts_mut(mem_base as *mut u8, mem_size as usize) };
+        mem.fill(0);
+        let loaded = match kernel::elf::load(image, mem) {
+            Ok(l) => l,
+            Err(e) => {
+                hpt::free(&mut FirmwareHptMemory, hpt);
+                PAGES.lock().free_order(mem_base, mem_order);
+                return Err(alloc::format!("image: {e}"));
+            }
+        };
+        let lpid = match LPIDS.lock().alloc() {
+            Ok(l) => l,
+            Err(e) => {
+                hpt::free(&mut FirmwareHptMemory, hpt);
+                PAGES.lock().free_order(mem_base, mem_order);
+                return Err(alloc::format!("LPID: {e}"));
+            }
+        };
+        let tlb = VmTlb::new(lpid, cores);
+        tlb.set_online_vcores(1);
+        // Top of guest memory: RTAS blob, then the device tree below it.
+        let rtas_base = mem_size - 0x1000;
+        mem[rtas_base as usize..rtas_base as usize + RTAS_BLOB.len()].copy_from_slice(&RTAS_BLOB);
+        let tokens = [
+            ("power-off", RTAS_POWER_OFF),
+            ("system-reboot", RTAS_SYSTEM_REBOOT),
+            ("display-character", RTAS_DISPLAY_CHARACTER),
+            ("get-time-of-day", RTAS_GET_TIME_OF_DAY),
+        ];
+        let fdt = guestfdt::build(&GuestFdtConfig {
+            name,
+            vcpus: 1,
+            memory: mem_size,
+            hpt_order: hpt.order,
+            timebase_frequency: kernel::time::timebase_hz() as u32,
+            clock_frequency: 3_000_000_000,
+            bootargs,
+            initrd: None,
+            rtas_base: rtas_base as u32,
+            rtas_size: 0x1000,
+            hypertas_functions: HYPERTAS_FUNCTIONS,
+            rtas_tokens: &tokens,
+        });
+        let fdt_gpa = (rtas_base - fdt.len() as u64) & !0xfff;
+        if fdt_gpa < loaded.end {
+            LPIDS.lock().free(lpid).ok();
+            hpt::free(&mut FirmwareHptMemory, hpt);
+            PAGES.lock().free_order(mem_base, mem_order);
+            return Err("no room for the device tree above the image".into());
+        }
+        mem[fdt_gpa as usize..fdt_gpa as usize + fdt.len()].copy_from_slice(&fdt);
+        let mut regs = GuestRegs {
+            pc: loaded.entry,
+            msr: cpu::MSR_SF | cpu::MSR_ME | cpu::MSR_RI | cpu::MSR_LE,
+            dec: cpu::DEC_MAX,
+            ..Default::default()
+        };
+        regs.gpr[3] = fdt_gpa;
+        regs.gpr[4] = loaded.start;
+        Ok(Vm {
+            name: name.into(),
+            lpid,
+            mem_base,
+            mem_order,
+            mem_size,
+            hpt,
+            tlb,
+            lpcr_ile: false,
+            regs,
+            line: Vec::new(),
+            hcalls: 0,
+            exits: 0,
+        })
+    }
+
+    /// The guest's LPCR: the host's, with VRMA real mode (VPM0, VRMASD),
+    /// guest faults kept in the guest (VPM1=0), external interrupts to the
+    /// hypervisor (LPES=0), HDEC interrupts on, no power-saving exits, and
+    /// the guest's interrupt endianness (H_SET_MODE).
+    fn lpcr(&self, host: u64) -> u64 {
+        let clear = LPCR_VPM0
+            | LPCR_VPM1
+            | hpte::LPCR_VRMASD
+            | LPCR_ILE
+            | LPCR_LPES0
+            | LPCR_LPES1
+            | LPCR_HDICE
+            | LPCR_PECE;
+        let ile = if self.lpcr_ile { LPCR_ILE } else { 0 };
+        (host & !clear) | LPCR_VPM0 | hpte::lpcr_vrmasd(VRMA_PAGE) | LPCR_HDICE | ile
+    }
+
+    /// Runs the VM on this thread until it stops.
+    pub fn run(&mut self, core: usize) -> Outcome {
+        let n = match map_vrma(&self.hpt, self.mem_base, self.mem_size) {
+            Ok(n) => n,
+            Err(e) => return Outcome::Crashed(e),
+        };
+        info!(
+            target: "vm",
+            "{}: lpid {} memory {} MiB at {:#x}, HPT order {} at {:#x}{}, {n} VRMA HPTEs",
+            self.name,
+            self.lpid,
+            self.mem_size >> 20,
+            self.mem_base,
+            self.hpt.order,
+            self.hpt.base,
+            if self.hpt.from_pool { " (pool)" } else { "" }
+        );
+        let host_lpcr = cpu::mfspr::<{ cpu::SPR_LPCR }>();
+        loop {
+            let mut flush = EntryFlush(false);
+            self.tlb.on_entry(&mut flush, core);
+            let part = PartitionRegs {
+                lpid: self.lpid as u64,
+                sdr1: self.hpt.sdr1(),
+                lpcr: self.lpcr(host_lpcr),
+                hdec: kernel::time::ms_to_ticks(10),
+                flush_tlb: flush.0 as u64,
+                tlb_sets: 512,
+            };
+            // SAFETY: the HPT maps only this VM's memory and regs.msr has
+            // HV clear (set in `create`, never from guest input).
+            let vec = unsafe { guest::enter(&mut self.regs, &part) };
+            self.exits += 1;
+            match vec & !1 {
+                0xc00 => {
+                    if let Some(o) = self.hcall() {
+                        return o;
+                    }
+                }
+                0x980 => {}
+                0x500 => {}
+                other => {
+                    return Outcome::Crashed(alloc::format!(
+                        "unexpected exit {:#x} ({}) at pc {:#x} msr {:#x} hdar {:#x}",
+                        other,
+                        ppc64::trap::vector_name(other),
+                        self.regs.pc,
+                        self.regs.msr,
+                        self.regs.hdar
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Guest-physical `gpa..gpa+len` as host memory, if inside the VM.
+    fn guest_mem(&mut self, gpa: u64, len: u64) -> Option<&mut [u8]> {
+        let end = gpa.checked_add(len)?;
+        if end > self.mem_size {
+            return None;
+        }
+        // SAFETY: bounds checked against this VM's own memory.
+        Some(unsafe {
+            core::slice::from_raw_parts_mut((self.mem_base + gpa) as *mut u8, len as usize)
+        })
+    }
+
+    fn console_bytes(&mut self, b: &[u8]) {
+        for &c in b {
+            if c == b'\n' || self.line.len() >= 200 {
+                let s = String::from_utf8_lossy(&self.line).into_owned();
+                info!(target: "guest", "{}: {}", self.name, s);
+                self.line.clear();
+            } else if c != b'\r' {
+                self.line.push(c);
+            }
+        }
+    }
+
+    /// Handles `sc 1`; returns Some when the VM stops.
+    fn hcall(&mut self) -> Option<Outcome> {
+        self.hcalls += 1;
+        let r = &mut self.regs.gpr;
+        let (nr, a) = (r[3], [r[4], r[5], r[6], r[7], r[8], r[9]]);
+        let ret = match nr {
+            H_PUT_TERM_CHAR => {
+                let len = a[1];
+                if a[0] != 0 || len > 16 {
+                    H_PARAMETER
+                } else {
+                    let mut bytes = [0u8; 16];
+                    bytes[..8].copy_from_slice(&a[2].to_be_bytes());
+                    bytes[8..].copy_from_slice(&a[3].to_be_bytes());
+                    self.console_bytes(&bytes[..len as usize]);
+                    H_SUCCESS
+                }
+            }
+            H_GET_TERM_CHAR => {
+                if a[0] != 0 {
+                    H_PARAMETER
+                } else {
+                    self.regs.gpr[4] = 0;
+                    H_SUCCESS
+                }
+            }
+            H_SET_MODE => match (a[0], a[1]) {
+                (1, 4) if a[2] == 0 && a[3] == 0 => {
+                    self.lpcr_ile = true;
+                    H_SUCCESS
+                }
+                (0, 4) if a[2] == 0 && a[3] == 0 => {
+                    self.lpcr_ile = false;
+                    H_SUCCESS
+                }
+                _ => H_PARAMETER,
+            },
+            H_RTAS => return self.rtas(a[0]),
+            _ => H_FUNCTION,
+        };
+        self.regs.gpr[3] = ret;
+        None
+    }
+
+    /// H_RTAS: the argument buffer is big-endian (token, nargs, nret, args, rets).
+    fn rtas(&mut self, gpa: u64) -> Option<Outcome> {
+        let Some(hdr) = self.guest_mem(gpa, 12).map(|b| {
+            let w = |i: usize| u32::from_be_bytes(b[i * 4..i * 4 + 4].try_into().unwrap());
+            (w(0), w(1), w(2))
+        }) else {
+            self.regs.gpr[3] = H_PARAMETER;
+            return None;
+        };
+        let (token, nargs, nret) = hdr;
+        if nargs > 16
+            || nret > 16
+            || self
+                .guest_mem(gpa, 12 + 4 * (nargs + nret) as u64)
+                .is_none()
+        {
+            self.regs.gpr[3] = H_PARAMETER;
+            return None;
+        }
+        let set_ret = |vm: &mut Vm, i: u32, v: i32| {
+            if i < nret {
+                let off = 12 + 4 * (nargs + i) as u64;
+                if let Some(b) = vm.guest_mem(gpa + off, 4) {
+                    b.copy_from_slice(&v.to_be_bytes());
+                }
+            }
+        };
+        self.regs.gpr[3] = H_SUCCESS;
+        match token {
+            RTAS_POWER_OFF => {
+                set_ret(self, 0, 0);
+                Some(Outcome::Ok)
+            }
+            RTAS_DISPLAY_CHARACTER => {
+                let c = self.guest_mem(gpa + 12, 4).map(|b| b[3]).unwrap_or(b'?');
+                self.console_bytes(&[c]);
+                set_ret(self, 0, 0);
+                None
+            }
+            _ => {
+                set_ret(self, 0, -3); // RTAS "parameter error / no such call"
+                None
+            }
+        }
+    }
+
+    /// Prints the stop line and returns every resource.
+    pub fn destroy(self, outcome: &Outcome) {
+        info!(
+            target: "hv",
+            "vm {} lpid={} {} hcalls={} exits={}",
+            self.name,
+            self.lpid,
+            outcome,
+            self.hcalls,
+            self.exits
+        );
+        for c in 0..self.tlb.cores() {
+            let (l, g, f) = self.tlb.counts(c);
+            if l + g + f > 0 {
+                info!(target: "tlb", "vm {} core {c}: tlbiel={l} tlbie={g} entry-flushes={f}", self.name);
+            }
+        }
+        hpt::free(&mut FirmwareHptMemory, self.hpt);
+        PAGES.lock().free_order(self.mem_base, self.mem_order);
+        if let Err(e) = LPIDS.lock().free(self.lpid) {
+            warn!(target: "vm", "{}: freeing LPID {}: {e}", self.name, self.lpid);
+        }
+        if self.line.is_empty() {
+            return;
+        }
+        warn!(target: "guest", "{}: (unterminated) {}", self.name, String::from_utf8_lossy(&self.line));
+    }
+}

@@ -1,0 +1,152 @@
+//! Runtime for the small test guests: entry code, PAPR hypercalls, the
+//! hvterm console, RTAS calls found through the device tree.
+#![no_std]
+
+use core::arch::{asm, global_asm};
+use core::fmt::{self, Write};
+
+pub const H_SUCCESS: i64 = 0;
+pub const H_PUT_TERM_CHAR: u64 = 0x58;
+pub const H_GET_TERM_CHAR: u64 = 0x54;
+pub const H_RTAS: u64 = 0xf000;
+
+const STACK_SIZE: usize = 64 * 1024;
+#[repr(C, align(16))]
+struct Stack([u8; STACK_SIZE]);
+#[unsafe(no_mangle)]
+static mut GUEST_STACK: Stack = Stack([0; STACK_SIZE]);
+
+// Entry (hypervisor's guest boot protocol): real mode, 64-bit,
+// little-endian, r3 = device tree, r4 = image start.
+global_asm!(
+    r#"
+    .pushsection .text.entry, "ax", @progbits
+    .global _start
+    _start:
+        mr 14, 3
+        lis 5, __bss_start@ha
+        addi 5, 5, __bss_start@l
+        lis 6, __bss_end@ha
+        addi 6, 6, __bss_end@l
+        li 0, 0
+    1:  cmpld 5, 6
+        bge 2f
+        std 0, 0(5)
+        addi 5, 5, 8
+        b 1b
+    2:  lis 1, (GUEST_STACK + {size})@ha
+        addi 1, 1, (GUEST_STACK + {size})@l
+        stdu 0, -112(1)
+        lis 2, .TOC.@ha
+        addi 2, 2, .TOC.@l
+        mr 3, 14
+        bl guest_main
+        nop
+    3:  b 3b
+    .popsection
+    "#,
+    size = const STACK_SIZE,
+);
+
+/// A hypercall with up to 6 arguments; returns (status, r4..r7).
+pub fn hcall(nr: u64, a: [u64; 6]) -> (i64, [u64; 4]) {
+    let (r3, r4, r5, r6, r7): (u64, u64, u64, u64, u64);
+    // SAFETY: `sc 1` enters the hypervisor, which follows PAPR: it reads
+    // r3-r9, writes r3-r12 and preserves everything else.
+    unsafe {
+        asm!(
+            "sc 1",
+            inlateout("r3") nr => r3,
+            inlateout("r4") a[0] => r4,
+            inlateout("r5") a[1] => r5,
+            inlateout("r6") a[2] => r6,
+            inlateout("r7") a[3] => r7,
+            inlateout("r8") a[4] => _,
+            inlateout("r9") a[5] => _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("r0") _,
+            out("cr0") _,
+        )
+    };
+    (r3 as i64, [r4, r5, r6, r7])
+}
+
+/// Writes bytes to the hvterm console (vty 0), 16 at a time.
+pub fn put_bytes(b: &[u8]) {
+    for chunk in b.chunks(16) {
+        let mut w = [0u64; 2];
+        for (i, c) in chunk.iter().enumerate() {
+            w[i / 8] |= (*c as u64) << (56 - 8 * (i % 8));
+        }
+        loop {
+            let (rc, _) = hcall(H_PUT_TERM_CHAR, [0, chunk.len() as u64, w[0], w[1], 0, 0]);
+            if rc != 1 {
+                break; // H_SUCCESS, or an error we cannot do better on
+            }
+        }
+    }
+}
+
+pub struct Console;
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        put_bytes(s.as_bytes());
+        Ok(())
+    }
+}
+
+#[macro_export]
+macro_rules! println {
+    ($($a:tt)*) => {{
+        use core::fmt::Write;
+        let _ = writeln!($crate::Console, $($a)*);
+    }};
+}
+
+/// The guest's device tree.
+pub fn device_tree(addr: u64) -> Option<fdt::Fdt<'static>> {
+    // SAFETY: the hypervisor passes the address of a valid device tree in
+    // guest memory, which stays in place.
+    unsafe { fdt::Fdt::from_ptr(addr as *const u8).ok() }
+}
+
+/// An RTAS token from `/rtas`.
+pub fn rtas_token(fdt: &fdt::Fdt<'_>, name: &str) -> Option<u32> {
+    let p = fdt.find_node("/rtas")?.property(name)?;
+    Some(u32::from_be_bytes(p.value.get(0..4)?.try_into().ok()?))
+}
+
+/// One RTAS call through H_RTAS: big-endian argument buffer
+/// (token, nargs, nret, args..., rets...). Returns the first return value.
+pub fn rtas_call(token: u32, args: &[u32], nret: usize) -> i32 {
+    let mut buf = [0u32; 16];
+    buf[0] = token.to_be();
+    buf[1] = (args.len() as u32).to_be();
+    buf[2] = (nret as u32).to_be();
+    for (i, a) in args.iter().enumerate() {
+        buf[3 + i] = a.to_be();
+    }
+    hcall(H_RTAS, [buf.as_ptr() as u64, 0, 0, 0, 0, 0]);
+    i32::from_be(buf[3 + args.len()] as i32)
+}
+
+/// Powers the partition off through RTAS `power-off`.
+pub fn power_off(fdt: Option<&fdt::Fdt<'_>>) -> ! {
+    if let Some(t) = fdt.and_then(|f| rtas_token(f, "power-off")) {
+        rtas_call(t, &[0, 0], 1);
+    }
+    println!("guest: power-off did not stop the partition");
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    println!("guest: panic: {}", info.message());
+    loop {
+        core::hint::spin_loop();
+    }
+}

@@ -1,0 +1,1230 @@
+//! The boot archive: what QEMU `-initrd` (or the PNOR initramfs) hands the
+//! hypervisor, a cpio `newc` archive holding a manifest and guest files.
+//!
+//! # Archive
+//!
+//! Each entry is a 110-byte ASCII header — the magic `070701` and thirteen
+//! fields of exactly eight hex digits (`ino mode uid gid nlink mtime filesize
+//! devmajor devminor rdevmajor rdevminor namesize check`) — then the name
+//! (`namesize` bytes including its NUL), padded with zeros so that header plus
+//! name is a multiple of 4 bytes, then `filesize` bytes of data padded to 4
+//! bytes. The entry named `TRAILER!!!` ends the archive; anything after it
+//! (cpio pads to 512-byte blocks) is ignored. [`Archive::parse`] checks the
+//! whole archive once and borrows names and data from the input (no copies).
+//!
+//! Names are stored without one leading `./` or `/`, so an archive made with
+//! `find . | cpio -o -H newc` works; [`Archive::file`] strips the same prefix
+//! from its argument. [`Archive::file`] finds regular files only (mode
+//! `S_IFREG`); [`Archive::entries`] lists everything (directories too). Two
+//! entries with the same name are refused. Hard links (data stored only with
+//! the last link) are not supported: the other links read as empty files.
+//! The checksum field (`070702` archives) is not supported.
+//!
+//! # Manifest
+//!
+//! The manifest is the archive file named [`MANIFEST_NAME`] (`manifest`),
+//! UTF-8 text. One section per VM, opened by `[vm NAME]`, followed by
+//! `key = value` lines:
+//!
+//! ```text
+//! # Two guests sharing one kernel image.
+//! [vm web]
+//! memory = 256M
+//! image = vmlinux
+//! initrd = web-rootfs.cpio
+//! bootargs = console=hvc0 root=/dev/ram0 quiet
+//!
+//! [vm db]
+//! vcpus = 1
+//! memory = 1G
+//! hpt_order = 24
+//! image = vmlinux
+//! ```
+//!
+//! | key | value | |
+//! |---|---|---|
+//! | `vcpus` | decimal number | optional, default 1; only 1 is accepted for now |
+//! | `memory` | size: bytes, or with `K`/`M`/`G` suffix (`256M`, `0x1000000`); a non-zero multiple of 1 MiB | required |
+//! | `hpt_order` | log2 of the hashed page table size, 18..=46 | optional (the hypervisor picks) |
+//! | `image` | path of the guest kernel inside the archive | required |
+//! | `initrd` | path of the guest initrd inside the archive | optional |
+//! | `bootargs` | the rest of the line after `=` (may contain `=` and `#`) | optional, default empty |
+//!
+//! Lines are trimmed; blank lines and lines whose first non-blank character
+//! is `#` are ignored. There are no trailing comments (a `#` later in a line
+//! is part of the value, which keeps `bootargs` verbatim). VM names use
+//! `A-Z a-z 0-9 _ - .`, at most [`MAX_VM_NAME`] bytes.
+//!
+//! Errors never stop the whole manifest: every problem is reported with the
+//! file name and line (`manifest:7: unknown key 'memroy' (vm 'web'
+//! skipped)`), a VM with any error is skipped, and the other VMs are returned
+//! ready to run. A VM whose name repeats an earlier one is an error for the
+//! second; a missing required key is reported at the `[vm NAME]` line; an
+//! `image`/`initrd` that is not a file in the archive at the key's line.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::units::{parse_size, MIB};
+
+/// The manifest's name inside the archive.
+pub const MANIFEST_NAME: &str = "manifest";
+/// The name of the entry that ends a cpio archive.
+pub const TRAILER_NAME: &str = "TRAILER!!!";
+/// Longest accepted VM name, in bytes.
+pub const MAX_VM_NAME: usize = 32;
+/// Accepted `hpt_order` values (256 KiB .. 64 TiB), as for `hv.hpt_pool_order`.
+pub const HPT_ORDERS: core::ops::RangeInclusive<u32> = 18..=46;
+
+const MAGIC: &[u8; 6] = b"070701";
+const HEADER_LEN: usize = 110;
+const FIELDS: [&str; 13] = [
+    "ino",
+    "mode",
+    "uid",
+    "gid",
+    "nlink",
+    "mtime",
+    "filesize",
+    "devmajor",
+    "devminor",
+    "rdevmajor",
+    "rdevminor",
+    "namesize",
+    "check",
+];
+const F_MODE: usize = 1;
+const F_FILESIZE: usize = 6;
+const F_NAMESIZE: usize = 11;
+const S_IFMT: u32 = 0o170_000;
+const S_IFREG: u32 = 0o100_000;
+
+/// What is wrong with an archive; see [`ArchiveError`] for where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArchiveErrorKind {
+    /// The six bytes found where a header's magic should be.
+    BadMagic([u8; 6]),
+    /// Fewer than 110 header bytes left.
+    TruncatedHeader { have: usize },
+    /// A header field that is not eight hex digits.
+    NonHexField { field: &'static str },
+    /// The name runs past the end of the input.
+    TruncatedName { namesize: usize, have: usize },
+    /// The data runs past the end of the input.
+    TruncatedData { filesize: usize, have: usize },
+    /// `namesize` is 0, or the name has no NUL at its end, or a NUL inside.
+    BadName,
+    /// The name is not UTF-8.
+    NameNotUtf8,
+    /// A second entry with this name.
+    DuplicateName(String),
+    /// The input ended without a `TRAILER!!!` entry.
+    MissingTrailer,
+}
+
+/// An archive that cannot be used: the byte offset (from the start of the
+/// archive) where the problem is, and what it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveError {
+    pub offset: usize,
+    pub kind: ArchiveErrorKind,
+}
+
+impl fmt::Display for ArchiveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "boot archive offset {:#x}: ", self.offset)?;
+        match &self.kind {
+            ArchiveErrorKind::BadMagic(m) => {
+                write!(
+                    f,
+                    "bad magic \"{}\" (expected \"070701\", cpio newc)",
+                    m.escape_ascii()
+                )
+            }
+            ArchiveErrorKind::TruncatedHeader { have } => write!(
+                f,
+                "truncated header ({have} bytes left, a header is {HEADER_LEN})"
+            ),
+            ArchiveErrorKind::NonHexField { field } => {
+                write!(f, "header field '{field}' is not 8 hex digits")
+            }
+            ArchiveErrorKind::TruncatedName { namesize, have } => {
+                write!(f, "truncated name ({namesize} bytes, {have} left)")
+            }
+            ArchiveErrorKind::TruncatedData { filesize, have } => {
+                write!(f, "truncated data ({filesize} bytes, {have} left)")
+            }
+            ArchiveErrorKind::BadName => {
+                f.write_str("bad name (empty, or not ended by exactly one NUL)")
+            }
+            ArchiveErrorKind::NameNotUtf8 => f.write_str("name is not UTF-8"),
+            ArchiveErrorKind::DuplicateName(n) => write!(f, "duplicate entry '{n}'"),
+            ArchiveErrorKind::MissingTrailer => {
+                f.write_str("end of input without a TRAILER!!! entry")
+            }
+        }
+    }
+}
+
+/// One archive entry, borrowed from the archive bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// The name without a leading `./` or `/`.
+    pub name: &'a str,
+    /// The cpio mode: file type and permission bits.
+    pub mode: u32,
+    pub data: &'a [u8],
+    /// Offset of the entry's header in the archive.
+    pub offset: usize,
+}
+
+impl Entry<'_> {
+    pub fn is_file(&self) -> bool {
+        self.mode & S_IFMT == S_IFREG
+    }
+}
+
+/// A parsed cpio `newc` archive; see the module documentation.
+#[derive(Clone, Debug)]
+pub struct Archive<'a> {
+    entries: Vec<Entry<'a>>,
+    len: usize,
+}
+
+fn strip_prefix(name: &str) -> &str {
+    name.strip_prefix("./")
+        .or_else(|| name.strip_prefix('/'))
+        .unwrap_or(name)
+}
+
+fn hex8(b: &[u8]) -> Option<u32> {
+    if b.len() != 8 {
+        return None;
+    }
+    b.iter().try_fold(0u32, |acc, &c| {
+        let d = (c as char).to_digit(16)?;
+        Some(acc << 4 | d)
+    })
+}
+
+impl<'a> Archive<'a> {
+    /// Parses and checks the whole archive; `bytes` may extend past the
+    /// trailer.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, ArchiveError> {
+        let mut entries: Vec<Entry<'a>> = Vec::new();
+        let mut off = 0;
+        let err = |offset, kind| Err(ArchiveError { offset, kind });
+        loop {
+            let rest = &bytes[off..];
+            if rest.is_empty() {
+                return err(off, ArchiveErrorKind::MissingTrailer);
+            }
+            if rest.len() < HEADER_LEN {
+                // A short tail that cannot even hold the magic is still
+                // reported as a truncated header: the trailer is missing
+                // either way, but this says more.
+                if rest.len() >= 6 && &rest[..6] != MAGIC {
+                    let mut m = [0; 6];
+                    m.copy_from_slice(&rest[..6]);
+                    return err(off, ArchiveErrorKind::BadMagic(m));
+                }
+                return err(off, ArchiveErrorKind::TruncatedHeader { have: rest.len() });
+            }
+            if &rest[..6] != MAGIC {
+                let mut m = [0; 6];
+                m.copy_from_slice(&rest[..6]);
+                return err(off, ArchiveErrorKind::BadMagic(m));
+            }
+            let mut fields = [0u32; 13];
+            for (i, (field, name)) in fields.iter_mut().zip(FIELDS).enumerate() {
+                let at = 6 + 8 * i;
+                match hex8(&rest[at..at + 8]) {
+                    Some(v) => *field = v,
+                    None => return err(off + at, ArchiveErrorKind::NonHexField { field: name }),
+                }
+            }
+            let namesize = fields[F_NAMESIZE] as usize;
+            let filesize = fields[F_FILESIZE] as usize;
+            let name_off = off + HEADER_LEN;
+            let have = bytes.len() - name_off;
+            if namesize > have {
+                return err(name_off, ArchiveErrorKind::TruncatedName { namesize, have });
+            }
+            let raw = &bytes[name_off..name_off + namesize];
+            let Some((&0, raw)) = raw.split_last() else {
+                return err(name_off, ArchiveErrorKind::BadName);
+            };
+            if raw.contains(&0) {
+                return err(name_off, ArchiveErrorKind::BadName);
+            }
+            let Ok(full_name) = core::str::from_utf8(raw) else {
+                return err(name_off, ArchiveErrorKind::NameNotUtf8);
+            };
+            // Cannot overflow: name_off + namesize <= bytes.len().
+            let data_off = (name_off + namesize).next_multiple_of(4);
+            let have = bytes.len().saturating_sub(data_off);
+            if filesize > have {
+                return err(
+                    data_off.min(bytes.len()),
+                    ArchiveErrorKind::TruncatedData { filesize, have },
+                );
+            }
+            let data = &bytes[data_off..data_off + filesize];
+            // The padding after the last data byte may be missing at the
+            // very end of the input (nothing follows); that is harmless.
+            let next = (data_off + filesize).next_multiple_of(4).min(bytes.len());
+            if full_name == TRAILER_NAME {
+                return Ok(Archive { entries, len: next });
+            }
+            let name = strip_prefix(full_name);
+            if entries.iter().any(|e| e.name == name) {
+                return err(off, ArchiveErrorKind::DuplicateName(name.into()));
+            }
+            entries.push(Entry {
+                name,
+                mode: fields[F_MODE],
+                data,
+                offset: off,
+            });
+            off = next;
+        }
+    }
+
+    /// The data of the regular file `name` (a leading `./` or `/` is ignored).
+    pub fn file(&self, name: &str) -> Option<&'a [u8]> {
+        let name = strip_prefix(name);
+        self.entries
+            .iter()
+            .find(|e| e.is_file() && e.name == name)
+            .map(|e| e.data)
+    }
+
+    /// Every entry before the trailer, in archive order.
+    pub fn entries(&self) -> core::slice::Iter<'_, Entry<'a>> {
+        self.entries.iter()
+    }
+
+    /// The regular files, as (name, data), in archive order.
+    pub fn files(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + '_ {
+        self.entries
+            .iter()
+            .filter(|e| e.is_file())
+            .map(|e| (e.name, e.data))
+    }
+
+    /// Number of entries, not counting the trailer.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes from the start of the archive to the end of the trailer entry.
+    pub fn byte_len(&self) -> usize {
+        self.len
+    }
+}
+
+impl<'b, 'a> IntoIterator for &'b Archive<'a> {
+    type Item = &'b Entry<'a>;
+    type IntoIter = core::slice::Iter<'b, Entry<'a>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries()
+    }
+}
+
+fn push_header(out: &mut Vec<u8>, fields: [u32; 13], name: &str) {
+    out.extend_from_slice(MAGIC);
+    for f in fields {
+        out.extend_from_slice(format!("{f:08X}").as_bytes());
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    while !out.len().is_multiple_of(4) {
+        out.push(0);
+    }
+}
+
+/// Builds a cpio `newc` archive of regular files (mode 0644, in the given
+/// order) ending with the trailer, for host tools and tests.
+///
+/// # Panics
+///
+/// If a name is empty or contains a NUL byte, or a file is 4 GiB or more.
+pub fn build_newc(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, (name, data)) in files.iter().enumerate() {
+        assert!(
+            !name.is_empty() && !name.contains('\0'),
+            "bad cpio name {name:?}"
+        );
+        let size = u32::try_from(data.len()).expect("cpio newc files are below 4 GiB");
+        let namesize = name.len() as u32 + 1;
+        // ino mode uid gid nlink mtime filesize devmajor devminor rdevmajor
+        // rdevminor namesize check
+        let fields = [
+            i as u32 + 1,
+            S_IFREG | 0o644,
+            0,
+            0,
+            1,
+            0,
+            size,
+            0,
+            0,
+            0,
+            0,
+            namesize,
+            0,
+        ];
+        push_header(&mut out, fields, name);
+        out.extend_from_slice(data);
+        while !out.len().is_multiple_of(4) {
+            out.push(0);
+        }
+    }
+    let namesize = TRAILER_NAME.len() as u32 + 1;
+    push_header(
+        &mut out,
+        [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, namesize, 0],
+        TRAILER_NAME,
+    );
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Manifest
+// ---------------------------------------------------------------------------
+
+/// One VM from the manifest, checked and ready to start. Paths and file
+/// contents are borrowed from the archive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmSpec<'a> {
+    pub name: &'a str,
+    /// Line of the `[vm NAME]` header.
+    pub line: usize,
+    pub vcpus: u32,
+    /// Guest memory in bytes.
+    pub memory: u64,
+    pub hpt_order: Option<u32>,
+    pub image_path: &'a str,
+    pub image: &'a [u8],
+    pub bootargs: &'a str,
+    /// (path, contents)
+    pub initrd: Option<(&'a str, &'a [u8])>,
+}
+
+/// A problem in the manifest. `line` is 1-based; 0 means the whole file
+/// (for example a missing manifest). `vm` names the VM that is skipped
+/// because of it, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestError {
+    pub file: &'static str,
+    pub line: usize,
+    pub vm: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)?;
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)?;
+        }
+        if let Some(vm) = &self.vm {
+            write!(f, " (vm '{vm}' skipped)")?;
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of reading the manifest: the VMs that can run, in manifest
+/// order, and every problem found (VMs with problems are not in `vms`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Manifest<'a> {
+    pub vms: Vec<VmSpec<'a>>,
+    pub errors: Vec<ManifestError>,
+}
+
+/// Reads [`MANIFEST_NAME`] from `archive` and checks it against the archive.
+pub fn parse_manifest<'a>(archive: &Archive<'a>) -> Manifest<'a> {
+    let file_error = |message: String| Manifest {
+        vms: Vec::new(),
+        errors: alloc::vec![ManifestError {
+            file: MANIFEST_NAME,
+            line: 0,
+            vm: None,
+            message,
+        }],
+    };
+    let Some(bytes) = archive.file(MANIFEST_NAME) else {
+        return file_error(format!("no file '{MANIFEST_NAME}' in the boot archive"));
+    };
+    match core::str::from_utf8(bytes) {
+        Ok(text) => parse_manifest_text(text, archive),
+        Err(e) => file_error(format!(
+            "not UTF-8 text (bad byte at offset {})",
+            e.valid_up_to()
+        )),
+    }
+}
+
+/// A VM section being read.
+struct Draft<'a> {
+    name: &'a str,
+    line: usize,
+    /// The VM is skipped (errors were reported).
+    bad: bool,
+    /// (key, line) of each key seen, to report duplicates.
+    seen: Vec<(&'static str, usize)>,
+    vcpus: Option<u32>,
+    memory: Option<u64>,
+    hpt_order: Option<u32>,
+    image: Option<(&'a str, &'a [u8])>,
+    bootargs: Option<&'a str>,
+    initrd: Option<(&'a str, &'a [u8])>,
+}
+
+const KEYS: [&str; 6] = [
+    "vcpus",
+    "memory",
+    "hpt_order",
+    "image",
+    "bootargs",
+    "initrd",
+];
+
+fn valid_vm_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= MAX_VM_NAME
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+fn comment_hint(v: &str) -> &'static str {
+    if v.contains('#') {
+        " (comments must be on their own line)"
+    } else {
+        ""
+    }
+}
+
+/// Parses manifest `text`, resolving `image` and `initrd` paths in `archive`.
+pub fn parse_manifest_text<'a>(text: &'a str, archive: &Archive<'a>) -> Manifest<'a> {
+    let mut out = Manifest::default();
+    let mut drafts: Vec<Draft<'a>> = Vec::new();
+    // Index of the VM being read, `None` before the first section or after
+    // a broken section header (whose keys are then skipped silently).
+    let mut current: Option<usize> = None;
+    let mut broken_section = false;
+
+    let error = |errors: &mut Vec<ManifestError>, line, vm: Option<&str>, message| {
+        errors.push(ManifestError {
+            file: MANIFEST_NAME,
+            line,
+            vm: vm.map(String::from),
+            message,
+        })
+    };
+
+    for (idx, raw) in text.lines().enumerate() {
+        let lineno = idx + 1;
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with('[') {
+            current = None;
+            broken_section = true;
+            let Some(inner) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) else {
+                error(
+                    &mut out.errors,
+                    lineno,
+                    None,
+                    format!("unterminated section header '{line}'"),
+                );
+                continue;
+            };
+            let inner = inner.trim();
+            let Some(name) = inner
+                .strip_prefix("vm")
+                .filter(|r| r.starts_with(char::is_whitespace))
+                .map(str::trim)
+            else {
+                error(
+                    &mut out.errors,
+                    lineno,
+                    None,
+                    format!("unknown section '{line}' (expected '[vm NAME]')"),
+                );
+                continue;
+            };
+            if !valid_vm_name(name) {
+                error(
+                    &mut out.errors,
+                    lineno,
+                    None,
+                    format!("invalid vm name '{name}' (1 to {MAX_VM_NAME} of A-Z a-z 0-9 _ - .)"),
+                );
+                continue;
+            }
+            let mut bad = false;
+            if let Some(first) = drafts.iter().find(|d| d.name == name) {
+                error(
+                    &mut out.errors,
+                    lineno,
+                    Some(name),
+                    format!(
+                        "duplicate vm name '{name}' (first defined at line {})",
+                        first.line
+                    ),
+                );
+                bad = true;
+            }
+            broken_section = false;
+            current = Some(drafts.len());
+            drafts.push(Draft {
+                name,
+                line: lineno,
+                bad,
+                seen: Vec::new(),
+                vcpus: None,
+                memory: None,
+                hpt_order: None,
+                image: None,
+                bootargs: None,
+                initrd: None,
+            });
+            continue;
+        }
+
+        let Some(d) = current.map(|i| &mut drafts[i]) else {
+            if !broken_section {
+                error(
+                    &mut out.errors,
+                    lineno,
+                    None,
+                    format!("'{line}' outside a [vm NAME] section"),
+                );
+            }
+            continue;
+        };
+        let mut fail = |d: &mut Draft<'a>, message: String| {
+            d.bad = true;
+            error(&mut out.errors, lineno, Some(d.name), message);
+        };
+        let Some((key, value)) = line.split_once('=') else {
+            // `memory 1G`: do not also report 'memory' as missing.
+            let first = line.split_whitespace().next().unwrap_or("");
+            if let Some(&key) = KEYS.iter().find(|k| **k == first) {
+                d.seen.push((key, lineno));
+            }
+            fail(d, format!("expected 'key = value', found '{line}'"));
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        let Some(&key) = KEYS.iter().find(|k| **k == key) else {
+            fail(d, format!("unknown key '{key}'"));
+            continue;
+        };
+        if let Some(&(_, first)) = d.seen.iter().find(|(k, _)| *k == key) {
+            fail(d, format!("duplicate key '{key}' (first at line {first})"));
+            continue;
+        }
+        d.seen.push((key, lineno));
+        if value.is_empty() && key != "bootargs" {
+            fail(d, format!("missing value for '{key}'"));
+            continue;
+        }
+        match key {
+            "vcpus" => match value.parse::<u32>() {
+                Ok(0) => fail(d, String::from("vcpus must be at least 1")),
+                Ok(1) => d.vcpus = Some(1),
+                Ok(n) => fail(d, format!("SMT guests are not supported yet (vcpus={n})")),
+                Err(_) => fail(
+                    d,
+                    format!(
+                        "invalid vcpus '{value}' (expected a number){}",
+                        comment_hint(value)
+                    ),
+                ),
+            },
+            "memory" => match parse_size(value) {
+                Some(m) if m > 0 && m.is_multiple_of(MIB) => d.memory = Some(m),
+                Some(_) => fail(
+                    d,
+                    format!("memory '{value}' is not a non-zero multiple of 1M"),
+                ),
+                None => fail(
+                    d,
+                    format!(
+                        "invalid memory size '{value}' (expected e.g. 256M or 1G){}",
+                        comment_hint(value)
+                    ),
+                ),
+            },
+            "hpt_order" => match value.parse::<u32>() {
+                Ok(o) if HPT_ORDERS.contains(&o) => d.hpt_order = Some(o),
+                _ => fail(
+                    d,
+                    format!(
+                        "invalid hpt_order '{value}' (expected {}..={}){}",
+                        HPT_ORDERS.start(),
+                        HPT_ORDERS.end(),
+                        comment_hint(value)
+                    ),
+                ),
+            },
+            "image" | "initrd" => match archive.file(value) {
+                Some(data) if key == "image" => d.image = Some((value, data)),
+                Some(data) => d.initrd = Some((value, data)),
+                None => fail(
+                    d,
+                    format!("{key} '{value}' is not a file in the boot archive"),
+                ),
+            },
+            "bootargs" => d.bootargs = Some(value),
+            _ => unreachable!("key list and match disagree"),
+        }
+    }
+
+    for d in drafts {
+        let mut missing = |key: &str, bad: &mut bool| {
+            *bad = true;
+            error(
+                &mut out.errors,
+                d.line,
+                Some(d.name),
+                format!("missing required key '{key}'"),
+            );
+        };
+        let mut bad = d.bad;
+        // Only report a missing key that was not present with a bad value.
+        let absent = |k| !d.seen.iter().any(|(s, _)| *s == k);
+        if d.memory.is_none() && absent("memory") {
+            missing("memory", &mut bad);
+        }
+        if d.image.is_none() && absent("image") {
+            missing("image", &mut bad);
+        }
+        if bad {
+            continue;
+        }
+        let (Some(memory), Some((image_path, image))) = (d.memory, d.image) else {
+            continue;
+        };
+        out.vms.push(VmSpec {
+            name: d.name,
+            line: d.line,
+            vcpus: d.vcpus.unwrap_or(1),
+            memory,
+            hpt_order: d.hpt_order,
+            image_path,
+            image,
+            bootargs: d.bootargs.unwrap_or(""),
+            initrd: d.initrd,
+        });
+    }
+    out.errors.sort_by_key(|e| e.line);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    fn sample() -> Vec<u8> {
+        build_newc(&[
+            ("manifest", b"[vm a]\nmemory=1M\nimage=k\n"),
+            ("k", b"kernel!"),
+            ("dir/initrd", &[1, 2, 3, 4, 5, 6, 7, 8]),
+            ("empty", b""),
+        ])
+    }
+
+    fn err(bytes: &[u8]) -> ArchiveError {
+        Archive::parse(bytes).unwrap_err()
+    }
+
+    #[test]
+    fn round_trip() {
+        let bytes = sample();
+        assert!(bytes.len().is_multiple_of(4));
+        let a = Archive::parse(&bytes).unwrap();
+        assert_eq!(a.len(), 4);
+        assert_eq!(a.byte_len(), bytes.len());
+        assert_eq!(a.file("k"), Some(&b"kernel!"[..]));
+        assert_eq!(a.file("./k"), Some(&b"kernel!"[..]));
+        assert_eq!(a.file("dir/initrd"), Some(&[1, 2, 3, 4, 5, 6, 7, 8][..]));
+        assert_eq!(a.file("empty"), Some(&b""[..]));
+        assert_eq!(a.file("nope"), None);
+        let names: Vec<_> = a.files().map(|(n, _)| n).collect();
+        assert_eq!(names, ["manifest", "k", "dir/initrd", "empty"]);
+        let iterated: Vec<_> = (&a).into_iter().map(|e| (e.name, e.data.len())).collect();
+        assert_eq!(
+            iterated,
+            [("manifest", 25), ("k", 7), ("dir/initrd", 8), ("empty", 0)]
+        );
+        assert!(a.entries().all(|e| e.is_file() && e.mode == 0o100644));
+        // Zero-copy: data points into the input.
+        let k = a.file("k").unwrap();
+        assert!(bytes.as_ptr_range().contains(&k.as_ptr()));
+        // Header offsets are 4-byte aligned and the first is 0.
+        assert_eq!(a.entries().next().unwrap().offset, 0);
+        assert!(a.entries().all(|e| e.offset.is_multiple_of(4)));
+    }
+
+    #[test]
+    fn empty_archive_and_trailing_padding() {
+        let mut bytes = build_newc(&[]);
+        let len = bytes.len();
+        bytes.resize(512, 0);
+        let a = Archive::parse(&bytes).unwrap();
+        assert!(a.is_empty());
+        assert_eq!(a.byte_len(), len);
+    }
+
+    /// An archive in the shape GNU cpio writes with `find . | cpio -o -H
+    /// newc`: lower-case hex, a "." directory, "./" prefixes, a data-less
+    /// trailer at the very end without padding.
+    #[test]
+    fn foreign_archive_with_directories_and_dot_slash() {
+        fn entry(out: &mut Vec<u8>, name: &str, mode: u32, data: &[u8]) {
+            out.extend_from_slice(b"070701");
+            let f = [1, mode, 0, 0, 1, 0, data.len() as u32, 8, 1, 0, 0];
+            for v in f {
+                out.extend_from_slice(format!("{v:08x}").as_bytes());
+            }
+            out.extend_from_slice(format!("{:08x}", name.len() + 1).as_bytes());
+            out.extend_from_slice(b"00000000");
+            out.extend_from_slice(name.as_bytes());
+            out.push(0);
+            while !out.len().is_multiple_of(4) {
+                out.push(0);
+            }
+            out.extend_from_slice(data);
+            while !out.len().is_multiple_of(4) {
+                out.push(0);
+            }
+        }
+        let mut b = Vec::new();
+        entry(&mut b, ".", 0o40755, b"");
+        entry(&mut b, "./guests", 0o40755, b"");
+        entry(&mut b, "./guests/vmlinux", 0o100644, b"abc");
+        entry(&mut b, "./link", 0o120777, b"guests/vmlinux");
+        entry(&mut b, TRAILER_NAME, 0, b"");
+        let a = Archive::parse(&b).unwrap();
+        assert_eq!(a.len(), 4);
+        assert_eq!(a.file("guests/vmlinux"), Some(&b"abc"[..]));
+        assert_eq!(a.file("/guests/vmlinux"), Some(&b"abc"[..]));
+        // Directories and symlinks are entries but not files.
+        assert_eq!(a.file("guests"), None);
+        assert_eq!(a.file("link"), None);
+        assert_eq!(a.entries().filter(|e| e.is_file()).count(), 1);
+        assert_eq!(a.entries().next().unwrap().name, ".");
+    }
+
+    #[test]
+    fn bad_magic() {
+        let mut b = sample();
+        b[3] = b'2';
+        let e = err(&b);
+        assert_eq!(e.offset, 0);
+        assert_eq!(e.kind, ArchiveErrorKind::BadMagic(*b"070201"));
+        assert_eq!(
+            e.to_string(),
+            "boot archive offset 0x0: bad magic \"070201\" (expected \"070701\", cpio newc)"
+        );
+        // The second entry's magic is checked at its own offset.
+        let b = sample();
+        let second = Archive::parse(&b).unwrap().entries().nth(1).unwrap().offset;
+        let mut b2 = b.clone();
+        b2[second] = b'X';
+        assert_eq!(err(&b2).offset, second);
+        assert!(matches!(err(&b2).kind, ArchiveErrorKind::BadMagic(_)));
+        // Binary junk.
+        assert!(matches!(
+            err(&[0xff; 200]).kind,
+            ArchiveErrorKind::BadMagic([0xff, 0xff, 0xff, 0xff, 0xff, 0xff])
+        ));
+    }
+
+    #[test]
+    fn truncated_header() {
+        let b = sample();
+        let e = err(&b[..50]);
+        assert_eq!(e.offset, 0);
+        assert_eq!(e.kind, ArchiveErrorKind::TruncatedHeader { have: 50 });
+        assert_eq!(
+            e.to_string(),
+            "boot archive offset 0x0: truncated header (50 bytes left, a header is 110)"
+        );
+        assert_eq!(
+            err(&b[..3]).kind,
+            ArchiveErrorKind::TruncatedHeader { have: 3 }
+        );
+        // Cut inside the trailer's header.
+        let trailer = b.len() - 124;
+        let e = err(&b[..trailer + 20]);
+        assert_eq!(e.offset, trailer);
+        assert_eq!(e.kind, ArchiveErrorKind::TruncatedHeader { have: 20 });
+    }
+
+    #[test]
+    fn non_hex_field() {
+        let mut b = sample();
+        // The filesize field of the first entry (field 6).
+        b[6 + 6 * 8 + 3] = b'g';
+        let e = err(&b);
+        assert_eq!(e.offset, 6 + 6 * 8);
+        assert_eq!(e.kind, ArchiveErrorKind::NonHexField { field: "filesize" });
+        assert_eq!(
+            e.to_string(),
+            "boot archive offset 0x36: header field 'filesize' is not 8 hex digits"
+        );
+        let mut b = sample();
+        b[6 + 12 * 8] = b' ';
+        assert_eq!(
+            err(&b).kind,
+            ArchiveErrorKind::NonHexField { field: "check" }
+        );
+    }
+
+    #[test]
+    fn truncated_name_and_data() {
+        let b = sample();
+        // "manifest\0" is 9 bytes after the 110-byte header.
+        let e = err(&b[..115]);
+        assert_eq!(e.offset, 110);
+        assert_eq!(
+            e.kind,
+            ArchiveErrorKind::TruncatedName {
+                namesize: 9,
+                have: 5
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "boot archive offset 0x6e: truncated name (9 bytes, 5 left)"
+        );
+        // Data starts at 120 (110 + 9 rounded up to 4) and is 25 bytes.
+        let e = err(&b[..130]);
+        assert_eq!(e.offset, 120);
+        assert_eq!(
+            e.kind,
+            ArchiveErrorKind::TruncatedData {
+                filesize: 25,
+                have: 10
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "boot archive offset 0x78: truncated data (25 bytes, 10 left)"
+        );
+        // Name exactly at the end: the padding is missing, too.
+        let e = err(&b[..119]);
+        assert_eq!(
+            e.kind,
+            ArchiveErrorKind::TruncatedData {
+                filesize: 25,
+                have: 0
+            }
+        );
+        assert_eq!(e.offset, 119);
+    }
+
+    #[test]
+    fn missing_trailer() {
+        let b = sample();
+        let end = b.len() - 124; // the trailer: 110 + "TRAILER!!!\0", padded
+        let e = err(&b[..end]);
+        assert_eq!(e.offset, end);
+        assert_eq!(e.kind, ArchiveErrorKind::MissingTrailer);
+        assert_eq!(
+            e.to_string(),
+            format!("boot archive offset {end:#x}: end of input without a TRAILER!!! entry")
+        );
+        assert_eq!(err(&[]).kind, ArchiveErrorKind::MissingTrailer);
+    }
+
+    #[test]
+    fn bad_names() {
+        // namesize 0.
+        let mut b = build_newc(&[("x", b"")]);
+        b[6 + 11 * 8..6 + 12 * 8].copy_from_slice(b"00000000");
+        assert_eq!(err(&b).kind, ArchiveErrorKind::BadName);
+        assert_eq!(err(&b).offset, 110);
+        // No NUL at the end of the name.
+        let mut b = build_newc(&[("ab", b"")]);
+        b[6 + 11 * 8..6 + 12 * 8].copy_from_slice(b"00000002");
+        assert_eq!(err(&b).kind, ArchiveErrorKind::BadName);
+        // A NUL inside the name.
+        let mut b = build_newc(&[("ab", b"")]);
+        b[110] = 0;
+        assert_eq!(err(&b).kind, ArchiveErrorKind::BadName);
+        // Not UTF-8.
+        let mut b = build_newc(&[("ab", b"")]);
+        b[110] = 0xc3;
+        let e = err(&b);
+        assert_eq!(e.kind, ArchiveErrorKind::NameNotUtf8);
+        assert_eq!(e.to_string(), "boot archive offset 0x6e: name is not UTF-8");
+    }
+
+    #[test]
+    fn duplicate_entries() {
+        let b = build_newc(&[("a", b"1"), ("./a", b"2")]);
+        let e = err(&b);
+        assert_eq!(e.kind, ArchiveErrorKind::DuplicateName("a".into()));
+        assert_eq!(e.offset, 116);
+        assert_eq!(
+            e.to_string(),
+            "boot archive offset 0x74: duplicate entry 'a'"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "bad cpio name")]
+    fn builder_refuses_nul_in_names() {
+        build_newc(&[("a\0b", b"")]);
+    }
+
+    // -- manifest --------------------------------------------------------
+
+    fn archive_with(manifest: &str, extra: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut files: Vec<(&str, &[u8])> = alloc::vec![("manifest", manifest.as_bytes())];
+        files.extend_from_slice(extra);
+        build_newc(&files)
+    }
+
+    const FILES: &[(&str, &[u8])] = &[("vmlinux", b"\x7fELF kernel"), ("rootfs.cpio", b"rootfs")];
+
+    fn manifest_of(bytes: &[u8]) -> Manifest<'_> {
+        let a = Archive::parse(bytes).unwrap();
+        parse_manifest(&a)
+    }
+
+    fn messages(m: &Manifest<'_>) -> Vec<String> {
+        m.errors.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn manifest_with_every_key() {
+        let text = "\
+# comment
+  # indented comment
+
+[vm web]
+vcpus = 1
+memory = 256M
+hpt_order=24
+image = vmlinux
+initrd = ./rootfs.cpio
+bootargs = console=hvc0 root=/dev/ram0 rdinit=/init # not a comment\r
+
+[ vm  db ]
+memory = 1G
+image = vmlinux
+";
+        let bytes = archive_with(text, FILES);
+        let m = manifest_of(&bytes);
+        assert_eq!(messages(&m), Vec::<String>::new());
+        assert_eq!(m.vms.len(), 2);
+        let web = &m.vms[0];
+        assert_eq!(
+            *web,
+            VmSpec {
+                name: "web",
+                line: 4,
+                vcpus: 1,
+                memory: 256 * MIB,
+                hpt_order: Some(24),
+                image_path: "vmlinux",
+                image: b"\x7fELF kernel",
+                bootargs: "console=hvc0 root=/dev/ram0 rdinit=/init # not a comment",
+                initrd: Some(("./rootfs.cpio", b"rootfs")),
+            }
+        );
+        let db = &m.vms[1];
+        assert_eq!(db.name, "db");
+        assert_eq!(db.line, 12);
+        assert_eq!(db.vcpus, 1);
+        assert_eq!(db.memory, 1024 * MIB);
+        assert_eq!(db.hpt_order, None);
+        assert_eq!(db.bootargs, "");
+        assert_eq!(db.initrd, None);
+    }
+
+    #[test]
+    fn one_good_and_one_bad_vm() {
+        let text = "\
+[vm good]
+memory = 128M
+image = vmlinux
+
+[vm bad]
+memory = 128M
+memroy = 256M
+image = vmlinux
+";
+        let bytes = archive_with(text, FILES);
+        let m = manifest_of(&bytes);
+        assert_eq!(m.vms.len(), 1);
+        assert_eq!(m.vms[0].name, "good");
+        assert_eq!(
+            messages(&m),
+            ["manifest:7: unknown key 'memroy' (vm 'bad' skipped)"]
+        );
+        let e = &m.errors[0];
+        assert_eq!(
+            (e.file, e.line, e.vm.as_deref()),
+            ("manifest", 7, Some("bad"))
+        );
+        assert_eq!(e.message, "unknown key 'memroy'");
+    }
+
+    #[test]
+    fn manifest_errors() {
+        let text = "\
+memory = 1G
+[vm smt]
+vcpus = 4
+memory = 1G
+image = vmlinux
+[vm zero]
+vcpus = 0
+memory = 1G
+image = vmlinux
+[vm nomem]
+image = vmlinux
+[vm noimage]
+memory = 64M
+[vm sizes]
+memory = 1.5G
+image = vmlinux
+[vm odd]
+memory = 1000K
+image = vmlinux
+[vm hpt]
+memory = 1G
+hpt_order = 17
+image = vmlinux
+[vm hpt2]
+memory = 1G
+hpt_order = 47
+image = vmlinux
+[vm missing]
+memory = 1G
+image = bzImage
+initrd = nope.cpio
+[vm dupkey]
+memory = 1G
+memory = 2G
+image = vmlinux
+[vm syntax]
+memory 1G
+image = vmlinux
+[vm empty]
+memory =
+image = vmlinux
+[vm smt]
+memory = 1G
+image = vmlinux
+[vm trailing]
+memory = 1G # one gig
+image = vmlinux
+[vm bad name!]
+memory = 1G
+[host]
+memory = 1G
+[vm ok]
+memory = 16M
+image = vmlinux
+[vm unterminated
+[vm]
+[vmfoo]
+[vm 012345678901234567890123456789012]
+";
+        let bytes = archive_with(text, FILES);
+        let m = manifest_of(&bytes);
+        let names: Vec<_> = m.vms.iter().map(|v| v.name).collect();
+        assert_eq!(names, ["ok"]);
+        let expected = [
+            "manifest:1: 'memory = 1G' outside a [vm NAME] section",
+            "manifest:3: SMT guests are not supported yet (vcpus=4) (vm 'smt' skipped)",
+            "manifest:7: vcpus must be at least 1 (vm 'zero' skipped)",
+            "manifest:10: missing required key 'memory' (vm 'nomem' skipped)",
+            "manifest:12: missing required key 'image' (vm 'noimage' skipped)",
+            "manifest:15: invalid memory size '1.5G' (expected e.g. 256M or 1G) (vm 'sizes' skipped)",
+            "manifest:18: memory '1000K' is not a non-zero multiple of 1M (vm 'odd' skipped)",
+            "manifest:22: invalid hpt_order '17' (expected 18..=46) (vm 'hpt' skipped)",
+            "manifest:26: invalid hpt_order '47' (expected 18..=46) (vm 'hpt2' skipped)",
+            "manifest:30: image 'bzImage' is not a file in the boot archive (vm 'missing' skipped)",
+            "manifest:31: initrd 'nope.cpio' is not a file in the boot archive (vm 'missing' skipped)",
+            "manifest:34: duplicate key 'memory' (first at line 33) (vm 'dupkey' skipped)",
+            "manifest:37: expected 'key = value', found 'memory 1G' (vm 'syntax' skipped)",
+            "manifest:40: missing value for 'memory' (vm 'empty' skipped)",
+            "manifest:42: duplicate vm name 'smt' (first defined at line 2) (vm 'smt' skipped)",
+            "manifest:46: invalid memory size '1G # one gig' (expected e.g. 256M or 1G) (comments must be on their own line) (vm 'trailing' skipped)",
+            "manifest:48: invalid vm name 'bad name!' (1 to 32 of A-Z a-z 0-9 _ - .)",
+            "manifest:50: unknown section '[host]' (expected '[vm NAME]')",
+            "manifest:55: unterminated section header '[vm unterminated'",
+            "manifest:56: unknown section '[vm]' (expected '[vm NAME]')",
+            "manifest:57: unknown section '[vmfoo]' (expected '[vm NAME]')",
+            "manifest:58: invalid vm name '012345678901234567890123456789012' (1 to 32 of A-Z a-z 0-9 _ - .)",
+        ];
+        assert_eq!(messages(&m), expected);
+    }
+
+    #[test]
+    fn a_key_with_a_bad_value_is_not_also_reported_missing() {
+        let text = "[vm a]\nmemory = lots\nimage = gone\n";
+        let bytes = archive_with(text, FILES);
+        let m = manifest_of(&bytes);
+        assert!(m.vms.is_empty());
+        assert_eq!(m.errors.len(), 2, "{:?}", messages(&m));
+    }
+
+    #[test]
+    fn image_must_be_a_regular_file() {
+        // A directory entry named like the image does not count.
+        // Build with a file "dir", then patch its mode to S_IFDIR 0755.
+        let text = b"[vm a]\nmemory=1M\nimage=dir\n";
+        let mut b = build_newc(&[("manifest", text), ("dir", b"")]);
+        let a = Archive::parse(&b).unwrap();
+        let dir = a.entries().nth(1).unwrap().offset;
+        b[dir + 14..dir + 22].copy_from_slice(b"000041ED");
+        let m = manifest_of(&b);
+        assert_eq!(
+            messages(&m),
+            ["manifest:3: image 'dir' is not a file in the boot archive (vm 'a' skipped)"]
+        );
+    }
+
+    #[test]
+    fn missing_or_binary_manifest() {
+        let bytes = build_newc(&[("hv.manifest", b"")]);
+        let m = manifest_of(&bytes);
+        assert!(m.vms.is_empty());
+        assert_eq!(
+            messages(&m),
+            ["manifest: no file 'manifest' in the boot archive"]
+        );
+        let bytes = build_newc(&[("manifest", b"[vm a]\n\xff\n")]);
+        assert_eq!(
+            messages(&manifest_of(&bytes)),
+            ["manifest: not UTF-8 text (bad byte at offset 7)"]
+        );
+    }
+
+    #[test]
+    fn empty_manifest_has_no_vms_and_no_errors() {
+        let bytes = archive_with("# nothing yet\n\n", &[]);
+        assert_eq!(manifest_of(&bytes), Manifest::default());
+    }
+}
