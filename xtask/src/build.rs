@@ -37,10 +37,26 @@ pub fn build_guests() -> Result<(), String> {
             return Err(format!("guest {krate} build failed"));
         }
         let elf = root.join("target").join(TARGET).join("release").join(bin);
-        std::fs::copy(&elf, out.join(format!("{bin}.elf")))
-            .map_err(|e| format!("{}: {e}", elf.display()))?;
+        // Embedded in the firmware and packed in boot archives: no debug info.
+        strip(&elf, &out.join(format!("{bin}.elf")))?;
     }
     Ok(())
+}
+
+/// Copies `from` to `to` without debug sections.
+fn strip(from: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
+    let st = Command::new("powerpc64le-linux-gnu-strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(to)
+        .arg(from)
+        .status()
+        .map_err(|e| format!("powerpc64le-linux-gnu-strip: {e}"))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("stripping {} failed", from.display()))
+    }
 }
 
 /// Builds the firmware; returns the path of the ELF image.
@@ -77,16 +93,7 @@ pub fn build(debug: bool) -> Result<PathBuf, String> {
         let out = root.join("build");
         std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
         let flash = out.join("bootkernel.elf");
-        let st = Command::new("powerpc64le-linux-gnu-strip")
-            .arg("--strip-debug")
-            .arg("-o")
-            .arg(&flash)
-            .arg(&elf)
-            .status()
-            .map_err(|e| format!("powerpc64le-linux-gnu-strip: {e}"))?;
-        if !st.success() {
-            return Err("strip failed".into());
-        }
+        strip(&elf, &flash)?;
         let n = std::fs::metadata(&flash).map(|m| m.len()).unwrap_or(0);
         eprintln!(
             "xtask: flashable image {} ({} KiB)",
