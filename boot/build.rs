@@ -4,7 +4,9 @@ fn main() {
     println!("cargo:rerun-if-changed=../link.ld");
     // Test guests built by `cargo xtask build` before the firmware.
     let root = std::path::Path::new(&dir).parent().unwrap();
-    let hello = root.join("build/guests/hello.elf");
-    println!("cargo:rerun-if-changed={}", hello.display());
-    println!("cargo:rustc-env=HV_GUEST_HELLO={}", hello.display());
+    for (name, var) in [("hello", "HV_GUEST_HELLO"), ("bad", "HV_GUEST_BAD")] {
+        let elf = root.join(format!("build/guests/{name}.elf"));
+        println!("cargo:rerun-if-changed={}", elf.display());
+        println!("cargo:rustc-env={var}={}", elf.display());
+    }
 }

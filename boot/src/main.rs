@@ -91,19 +91,81 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
 }
 
 /// The guest images built into the firmware (guests/), run when no boot
-/// archive is given.
-static HELLO_ELF: &[u8] = include_bytes!(env!("HV_GUEST_HELLO"));
+/// archive is given: (name, image, memory).
+static DEMO_GUESTS: &[(&str, &[u8], u64)] = &[
+    ("hello", include_bytes!(env!("HV_GUEST_HELLO")), 64 << 20),
+    ("bad", include_bytes!(env!("HV_GUEST_BAD")), 64 << 20),
+];
 
+/// Demo guests still running on other cores.
+static DEMOS_RUNNING: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Runs a created VM on the calling thread and destroys it.
+fn run_vm(mut v: alloc::boxed::Box<vm::Vm>) -> bool {
+    let o = v.run(smp::me().core);
+    let ok = o == vm::Outcome::Ok;
+    v.destroy(&o);
+    ok
+}
+
+/// Cross-thread entry: `arg` is a `Box<Vm>` turned into a raw pointer.
+fn run_vm_remote(arg: u64) -> u64 {
+    // SAFETY: `run_demo_guests` leaked this box for exactly this call.
+    let v = unsafe { alloc::boxed::Box::from_raw(arg as *mut vm::Vm) };
+    let ok = run_vm(v);
+    DEMOS_RUNNING.fetch_sub(1, core::sync::atomic::Ordering::AcqRel);
+    ok as u64
+}
+
+/// Creates every demo guest first (each gets its own LPID, memory and
+/// HPT), then runs them at once, one per core: the first on this thread,
+/// the k-th on thread 0 of the k-th other core (or here, after, when there
+/// are fewer cores).
 fn run_demo_guests() {
-    let core = smp::me().core;
-    let cores = smp::smp().cpus.iter().map(|c| c.core).max().unwrap_or(0) + 1;
-    match vm::Vm::create("hello", HELLO_ELF, 64 << 20, "", cores) {
-        Ok(mut v) => {
-            let o = v.run(core);
-            v.destroy(&o);
+    let smp = smp::smp();
+    let me = smp::me();
+    let cores = smp.cpus.iter().map(|c| c.core).max().unwrap_or(0) + 1;
+    let mut vms = alloc::vec::Vec::new();
+    for (name, image, mem) in DEMO_GUESTS {
+        match vm::Vm::create(name, image, *mem, "", cores) {
+            Ok(v) => vms.push(alloc::boxed::Box::new(v)),
+            Err(e) => log::error!(target: "hv", "vm {name} not created: {e}"),
         }
-        Err(e) => log::error!(target: "hv", "vm hello not created: {e}"),
     }
+    let others: alloc::vec::Vec<_> = smp
+        .cpus
+        .iter()
+        .filter(|c| c.thread == 0 && c.core != me.core && c.is_online())
+        .collect();
+    let mut vms = vms.into_iter();
+    let first = vms.next();
+    let mut here = alloc::vec::Vec::new();
+    for (k, v) in vms.enumerate() {
+        match others.get(k) {
+            Some(c) => {
+                DEMOS_RUNNING.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
+                let raw = alloc::boxed::Box::into_raw(v);
+                if smp
+                    .call(me, c.pir, run_vm_remote, raw as u64, false)
+                    .is_err()
+                {
+                    DEMOS_RUNNING.fetch_sub(1, core::sync::atomic::Ordering::AcqRel);
+                    // SAFETY: the call was refused, so the box is still ours.
+                    here.push(unsafe { alloc::boxed::Box::from_raw(raw) });
+                }
+            }
+            None => here.push(v),
+        }
+    }
+    for v in first.into_iter().chain(here) {
+        run_vm(v);
+    }
+    while DEMOS_RUNNING.load(core::sync::atomic::Ordering::Acquire) != 0 {
+        smp.wait_until(me, Some(kernel::time::ms_to_ticks(1)), || {
+            DEMOS_RUNNING.load(core::sync::atomic::Ordering::Acquire) == 0
+        });
+    }
+    log::info!(target: "hv", "all VMs stopped");
 }
 
 #[panic_handler]

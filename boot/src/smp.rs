@@ -58,6 +58,14 @@ fn set_lpcr_if_changed(v: u64) {
     }
 }
 
+/// An external interrupt arrived while a guest ran (exit 0x500): take it
+/// and run any call it brought.
+pub fn external_exit() {
+    let me = me();
+    acknowledge(me);
+    smp().service(me);
+}
+
 /// Takes the pending external interrupt: an IPI is cleared (MFRR first,
 /// then EOI, or the EOI would re-raise it) and counted.
 fn acknowledge(me: &CpuState) {

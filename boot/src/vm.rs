@@ -7,6 +7,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use kernel::guestfdt::{self, GuestFdtConfig};
+use kernel::hcall;
 use kernel::hpt::{self, Hpt, HptMemory};
 use kernel::lpid::LpidAllocator;
 use kernel::tlb::{TlbOps, VmTlb};
@@ -26,7 +27,7 @@ pub const H_SET_MODE: u64 = 0x31c;
 pub const H_RTAS: u64 = 0xf000;
 
 /// `ibm,hypertas-functions`: the PAPR function sets implemented.
-const HYPERTAS_FUNCTIONS: &[&str] = &["hcall-term", "hcall-set-mode"];
+const HYPERTAS_FUNCTIONS: &[&str] = &["hcall-pft", "hcall-term", "hcall-set-mode"];
 
 /// RTAS tokens this hypervisor implements (values are ours to choose).
 pub const RTAS_POWER_OFF: u32 = 0x2001;
@@ -76,6 +77,20 @@ impl TlbOps for EntryFlush {
     }
 }
 
+/// TLB invalidations of hypercalls, on POWER8.
+struct Power8Tlb;
+impl TlbOps for Power8Tlb {
+    fn local(&mut self, lpid: u32, rb: u64) {
+        cpu::tlbiel_lpid(lpid as u64, rb);
+    }
+    fn global(&mut self, lpid: u32, rb: u64) {
+        cpu::tlbie_lpid(lpid as u64, rb);
+    }
+    fn flush_lpid_here(&mut self, _: u32) {
+        // Whole-LPID flushes happen in the entry asm (PartitionRegs::flush_tlb).
+    }
+}
+
 /// How a VM ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -105,6 +120,8 @@ pub struct Vm {
     line: Vec<u8>,
     hcalls: u64,
     exits: u64,
+    /// Physical core this VM runs on (set by `run`).
+    core: usize,
 }
 
 /// LPCR bits (ISA 2.07 numbering in comments).
@@ -252,6 +269,7 @@ impl Vm {
             line: Vec::new(),
             hcalls: 0,
             exits: 0,
+            core: 0,
         })
     }
 
@@ -274,6 +292,7 @@ impl Vm {
 
     /// Runs the VM on this thread until it stops.
     pub fn run(&mut self, core: usize) -> Outcome {
+        self.core = core;
         let n = match map_vrma(&self.hpt, self.mem_base, self.mem_size) {
             Ok(n) => n,
             Err(e) => return Outcome::Crashed(e),
@@ -312,7 +331,7 @@ impl Vm {
                     }
                 }
                 0x980 => {}
-                0x500 => {}
+                0x500 => crate::smp::external_exit(),
                 other => {
                     return Outcome::Crashed(alloc::format!(
                         "unexpected exit {:#x} ({}) at pc {:#x} msr {:#x} hdar {:#x}",
@@ -389,10 +408,52 @@ impl Vm {
                 _ => H_PARAMETER,
             },
             H_RTAS => return self.rtas(a[0]),
+            hcall::H_ENTER
+            | hcall::H_REMOVE
+            | hcall::H_READ
+            | hcall::H_PROTECT
+            | hcall::H_BULK_REMOVE
+            | hcall::H_CLEAR_REF
+            | hcall::H_CLEAR_MOD => {
+                let args = [r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11]];
+                let ret = self.hpt_hcall(nr, args);
+                self.regs.gpr[4..12].copy_from_slice(&ret.vals);
+                ret.code as u64
+            }
             _ => H_FUNCTION,
         };
         self.regs.gpr[3] = ret;
         None
+    }
+
+    fn hpt_hcall(&mut self, nr: u64, a: [u64; 8]) -> hcall::Ret {
+        let entries = self.hpt.size() / 16;
+        // SAFETY: the HPT belongs to this VM alone and no vcpu of it runs
+        // while its thread handles this hypercall.
+        let table = unsafe {
+            core::slice::from_raw_parts_mut(self.hpt.base as *mut u64, 2 * entries as usize)
+        };
+        let mut p = hcall::Partition {
+            hpt: table,
+            mem_base: self.mem_base,
+            mem_size: self.mem_size,
+            tlb: &self.tlb,
+            core: self.core,
+            running_here: true,
+        };
+        let ops = &mut Power8Tlb;
+        let ret = match nr {
+            hcall::H_ENTER => p.h_enter(a[0], a[1], a[2], a[3]),
+            hcall::H_REMOVE => p.h_remove(ops, a[0], a[1], a[2]),
+            hcall::H_READ => p.h_read(a[0], a[1]),
+            hcall::H_PROTECT => p.h_protect(ops, a[0], a[1], a[2]),
+            hcall::H_CLEAR_REF => p.h_clear_ref(ops, a[1]),
+            hcall::H_CLEAR_MOD => p.h_clear_mod(ops, a[1]),
+            _ => p.h_bulk_remove(ops, a),
+        };
+        // SAFETY: orders the HPTE updates before the guest runs again.
+        unsafe { core::arch::asm!("ptesync") };
+        ret
     }
 
     /// H_RTAS: the argument buffer is big-endian (token, nargs, nret, args, rets).

@@ -15,6 +15,7 @@ pub mod devtree;
 pub mod elf;
 pub mod fdtw;
 pub mod guestfdt;
+pub mod hcall;
 pub mod hpt;
 pub mod hptpool;
 pub mod lpid;

@@ -7,7 +7,7 @@ use std::process::Command;
 pub const TARGET: &str = "ppc64le-hv";
 
 /// Test guests (crate, binary) built before the firmware, which embeds them.
-pub const GUESTS: &[(&str, &str)] = &[("guest-hello", "hello")];
+pub const GUESTS: &[(&str, &str)] = &[("guest-hello", "hello"), ("guest-bad", "bad")];
 
 /// Builds the test guests into build/guests/NAME.elf.
 pub fn build_guests() -> Result<(), String> {

@@ -238,9 +238,24 @@ const SMOKES: &[Smoke] = &[
             has(b, "xics: 8 ICP windows")?;
             has(b, "firmware (")?;
             has(b, "cpu: 8 of 8 threads online, 7 answered a call")?;
-            // The built-in demo guest ran in its own partition and stopped.
+            // The built-in demo guests ran in their own partitions, at once
+            // on the two cores, with distinct LPIDs, and stopped cleanly.
             has(b, "guest: hello: hello: guest running, 64 MiB")?;
             has(b, "hv: vm hello lpid=1 result=ok")?;
+            has(b, "hv: vm bad lpid=2 result=ok")?;
+            has(b, "guest: bad: bad: all 22 checks passed")?;
+            expect(b.find("FAIL").is_none(), "a guest check failed")?;
+            let core_of = |vm: &str| {
+                b.find(&format!("tlb: vm {vm} core "))
+                    .map(|l| l.split(" core ").nth(1).unwrap_or("").chars().next())
+            };
+            expect(
+                core_of("hello") != core_of("bad"),
+                "both VMs ran on the same core",
+            )?;
+            // The bad guest's H_PROTECT and H_REMOVE: tlbiel, one vcore.
+            has(b, "tlbiel=2 tlbie=0 entry-flushes=1")?;
+            has(b, "hv: all VMs stopped")?;
             for (pir, core, thread) in [
                 (0x8, 0, 0),
                 (0x9, 0, 1),
@@ -269,7 +284,13 @@ const SMOKES: &[Smoke] = &[
         name: "boot-1c4t-1g",
         args: &["--cores", "1", "--threads", "4", "--memory", "1G"],
         status: 0,
-        check: |b| boot_counts(b, 1, 4, 1024, 64),
+        check: |b| {
+            boot_counts(b, 1, 4, 1024, 64)?;
+            // One core: the two demo guests run one after the other.
+            has(b, "hv: vm hello lpid=1 result=ok")?;
+            has(b, "hv: vm bad lpid=2 result=ok")?;
+            has(b, "guest: bad: bad: all 22 checks passed")
+        },
     },
     Smoke {
         name: "bootargs-pool-size-and-bad-word",
@@ -395,6 +416,8 @@ pub fn test(args: &[String]) -> Result<(), String> {
                     "boot",
                     "--package",
                     "guest-hello",
+                    "--package",
+                    "guest-bad",
                     "--release",
                     "--target",
                     "ppc64le-hv.json",

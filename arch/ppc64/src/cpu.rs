@@ -180,3 +180,37 @@ pub unsafe fn set_ee(on: bool) {
     // SAFETY: the caller vouches that the interrupts it enables are handled.
     unsafe { asm!("mtmsrd {0}, 1", in(reg) msr, options(nostack)) };
 }
+
+/// `tlbiel` of one translation of partition `lpid` on this core. The
+/// hypervisor runs with its own LPID loaded, and tlbiel acts on the current
+/// LPID, so LPIDR is switched to the guest's around it (harmless in
+/// hypervisor real mode, which does not translate).
+pub fn tlbiel_lpid(lpid: u64, rb: u64) {
+    // SAFETY: only the TLB of this core changes; LPIDR is restored before
+    // returning and nothing translates in between.
+    unsafe {
+        asm!(
+            "mfspr {old}, 319",
+            "mtspr 319, {lpid}",
+            "isync",
+            "ptesync",
+            "tlbiel {rb}",
+            "ptesync",
+            "mtspr 319, {old}",
+            "isync",
+            old = out(reg) _,
+            lpid = in(reg) lpid,
+            rb = in(reg) rb,
+            options(nostack)
+        )
+    };
+}
+
+/// `tlbie` (all cores) of one translation of partition `lpid`, with the
+/// full ptesync; tlbie; eieio; tlbsync; ptesync sequence.
+pub fn tlbie_lpid(lpid: u64, rb: u64) {
+    // SAFETY: invalidating a translation has no effect beyond the TLBs.
+    unsafe {
+        asm!("ptesync", "tlbie {rb}, {rs}", "eieio", "tlbsync", "ptesync", rb = in(reg) rb, rs = in(reg) lpid, options(nostack))
+    };
+}

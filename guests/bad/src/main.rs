@@ -1,0 +1,167 @@
+//! The bad guest: makes hypercalls with out-of-range PTE indexes, RPNs
+//! outside its memory, bad page sizes and flags, unknown numbers, and
+//! checks each answer; also checks that good HPT calls work (H_ENTER,
+//! H_READ, H_PROTECT, H_REMOVE, H_BULK_REMOVE). Prints one line per check
+//! and a verdict, then powers off.
+#![no_std]
+#![no_main]
+
+use guest_common::{device_tree, hcall, power_off, println};
+
+const H_SUCCESS: i64 = 0;
+const H_FUNCTION: i64 = -2;
+const H_PARAMETER: i64 = -4;
+const H_NOT_FOUND: i64 = -7;
+const H_REMOVE: u64 = 0x04;
+const H_ENTER: u64 = 0x08;
+const H_READ: u64 = 0x0c;
+const H_PROTECT: u64 = 0x18;
+const H_BULK_REMOVE: u64 = 0x124;
+const H_EXACT: u64 = 1 << (63 - 24);
+const H_AVPN: u64 = 1 << (63 - 32);
+
+const V_VALID: u64 = 1;
+const V_LARGE: u64 = 4;
+const R_M: u64 = 0x10;
+const R_I: u64 = 0x20;
+
+#[unsafe(no_mangle)]
+pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
+    let fdt = device_tree(fdt_addr);
+    let order = fdt
+        .as_ref()
+        .and_then(|f| f.find_node("/cpus/PowerPC,POWER8@0"))
+        .and_then(|n| n.property("ibm,pft-size"))
+        .and_then(|p| p.value.get(4..8))
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        .unwrap_or(18);
+    let mem: u64 = fdt
+        .as_ref()
+        .map(|f| {
+            f.memory()
+                .regions()
+                .map(|r| r.size.unwrap_or(0) as u64)
+                .sum()
+        })
+        .unwrap_or(0);
+    let entries = 1u64 << (order - 4);
+    println!(
+        "bad: HPT order {order} ({entries} entries), memory {} MiB",
+        mem >> 20
+    );
+
+    let mut pass = 0;
+    let mut fail = 0;
+    let mut check = |name: &str, got: i64, want: i64| {
+        if got == want {
+            pass += 1;
+            println!("bad: {name}: rc={got} ok");
+        } else {
+            fail += 1;
+            println!("bad: {name}: rc={got} want {want} FAIL");
+        }
+    };
+
+    // A 4K page of segment VSID 0x100 at EA 0, guest-physical 1 MiB.
+    let v = (0x100u64 << 12) | V_VALID;
+    let r = 0x10_0000 | R_M | 2;
+    let idx = 0x40; // any PTEG; H_EXACT keeps it
+    check(
+        "H_ENTER index past the HPT",
+        hcall(H_ENTER, [0, entries, v, r, 0, 0]).0,
+        H_PARAMETER,
+    );
+    check(
+        "H_ENTER huge index",
+        hcall(H_ENTER, [0, u64::MAX, v, r, 0, 0]).0,
+        H_PARAMETER,
+    );
+    check(
+        "H_ENTER RPN past memory",
+        hcall(H_ENTER, [0, idx, v, mem | R_M | 2, 0, 0]).0,
+        H_PARAMETER,
+    );
+    check(
+        "H_ENTER RPN far away",
+        hcall(H_ENTER, [0, idx, v, 0x0fff_ffff_f000 | R_M, 0, 0]).0,
+        H_PARAMETER,
+    );
+    check(
+        "H_ENTER bad page size",
+        hcall(H_ENTER, [0, idx, v | V_LARGE, r | 0x3000, 0, 0]).0,
+        H_PARAMETER,
+    );
+    check(
+        "H_ENTER cache-inhibited RAM",
+        hcall(H_ENTER, [0, idx, v, r | R_I, 0, 0]).0,
+        H_PARAMETER,
+    );
+    check(
+        "H_REMOVE empty slot",
+        hcall(H_REMOVE, [0, idx, 0, 0, 0, 0]).0,
+        H_NOT_FOUND,
+    );
+    check(
+        "H_READ index past the HPT",
+        hcall(H_READ, [0, entries, 0, 0, 0, 0]).0,
+        H_PARAMETER,
+    );
+    check(
+        "H_PROTECT empty slot",
+        hcall(H_PROTECT, [0, idx, 0, 0, 0, 0]).0,
+        H_NOT_FOUND,
+    );
+    check(
+        "unknown hypercall 0x7f00",
+        hcall(0x7f00, [0; 6]).0,
+        H_FUNCTION,
+    );
+    check(
+        "H_BULK_REMOVE bad type",
+        hcall(H_BULK_REMOVE, [0x8000_0000_0000_0000 | idx, 0, 0, 0, 0, 0]).0,
+        H_PARAMETER,
+    );
+
+    let (rc, out) = hcall(H_ENTER, [H_EXACT, idx, v, r, 0, 0]);
+    check("H_ENTER good", rc, H_SUCCESS);
+    check("H_ENTER returns the index", out[0] as i64, idx as i64);
+    check(
+        "H_ENTER same slot again (H_EXACT)",
+        hcall(H_ENTER, [H_EXACT, idx, v, r, 0, 0]).0,
+        -6,
+    );
+    let (rc, out) = hcall(H_READ, [0, idx, 0, 0, 0, 0]);
+    check("H_READ good", rc, H_SUCCESS);
+    check(
+        "H_READ gives the guest RPN back",
+        (out[1] == r && out[0] == v) as i64,
+        1,
+    );
+    check(
+        "H_PROTECT good",
+        hcall(H_PROTECT, [3, idx, 0, 0, 0, 0]).0,
+        H_SUCCESS,
+    );
+    let (_, out) = hcall(H_READ, [0, idx, 0, 0, 0, 0]);
+    check("H_PROTECT made it read-only", (out[1] & 3) as i64, 3);
+    check(
+        "H_REMOVE wrong AVPN",
+        hcall(H_REMOVE, [H_AVPN, idx, (v & !0x7f) ^ 0x80, 0, 0, 0]).0,
+        H_NOT_FOUND,
+    );
+    let (rc, out) = hcall(H_REMOVE, [H_AVPN, idx, v & !0x7f, 0, 0, 0]);
+    check("H_REMOVE good", rc, H_SUCCESS);
+    check("H_REMOVE returns the old V", (out[0] == v) as i64, 1);
+    check(
+        "H_REMOVE again",
+        hcall(H_REMOVE, [0, idx, 0, 0, 0, 0]).0,
+        H_NOT_FOUND,
+    );
+
+    if fail == 0 {
+        println!("bad: all {pass} checks passed");
+    } else {
+        println!("bad: {fail} of {} checks FAILED", pass + fail);
+    }
+    power_off(fdt.as_ref())
+}

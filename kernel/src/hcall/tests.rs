@@ -1,0 +1,284 @@
+//! HPT hypercalls against an HPT in a Vec and a recording TLB fake.
+
+use super::*;
+use ppc64::hpte::PageSize;
+use ppc64::hpte::{hpte_encode_r, hpte_encode_v, primary_hash, SegmentSize};
+
+#[derive(Default)]
+struct Rec(Vec<&'static str>);
+impl TlbOps for Rec {
+    fn local(&mut self, _: u32, _: u64) {
+        self.0.push("tlbiel");
+    }
+    fn global(&mut self, _: u32, _: u64) {
+        self.0.push("tlbie");
+    }
+    fn flush_lpid_here(&mut self, _: u32) {
+        self.0.push("flush");
+    }
+}
+
+const MEM_BASE: u64 = 0x4000_0000;
+const MEM: u64 = 64 << 20;
+const ORDER: u32 = 18; // 16384 entries
+
+struct Fixture {
+    hpt: Vec<u64>,
+    tlb: VmTlb,
+}
+
+impl Fixture {
+    fn new(vcores: u32) -> Self {
+        let tlb = VmTlb::new(3, 2);
+        tlb.set_online_vcores(vcores);
+        Fixture {
+            hpt: vec![0; (1 << ORDER) / 8],
+            tlb,
+        }
+    }
+    fn part(&mut self) -> Partition<'_> {
+        Partition {
+            hpt: &mut self.hpt,
+            mem_base: MEM_BASE,
+            mem_size: MEM,
+            tlb: &self.tlb,
+            core: 0,
+            running_here: true,
+        }
+    }
+}
+
+/// A guest's (v, r) for `ea` in segment `vsid` mapped at guest-physical `gpa`.
+fn guest_pte(vsid: u64, ea: u64, page: PageSize, gpa: u64, pp: u64) -> (u64, u64, u64) {
+    let v = hpte_encode_v(vsid, ea, SegmentSize::S256M, page) | hpte::HPTE_V_VALID;
+    let r = hpte_encode_r(gpa, page).unwrap() | hpte::HPTE_R_M | pp;
+    let hash = primary_hash(vsid, ea, SegmentSize::S256M, page);
+    let pteg = hash & ((1 << (ORDER - 7)) - 1);
+    (pteg * 8, v, r)
+}
+
+#[test]
+fn enter_translates_rpn_and_read_translates_back() {
+    let mut f = Fixture::new(1);
+    let mut p = f.part();
+    let (idx, v, r) = guest_pte(0x123, 0x5000, PageSize::P4K, 0x20_0000, 2);
+    let ret = p.h_enter(0, idx, v, r);
+    assert_eq!(ret.code, H_SUCCESS);
+    assert_eq!(ret.vals[0], idx);
+    // Stored with the host address, big-endian.
+    let stored = p.read(idx);
+    assert_eq!(stored.real_address(PageSize::P4K), MEM_BASE + 0x20_0000);
+    assert_eq!(u64::from_be(p.hpt[2 * idx as usize]), v);
+    // Read back with the guest address.
+    let rd = p.h_read(0, idx);
+    assert_eq!((rd.code, rd.vals[0], rd.vals[1]), (H_SUCCESS, v, r));
+    // Next H_ENTER without H_EXACT takes the next free slot of the PTEG.
+    let ret2 = p.h_enter(0, idx, v, r);
+    assert_eq!(ret2.vals[0], idx + 1);
+    // H_EXACT on a taken slot: H_PTEG_FULL.
+    assert_eq!(p.h_enter(H_EXACT, idx, v, r).code, H_PTEG_FULL);
+    // H_READ_4 returns the four entries of the aligned group.
+    let r4 = p.h_read(H_READ_4, idx + 1);
+    assert_eq!((r4.vals[0], r4.vals[2], r4.vals[4]), (v, v, 0));
+}
+
+#[test]
+fn a_full_pteg_is_reported() {
+    let mut f = Fixture::new(1);
+    let mut p = f.part();
+    let (idx, v, r) = guest_pte(0x77, 0x1000, PageSize::P4K, 0x1000, 2);
+    for k in 0..8 {
+        assert_eq!(p.h_enter(0, idx, v, r).vals[0], idx + k);
+    }
+    assert_eq!(p.h_enter(0, idx, v, r).code, H_PTEG_FULL);
+}
+
+#[test]
+fn bad_arguments_are_h_parameter_and_touch_nothing() {
+    let mut f = Fixture::new(1);
+    let mut p = f.part();
+    let n = p.entries();
+    let (idx, v, r) = guest_pte(0x1, 0x0, PageSize::P4K, 0x3000, 2);
+    // PTE index outside the HPT.
+    assert_eq!(p.h_enter(0, n, v, r).code, H_PARAMETER);
+    assert_eq!(p.h_enter(0, u64::MAX, v, r).code, H_PARAMETER);
+    // RPN outside guest memory (last page + 1, and far away).
+    let (_, v2, r2) = guest_pte(0x1, 0x0, PageSize::P4K, MEM, 2);
+    assert_eq!(p.h_enter(0, idx, v2, r2).code, H_PARAMETER);
+    let (_, v3, r3) = guest_pte(
+        0x1,
+        0x0,
+        PageSize::P16M,
+        (MEM - (8 << 20)) & !((16 << 20) - 1),
+        2,
+    );
+    assert_eq!(
+        p.h_enter(0, idx, v3, r3).code,
+        H_SUCCESS,
+        "last 16M page fits"
+    );
+    let (_, v4, r4) = guest_pte(0x1, 0x0, PageSize::P4K, 0x0fff_ffff_f000, 2);
+    assert_eq!(p.h_enter(0, idx, v4, r4).code, H_PARAMETER);
+    // Bad page size encoding: L set with an unknown LP.
+    assert_eq!(
+        p.h_enter(0, idx, v | hpte::HPTE_V_LARGE, r | (0x3 << 12))
+            .code,
+        H_PARAMETER
+    );
+    // Cache-inhibited mapping of RAM; reserved segment size B=0b10.
+    assert_eq!(p.h_enter(0, idx, v, r | hpte::HPTE_R_I).code, H_PARAMETER);
+    assert_eq!(p.h_enter(0, idx, v | (2 << 62), r).code, H_PARAMETER);
+    // Every other call with an index outside the HPT.
+    let mut rec = Rec::default();
+    assert_eq!(p.h_remove(&mut rec, 0, n, 0).code, H_PARAMETER);
+    assert_eq!(p.h_read(0, n).code, H_PARAMETER);
+    assert_eq!(p.h_protect(&mut rec, 0, n, 0).code, H_PARAMETER);
+    assert_eq!(p.h_clear_ref(&mut rec, n).code, H_PARAMETER);
+    assert!(rec.0.is_empty());
+    // Only the one valid 16M entry was ever written.
+    let valid = (0..n).filter(|i| p.read(*i).is_valid()).count();
+    assert_eq!(valid, 1);
+}
+
+#[test]
+fn remove_honours_avpn_and_andcond_and_invalidates() {
+    let mut f = Fixture::new(1);
+    let mut p = f.part();
+    let (idx, v, r) = guest_pte(0x42, 0x9000, PageSize::P4K, 0x9000, 2);
+    p.h_enter(H_EXACT, idx, v, r);
+    let mut rec = Rec::default();
+    // Wrong AVPN: not found, entry kept.
+    assert_eq!(
+        p.h_remove(&mut rec, H_AVPN, idx, (v & !0x7f) ^ 0x80).code,
+        H_NOT_FOUND
+    );
+    // ANDCOND: any V bit in common with the mask means "not found".
+    assert_eq!(
+        p.h_remove(&mut rec, H_ANDCOND, idx, v & !0x7f).code,
+        H_NOT_FOUND
+    );
+    assert!(p.read(idx).is_valid());
+    assert!(rec.0.is_empty());
+    let ret = p.h_remove(&mut rec, H_AVPN, idx, v & !0x7f);
+    assert_eq!((ret.code, ret.vals[0], ret.vals[1]), (H_SUCCESS, v, r));
+    assert!(!p.read(idx).is_valid());
+    assert_eq!(
+        p.h_remove(&mut rec, 0, idx, 0).code,
+        H_NOT_FOUND,
+        "already gone"
+    );
+    // One vcore running here: local invalidation.
+    assert_eq!(rec.0, vec!["tlbiel"]);
+}
+
+#[test]
+fn two_vcores_invalidate_globally() {
+    let mut f = Fixture::new(2);
+    let mut p = f.part();
+    let (idx, v, r) = guest_pte(0x42, 0x9000, PageSize::P4K, 0x9000, 2);
+    p.h_enter(H_EXACT, idx, v, r);
+    let mut rec = Rec::default();
+    p.h_protect(&mut rec, 1, idx, 0);
+    p.h_remove(&mut rec, 0, idx, 0);
+    assert_eq!(rec.0, vec!["tlbie", "tlbie"]);
+    assert_eq!(f.tlb.counts(0), (0, 2, 0));
+}
+
+#[test]
+fn protect_sets_pp_n_and_key_from_flags() {
+    let mut f = Fixture::new(1);
+    let mut p = f.part();
+    let (idx, v, r) = guest_pte(0x5, 0x2000, PageSize::P4K, 0x2000, 2);
+    p.h_enter(H_EXACT, idx, v, r);
+    let mut rec = Rec::default();
+    // pp=0b011 (read-only), N, pp0 via flag bit 8? pp0 comes from flag 0x100.
+    assert_eq!(
+        p.h_protect(&mut rec, 0x3 | hpte::HPTE_R_N | 0x100, idx, 0)
+            .code,
+        H_SUCCESS
+    );
+    let e = p.read(idx);
+    assert_eq!(e.r & hpte::HPTE_R_PP, 3);
+    assert_ne!(e.r & hpte::HPTE_R_N, 0);
+    assert_ne!(e.r & hpte::HPTE_R_PP0, 0);
+    assert_eq!(
+        e.real_address(PageSize::P4K),
+        MEM_BASE + 0x2000,
+        "RPN untouched"
+    );
+    assert!(e.is_valid());
+    assert_eq!(p.h_protect(&mut rec, 0, idx + 1, 0).code, H_NOT_FOUND);
+}
+
+#[test]
+fn clear_ref_and_mod_return_old_bits() {
+    let mut f = Fixture::new(1);
+    let mut p = f.part();
+    let (idx, v, r) = guest_pte(0x5, 0x2000, PageSize::P4K, 0x2000, 2);
+    p.h_enter(H_EXACT, idx, v, r | hpte::HPTE_R_R | hpte::HPTE_R_C);
+    let mut rec = Rec::default();
+    let cr = p.h_clear_ref(&mut rec, idx);
+    assert_ne!(cr.vals[0] & hpte::HPTE_R_R, 0);
+    assert_eq!(p.read(idx).r & hpte::HPTE_R_R, 0);
+    assert_eq!(p.h_clear_ref(&mut rec, idx).vals[0] & hpte::HPTE_R_R, 0);
+    let cm = p.h_clear_mod(&mut rec, idx);
+    assert_ne!(cm.vals[0] & hpte::HPTE_R_C, 0);
+    assert_eq!(p.read(idx).r & hpte::HPTE_R_C, 0);
+    assert_eq!(rec.0.len(), 2, "one invalidation per bit actually cleared");
+    assert_eq!(p.h_clear_mod(&mut rec, idx + 1).code, H_NOT_FOUND);
+}
+
+#[test]
+fn bulk_remove_answers_each_request_in_place() {
+    let mut f = Fixture::new(1);
+    let mut p = f.part();
+    let (i1, v1, r1) = guest_pte(0x10, 0x1000, PageSize::P4K, 0x1000, 2);
+    let (i2, v2, r2) = guest_pte(0x11, 0x2000, PageSize::P4K, 0x2000, 2);
+    p.h_enter(H_EXACT, i1, v1, r1 | hpte::HPTE_R_C);
+    p.h_enter(H_EXACT, i2, v2, r2);
+    let mut rec = Rec::default();
+    let args = [
+        BULK_REQUEST | i1,
+        0,
+        BULK_REQUEST | BULK_AVPN | i2,
+        (v2 & !0x7f) ^ 0x80, // wrong AVPN
+        BULK_REQUEST | BULK_AVPN | i2,
+        v2 & !0x7f,
+        BULK_END,
+        0,
+    ];
+    let ret = p.h_bulk_remove(&mut rec, args);
+    assert_eq!(ret.code, H_SUCCESS);
+    assert_eq!(
+        ret.vals[0] & (BULK_TYPE | BULK_CODE),
+        BULK_RESPONSE | BULK_SUCCESS
+    );
+    assert_eq!(ret.vals[0] & BULK_RC, hpte::HPTE_R_C << BULK_RC_SHIFT);
+    assert_eq!(
+        ret.vals[2] & (BULK_TYPE | BULK_CODE),
+        BULK_RESPONSE | BULK_NOT_FOUND
+    );
+    assert_eq!(
+        ret.vals[4] & (BULK_TYPE | BULK_CODE),
+        BULK_RESPONSE | BULK_SUCCESS
+    );
+    assert!(!p.read(i1).is_valid() && !p.read(i2).is_valid());
+    // A malformed type is H_PARAMETER.
+    assert_eq!(
+        p.h_bulk_remove(&mut rec, [BULK_RESPONSE | i1, 0, 0, 0, 0, 0, 0, 0])
+            .code,
+        H_PARAMETER
+    );
+}
+
+#[test]
+fn tlbie_rb_carries_segment_size_and_large_page_bits() {
+    let (idx, v, r) = guest_pte(0x123, 0x5000, PageSize::P4K, 0x5000, 2);
+    let rb = tlbie_rb(Hpte::new(v, r), idx);
+    assert_eq!(rb & 1, 0, "L=0 for 4K");
+    assert_eq!(rb & 0x300, 0, "B=0 for 256M");
+    let (idx, v, r) = guest_pte(0x123, 0x100_0000, PageSize::P16M, 0x100_0000, 2);
+    let rb = tlbie_rb(Hpte::new(v | hpte::HPTE_V_1TB_SEG, r), idx);
+    assert_eq!(rb & 1, 1, "L=1 for 16M");
+    assert_eq!(rb & 0x300, 0x100, "B=1 for 1T");
+}
