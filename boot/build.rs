@@ -6,6 +6,9 @@ fn main() {
     let root = std::path::Path::new(&dir).parent().unwrap();
     for (name, var) in [("hello", "HV_GUEST_HELLO"), ("bad", "HV_GUEST_BAD")] {
         let elf = root.join(format!("build/guests/{name}.elf"));
+        if !elf.exists() {
+            panic!("{} is missing: build the firmware with `cargo xtask build`, which builds the test guests first", elf.display());
+        }
         println!("cargo:rerun-if-changed={}", elf.display());
         println!("cargo:rustc-env={var}={}", elf.display());
     }

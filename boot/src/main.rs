@@ -83,7 +83,25 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
         Some(kernel::bootargs::TestAction::Resume) if !selftest::resume_test() => power_off(false),
         _ => {}
     }
-    run_demo_guests();
+    let archive = boot.initrd.and_then(|r| {
+        // SAFETY: the initrd range comes from /chosen, is reserved from the
+        // allocator (mem.rs) and is only read.
+        let bytes = unsafe { core::slice::from_raw_parts(r.start as *const u8, r.size() as usize) };
+        match kernel::archive::Archive::parse(bytes) {
+            Ok(a) => {
+                info!(target: "archive", "boot archive: {} files, {} bytes", a.len(), r.size());
+                Some(a)
+            }
+            Err(e) => {
+                error!(target: "archive", "{e}; running no guests from it");
+                None
+            }
+        }
+    });
+    let bad_archive = boot.initrd.is_some() && archive.is_none();
+    if !bad_archive {
+        run_guests(archive);
+    }
     if let Some(kernel::bootargs::Bench::Ipi(n)) = boot.args.bench {
         selftest::ipi_bench(n);
     }
@@ -97,7 +115,7 @@ static DEMO_GUESTS: &[(&str, &[u8], u64)] = &[
     ("bad", include_bytes!(env!("HV_GUEST_BAD")), 64 << 20),
 ];
 
-/// Demo guests still running on other cores.
+/// VMs still running on other cores.
 static DEMOS_RUNNING: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
 /// Runs a created VM on the calling thread and destroys it.
@@ -117,19 +135,53 @@ fn run_vm_remote(arg: u64) -> u64 {
     ok as u64
 }
 
-/// Creates every demo guest first (each gets its own LPID, memory and
-/// HPT), then runs them at once, one per core: the first on this thread,
-/// the k-th on thread 0 of the k-th other core (or here, after, when there
-/// are fewer cores).
-fn run_demo_guests() {
+/// Creates every VM first (each gets its own LPID, memory and HPT) — from
+/// the boot archive's manifest when there is one, else the built-in demo
+/// guests — then runs them at once, one per core: the first on this
+/// thread, the k-th on thread 0 of the k-th other core (or here, after,
+/// when there are fewer cores).
+fn run_guests(archive: Option<kernel::archive::Archive<'_>>) {
     let smp = smp::smp();
     let me = smp::me();
     let cores = smp.cpus.iter().map(|c| c.core).max().unwrap_or(0) + 1;
     let mut vms = alloc::vec::Vec::new();
-    for (name, image, mem) in DEMO_GUESTS {
-        match vm::Vm::create(name, image, *mem, "", cores) {
+    let mut configs = alloc::vec::Vec::new();
+    let manifest;
+    match archive {
+        Some(a) => {
+            manifest = kernel::archive::parse_manifest(&a);
+            for e in &manifest.errors {
+                log::error!(target: "archive", "{e}");
+            }
+            for v in &manifest.vms {
+                configs.push(vm::VmConfig {
+                    name: v.name,
+                    image: v.image,
+                    memory: v.memory,
+                    hpt_order: v.hpt_order,
+                    bootargs: v.bootargs,
+                    initrd: v.initrd.map(|i| i.1),
+                });
+            }
+            log::info!(target: "archive", "{} VMs in the manifest, {} errors", manifest.vms.len(), manifest.errors.len());
+        }
+        None => {
+            for (name, image, mem) in DEMO_GUESTS {
+                configs.push(vm::VmConfig {
+                    name,
+                    image,
+                    memory: *mem,
+                    hpt_order: None,
+                    bootargs: "",
+                    initrd: None,
+                });
+            }
+        }
+    }
+    for cfg in &configs {
+        match vm::Vm::create(cfg, cores) {
             Ok(v) => vms.push(alloc::boxed::Box::new(v)),
-            Err(e) => log::error!(target: "hv", "vm {name} not created: {e}"),
+            Err(e) => log::error!(target: "hv", "vm {} not created: {e}", cfg.name),
         }
     }
     let others: alloc::vec::Vec<_> = smp

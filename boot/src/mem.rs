@@ -35,6 +35,8 @@ pub struct BootInfo {
     pub args: BootArgs,
     pub topology: Topology,
     pub icps: alloc::vec::Vec<devtree::IcpWindow>,
+    /// The boot archive (QEMU -initrd), still in place and reserved.
+    pub initrd: Option<Range>,
 }
 
 fn fdt_blob(addr: u64) -> &'static [u8] {
@@ -210,6 +212,7 @@ pub fn init(fdt_addr: u64) -> BootInfo {
         args,
         topology,
         icps,
+        initrd: chosen.initrd,
     }
 }
 

@@ -53,7 +53,9 @@ impl HptMemory for FirmwareHptMemory {
             .map(|p| p.order())
     }
     fn pool_alloc(&mut self) -> Option<u64> {
-        HPT_POOL.get()?.lock().alloc(self.pool_order()?)
+        let mut pool = HPT_POOL.get()?.lock();
+        let order = pool.order();
+        pool.alloc(order)
     }
     fn pool_free(&mut self, addr: u64) {
         if let Some(p) = HPT_POOL.get() {
@@ -169,15 +171,20 @@ const RTAS_BLOB: [u8; 20] = [
 
 static LPIDS: spin::Mutex<LpidAllocator> = spin::Mutex::new(LpidAllocator::new());
 
+/// What a VM is made from.
+pub struct VmConfig<'a> {
+    pub name: &'a str,
+    pub image: &'a [u8],
+    pub memory: u64,
+    pub hpt_order: Option<u32>,
+    pub bootargs: &'a str,
+    pub initrd: Option<&'a [u8]>,
+}
+
 impl Vm {
     /// Prepares a VM; nothing is left behind on failure.
-    pub fn create(
-        name: &str,
-        image: &[u8],
-        mem_size: u64,
-        bootargs: &str,
-        cores: usize,
-    ) -> Result<Vm, String> {
+    pub fn create(cfg: &VmConfig<'_>, cores: usize) -> Result<Vm, String> {
+        let (name, image, mem_size, bootargs) = (cfg.name, cfg.image, cfg.memory, cfg.bootargs);
         if mem_size == 0 || !mem_size.is_multiple_of(VRMA_PAGE.bytes()) {
             return Err(alloc::format!(
                 "memory must be a non-zero multiple of 16 MiB, not {mem_size:#x}"
@@ -188,7 +195,10 @@ impl Vm {
             .lock()
             .alloc_order(mem_order)
             .ok_or_else(|| alloc::format!("no {} MiB of contiguous memory", mem_size >> 20))?;
-        let hpt = match hpt::alloc(&mut FirmwareHptMemory, hpt::default_order(mem_size)) {
+        let want_order = cfg
+            .hpt_order
+            .unwrap_or_else(|| hpt::default_order(mem_size));
+        let hpt = match hpt::alloc(&mut FirmwareHptMemory, want_order) {
             Ok(h) => h,
             Err(e) => {
                 PAGES.lock().free_order(mem_base, mem_order);
@@ -207,6 +217,28 @@ impl Vm {
                 return Err(alloc::format!("image: {e}"));
             }
         };
+        if hpt.order != want_order {
+            info!(target: "vm", "{name}: HPT order {want_order} not available, got order {}{}", hpt.order, if hpt.from_pool { " from the pool" } else { "" });
+        }
+        // The guest's initrd, 1 MiB-aligned after the image.
+        let initrd = match cfg.initrd {
+            None => None,
+            Some(data) => {
+                let start = loaded.end.next_multiple_of(1 << 20);
+                let end = start + data.len() as u64;
+                if end + (1 << 20) > mem_size {
+                    hpt::free(&mut FirmwareHptMemory, hpt);
+                    PAGES.lock().free_order(mem_base, mem_order);
+                    return Err(alloc::format!(
+                        "initrd of {} KiB does not fit in guest memory",
+                        data.len() / 1024
+                    ));
+                }
+                mem[start as usize..end as usize].copy_from_slice(data);
+                Some((start, end))
+            }
+        };
+        let top_used = initrd.map(|i| i.1).unwrap_or(loaded.end);
         let lpid = match LPIDS.lock().alloc() {
             Ok(l) => l,
             Err(e) => {
@@ -234,14 +266,14 @@ impl Vm {
             timebase_frequency: kernel::time::timebase_hz() as u32,
             clock_frequency: 3_000_000_000,
             bootargs,
-            initrd: None,
+            initrd,
             rtas_base: rtas_base as u32,
             rtas_size: 0x1000,
             hypertas_functions: HYPERTAS_FUNCTIONS,
             rtas_tokens: &tokens,
         });
         let fdt_gpa = (rtas_base - fdt.len() as u64) & !0xfff;
-        if fdt_gpa < loaded.end {
+        if fdt_gpa < top_used {
             LPIDS.lock().free(lpid).ok();
             hpt::free(&mut FirmwareHptMemory, hpt);
             PAGES.lock().free_order(mem_base, mem_order);

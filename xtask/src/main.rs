@@ -6,6 +6,7 @@
 //! - `bench`  deterministic benchmarks under -icount
 //! - `dtb`    captures the device tree skiboot hands over, as a fixture
 
+mod archives;
 mod bench;
 mod build;
 mod qemu;
@@ -28,6 +29,7 @@ fn usage() -> ExitCode {
          \n  run [qemu-run.sh args]   boot the firmware under QEMU\
          \n  test [--no-lint] [--only NAME]\
          \n                           host tests, lint, image build, QEMU smoke tests\
+         \n  archive DIR OUT.cpio     pack DIR (manifest + images) as a boot archive\
          \n  bench [NAME]             deterministic benchmarks (-icount), Markdown table\
          \n  dtb --cores N --threads N --memory SIZE OUT.dtb\
          \n                           save the device tree skiboot passes to the payload"
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         "test" => smoke::test(rest),
         "dtb" => qemu::dump_dtb(rest),
         "bench" => bench::bench(rest),
+        "archive" => archives::pack(rest),
         _ => return usage(),
     };
     match r {

@@ -41,6 +41,7 @@ impl Boot {
 pub fn boot(args: &[&str]) -> Result<Boot, String> {
     let t = Instant::now();
     let mut child = Command::new(root().join("qemu-run.sh"))
+        .current_dir(root())
         .arg("--no-build")
         .args(args)
         .stdin(Stdio::null())

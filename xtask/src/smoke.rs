@@ -388,6 +388,57 @@ const SMOKES: &[Smoke] = &[
         check: |b| ipi_check(b, 1, 4, 10_000),
     },
     Smoke {
+        name: "archive-two-vms",
+        args: &["--initrd", "build/archives/two-vms.cpio"],
+        status: 0,
+        check: |b| {
+            has(b, "archive: 2 VMs in the manifest, 0 errors")?;
+            has(
+                b,
+                "guest: greeter: hello: guest running, 32 MiB, bootargs \"from the archive\"",
+            )?;
+            has(b, "guest: checker: bad: all 22 checks passed")?;
+            has(b, "hv: vm greeter lpid=1 result=ok")?;
+            has(b, "hv: vm checker lpid=2 result=ok")?;
+            expect(
+                b.find("vm hello").is_none(),
+                "demo guests ran despite the archive",
+            )?;
+            has(b, "hv: power off (ok)")
+        },
+    },
+    Smoke {
+        name: "archive-hpt-order-fallback",
+        args: &["--initrd", "build/archives/hpt-fallback.cpio"],
+        status: 0,
+        check: |b| {
+            // 2^34 cannot be had: the seed's fallback gives the pool's order.
+            has(
+                b,
+                "vm: big-hpt: HPT order 34 not available, got order 24 from the pool",
+            )?;
+            has(b, "vm: big-hpt: lpid 1 memory 16 MiB")?;
+            has(b, "HPT order 24 at")?;
+            has(b, "hv: vm big-hpt lpid=1 result=ok")
+        },
+    },
+    Smoke {
+        name: "archive-malformed-manifest",
+        args: &["--initrd", "build/archives/malformed.cpio"],
+        status: 0,
+        check: |b| {
+            has(b, "archive: error: manifest:6: unknown key 'memroy'")?;
+            has(b, "SMT guests are not supported yet (vcpus=4)")?;
+            has(b, "nothere.elf")?;
+            has(b, "archive: 1 VMs in the manifest, ")?;
+            has(b, "hv: vm good lpid=1 result=ok")?;
+            for bad in ["vm broken ", "vm smt ", "vm missing "] {
+                expect(b.find(bad).is_none(), &format!("`{bad}` was created"))?;
+            }
+            has(b, "hv: power off (ok)")
+        },
+    },
+    Smoke {
         name: "runner-timeout-exit-2",
         args: &["--timeout", "1"],
         status: 2,
@@ -404,6 +455,8 @@ pub fn test(args: &[String]) -> Result<(), String> {
     if only.is_none() {
         step("host unit tests", cargo().args(["test"]).args(HOST_CRATES))?;
         if lint {
+            // The firmware embeds the test guests: build them first.
+            crate::build::build_guests()?;
             step(
                 "cargo fmt --check",
                 cargo().args(["fmt", "--all", "--check"]),
@@ -440,6 +493,7 @@ pub fn test(args: &[String]) -> Result<(), String> {
     }
     eprintln!("xtask: == firmware image");
     crate::build::build(false)?;
+    crate::archives::prepare()?;
 
     eprintln!("xtask: == QEMU smoke tests");
     let (mut pass, mut fail) = (0, 0);

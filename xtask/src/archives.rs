@@ -1,0 +1,91 @@
+//! Boot archives (cpio newc: a `manifest` plus guest images) for the smoke
+//! tests and for users: `cargo xtask archive DIR OUT.cpio` packs the files
+//! of DIR (which must hold a `manifest`).
+
+use crate::root;
+use std::path::{Path, PathBuf};
+
+fn guest(name: &str) -> Result<Vec<u8>, String> {
+    let p = root().join("build/guests").join(format!("{name}.elf"));
+    std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+fn write(name: &str, files: &[(&str, &[u8])]) -> Result<PathBuf, String> {
+    let dir = root().join("build/archives");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let out = dir.join(format!("{name}.cpio"));
+    std::fs::write(&out, kernel::archive::build_newc(files))
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(out)
+}
+
+/// The archives the smoke tests boot with (built guests must exist).
+pub fn prepare() -> Result<(), String> {
+    let hello = guest("hello")?;
+    let bad = guest("bad")?;
+    write(
+        "two-vms",
+        &[
+            (
+                "manifest",
+                b"# two guests, one per core\n[vm greeter]\nmemory = 32M\nimage = hello.elf\nbootargs = from the archive\n\n[vm checker]\nmemory = 64M\nimage = bad.elf\n",
+            ),
+            ("hello.elf", &hello),
+            ("bad.elf", &bad),
+        ],
+    )?;
+    write(
+        "hpt-fallback",
+        &[
+            (
+                "manifest",
+                b"[vm big-hpt]\nmemory = 16M\nhpt_order = 34\nimage = hello.elf\n",
+            ),
+            ("hello.elf", &hello),
+        ],
+    )?;
+    write(
+        "malformed",
+        &[
+            (
+                "manifest",
+                b"[vm good]\nmemory = 16M\nimage = hello.elf\n\n[vm broken]\nmemroy = 16M\nimage = hello.elf\n\n[vm smt]\nvcpus = 4\nmemory = 16M\nimage = hello.elf\n\n[vm missing]\nmemory = 16M\nimage = nothere.elf\n",
+            ),
+            ("hello.elf", &hello),
+        ],
+    )?;
+    Ok(())
+}
+
+/// `cargo xtask archive DIR OUT.cpio`
+pub fn pack(args: &[String]) -> Result<(), String> {
+    let [dir, out] = args else {
+        return Err("usage: cargo xtask archive DIR OUT.cpio".into());
+    };
+    let dir = Path::new(dir);
+    if !dir.join("manifest").is_file() {
+        return Err(format!("{} has no `manifest`", dir.display()));
+    }
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let data: Vec<(String, Vec<u8>)> = names
+        .into_iter()
+        .map(|n| {
+            std::fs::read(dir.join(&n))
+                .map(|d| (n, d))
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    let files: Vec<(&str, &[u8])> = data
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    std::fs::write(out, kernel::archive::build_newc(&files)).map_err(|e| format!("{out}: {e}"))?;
+    eprintln!("xtask: wrote {out} ({} files)", files.len());
+    Ok(())
+}
