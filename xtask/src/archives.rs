@@ -35,6 +35,16 @@ pub fn prepare() -> Result<(), String> {
         ],
     )?;
     write(
+        "bench",
+        &[
+            (
+                "manifest",
+                b"[vm hcalls]\nmemory = 16M\nimage = bad.elf\nbootargs = bench\n",
+            ),
+            ("bad.elf", &bad),
+        ],
+    )?;
+    write(
         "hpt-fallback",
         &[
             (

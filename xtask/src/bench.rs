@@ -6,10 +6,14 @@
 use crate::qemu::boot;
 
 /// Each benchmark: name, boot arguments.
-const BENCHES: &[(&str, &[&str])] = &[("ipi", &["--append", "hv.bench=ipi:1000"])];
+const BENCHES: &[(&str, &[&str])] = &[
+    ("ipi", &["--append", "hv.bench=ipi:1000"]),
+    ("hcall", &["--initrd", "build/archives/bench.cpio"]),
+];
 
 pub fn bench(args: &[String]) -> Result<(), String> {
     crate::build::build(false)?;
+    crate::archives::prepare()?;
     let only = args.first();
     println!("| benchmark | path | median | min | max | trials |");
     println!("|---|---|---|---|---|---|");

@@ -25,6 +25,56 @@ const V_LARGE: u64 = 4;
 const R_M: u64 = 0x10;
 const R_I: u64 = 0x20;
 
+fn mftb() -> u64 {
+    let t: u64;
+    // SAFETY: reading the timebase has no side effects.
+    unsafe { core::arch::asm!("mftb {0}", out(reg) t) };
+    t
+}
+
+const TRIALS: usize = 1000;
+
+fn report(what: &str, v: &mut [u64; TRIALS]) {
+    v.sort_unstable();
+    println!(
+        "bench: {what}: median={} min={} max={} ticks ({TRIALS} trials)",
+        v[TRIALS / 2],
+        v[0],
+        v[TRIALS - 1]
+    );
+}
+
+/// `bench` in bootargs: guest-side timings of hypercall round trips
+/// (meant for QEMU -icount, where they are deterministic).
+fn bench() {
+    let mut t = [0u64; TRIALS];
+    for x in t.iter_mut() {
+        let t0 = mftb();
+        hcall(0x7f00, [0; 6]); // unknown: the shortest path through the hypervisor
+        *x = mftb() - t0;
+    }
+    report("null hypercall round trip", &mut t);
+    let mut enter = [0u64; TRIALS];
+    let mut remove = [0u64; TRIALS];
+    for i in 0..TRIALS {
+        let v = ((0x200 + i as u64) << 12) | V_VALID;
+        let r = 0x10_0000 | R_M | 2;
+        let t0 = mftb();
+        let (rc, out) = hcall(H_ENTER, [0, 0x80, v, r, 0, 0]);
+        let t1 = mftb();
+        hcall(H_REMOVE, [0, out[0], 0, 0, 0, 0]);
+        let t2 = mftb();
+        if rc != H_SUCCESS {
+            println!("bench: H_ENTER failed rc={rc}");
+            return;
+        }
+        enter[i] = t1 - t0;
+        remove[i] = t2 - t1;
+    }
+    report("H_ENTER (4K page)", &mut enter);
+    report("H_REMOVE (4K page, tlbiel)", &mut remove);
+}
+
 #[unsafe(no_mangle)]
 pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
     let fdt = device_tree(fdt_addr);
@@ -45,6 +95,14 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
         })
         .unwrap_or(0);
     let entries = 1u64 << (order - 4);
+    let args = fdt
+        .as_ref()
+        .and_then(|f| f.chosen().bootargs())
+        .unwrap_or("");
+    if args.split_whitespace().any(|w| w == "bench") {
+        bench();
+        power_off(fdt.as_ref());
+    }
     println!(
         "bad: HPT order {order} ({entries} entries), memory {} MiB",
         mem >> 20
