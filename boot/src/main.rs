@@ -86,7 +86,8 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
     let archive = boot.initrd.and_then(|r| {
         // SAFETY: the initrd range comes from /chosen, is reserved from the
         // allocator (mem.rs) and is only read.
-        let bytes = unsafe { core::slice::from_raw_parts(r.start as *const u8, r.size() as usize) };
+        let bytes: &'static [u8] =
+            unsafe { core::slice::from_raw_parts(r.start as *const u8, r.size() as usize) };
         match kernel::archive::Archive::parse(bytes) {
             Ok(a) => {
                 info!(target: "archive", "boot archive: {} files, {} bytes", a.len(), r.size());
@@ -140,7 +141,7 @@ fn run_vm_remote(arg: u64) -> u64 {
 /// guests — then runs them at once, one per core: the first on this
 /// thread, the k-th on thread 0 of the k-th other core (or here, after,
 /// when there are fewer cores).
-fn run_guests(archive: Option<kernel::archive::Archive<'_>>) {
+fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
     let smp = smp::smp();
     let me = smp::me();
     let cores = smp.cpus.iter().map(|c| c.core).max().unwrap_or(0) + 1;

@@ -98,6 +98,8 @@ impl TlbOps for Power8Tlb {
 pub enum Outcome {
     Ok,
     Crashed(String),
+    /// The guest asked for `system-reboot` (handled inside `run`).
+    Reboot,
 }
 
 impl fmt::Display for Outcome {
@@ -105,6 +107,7 @@ impl fmt::Display for Outcome {
         match self {
             Outcome::Ok => write!(f, "result=ok"),
             Outcome::Crashed(why) => write!(f, "result=crashed reason=\"{why}\""),
+            Outcome::Reboot => write!(f, "result=reboot"),
         }
     }
 }
@@ -124,6 +127,17 @@ pub struct Vm {
     exits: u64,
     /// Physical core this VM runs on (set by `run`).
     core: usize,
+    /// What a reboot reloads: the image, the initrd, the device tree and
+    /// the entry registers.
+    image: &'static [u8],
+    initrd: Option<(u64, &'static [u8])>,
+    fdt: Vec<u8>,
+    fdt_gpa: u64,
+    rtas_base: u64,
+    boot_regs: GuestRegs,
+    /// Vcpus of this VM inside `run` (the HPT cannot be reset meanwhile).
+    vcpus_running: core::sync::atomic::AtomicU32,
+    reboots: u32,
 }
 
 /// LPCR bits (ISA 2.07 numbering in comments).
@@ -183,7 +197,7 @@ pub struct VmConfig<'a> {
 
 impl Vm {
     /// Prepares a VM; nothing is left behind on failure.
-    pub fn create(cfg: &VmConfig<'_>, cores: usize) -> Result<Vm, String> {
+    pub fn create(cfg: &VmConfig<'static>, cores: usize) -> Result<Vm, String> {
         let (name, image, mem_size, bootargs) = (cfg.name, cfg.image, cfg.memory, cfg.bootargs);
         if mem_size == 0 || !mem_size.is_multiple_of(VRMA_PAGE.bytes()) {
             return Err(alloc::format!(
@@ -288,7 +302,19 @@ impl Vm {
         };
         regs.gpr[3] = fdt_gpa;
         regs.gpr[4] = loaded.start;
+        let initrd_copy = match (initrd, cfg.initrd) {
+            (Some((start, _)), Some(data)) => Some((start, data)),
+            _ => None,
+        };
         Ok(Vm {
+            image,
+            initrd: initrd_copy,
+            fdt,
+            fdt_gpa,
+            rtas_base,
+            boot_regs: regs,
+            vcpus_running: core::sync::atomic::AtomicU32::new(0),
+            reboots: 0,
             name: name.into(),
             lpid,
             mem_base,
@@ -322,8 +348,49 @@ impl Vm {
         (host & !clear) | LPCR_VPM0 | hpte::lpcr_vrmasd(VRMA_PAGE) | LPCR_HDICE | ile
     }
 
+    /// `system-reboot`: with the vcpu stopped, clear the HPT (never while a
+    /// vcpu runs), mark every core for a TLB flush, reload the image,
+    /// initrd and device tree, re-establish the VRMA and restart at the
+    /// entry point. Guest memory outside those is kept, as on a real reset.
+    fn reboot(&mut self) -> Result<(), String> {
+        hpt::reset(
+            &mut FirmwareHptMemory,
+            &self.hpt,
+            self.vcpus_running
+                .load(core::sync::atomic::Ordering::Acquire),
+        )
+        .map_err(|e| alloc::format!("{e}"))?;
+        self.tlb.mark_all();
+        // SAFETY: this VM's own memory; its only vcpu is stopped.
+        let mem = unsafe {
+            core::slice::from_raw_parts_mut(self.mem_base as *mut u8, self.mem_size as usize)
+        };
+        kernel::elf::load(self.image, mem).map_err(|e| alloc::format!("reload: {e}"))?;
+        if let Some((start, data)) = self.initrd {
+            mem[start as usize..start as usize + data.len()].copy_from_slice(data);
+        }
+        let rb = self.rtas_base as usize;
+        mem[rb..rb + RTAS_BLOB.len()].copy_from_slice(&RTAS_BLOB);
+        let f = self.fdt_gpa as usize;
+        mem[f..f + self.fdt.len()].copy_from_slice(&self.fdt);
+        map_vrma(&self.hpt, self.mem_base, self.mem_size)?;
+        self.regs = self.boot_regs;
+        self.lpcr_ile = false;
+        self.reboots += 1;
+        info!(target: "vm", "{}: system-reboot #{}: HPT cleared, image reloaded", self.name, self.reboots);
+        Ok(())
+    }
+
     /// Runs the VM on this thread until it stops.
     pub fn run(&mut self, core: usize) -> Outcome {
+        use core::sync::atomic::Ordering;
+        self.vcpus_running.fetch_add(1, Ordering::AcqRel);
+        let o = self.run_vcpu(core);
+        self.vcpus_running.fetch_sub(1, Ordering::AcqRel);
+        o
+    }
+
+    fn run_vcpu(&mut self, core: usize) -> Outcome {
         self.core = core;
         let n = match map_vrma(&self.hpt, self.mem_base, self.mem_size) {
             Ok(n) => n,
@@ -357,11 +424,21 @@ impl Vm {
             let vec = unsafe { guest::enter(&mut self.regs, &part) };
             self.exits += 1;
             match vec & !1 {
-                0xc00 => {
-                    if let Some(o) = self.hcall() {
-                        return o;
+                0xc00 => match self.hcall() {
+                    None => {}
+                    Some(Outcome::Reboot) => {
+                        // Stop the vcpu, then reset; refused (and the VM
+                        // stopped) if anything else still ran it.
+                        use core::sync::atomic::Ordering;
+                        self.vcpus_running.fetch_sub(1, Ordering::AcqRel);
+                        let r = self.reboot();
+                        self.vcpus_running.fetch_add(1, Ordering::AcqRel);
+                        if let Err(e) = r {
+                            return Outcome::Crashed(alloc::format!("reboot failed: {e}"));
+                        }
                     }
-                }
+                    Some(o) => return o,
+                },
                 0x980 => {}
                 0x500 => crate::smp::external_exit(),
                 other => {
@@ -521,6 +598,10 @@ impl Vm {
                 set_ret(self, 0, 0);
                 Some(Outcome::Ok)
             }
+            RTAS_SYSTEM_REBOOT => {
+                set_ret(self, 0, 0);
+                Some(Outcome::Reboot)
+            }
             RTAS_DISPLAY_CHARACTER => {
                 let c = self.guest_mem(gpa + 12, 4).map(|b| b[3]).unwrap_or(b'?');
                 self.console_bytes(&[c]);
@@ -538,12 +619,13 @@ impl Vm {
     pub fn destroy(self, outcome: &Outcome) {
         info!(
             target: "hv",
-            "vm {} lpid={} {} hcalls={} exits={}",
+            "vm {} lpid={} {} hcalls={} exits={} reboots={}",
             self.name,
             self.lpid,
             outcome,
             self.hcalls,
-            self.exits
+            self.exits,
+            self.reboots
         );
         for c in 0..self.tlb.cores() {
             let (l, g, f) = self.tlb.counts(c);

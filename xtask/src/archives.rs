@@ -23,6 +23,17 @@ fn write(name: &str, files: &[(&str, &[u8])]) -> Result<PathBuf, String> {
 pub fn prepare() -> Result<(), String> {
     let hello = guest("hello")?;
     let bad = guest("bad")?;
+    let reboot = guest("reboot")?;
+    write(
+        "reboot",
+        &[
+            (
+                "manifest",
+                b"[vm rebooter]\nmemory = 16M\nimage = reboot.elf\n",
+            ),
+            ("reboot.elf", &reboot),
+        ],
+    )?;
     write(
         "two-vms",
         &[

@@ -7,7 +7,11 @@ use std::process::Command;
 pub const TARGET: &str = "ppc64le-hv";
 
 /// Test guests (crate, binary) built before the firmware, which embeds them.
-pub const GUESTS: &[(&str, &str)] = &[("guest-hello", "hello"), ("guest-bad", "bad")];
+pub const GUESTS: &[(&str, &str)] = &[
+    ("guest-hello", "hello"),
+    ("guest-bad", "bad"),
+    ("guest-reboot", "reboot"),
+];
 
 /// Builds the test guests into build/guests/NAME.elf.
 pub fn build_guests() -> Result<(), String> {

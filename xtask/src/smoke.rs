@@ -439,6 +439,38 @@ const SMOKES: &[Smoke] = &[
         },
     },
     Smoke {
+        name: "archive-guest-reboots",
+        args: &["--initrd", "build/archives/reboot.cpio"],
+        status: 0,
+        check: |b| {
+            has(b, "guest: rebooter: reboot: boot #1")?;
+            has(
+                b,
+                "vm: rebooter: system-reboot #1: HPT cleared, image reloaded",
+            )?;
+            has(b, "guest: rebooter: reboot: boot #2")?;
+            has(
+                b,
+                "vm: rebooter: system-reboot #2: HPT cleared, image reloaded",
+            )?;
+            has(b, "guest: rebooter: reboot: boot #3")?;
+            let cleared = b
+                .lines()
+                .filter(|l| l.contains("HPT entry from the previous boot is gone"))
+                .count();
+            expect(
+                cleared == 2,
+                &format!("{cleared} reboots found the HPT cleared, want 2"),
+            )?;
+            expect(b.find("FAIL").is_none(), "a guest check failed")?;
+            // Each reset marked every core for a flush: one entry flush at
+            // the first run and one after each of the two reboots.
+            has(b, "entry-flushes=3")?;
+            has(b, "hv: vm rebooter lpid=1 result=ok")?;
+            has(b, "reboots=2")
+        },
+    },
+    Smoke {
         name: "runner-timeout-exit-2",
         args: &["--timeout", "1"],
         status: 2,
