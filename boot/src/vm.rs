@@ -138,6 +138,8 @@ pub struct Vm {
     /// Vcpus of this VM inside `run` (the HPT cannot be reset meanwhile).
     vcpus_running: core::sync::atomic::AtomicU32,
     reboots: u32,
+    /// The guest's FP/VMX/VSX registers while its vcpu is not on a thread.
+    fp: ppc64::fpu::FpState,
 }
 
 /// LPCR bits (ISA 2.07 numbering in comments).
@@ -315,6 +317,7 @@ impl Vm {
             boot_regs: regs,
             vcpus_running: core::sync::atomic::AtomicU32::new(0),
             reboots: 0,
+            fp: Default::default(),
             name: name.into(),
             lpid,
             mem_base,
@@ -376,6 +379,8 @@ impl Vm {
         map_vrma(&self.hpt, self.mem_base, self.mem_size)?;
         self.regs = self.boot_regs;
         self.lpcr_ile = false;
+        self.fp = Default::default();
+        ppc64::fpu::load(&self.fp);
         self.reboots += 1;
         info!(target: "vm", "{}: system-reboot #{}: HPT cleared, image reloaded", self.name, self.reboots);
         Ok(())
@@ -385,7 +390,12 @@ impl Vm {
     pub fn run(&mut self, core: usize) -> Outcome {
         use core::sync::atomic::Ordering;
         self.vcpus_running.fetch_add(1, Ordering::AcqRel);
+        // The thread's FP/VMX/VSX registers become this guest's (zeros for
+        // a new VM), and are saved again when it stops: no other partition
+        // ever sees them.
+        ppc64::fpu::load(&self.fp);
         let o = self.run_vcpu(core);
+        ppc64::fpu::save(&mut self.fp);
         self.vcpus_running.fetch_sub(1, Ordering::AcqRel);
         o
     }

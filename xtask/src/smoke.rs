@@ -243,7 +243,7 @@ const SMOKES: &[Smoke] = &[
             has(b, "guest: hello: hello: guest running, 64 MiB")?;
             has(b, "hv: vm hello lpid=1 result=ok")?;
             has(b, "hv: vm bad lpid=2 result=ok")?;
-            has(b, "guest: bad: bad: all 22 checks passed")?;
+            has(b, "guest: bad: bad: all 23 checks passed")?;
             expect(b.find("FAIL").is_none(), "a guest check failed")?;
             let core_of = |vm: &str| {
                 b.find(&format!("tlb: vm {vm} core "))
@@ -289,7 +289,7 @@ const SMOKES: &[Smoke] = &[
             // One core: the two demo guests run one after the other.
             has(b, "hv: vm hello lpid=1 result=ok")?;
             has(b, "hv: vm bad lpid=2 result=ok")?;
-            has(b, "guest: bad: bad: all 22 checks passed")
+            has(b, "guest: bad: bad: all 23 checks passed")
         },
     },
     Smoke {
@@ -397,7 +397,7 @@ const SMOKES: &[Smoke] = &[
                 b,
                 "guest: greeter: hello: guest running, 32 MiB, bootargs \"from the archive\"",
             )?;
-            has(b, "guest: checker: bad: all 22 checks passed")?;
+            has(b, "guest: checker: bad: all 23 checks passed")?;
             has(b, "hv: vm greeter lpid=1 result=ok")?;
             has(b, "hv: vm checker lpid=2 result=ok")?;
             expect(
@@ -503,6 +503,8 @@ pub fn test(args: &[String]) -> Result<(), String> {
                     "guest-hello",
                     "--package",
                     "guest-bad",
+                    "--package",
+                    "guest-reboot",
                     "--release",
                     "--target",
                     "ppc64le-hv.json",

@@ -13,6 +13,8 @@ pub mod trap;
 #[cfg(target_arch = "powerpc64")]
 pub mod cpu;
 #[cfg(target_arch = "powerpc64")]
+pub mod fpu;
+#[cfg(target_arch = "powerpc64")]
 pub mod guest;
 #[cfg(target_arch = "powerpc64")]
 pub mod opal;

@@ -6,7 +6,7 @@
 #![no_std]
 #![no_main]
 
-use guest_common::{device_tree, hcall, power_off, println};
+use guest_common::{device_tree, hcall, power_off, println, vsr_nonzero};
 
 const H_SUCCESS: i64 = 0;
 const H_FUNCTION: i64 = -2;
@@ -119,6 +119,14 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
             println!("bad: {name}: rc={got} want {want} FAIL");
         }
     };
+
+    // A new partition starts with zeroed FP/VMX/VSX registers, whatever
+    // ran on this thread before.
+    check(
+        "FP/VMX/VSX registers zero at start",
+        vsr_nonzero() as i64,
+        0,
+    );
 
     // A 4K page of segment VSID 0x100 at EA 0, guest-physical 1 MiB.
     let v = (0x100u64 << 12) | V_VALID;

@@ -150,3 +150,60 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         core::hint::spin_loop();
     }
 }
+
+/// MSR[FP] | MSR[VEC] | MSR[VSX]: a guest turns these on itself.
+const MSR_FP_VEC_VSX: u64 = (1 << 13) | (1 << 25) | (1 << 23);
+
+global_asm!(
+    r#"
+    .pushsection .text.guest_fp, "ax", @progbits
+    .machine power8
+    .balign 16
+    # void __guest_vsr_store(u64 buf[128]): VSR0-63 to buf.
+    .global __guest_vsr_store
+    __guest_vsr_store:
+        .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63
+        li 6, \n*16
+        stxvd2x \n, 3, 6
+        .endr
+        blr
+    # void __guest_vsr_load(const u64 buf[128]): VSR0-63 from buf.
+    .global __guest_vsr_load
+    __guest_vsr_load:
+        .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63
+        li 6, \n*16
+        lxvd2x \n, 3, 6
+        .endr
+        blr
+    .popsection
+    "#
+);
+
+unsafe extern "C" {
+    fn __guest_vsr_store(buf: *mut [u64; 128]);
+    fn __guest_vsr_load(buf: *const [u64; 128]);
+}
+
+fn enable_fp() {
+    // SAFETY: turning on FP/VMX/VSX in the guest's own MSR.
+    unsafe {
+        asm!("mfmsr {t}", "or {t}, {t}, {m}", "mtmsrd {t}", "isync", t = out(reg) _, m = in(reg) MSR_FP_VEC_VSX)
+    };
+}
+
+/// How many of the 128 doublewords of VSR0-63 are non-zero.
+pub fn vsr_nonzero() -> usize {
+    enable_fp();
+    let mut buf = [0u64; 128];
+    // SAFETY: stores only into `buf`.
+    unsafe { __guest_vsr_store(&mut buf) };
+    buf.iter().filter(|w| **w != 0).count()
+}
+
+/// Fills VSR0-63 with `pattern`.
+pub fn vsr_fill(pattern: u64) {
+    enable_fp();
+    let buf = [pattern; 128];
+    // SAFETY: loads only from `buf`; the registers are the guest's own.
+    unsafe { __guest_vsr_load(&buf) };
+}
