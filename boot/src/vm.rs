@@ -93,6 +93,11 @@ impl TlbOps for Power8Tlb {
     }
 }
 
+/// SRR1 bits an interrupt sets (33:36, 42:47); the rest copy the MSR.
+const SRR1_INTERRUPT_BITS: u64 = 0x7800_0000 | 0x003f_0000;
+/// SRR1 bit 44: program interrupt for an illegal instruction.
+const SRR1_PROGRAM_ILLEGAL: u64 = 1 << 19;
+
 /// How a VM ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -138,6 +143,8 @@ pub struct Vm {
     /// Vcpus of this VM inside `run` (the HPT cannot be reset meanwhile).
     vcpus_running: core::sync::atomic::AtomicU32,
     reboots: u32,
+    /// Interrupts reflected into the guest.
+    reflected: u64,
     /// The guest's FP/VMX/VSX registers while its vcpu is not on a thread.
     fp: ppc64::fpu::FpState,
 }
@@ -317,6 +324,7 @@ impl Vm {
             boot_regs: regs,
             vcpus_running: core::sync::atomic::AtomicU32::new(0),
             reboots: 0,
+            reflected: 0,
             fp: Default::default(),
             name: name.into(),
             lpid,
@@ -451,6 +459,9 @@ impl Vm {
                 },
                 0x980 => {}
                 0x500 => crate::smp::external_exit(),
+                // A hypervisor-privileged or unknown instruction: to the
+                // guest it is an illegal-instruction program interrupt.
+                0xe40 => self.reflect(0x700, SRR1_PROGRAM_ILLEGAL),
                 other => {
                     return Outcome::Crashed(alloc::format!(
                         "unexpected exit {:#x} ({}) at pc {:#x} msr {:#x} hdar {:#x}",
@@ -463,6 +474,20 @@ impl Vm {
                 }
             }
         }
+    }
+
+    /// Delivers an interrupt to the guest as the hardware would: SRR0/1
+    /// get the interrupted PC and MSR (with `reason` in SRR1), the guest
+    /// continues at `vector` in real mode, 64-bit, with its interrupt
+    /// endianness (LPCR[ILE], from H_SET_MODE).
+    fn reflect(&mut self, vector: u64, reason: u64) {
+        let msr = self.regs.msr;
+        self.regs.srr0 = self.regs.pc;
+        self.regs.srr1 = (msr & !SRR1_INTERRUPT_BITS) | reason;
+        self.regs.msr =
+            cpu::MSR_SF | (msr & cpu::MSR_ME) | if self.lpcr_ile { cpu::MSR_LE } else { 0 };
+        self.regs.pc = vector;
+        self.reflected += 1;
     }
 
     /// Guest-physical `gpa..gpa+len` as host memory, if inside the VM.
@@ -629,13 +654,14 @@ impl Vm {
     pub fn destroy(self, outcome: &Outcome) {
         info!(
             target: "hv",
-            "vm {} lpid={} {} hcalls={} exits={} reboots={}",
+            "vm {} lpid={} {} hcalls={} exits={} reboots={} reflected={}",
             self.name,
             self.lpid,
             outcome,
             self.hcalls,
             self.exits,
-            self.reboots
+            self.reboots,
+            self.reflected
         );
         for c in 0..self.tlb.cores() {
             let (l, g, f) = self.tlb.counts(c);

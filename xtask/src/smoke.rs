@@ -243,7 +243,10 @@ const SMOKES: &[Smoke] = &[
             has(b, "guest: hello: hello: guest running, 64 MiB")?;
             has(b, "hv: vm hello lpid=1 result=ok")?;
             has(b, "hv: vm bad lpid=2 result=ok")?;
-            has(b, "guest: bad: bad: all 23 checks passed")?;
+            has(b, "guest: bad: bad: all 29 checks passed")?;
+            // The illegal instruction came to the hypervisor (0xE40) and
+            // was reflected into the guest.
+            has(b, "reflected=1")?;
             expect(b.find("FAIL").is_none(), "a guest check failed")?;
             let core_of = |vm: &str| {
                 b.find(&format!("tlb: vm {vm} core "))
@@ -289,7 +292,7 @@ const SMOKES: &[Smoke] = &[
             // One core: the two demo guests run one after the other.
             has(b, "hv: vm hello lpid=1 result=ok")?;
             has(b, "hv: vm bad lpid=2 result=ok")?;
-            has(b, "guest: bad: bad: all 23 checks passed")
+            has(b, "guest: bad: bad: all 29 checks passed")
         },
     },
     Smoke {
@@ -397,7 +400,7 @@ const SMOKES: &[Smoke] = &[
                 b,
                 "guest: greeter: hello: guest running, 32 MiB, bootargs \"from the archive\"",
             )?;
-            has(b, "guest: checker: bad: all 23 checks passed")?;
+            has(b, "guest: checker: bad: all 29 checks passed")?;
             has(b, "hv: vm greeter lpid=1 result=ok")?;
             has(b, "hv: vm checker lpid=2 result=ok")?;
             expect(

@@ -6,7 +6,9 @@
 #![no_std]
 #![no_main]
 
-use guest_common::{device_tree, hcall, power_off, println, vsr_nonzero};
+use guest_common::{
+    device_tree, hcall, install_trap_handlers, power_off, println, trap_log, vsr_nonzero,
+};
 
 const H_SUCCESS: i64 = 0;
 const H_FUNCTION: i64 = -2;
@@ -222,6 +224,52 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
         "H_REMOVE again",
         hcall(H_REMOVE, [0, idx, 0, 0, 0, 0]).0,
         H_NOT_FOUND,
+    );
+
+    // Hypervisor-privileged instructions: the hypervisor reflects them as
+    // program interrupts into the guest's own handler, and goes on.
+    check(
+        "H_SET_MODE little-endian interrupts",
+        install_trap_handlers(),
+        H_SUCCESS,
+    );
+    let before = trap_log().count;
+    // SAFETY: deliberately privileged: each must trap into our handler.
+    unsafe {
+        core::arch::asm!("mtspr 318, {0}", in(reg) 0u64); // LPCR
+        core::arch::asm!("mfspr {0}, 304", out(reg) _); // HSPRG0
+    }
+    let log = trap_log();
+    check(
+        "HV-privileged mtspr/mfspr trapped",
+        (log.count - before) as i64,
+        2,
+    );
+    check(
+        "... as program interrupts (0x700)",
+        log.vector as i64,
+        0x700,
+    );
+    // Privileged (bit 45) or illegal (bit 44) instruction reason.
+    check(
+        "... with a privileged/illegal reason",
+        ((log.srr1 >> 18) & 3 != 0) as i64,
+        1,
+    );
+    // An illegal instruction: POWER8 raises hypervisor emulation
+    // assistance (0xE40); the hypervisor reflects it as a program interrupt.
+    // SAFETY: deliberately illegal; the handler skips it.
+    unsafe { core::arch::asm!(".long 0") };
+    let log = trap_log();
+    check(
+        "illegal instruction trapped",
+        (log.count - before) as i64,
+        3,
+    );
+    check(
+        "... reflected with the illegal-instruction reason",
+        ((log.srr1 >> 19) & 1) as i64,
+        1,
     );
 
     if fail == 0 {

@@ -207,3 +207,106 @@ pub fn vsr_fill(pattern: u64) {
     // SAFETY: loads only from `buf`; the registers are the guest's own.
     unsafe { __guest_vsr_load(&buf) };
 }
+
+/// What the last interrupt taken by the guest's own handlers recorded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrapLog {
+    pub vector: u64,
+    pub srr0: u64,
+    pub srr1: u64,
+    pub dar: u64,
+    pub dsisr: u64,
+    pub count: u64,
+}
+
+#[unsafe(no_mangle)]
+pub static mut GUEST_TRAP_LOG: TrapLog = TrapLog {
+    vector: 0,
+    srr0: 0,
+    srr1: 0,
+    dar: 0,
+    dsisr: 0,
+    count: 0,
+};
+
+// The guest's own interrupt handlers for 0x300 (DSI), 0x400 (ISI) and 0x700
+// (program): record the interrupt in GUEST_TRAP_LOG, skip the instruction
+// and return. They run in real mode (the interrupt turns translation off),
+// where the image's link addresses are its real addresses.
+global_asm!(
+    r#"
+    .pushsection .text.guest_traps, "ax", @progbits
+    .balign 16
+    .global __guest_trap_300
+    __guest_trap_300:
+        mtsprg 1, 3
+        li 3, 0x300
+        b __guest_trap_common
+    .global __guest_trap_400
+    __guest_trap_400:
+        mtsprg 1, 3
+        li 3, 0x400
+        b __guest_trap_common
+    .global __guest_trap_700
+    __guest_trap_700:
+        mtsprg 1, 3
+        li 3, 0x700
+        b __guest_trap_common
+    __guest_trap_common:
+        mtsprg 2, 4
+        lis 4, GUEST_TRAP_LOG@ha
+        addi 4, 4, GUEST_TRAP_LOG@l
+        std 3, 0(4)
+        mfsrr0 3
+        std 3, 8(4)
+        mfsrr1 3
+        std 3, 16(4)
+        mfdar 3
+        std 3, 24(4)
+        mfdsisr 3
+        std 3, 32(4)
+        ld 3, 40(4)
+        addi 3, 3, 1
+        std 3, 40(4)
+        mfsrr0 3
+        addi 3, 3, 4
+        mtsrr0 3
+        mfsprg 4, 2
+        mfsprg 3, 1
+        rfid
+    .popsection
+    "#
+);
+
+unsafe extern "C" {
+    fn __guest_trap_300();
+    fn __guest_trap_400();
+    fn __guest_trap_700();
+}
+
+/// Asks for little-endian interrupts (H_SET_MODE) and installs the
+/// recording handlers at 0x300, 0x400 and 0x700 (an absolute branch each).
+pub fn install_trap_handlers() -> i64 {
+    let (rc, _) = hcall(0x31c, [1, 4, 0, 0, 0, 0]);
+    for (vec, f) in [
+        (0x300u64, __guest_trap_300 as *const () as u64),
+        (0x400, __guest_trap_400 as *const () as u64),
+        (0x700, __guest_trap_700 as *const () as u64),
+    ] {
+        // `ba f`: opcode 18, AA=1.
+        let insn = 0x4800_0002u32 | (f as u32 & 0x03ff_fffc);
+        // SAFETY: the guest's own vector area in its real memory.
+        unsafe {
+            core::ptr::write_volatile(vec as *mut u32, insn);
+            asm!("dcbst 0, {0}", "sync", "icbi 0, {0}", "isync", in(reg) vec);
+        }
+    }
+    rc
+}
+
+/// A copy of the trap log.
+pub fn trap_log() -> TrapLog {
+    // SAFETY: written only by the trap handlers of this single-vcpu guest.
+    unsafe { core::ptr::read_volatile(&raw const GUEST_TRAP_LOG) }
+}
