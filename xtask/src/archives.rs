@@ -24,6 +24,14 @@ pub fn prepare() -> Result<(), String> {
     let hello = guest("hello")?;
     let bad = guest("bad")?;
     let reboot = guest("reboot")?;
+    let mmu = guest("mmu")?;
+    write(
+        "mmu",
+        &[
+            ("manifest", b"[vm paging]\nmemory = 32M\nimage = mmu.elf\n"),
+            ("mmu.elf", &mmu),
+        ],
+    )?;
     write(
         "reboot",
         &[

@@ -11,6 +11,7 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("guest-hello", "hello"),
     ("guest-bad", "bad"),
     ("guest-reboot", "reboot"),
+    ("guest-mmu", "mmu"),
 ];
 
 /// Builds the test guests into build/guests/NAME.elf.

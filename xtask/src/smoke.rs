@@ -474,6 +474,19 @@ const SMOKES: &[Smoke] = &[
         },
     },
     Smoke {
+        name: "archive-guest-mmu",
+        args: &["--initrd", "build/archives/mmu.cpio"],
+        status: 0,
+        check: |b| {
+            has(b, "guest: paging: mmu: all 17 checks passed")?;
+            expect(b.find("FAIL").is_none(), "a guest check failed")?;
+            // H_PROTECT and two H_REMOVEs of a one-vcore VM: local invalidations.
+            has(b, "tlb: vm paging core ")?;
+            has(b, "tlbiel=3 tlbie=0 entry-flushes=1")?;
+            has(b, "hv: vm paging lpid=1 result=ok")
+        },
+    },
+    Smoke {
         name: "runner-timeout-exit-2",
         args: &["--timeout", "1"],
         status: 2,
@@ -508,6 +521,8 @@ pub fn test(args: &[String]) -> Result<(), String> {
                     "guest-bad",
                     "--package",
                     "guest-reboot",
+                    "--package",
+                    "guest-mmu",
                     "--release",
                     "--target",
                     "ppc64le-hv.json",

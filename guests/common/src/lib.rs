@@ -310,3 +310,52 @@ pub fn trap_log() -> TrapLog {
     // SAFETY: written only by the trap handlers of this single-vcpu guest.
     unsafe { core::ptr::read_volatile(&raw const GUEST_TRAP_LOG) }
 }
+
+global_asm!(
+    r#"
+    .pushsection .text.guest_probe, "ax", @progbits
+    .balign 16
+    # u64 __guest_probe(u64 ea, u64 val, u64 store): one load or store with
+    # data translation on (MSR[DR]); a fault is skipped by the trap handler.
+    .global __guest_probe
+    __guest_probe:
+        mfmsr 6
+        ori 7, 6, 0x10
+        cmpdi 5, 0
+        mtmsrd 7
+        isync
+        beq 1f
+        std 4, 0(3)
+        b 2f
+    1:  ld 4, 0(3)
+    2:  mtmsrd 6
+        isync
+        mr 3, 4
+        blr
+    .popsection
+    "#
+);
+
+unsafe extern "C" {
+    fn __guest_probe(ea: u64, val: u64, store: u64) -> u64;
+}
+
+/// Loads the doubleword at effective address `ea` with data translation on.
+pub fn translated_load(ea: u64) -> u64 {
+    // SAFETY: a fault is caught by the handlers from install_trap_handlers.
+    unsafe { __guest_probe(ea, 0, 0) }
+}
+
+/// Stores `val` at effective address `ea` with data translation on.
+pub fn translated_store(ea: u64, val: u64) {
+    // SAFETY: as above.
+    unsafe { __guest_probe(ea, val, 1) };
+}
+
+/// Loads SLB entry `index` (256 MiB segment `esid`, VSID `vsid`, Ks=Kp=0).
+pub fn slb_load(index: u64, esid: u64, vsid: u64) {
+    // SAFETY: the guest's own SLB.
+    unsafe {
+        asm!("slbmte {rs}, {rb}", "isync", rs = in(reg) vsid << 12, rb = in(reg) (esid << 28) | 0x0800_0000 | index)
+    };
+}
