@@ -633,6 +633,20 @@ impl Vm {
                 set_ret(self, 0, 0);
                 Some(Outcome::Ok)
             }
+            RTAS_GET_TIME_OF_DAY => {
+                // Status, then year, month, day, hour, minute, second, ns.
+                match ppc64::opal::rtc_read() {
+                    Some(t) => {
+                        set_ret(self, 0, 0);
+                        for (i, v) in t.iter().enumerate() {
+                            set_ret(self, 1 + i as u32, *v as i32);
+                        }
+                        set_ret(self, 7, 0);
+                    }
+                    None => set_ret(self, 0, -1), // hardware error
+                }
+                None
+            }
             RTAS_SYSTEM_REBOOT => {
                 set_ret(self, 0, 0);
                 Some(Outcome::Reboot)

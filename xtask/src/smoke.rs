@@ -474,6 +474,31 @@ const SMOKES: &[Smoke] = &[
         },
     },
     Smoke {
+        name: "archive-guest-hello-alone",
+        args: &["--initrd", "build/archives/hello.cpio"],
+        status: 0,
+        check: |b| {
+            has(
+                b,
+                "guest: hello: hello: guest running, 16 MiB, bootargs \"alone\"",
+            )?;
+            has(b, "hello: get-time-of-day status 0 20")?;
+            has(b, "hv: vm hello lpid=1 result=ok")?;
+            has(b, "hv: all VMs stopped")
+        },
+    },
+    Smoke {
+        name: "archive-guest-bad-alone",
+        args: &["--initrd", "build/archives/bad.cpio"],
+        status: 0,
+        check: |b| {
+            has(b, "guest: bad: bad: all 29 checks passed")?;
+            expect(b.find("FAIL").is_none(), "a guest check failed")?;
+            has(b, "hv: vm bad lpid=1 result=ok")?;
+            has(b, "reflected=1")
+        },
+    },
+    Smoke {
         name: "archive-guest-mmu",
         args: &["--initrd", "build/archives/mmu.cpio"],
         status: 0,

@@ -14,6 +14,7 @@ pub const OPAL_BUSY_EVENT: i64 = -12;
 
 pub const OPAL_CONSOLE_WRITE: u64 = 1;
 pub const OPAL_CONSOLE_READ: u64 = 2;
+pub const OPAL_RTC_READ: u64 = 3;
 pub const OPAL_CEC_POWER_DOWN: u64 = 5;
 pub const OPAL_POLL_EVENTS: u64 = 10;
 pub const OPAL_START_CPU: u64 = 41;
@@ -177,6 +178,39 @@ pub fn console_write(bytes: &[u8]) {
             _ => return,
         }
     }
+}
+
+/// Reads the real-time clock: (year, month, day, hour, minute, second),
+/// or None if OPAL has none. OPAL answers in BCD.
+pub fn rtc_read() -> Option<[u32; 6]> {
+    for _ in 0..1000 {
+        let mut ymd: u32 = 0;
+        let mut hms: u64 = 0;
+        // SAFETY: both outputs are valid for the call (real addresses).
+        let rc = unsafe {
+            call(
+                OPAL_RTC_READ,
+                &[&mut ymd as *mut u32 as u64, &mut hms as *mut u64 as u64],
+            )
+        };
+        match rc {
+            OPAL_SUCCESS => {
+                let (ymd, hms) = (u32::from_be(ymd), u64::from_be(hms));
+                let bcd = |v: u64| ((v >> 4) & 0xf) as u32 * 10 + (v & 0xf) as u32;
+                return Some([
+                    bcd((ymd >> 24) as u64) * 100 + bcd((ymd >> 16) as u64 & 0xff),
+                    bcd((ymd >> 8) as u64 & 0xff),
+                    bcd(ymd as u64 & 0xff),
+                    bcd((hms >> 56) & 0xff),
+                    bcd((hms >> 48) & 0xff),
+                    bcd((hms >> 40) & 0xff),
+                ]);
+            }
+            OPAL_BUSY | OPAL_BUSY_EVENT => poll_events(),
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// Lets OPAL make progress on background work (console flush, IPMI).

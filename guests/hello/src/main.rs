@@ -3,7 +3,7 @@
 #![no_std]
 #![no_main]
 
-use guest_common::{device_tree, power_off, println, vsr_fill};
+use guest_common::{device_tree, power_off, println, rtas_token, vsr_fill, H_RTAS};
 
 #[unsafe(no_mangle)]
 pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
@@ -26,6 +26,24 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
         mem >> 20,
         args
     );
+    // RTAS get-time-of-day: status, year, month, day, hour, min, sec, ns.
+    if let Some(t) = fdt.as_ref().and_then(|f| rtas_token(f, "get-time-of-day")) {
+        let mut buf = [0u32; 11];
+        buf[0] = t.to_be();
+        buf[2] = 8u32.to_be();
+        guest_common::hcall(H_RTAS, [buf.as_ptr() as u64, 0, 0, 0, 0, 0]);
+        let r = |i: usize| u32::from_be(buf[3 + i]);
+        println!(
+            "hello: get-time-of-day status {} {:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            r(0) as i32,
+            r(1),
+            r(2),
+            r(3),
+            r(4),
+            r(5),
+            r(6)
+        );
+    }
     // Leave a secret in the FP/VMX/VSX registers: no other partition may
     // ever see it (the bad guest checks, on the same thread with one core).
     vsr_fill(0x5ec2_e75e_c2e7_5ec2);
