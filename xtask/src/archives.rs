@@ -26,6 +26,23 @@ pub fn prepare() -> Result<(), String> {
     let reboot = guest("reboot")?;
     let mmu = guest("mmu")?;
     write(
+        "hello",
+        &[
+            (
+                "manifest",
+                b"[vm hello]\nmemory = 16M\nimage = hello.elf\nbootargs = alone\n",
+            ),
+            ("hello.elf", &hello),
+        ],
+    )?;
+    write(
+        "bad",
+        &[
+            ("manifest", b"[vm bad]\nmemory = 16M\nimage = bad.elf\n"),
+            ("bad.elf", &bad),
+        ],
+    )?;
+    write(
         "mmu",
         &[
             ("manifest", b"[vm paging]\nmemory = 32M\nimage = mmu.elf\n"),
