@@ -119,11 +119,17 @@ static DEMO_GUESTS: &[(&str, &[u8], u64)] = &[
 /// VMs still running on other cores.
 static DEMOS_RUNNING: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
+/// VMs that stopped with result=ok, and all that stopped.
+static VMS_OK: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+static VMS_DONE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
 /// Runs a created VM on the calling thread and destroys it.
 fn run_vm(mut v: alloc::boxed::Box<vm::Vm>) -> bool {
     let o = v.run(smp::me().core);
     let ok = o == vm::Outcome::Ok;
     v.destroy(&o);
+    VMS_OK.fetch_add(ok as usize, core::sync::atomic::Ordering::AcqRel);
+    VMS_DONE.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
     ok
 }
 
@@ -218,7 +224,9 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
             DEMOS_RUNNING.load(core::sync::atomic::Ordering::Acquire) == 0
         });
     }
-    log::info!(target: "hv", "all VMs stopped");
+    let done = VMS_DONE.load(core::sync::atomic::Ordering::Acquire);
+    let ok = VMS_OK.load(core::sync::atomic::Ordering::Acquire);
+    log::info!(target: "hv", "all VMs stopped: {done} ran, {ok} ok, {} not ok", done - ok);
 }
 
 #[panic_handler]

@@ -459,6 +459,9 @@ impl Vm {
                 },
                 0x980 => {}
                 0x500 => crate::smp::external_exit(),
+                // Directed hypervisor doorbell: only the hypervisor sends
+                // these (msgsnd is hypervisor-privileged); nothing to do.
+                0xe80 => {}
                 // A hypervisor-privileged or unknown instruction: to the
                 // guest it is an illegal-instruction program interrupt.
                 0xe40 => self.reflect(0x700, SRR1_PROGRAM_ILLEGAL),

@@ -386,11 +386,15 @@ impl<M: Machine> Smp<M> {
         }
     }
 
-    /// The idle loop of a thread with nothing else to do.
+    /// The idle loop of a thread with nothing else to do. It idles
+    /// *first*: every call is posted before its IPI, so a call is always
+    /// found after the wake-up that acknowledges its IPI, and no IPI is
+    /// left pending after its call was served (it would otherwise be taken
+    /// later and counted against some other call).
     pub fn idle_loop(&self, me: &CpuState) -> ! {
         loop {
-            self.service(me);
             self.machine.idle(me, None);
+            self.service(me);
         }
     }
 

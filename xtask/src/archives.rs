@@ -26,6 +26,14 @@ pub fn prepare() -> Result<(), String> {
     let reboot = guest("reboot")?;
     let mmu = guest("mmu")?;
     write(
+        "crash",
+        &[
+            ("manifest", b"[vm crasher]\nmemory = 16M\nimage = bad.elf\nbootargs = crash\n\n[vm survivor]\nmemory = 16M\nimage = hello.elf\n"),
+            ("bad.elf", &bad),
+            ("hello.elf", &hello),
+        ],
+    )?;
+    write(
         "hello",
         &[
             (

@@ -258,7 +258,7 @@ const SMOKES: &[Smoke] = &[
             )?;
             // The bad guest's H_PROTECT and H_REMOVE: tlbiel, one vcore.
             has(b, "tlbiel=2 tlbie=0 entry-flushes=1")?;
-            has(b, "hv: all VMs stopped")?;
+            has(b, "hv: all VMs stopped: 2 ran, 2 ok, 0 not ok")?;
             for (pir, core, thread) in [
                 (0x8, 0, 0),
                 (0x9, 0, 1),
@@ -484,7 +484,7 @@ const SMOKES: &[Smoke] = &[
             )?;
             has(b, "hello: get-time-of-day status 0 20")?;
             has(b, "hv: vm hello lpid=1 result=ok")?;
-            has(b, "hv: all VMs stopped")
+            has(b, "hv: all VMs stopped: 1 ran, 1 ok, 0 not ok")
         },
     },
     Smoke {
@@ -496,6 +496,26 @@ const SMOKES: &[Smoke] = &[
             expect(b.find("FAIL").is_none(), "a guest check failed")?;
             has(b, "hv: vm bad lpid=1 result=ok")?;
             has(b, "reflected=1")
+        },
+    },
+    Smoke {
+        name: "archive-crashing-guest-is-contained",
+        args: &["--initrd", "build/archives/crash.cpio"],
+        status: 0,
+        check: |b| {
+            has(
+                b,
+                "guest: crasher: bad: reading guest-physical 1 GiB, outside my memory",
+            )?;
+            expect(
+                b.find("outside my memory FAIL").is_none(),
+                "the guest read outside its memory",
+            )?;
+            has(b, "hv: vm crasher lpid=1 result=crashed reason=\"unexpected exit 0xe00 (hypervisor data storage)")?;
+            // The other VM and the hypervisor go on; a crash is a VM outcome.
+            has(b, "hv: vm survivor lpid=2 result=ok")?;
+            has(b, "hv: all VMs stopped: 2 ran, 1 ok, 1 not ok")?;
+            has(b, "hv: power off (ok)")
         },
     },
     Smoke {

@@ -101,6 +101,14 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
         .as_ref()
         .and_then(|f| f.chosen().bootargs())
         .unwrap_or("");
+    if args.split_whitespace().any(|w| w == "crash") {
+        // A real-mode access outside the partition's memory: the VRMA has
+        // no translation for it, so the hypervisor stops this VM.
+        println!("bad: reading guest-physical 1 GiB, outside my memory");
+        // SAFETY: deliberately invalid; the hypervisor must contain it.
+        let v = unsafe { core::ptr::read_volatile(0x4000_0000 as *const u64) };
+        println!("bad: read {v:#x} outside my memory FAIL");
+    }
     if args.split_whitespace().any(|w| w == "bench") {
         bench();
         power_off(fdt.as_ref());
