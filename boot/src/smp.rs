@@ -20,6 +20,11 @@ impl Machine for Power8 {
         unsafe { Icp::new(to.icp_base) }.raise_ipi();
     }
 
+    fn ipi_pending(&self, to: &CpuState) -> bool {
+        // SAFETY: as above; MFRR stays set until the target takes the IPI.
+        unsafe { Icp::new(to.icp_base) }.mfrr() != xics::MFRR_NONE
+    }
+
     fn idle(&self, me: &CpuState, deadline: Option<u64>) {
         let mut lpcr = cpu::mfspr::<{ cpu::SPR_LPCR }>() | cpu::LPCR_PECE_EXTERNAL;
         match deadline {

@@ -80,7 +80,11 @@ pub const SRR1_WS_HVLOSS: u64 = 0x0003_0000;
 #[derive(Default, Debug)]
 pub struct Counters {
     wakes: [AtomicU64; 5],
+    /// IPIs raised (the target had none pending).
     pub ipis_sent: AtomicU64,
+    /// Calls posted while the target still had an unacknowledged IPI: they
+    /// ride on that one (a single-level MFRR merges them), nothing is lost.
+    pub ipis_merged: AtomicU64,
     pub ipis_received: AtomicU64,
     /// External-interrupt wakes that found no IPI (another source).
     pub spurious: AtomicU64,
@@ -104,6 +108,7 @@ impl Counters {
         CounterSnapshot {
             wakes: WakeReason::ALL.map(|r| self.wakes(r)),
             ipis_sent: self.ipis_sent.load(Ordering::Relaxed),
+            ipis_merged: self.ipis_merged.load(Ordering::Relaxed),
             ipis_received: self.ipis_received.load(Ordering::Relaxed),
             spurious: self.spurious.load(Ordering::Relaxed),
             calls_run: self.calls_run.load(Ordering::Relaxed),
@@ -116,6 +121,7 @@ impl Counters {
 pub struct CounterSnapshot {
     pub wakes: [u64; 5],
     pub ipis_sent: u64,
+    pub ipis_merged: u64,
     pub ipis_received: u64,
     pub spurious: u64,
     pub calls_run: u64,
@@ -126,6 +132,7 @@ impl CounterSnapshot {
         CounterSnapshot {
             wakes: core::array::from_fn(|i| self.wakes[i] - earlier.wakes[i]),
             ipis_sent: self.ipis_sent - earlier.ipis_sent,
+            ipis_merged: self.ipis_merged - earlier.ipis_merged,
             ipis_received: self.ipis_received - earlier.ipis_received,
             spurious: self.spurious - earlier.spurious,
             calls_run: self.calls_run - earlier.calls_run,
@@ -141,8 +148,8 @@ impl fmt::Display for CounterSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "ipi-sent={} ipi-received={} calls={} wakes:",
-            self.ipis_sent, self.ipis_received, self.calls_run
+            "ipi-sent={} ipi-merged={} ipi-received={} calls={} wakes:",
+            self.ipis_sent, self.ipis_merged, self.ipis_received, self.calls_run
         )?;
         for r in WakeReason::ALL {
             write!(f, " {}={}", r.name(), self.wakes_of(r))?;
@@ -302,6 +309,9 @@ impl fmt::Display for CallError {
 pub trait Machine: Sync {
     /// Raises an IPI at `to` (POWER8: byte store to its ICP's MFRR).
     fn send_ipi(&self, to: &CpuState);
+    /// Whether `to` still has an IPI it has not acknowledged (POWER8: its
+    /// MFRR is still set); a new one would merge with it.
+    fn ipi_pending(&self, to: &CpuState) -> bool;
     /// Sleeps until something wakes `me` or `deadline` (timebase) passes,
     /// then acknowledges any IPI: counts the wake in `me.stats` and, for an
     /// IPI, `ipis_received`.
@@ -347,8 +357,16 @@ impl<M: Machine> Smp<M> {
     }
 
     fn ipi(&self, me: &CpuState, to: &CpuState) {
-        me.stats.ipis_sent.fetch_add(1, Ordering::Relaxed);
-        self.machine.send_ipi(to);
+        // Counted before the IPI goes out, so whoever it wakes sees it
+        // counted. A call posted while the target's previous IPI is not
+        // yet taken rides on that one: the target serves every posted call
+        // after taking an IPI, so nothing waits for a second one.
+        if self.machine.ipi_pending(to) {
+            me.stats.ipis_merged.fetch_add(1, Ordering::Relaxed);
+        } else {
+            me.stats.ipis_sent.fetch_add(1, Ordering::Relaxed);
+            self.machine.send_ipi(to);
+        }
     }
 
     /// Idles (servicing calls) until `cond` holds or `timeout` ticks pass;

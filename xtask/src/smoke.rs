@@ -171,7 +171,7 @@ fn ipi_check(b: &Boot, cores: u64, threads: u64, rounds: u64) -> Result<(), Stri
         lines.len() as u64 == n,
         &format!("{} per-thread ipi lines, want {n}", lines.len()),
     )?;
-    let (mut sent, mut recv) = (0, 0);
+    let (mut sent, mut recv, mut merged) = (0, 0, 0);
     for (pir, core, thread, kv) in &lines {
         // powernv8 numbering: PIR = chip<<7 | core-id<<3 | thread.
         expect(
@@ -198,19 +198,24 @@ fn ipi_check(b: &Boot, cores: u64, threads: u64, rounds: u64) -> Result<(), Stri
         ] {
             expect(v(k) == 0, &format!("PIR {pir:#x}: {k}={}", v(k)))?;
         }
+        merged += v("ipi-merged");
         if *thread != 0 {
+            // A secondary takes one IPI per call, or fewer when a call
+            // joined an IPI it had not taken yet.
             expect(
-                v("calls") > 0 && v("calls") == v("ipi-received"),
-                &format!("PIR {pir:#x}: calls != IPIs"),
+                v("calls") > 0 && v("ipi-received") <= v("calls"),
+                &format!("PIR {pir:#x}: more IPIs than calls"),
             )?;
         }
     }
     // Each round trip is an IPI there and one back; each coordinator other
     // than the boot thread costs one more call (two IPIs).
     let want = 2 * (rounds * cores + (cores - 1));
+    // Every call and reply raised an IPI or joined a pending one; every
+    // raised IPI was taken exactly once (none lost, none duplicated).
     expect(
-        sent == want && recv == want,
-        &format!("IPIs sent={sent} received={recv}, want {want}"),
+        sent + merged == want && recv == sent,
+        &format!("IPIs sent={sent} merged={merged} received={recv}, want sent+merged={want}, received=sent"),
     )?;
     let runs = b
         .lines()

@@ -130,39 +130,6 @@ const P_SETS: usize = offset_of!(PartitionRegs, tlb_sets);
 const _: () = assert!(core::mem::size_of::<GuestRegs>() < 0x8000);
 const _: () = assert!(G_SLB.is_multiple_of(8) && G_GPR == 0);
 
-/// Saves r1, r2, r13..r31, CR and LR into the host area of the paca at r13.
-macro_rules! save_host_asm {
-    () => {
-        r#"
-        std 1, {h_r1}(13)
-        std 2, {h_r2}(13)
-        std 13, {h_nv}+0*8(13)
-        std 14, {h_nv}+1*8(13)
-        std 15, {h_nv}+2*8(13)
-        std 16, {h_nv}+3*8(13)
-        std 17, {h_nv}+4*8(13)
-        std 18, {h_nv}+5*8(13)
-        std 19, {h_nv}+6*8(13)
-        std 20, {h_nv}+7*8(13)
-        std 21, {h_nv}+8*8(13)
-        std 22, {h_nv}+9*8(13)
-        std 23, {h_nv}+10*8(13)
-        std 24, {h_nv}+11*8(13)
-        std 25, {h_nv}+12*8(13)
-        std 26, {h_nv}+13*8(13)
-        std 27, {h_nv}+14*8(13)
-        std 28, {h_nv}+15*8(13)
-        std 29, {h_nv}+16*8(13)
-        std 30, {h_nv}+17*8(13)
-        std 31, {h_nv}+18*8(13)
-        mfcr 0
-        std 0, {h_cr}(13)
-        mflr 0
-        std 0, {h_lr}(13)
-        "#
-    };
-}
-
 global_asm!(
     r#"
     .pushsection .text.guest, "ax", @progbits
@@ -171,7 +138,7 @@ global_asm!(
     # u64 __guest_enter(GuestRegs *regs /* r3 */, const PartitionRegs *part /* r4 */)
     __guest_enter:
     "#,
-    save_host_asm!(),
+    crate::save_nv_asm!(),
     r#"
         std 3, {guest_regs}(13)
         mfspr 0, 318
@@ -377,15 +344,9 @@ global_asm!(
         std 5, {exc_entry}(13)
 
         mr 3, 12
-        ld 0, {h_cr}(13)
-        mtcrf 0xff, 0
-        ld 0, {h_lr}(13)
-        mtlr 0
-        ld 1, {h_r1}(13)
-        ld 2, {h_r2}(13)
-        .irp n, 14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-        ld \n, {h_nv}+(\n-13)*8(13)
-        .endr
+    "#,
+    crate::restore_nv_asm!(),
+    r#"
         blr
     .popsection
     "#,
@@ -394,11 +355,11 @@ global_asm!(
     scratch0 = const PACA_SCRATCH,
     scratch1 = const PACA_SCRATCH + 8,
     scratch2 = const PACA_SCRATCH + 16,
-    h_r1 = const PACA_HOST_R1,
-    h_r2 = const PACA_HOST_R2,
-    h_nv = const PACA_HOST_NVGPR,
-    h_cr = const PACA_HOST_CR,
-    h_lr = const PACA_HOST_LR,
+    sv_r1 = const PACA_HOST_R1,
+    sv_r2 = const PACA_HOST_R2,
+    sv_nv = const PACA_HOST_NVGPR,
+    sv_cr = const PACA_HOST_CR,
+    sv_lr = const PACA_HOST_LR,
     h_lpcr = const PACA_HOST_LPCR,
     h_sdr1 = const PACA_HOST_SDR1,
     h_lpidr = const PACA_HOST_LPIDR,

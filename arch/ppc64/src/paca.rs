@@ -153,3 +153,44 @@ pub const PIR_MASK: u64 = PIR_TABLE_SIZE as u64 - 1;
 // The stubs address the paca with 16-bit signed displacements.
 const _: () = assert!(core::mem::size_of::<Paca>() < 0x8000);
 const _: () = assert!(PACA_FRAME.is_multiple_of(8) && PACA_SCRATCH.is_multiple_of(8));
+
+/// Saves r1, r2, r13-r31, CR and LR into a `NapSave` at r13 + offsets
+/// named `{sv_r1}`, `{sv_r2}`, `{sv_nv}`, `{sv_cr}`, `{sv_lr}` (bound by
+/// the `global_asm!` that uses it); clobbers r0. Used by `__power_nap`
+/// (Paca::nap) and `__guest_enter` (Paca::host).
+#[macro_export]
+macro_rules! save_nv_asm {
+    () => {
+        r#"
+        std 1, {sv_r1}(13)
+        std 2, {sv_r2}(13)
+        .irp n, 13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+        std \n, {sv_nv}+(\n-13)*8(13)
+        .endr
+        mfcr 0
+        std 0, {sv_cr}(13)
+        mflr 0
+        std 0, {sv_lr}(13)
+        "#
+    };
+}
+
+/// The reverse of `save_nv_asm!`: restores r1, r2, r14-r31, CR and LR,
+/// and r13 last (it is the base); clobbers r0.
+#[macro_export]
+macro_rules! restore_nv_asm {
+    () => {
+        r#"
+        ld 0, {sv_cr}(13)
+        mtcrf 0xff, 0
+        ld 0, {sv_lr}(13)
+        mtlr 0
+        ld 1, {sv_r1}(13)
+        ld 2, {sv_r2}(13)
+        .irp n, 14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+        ld \n, {sv_nv}+(\n-13)*8(13)
+        .endr
+        ld 13, {sv_nv}(13)
+        "#
+    };
+}

@@ -43,32 +43,11 @@ global_asm!(
     .global __power_nap
     # u64 __power_nap(void): naps; returns the wake-up's SRR1.
     __power_nap:
-        mfspr 4, 304
-        std 1, {r1}(4)
-        std 2, {r2}(4)
-        std 13, {nv}+0*8(4)
-        std 14, {nv}+1*8(4)
-        std 15, {nv}+2*8(4)
-        std 16, {nv}+3*8(4)
-        std 17, {nv}+4*8(4)
-        std 18, {nv}+5*8(4)
-        std 19, {nv}+6*8(4)
-        std 20, {nv}+7*8(4)
-        std 21, {nv}+8*8(4)
-        std 22, {nv}+9*8(4)
-        std 23, {nv}+10*8(4)
-        std 24, {nv}+11*8(4)
-        std 25, {nv}+12*8(4)
-        std 26, {nv}+13*8(4)
-        std 27, {nv}+14*8(4)
-        std 28, {nv}+15*8(4)
-        std 29, {nv}+16*8(4)
-        std 30, {nv}+17*8(4)
-        std 31, {nv}+18*8(4)
-        mfcr 0
-        std 0, {cr}(4)
-        mflr 0
-        std 0, {lr}(4)
+        mfspr 13, 304
+    "#,
+    crate::save_nv_asm!(),
+    r#"
+        mr 4, 13
         mfspr 0, 318
         std 0, {lpcr}(4)
         mfspr 0, 25
@@ -106,31 +85,9 @@ global_asm!(
         mtspr 319, 11
         isync
     2:  mtspr 304, 13
-        ld 1, {r1}(13)
-        ld 2, {r2}(13)
-        ld 14, {nv}+1*8(13)
-        ld 15, {nv}+2*8(13)
-        ld 16, {nv}+3*8(13)
-        ld 17, {nv}+4*8(13)
-        ld 18, {nv}+5*8(13)
-        ld 19, {nv}+6*8(13)
-        ld 20, {nv}+7*8(13)
-        ld 21, {nv}+8*8(13)
-        ld 22, {nv}+9*8(13)
-        ld 23, {nv}+10*8(13)
-        ld 24, {nv}+11*8(13)
-        ld 25, {nv}+12*8(13)
-        ld 26, {nv}+13*8(13)
-        ld 27, {nv}+14*8(13)
-        ld 28, {nv}+15*8(13)
-        ld 29, {nv}+16*8(13)
-        ld 30, {nv}+17*8(13)
-        ld 31, {nv}+18*8(13)
-        ld 0, {cr}(13)
-        mtcrf 0xff, 0
-        ld 0, {lr}(13)
-        mtlr 0
-        ld 13, {nv}+0*8(13)
+    "#,
+    crate::restore_nv_asm!(),
+    r#"
         # The wake-up cleared MSR[RI] (and may have cleared ME).
         mfmsr 11
         ori 11, 11, 0x1002
@@ -159,11 +116,11 @@ global_asm!(
     "#,
     table = sym PACA_BY_PIR,
     pir_mask = const PIR_MASK,
-    r1 = const PACA_NAP_R1,
-    r2 = const PACA_NAP_R2,
-    nv = const PACA_NAP_NVGPR,
-    cr = const PACA_NAP_CR,
-    lr = const PACA_NAP_LR,
+    sv_r1 = const PACA_NAP_R1,
+    sv_r2 = const PACA_NAP_R2,
+    sv_nv = const PACA_NAP_NVGPR,
+    sv_cr = const PACA_NAP_CR,
+    sv_lr = const PACA_NAP_LR,
     lpcr = const PACA_NAP_LPCR,
     sdr1 = const PACA_NAP_SDR1,
     lpidr = const PACA_NAP_LPIDR,

@@ -53,6 +53,16 @@ impl Icp {
         self.store_u8(MFRR, v);
     }
 
+    /// Reads MFRR (MFRR_NONE when no IPI is pending or it was taken).
+    pub fn mfrr(&self) -> u8 {
+        let v: u64;
+        // SAFETY: MFRR of this ICP window, a byte register.
+        unsafe {
+            asm!("sync", "lbzcix {v}, {b}, {o}", v = out(reg) v, b = in(reg_nonzero) self.base, o = in(reg) MFRR, options(nostack))
+        };
+        v as u8
+    }
+
     /// Reads (accepts) XIRR: the interrupt is now in service.
     pub fn accept(&self) -> u32 {
         let v: u64;

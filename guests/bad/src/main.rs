@@ -80,22 +80,8 @@ fn bench() {
 #[unsafe(no_mangle)]
 pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
     let fdt = device_tree(fdt_addr);
-    let order = fdt
-        .as_ref()
-        .and_then(|f| f.find_node("/cpus/PowerPC,POWER8@0"))
-        .and_then(|n| n.property("ibm,pft-size"))
-        .and_then(|p| p.value.get(4..8))
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        .unwrap_or(18);
-    let mem: u64 = fdt
-        .as_ref()
-        .map(|f| {
-            f.memory()
-                .regions()
-                .map(|r| r.size.unwrap_or(0) as u64)
-                .sum()
-        })
-        .unwrap_or(0);
+    let order = guest_common::hpt_order(fdt.as_ref());
+    let mem = guest_common::memory_size(fdt.as_ref());
     let entries = 1u64 << (order - 4);
     let args = fdt
         .as_ref()

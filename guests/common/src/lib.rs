@@ -359,3 +359,23 @@ pub fn slb_load(index: u64, esid: u64, vsid: u64) {
         asm!("slbmte {rs}, {rb}", "isync", rs = in(reg) vsid << 12, rb = in(reg) (esid << 28) | 0x0800_0000 | index)
     };
 }
+
+/// The guest's HPT order from `ibm,pft-size` of its first vcpu (18 if absent).
+pub fn hpt_order(fdt: Option<&fdt::Fdt<'_>>) -> u32 {
+    fdt.and_then(|f| f.find_node("/cpus/PowerPC,POWER8@0"))
+        .and_then(|n| n.property("ibm,pft-size"))
+        .and_then(|p| p.value.get(4..8))
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        .unwrap_or(18)
+}
+
+/// Bytes of guest memory from the device tree's memory nodes.
+pub fn memory_size(fdt: Option<&fdt::Fdt<'_>>) -> u64 {
+    fdt.map(|f| {
+        f.memory()
+            .regions()
+            .map(|r| r.size.unwrap_or(0) as u64)
+            .sum()
+    })
+    .unwrap_or(0)
+}

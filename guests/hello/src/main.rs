@@ -12,15 +12,7 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
         .as_ref()
         .and_then(|f| f.chosen().bootargs())
         .unwrap_or("");
-    let mem: u64 = fdt
-        .as_ref()
-        .map(|f| {
-            f.memory()
-                .regions()
-                .map(|r| r.size.unwrap_or(0) as u64)
-                .sum()
-        })
-        .unwrap_or(0);
+    let mem = guest_common::memory_size(fdt.as_ref());
     println!(
         "hello: guest running, {} MiB, bootargs \"{}\"",
         mem >> 20,

@@ -39,13 +39,7 @@ fn real_write(gpa: u64, v: u64) {
 #[unsafe(no_mangle)]
 pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
     let fdt = device_tree(fdt_addr);
-    let order = fdt
-        .as_ref()
-        .and_then(|f| f.find_node("/cpus/PowerPC,POWER8@0"))
-        .and_then(|n| n.property("ibm,pft-size"))
-        .and_then(|p| p.value.get(4..8))
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        .unwrap_or(18);
+    let order = guest_common::hpt_order(fdt.as_ref());
     let ptegs = 1u64 << (order - 7);
     println!("mmu: HPT order {order}, {ptegs} PTEGs");
     let mut pass = 0;

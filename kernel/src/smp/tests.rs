@@ -23,6 +23,10 @@ impl Machine for Fake {
         self.icps[to.id].cv.notify_one();
     }
 
+    fn ipi_pending(&self, to: &CpuState) -> bool {
+        *self.icps[to.id].pending.lock().unwrap()
+    }
+
     fn idle(&self, me: &CpuState, deadline: Option<u64>) {
         let icp = &self.icps[me.id];
         let mut p = icp.pending.lock().unwrap();
@@ -113,16 +117,18 @@ fn round_trips_from_each_core_thread0_are_counted_exactly() {
         .collect();
     // One IPI there, one back, per round trip; none lost, none duplicated.
     let sent: u64 = d.iter().map(|s| s.ipis_sent).sum();
+    let merged: u64 = d.iter().map(|s| s.ipis_merged).sum();
     let recv: u64 = d.iter().map(|s| s.ipis_received).sum();
-    assert_eq!(sent, 2 * rounds);
-    assert_eq!(recv, 2 * rounds);
-    assert_eq!(d[0].ipis_sent, rounds);
-    assert_eq!(d[0].ipis_received, rounds);
+    // Every call and reply raised or joined an IPI; every raised IPI was
+    // taken exactly once.
+    assert_eq!(sent + merged, 2 * rounds);
+    assert_eq!(recv, sent);
+    assert_eq!(d[0].ipis_sent + d[0].ipis_merged, rounds);
     for (i, s) in d.iter().enumerate().skip(1) {
         let expect = (rounds / 7) + u64::from(((i - 1) as u64) < rounds % 7);
         assert_eq!(s.calls_run, expect, "thread {i}");
-        assert_eq!(s.ipis_received, expect);
-        assert_eq!(s.wakes_of(WakeReason::External), expect);
+        assert!(s.ipis_received <= expect);
+        assert_eq!(s.wakes_of(WakeReason::External), s.ipis_received);
     }
 }
 
