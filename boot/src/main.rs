@@ -226,7 +226,12 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
     }
     let done = VMS_DONE.load(core::sync::atomic::Ordering::Acquire);
     let ok = VMS_OK.load(core::sync::atomic::Ordering::Acquire);
-    log::info!(target: "hv", "all VMs stopped: {done} ran, {ok} ok, {} not ok", done - ok);
+    let free = mem::PAGES.lock().free_bytes() >> 20;
+    log::info!(
+        target: "hv",
+        "all VMs stopped: {done} ran, {ok} ok, {} not ok; free={free}MiB",
+        done - ok
+    );
 }
 
 #[panic_handler]

@@ -204,6 +204,29 @@ pub struct VmConfig<'a> {
     pub initrd: Option<&'a [u8]>,
 }
 
+/// What a VM under construction holds; freed on drop unless the VM was
+/// committed (prepare everything first, commit last).
+#[derive(Default)]
+struct Reserved {
+    mem: Option<(u64, u32)>,
+    hpt: Option<Hpt>,
+    lpid: Option<u32>,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if let Some(l) = self.lpid.take() {
+            LPIDS.lock().free(l).ok();
+        }
+        if let Some(h) = self.hpt.take() {
+            hpt::free(&mut FirmwareHptMemory, h);
+        }
+        if let Some((base, order)) = self.mem.take() {
+            PAGES.lock().free_order(base, order);
+        }
+    }
+}
+
 impl Vm {
     /// Prepares a VM; nothing is left behind on failure.
     pub fn create(cfg: &VmConfig<'static>, cores: usize) -> Result<Vm, String> {
@@ -218,28 +241,21 @@ impl Vm {
             .lock()
             .alloc_order(mem_order)
             .ok_or_else(|| alloc::format!("no {} MiB of contiguous memory", mem_size >> 20))?;
+        let mut held = Reserved {
+            mem: Some((mem_base, mem_order)),
+            ..Default::default()
+        };
         let want_order = cfg
             .hpt_order
             .unwrap_or_else(|| hpt::default_order(mem_size));
-        let hpt = match hpt::alloc(&mut FirmwareHptMemory, want_order) {
-            Ok(h) => h,
-            Err(e) => {
-                PAGES.lock().free_order(mem_base, mem_order);
-                return Err(alloc::format!("{e}"));
-            }
-        };
+        let hpt =
+            hpt::alloc(&mut FirmwareHptMemory, want_order).map_err(|e| alloc::format!("{e}"))?;
+        held.hpt = Some(hpt);
         // SAFETY: guest memory was just allocated for this VM alone.
         let mem =
             unsafe { core::slice::from_raw_parts_mut(mem_base as *mut u8, mem_size as usize) };
         mem.fill(0);
-        let loaded = match kernel::elf::load(image, mem) {
-            Ok(l) => l,
-            Err(e) => {
-                hpt::free(&mut FirmwareHptMemory, hpt);
-                PAGES.lock().free_order(mem_base, mem_order);
-                return Err(alloc::format!("image: {e}"));
-            }
-        };
+        let loaded = kernel::elf::load(image, mem).map_err(|e| alloc::format!("image: {e}"))?;
         if hpt.order != want_order {
             info!(target: "vm", "{name}: HPT order {want_order} not available, got order {}{}", hpt.order, if hpt.from_pool { " from the pool" } else { "" });
         }
@@ -250,8 +266,6 @@ impl Vm {
                 let start = loaded.end.next_multiple_of(1 << 20);
                 let end = start + data.len() as u64;
                 if end + (1 << 20) > mem_size {
-                    hpt::free(&mut FirmwareHptMemory, hpt);
-                    PAGES.lock().free_order(mem_base, mem_order);
                     return Err(alloc::format!(
                         "initrd of {} KiB does not fit in guest memory",
                         data.len() / 1024
@@ -262,14 +276,11 @@ impl Vm {
             }
         };
         let top_used = initrd.map(|i| i.1).unwrap_or(loaded.end);
-        let lpid = match LPIDS.lock().alloc() {
-            Ok(l) => l,
-            Err(e) => {
-                hpt::free(&mut FirmwareHptMemory, hpt);
-                PAGES.lock().free_order(mem_base, mem_order);
-                return Err(alloc::format!("LPID: {e}"));
-            }
-        };
+        let lpid = LPIDS
+            .lock()
+            .alloc()
+            .map_err(|e| alloc::format!("LPID: {e}"))?;
+        held.lpid = Some(lpid);
         let tlb = VmTlb::new(lpid, cores);
         tlb.set_online_vcores(1);
         // Top of guest memory: RTAS blob, then the device tree below it.
@@ -297,9 +308,6 @@ impl Vm {
         });
         let fdt_gpa = (rtas_base - fdt.len() as u64) & !0xfff;
         if fdt_gpa < top_used {
-            LPIDS.lock().free(lpid).ok();
-            hpt::free(&mut FirmwareHptMemory, hpt);
-            PAGES.lock().free_order(mem_base, mem_order);
             return Err("no room for the device tree above the image".into());
         }
         mem[fdt_gpa as usize..fdt_gpa as usize + fdt.len()].copy_from_slice(&fdt);
@@ -315,6 +323,10 @@ impl Vm {
             (Some((start, _)), Some(data)) => Some((start, data)),
             _ => None,
         };
+        // Commit: from here the VM owns its memory, HPT and LPID.
+        held.mem = None;
+        held.hpt = None;
+        held.lpid = None;
         Ok(Vm {
             image,
             initrd: initrd_copy,

@@ -103,7 +103,7 @@ pub fn prepare() -> Result<(), String> {
         &[
             (
                 "manifest",
-                b"[vm good]\nmemory = 16M\nimage = hello.elf\n\n[vm broken]\nmemroy = 16M\nimage = hello.elf\n\n[vm smt]\nvcpus = 4\nmemory = 16M\nimage = hello.elf\n\n[vm missing]\nmemory = 16M\nimage = nothere.elf\n",
+                b"[vm notelf]\nmemory = 16M\nimage = manifest\n\n[vm good]\nmemory = 16M\nimage = hello.elf\n\n[vm broken]\nmemroy = 16M\nimage = hello.elf\n\n[vm smt]\nvcpus = 4\nmemory = 16M\nimage = hello.elf\n\n[vm missing]\nmemory = 16M\nimage = nothere.elf\n",
             ),
             ("hello.elf", &hello),
         ],

@@ -55,6 +55,16 @@ pub fn summary(b: &Boot) -> Result<Vec<(String, u64)>, String> {
     Ok(kv)
 }
 
+/// `free=` of the boot summary and of the line after all VMs stopped.
+fn free_at_boot(b: &Boot) -> Option<u64> {
+    summary(b).ok().map(|kv| get(&kv, "free"))
+}
+
+fn free_at_end(b: &Boot) -> Option<u64> {
+    let l = b.find("hv: all VMs stopped: ")?;
+    l.rsplit("free=").next()?.strip_suffix("MiB")?.parse().ok()
+}
+
 fn get(kv: &[(String, u64)], k: &str) -> u64 {
     kv.iter()
         .find(|(n, _)| n == k)
@@ -264,6 +274,10 @@ const SMOKES: &[Smoke] = &[
             // The bad guest's H_PROTECT and H_REMOVE: tlbiel, one vcore.
             has(b, "tlbiel=2 tlbie=0 entry-flushes=1")?;
             has(b, "hv: all VMs stopped: 2 ran, 2 ok, 0 not ok")?;
+            expect(
+                free_at_boot(b) == free_at_end(b),
+                "memory not all returned after the VMs stopped",
+            )?;
             for (pir, core, thread) in [
                 (0x8, 0, 0),
                 (0x9, 0, 1),
@@ -435,10 +449,16 @@ const SMOKES: &[Smoke] = &[
         args: &["--initrd", "build/archives/malformed.cpio"],
         status: 0,
         check: |b| {
-            has(b, "archive: error: manifest:6: unknown key 'memroy'")?;
+            has(b, "archive: error: manifest:10: unknown key 'memroy'")?;
+            // Prepared first, committed last: the failed VM leaves nothing.
+            has(b, "hv: error: vm notelf not created: image: not an ELF file")?;
+            expect(
+                free_at_boot(b) == free_at_end(b),
+                "memory leaked by a failed or stopped VM",
+            )?;
             has(b, "SMT guests are not supported yet (vcpus=4)")?;
             has(b, "nothere.elf")?;
-            has(b, "archive: 1 VMs in the manifest, ")?;
+            has(b, "archive: 2 VMs in the manifest, ")?;
             has(b, "hv: vm good lpid=1 result=ok")?;
             for bad in ["vm broken ", "vm smt ", "vm missing "] {
                 expect(b.find(bad).is_none(), &format!("`{bad}` was created"))?;
