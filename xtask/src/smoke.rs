@@ -451,7 +451,10 @@ const SMOKES: &[Smoke] = &[
         check: |b| {
             has(b, "archive: error: manifest:10: unknown key 'memroy'")?;
             // Prepared first, committed last: the failed VM leaves nothing.
-            has(b, "hv: error: vm notelf not created: image: not an ELF file")?;
+            has(
+                b,
+                "hv: error: vm notelf not created: image: not an ELF file",
+            )?;
             expect(
                 free_at_boot(b) == free_at_end(b),
                 "memory leaked by a failed or stopped VM",
