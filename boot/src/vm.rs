@@ -448,6 +448,7 @@ impl Vm {
                 hdec: kernel::time::ms_to_ticks(10),
                 flush_tlb: flush.0 as u64,
                 tlb_sets: 512,
+                hfscr: guest::HFSCR_GUEST,
             };
             // SAFETY: the HPT maps only this VM's memory and regs.msr has
             // HV clear (set in `create`, never from guest input).

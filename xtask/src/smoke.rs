@@ -258,7 +258,7 @@ const SMOKES: &[Smoke] = &[
             has(b, "guest: hello: hello: guest running, 64 MiB")?;
             has(b, "hv: vm hello lpid=1 result=ok")?;
             has(b, "hv: vm bad lpid=2 result=ok")?;
-            has(b, "guest: bad: bad: all 29 checks passed")?;
+            has(b, "guest: bad: bad: all 30 checks passed")?;
             // The illegal instruction came to the hypervisor (0xE40) and
             // was reflected into the guest.
             has(b, "reflected=1")?;
@@ -311,7 +311,7 @@ const SMOKES: &[Smoke] = &[
             // One core: the two demo guests run one after the other.
             has(b, "hv: vm hello lpid=1 result=ok")?;
             has(b, "hv: vm bad lpid=2 result=ok")?;
-            has(b, "guest: bad: bad: all 29 checks passed")
+            has(b, "guest: bad: bad: all 30 checks passed")
         },
     },
     Smoke {
@@ -419,7 +419,7 @@ const SMOKES: &[Smoke] = &[
                 b,
                 "guest: greeter: hello: guest running, 32 MiB, bootargs \"from the archive\"",
             )?;
-            has(b, "guest: checker: bad: all 29 checks passed")?;
+            has(b, "guest: checker: bad: all 30 checks passed")?;
             has(b, "hv: vm greeter lpid=1 result=ok")?;
             has(b, "hv: vm checker lpid=2 result=ok")?;
             expect(
@@ -520,7 +520,7 @@ const SMOKES: &[Smoke] = &[
         args: &["--initrd", "build/archives/bad.cpio"],
         status: 0,
         check: |b| {
-            has(b, "guest: bad: bad: all 29 checks passed")?;
+            has(b, "guest: bad: bad: all 30 checks passed")?;
             expect(b.find("FAIL").is_none(), "a guest check failed")?;
             has(b, "hv: vm bad lpid=1 result=ok")?;
             has(b, "reflected=1")

@@ -47,6 +47,15 @@ pub struct GuestRegs {
     pub dsisr: u64,
     pub dec: u64,
     pub amr: u64,
+    /// Problem-state-visible SPRs a guest (Linux) uses: DSCR, PPR, TAR,
+    /// FSCR, PSPB, IAMR, UAMOR.
+    pub dscr: u64,
+    pub ppr: u64,
+    pub tar: u64,
+    pub fscr: u64,
+    pub pspb: u64,
+    pub iamr: u64,
+    pub uamor: u64,
     /// Saved at exit for the handlers.
     pub hdar: u64,
     pub hdsisr: u64,
@@ -72,6 +81,13 @@ impl Default for GuestRegs {
             dsisr: 0,
             dec: 0,
             amr: 0,
+            dscr: 0,
+            ppr: PPR_DEFAULT,
+            tar: 0,
+            fscr: 0,
+            pspb: 0,
+            iamr: 0,
+            uamor: 0,
             hdar: 0,
             hdsisr: 0,
             heir: 0,
@@ -94,7 +110,18 @@ pub struct PartitionRegs {
     pub flush_tlb: u64,
     /// TLB congruence classes to walk for the flush (512 on POWER8).
     pub tlb_sets: u64,
+    /// Facilities the guest may use (HFSCR); others trap to the hypervisor.
+    pub hfscr: u64,
 }
+
+/// PPR at guest start: medium thread priority (0b011 in bits 11:13).
+pub const PPR_DEFAULT: u64 = 0b011 << 50;
+
+/// HFSCR facilities given to guests: FP, VMX/VSX, DSCR, TAR (the state
+/// this hypervisor switches). PMU, EBB, BHRB and TM stay with the
+/// hypervisor until their state is switched too; MSGP comes with SMT
+/// guests.
+pub const HFSCR_GUEST: u64 = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 8);
 
 /// LPID used between the hypervisor's and a guest's partition (KVM's
 /// LPID_RSVD): the highest 12-bit LPID, never given to a guest.
@@ -114,6 +141,13 @@ const G_DAR: usize = offset_of!(GuestRegs, dar);
 const G_DSISR: usize = offset_of!(GuestRegs, dsisr);
 const G_DEC: usize = offset_of!(GuestRegs, dec);
 const G_AMR: usize = offset_of!(GuestRegs, amr);
+const G_DSCR: usize = offset_of!(GuestRegs, dscr);
+const G_PPR: usize = offset_of!(GuestRegs, ppr);
+const G_TAR: usize = offset_of!(GuestRegs, tar);
+const G_FSCR: usize = offset_of!(GuestRegs, fscr);
+const G_PSPB: usize = offset_of!(GuestRegs, pspb);
+const G_IAMR: usize = offset_of!(GuestRegs, iamr);
+const G_UAMOR: usize = offset_of!(GuestRegs, uamor);
 const G_HDAR: usize = offset_of!(GuestRegs, hdar);
 const G_HDSISR: usize = offset_of!(GuestRegs, hdsisr);
 const G_HEIR: usize = offset_of!(GuestRegs, heir);
@@ -125,6 +159,7 @@ const P_LPCR: usize = offset_of!(PartitionRegs, lpcr);
 const P_HDEC: usize = offset_of!(PartitionRegs, hdec);
 const P_FLUSH: usize = offset_of!(PartitionRegs, flush_tlb);
 const P_SETS: usize = offset_of!(PartitionRegs, tlb_sets);
+const P_HFSCR: usize = offset_of!(PartitionRegs, hfscr);
 
 // Every slot is addressed with a 16-bit displacement.
 const _: () = assert!(core::mem::size_of::<GuestRegs>() < 0x8000);
@@ -212,6 +247,25 @@ global_asm!(
         mtspr 18, 0
         ld 0, {g_amr}(3)
         mtspr 13, 0
+        # HFSCR and AMOR first: they decide what the guest may touch.
+        ld 0, {p_hfscr}(4)
+        mtspr 190, 0
+        li 0, -1
+        mtspr 93, 0
+        ld 0, {g_dscr}(3)
+        mtspr 17, 0
+        ld 0, {g_ppr}(3)
+        mtspr 896, 0
+        ld 0, {g_tar}(3)
+        mtspr 815, 0
+        ld 0, {g_fscr}(3)
+        mtspr 153, 0
+        ld 0, {g_pspb}(3)
+        mtspr 159, 0
+        ld 0, {g_iamr}(3)
+        mtspr 61, 0
+        ld 0, {g_uamor}(3)
+        mtspr 157, 0
         ld 0, {g_srr0}(3)
         mtspr 26, 0
         ld 0, {g_srr1}(3)
@@ -302,6 +356,20 @@ global_asm!(
         std 0, {g_dec}(11)
         mfspr 0, 13
         std 0, {g_amr}(11)
+        mfspr 0, 17
+        std 0, {g_dscr}(11)
+        mfspr 0, 896
+        std 0, {g_ppr}(11)
+        mfspr 0, 815
+        std 0, {g_tar}(11)
+        mfspr 0, 153
+        std 0, {g_fscr}(11)
+        mfspr 0, 159
+        std 0, {g_pspb}(11)
+        mfspr 0, 61
+        std 0, {g_iamr}(11)
+        mfspr 0, 157
+        std 0, {g_uamor}(11)
         mfspr 0, 337
         std 0, {g_hdar}(11)
         mfspr 0, 338
@@ -380,6 +448,14 @@ global_asm!(
     g_dsisr = const G_DSISR,
     g_dec = const G_DEC,
     g_amr = const G_AMR,
+    g_dscr = const G_DSCR,
+    g_ppr = const G_PPR,
+    g_tar = const G_TAR,
+    g_fscr = const G_FSCR,
+    g_pspb = const G_PSPB,
+    g_iamr = const G_IAMR,
+    g_uamor = const G_UAMOR,
+    p_hfscr = const P_HFSCR,
     g_hdar = const G_HDAR,
     g_hdsisr = const G_HDSISR,
     g_heir = const G_HEIR,

@@ -124,6 +124,11 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
         0,
     );
 
+    let (dscr, tar): (u64, u64);
+    // SAFETY: reading the guest's own SPRs.
+    unsafe { core::arch::asm!("mfspr {0}, 17", "mfspr {1}, 815", out(reg) dscr, out(reg) tar) };
+    check("DSCR and TAR zero at start", (dscr | tar) as i64, 0);
+
     // A 4K page of segment VSID 0x100 at EA 0, guest-physical 1 MiB.
     let v = (0x100u64 << 12) | V_VALID;
     let r = 0x10_0000 | R_M | 2;

@@ -39,5 +39,10 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
     // Leave a secret in the FP/VMX/VSX registers: no other partition may
     // ever see it (the bad guest checks, on the same thread with one core).
     vsr_fill(0x5ec2_e75e_c2e7_5ec2);
+    // ... and in DSCR and TAR (switched per partition by the hypervisor).
+    // SAFETY: the guest's own SPRs.
+    unsafe {
+        core::arch::asm!("mtspr 17, {0}", "mtspr 815, {1}", in(reg) 0x15u64, in(reg) 0x5ec2_e75e_c2e7_5ec0u64)
+    };
     power_off(fdt.as_ref())
 }
