@@ -235,11 +235,13 @@ mod tests {
         let hit = is_fp_or_vector;
         for m in [
             "lfd", "stfdu", "fmul", "xxlxor", "lxvd2x", "stxvd2x", "vaddubm", "mfvsrd", "mtfsf",
+            "mffs",
         ] {
             assert!(hit(m), "{m}");
         }
         for m in [
             "ld", "std", "xor", "xori", "lwz", "stw", "mflr", "mtspr", "or", "and", "subf",
+            "mtfscr", "mffscr",
         ] {
             assert!(!hit(m), "{m}");
         }
