@@ -438,6 +438,7 @@ impl Vm {
             if self.hpt.from_pool { " (pool)" } else { "" }
         );
         let host_lpcr = cpu::mfspr::<{ cpu::SPR_LPCR }>();
+        let mut dec_expires: Option<u64> = None;
         loop {
             let mut flush = EntryFlush(false);
             self.tlb.on_entry(&mut flush, core);
@@ -450,9 +451,15 @@ impl Vm {
                 tlb_sets: 512,
                 hfscr: guest::HFSCR_GUEST,
             };
+            // The guest's decrementer keeps counting while the hypervisor
+            // runs: load what is left of it (the timebase is shared).
+            if let Some(expires) = dec_expires {
+                self.regs.dec = expires.wrapping_sub(cpu::mftb()) as i64 as i32 as i64 as u64;
+            }
             // SAFETY: the HPT maps only this VM's memory and regs.msr has
             // HV clear (set in `create`, never from guest input).
             let vec = unsafe { guest::enter(&mut self.regs, &part) };
+            dec_expires = Some(cpu::mftb().wrapping_add(self.regs.dec));
             self.exits += 1;
             match vec & !1 {
                 0xc00 => match self.hcall() {
@@ -467,6 +474,7 @@ impl Vm {
                         if let Err(e) = r {
                             return Outcome::Crashed(alloc::format!("reboot failed: {e}"));
                         }
+                        dec_expires = None;
                     }
                     Some(o) => return o,
                 },
