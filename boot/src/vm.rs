@@ -16,15 +16,10 @@ use ppc64::cpu;
 use ppc64::guest::{self, GuestRegs, PartitionRegs};
 use ppc64::hpte::{self, HptOrder, PageSize};
 
-/// PAPR return codes (Linux hvcall.h).
-pub const H_SUCCESS: u64 = 0;
-pub const H_FUNCTION: u64 = -2i64 as u64;
-pub const H_PARAMETER: u64 = -4i64 as u64;
-
-pub const H_GET_TERM_CHAR: u64 = 0x54;
-pub const H_PUT_TERM_CHAR: u64 = 0x58;
-pub const H_SET_MODE: u64 = 0x31c;
-pub const H_RTAS: u64 = 0xf000;
+/// PAPR return codes as guests see them in r3.
+const H_SUCCESS: u64 = hcall::H_SUCCESS as u64;
+const H_FUNCTION: u64 = hcall::H_FUNCTION as u64;
+const H_PARAMETER: u64 = hcall::H_PARAMETER as u64;
 
 /// `ibm,hypertas-functions`: the PAPR function sets implemented.
 const HYPERTAS_FUNCTIONS: &[&str] = &["hcall-pft", "hcall-term", "hcall-set-mode"];
@@ -544,7 +539,7 @@ impl Vm {
         let r = &mut self.regs.gpr;
         let (nr, a) = (r[3], [r[4], r[5], r[6], r[7], r[8], r[9]]);
         let ret = match nr {
-            H_PUT_TERM_CHAR => {
+            hcall::H_PUT_TERM_CHAR => {
                 let len = a[1];
                 if a[0] != 0 || len > 16 {
                     H_PARAMETER
@@ -556,7 +551,7 @@ impl Vm {
                     H_SUCCESS
                 }
             }
-            H_GET_TERM_CHAR => {
+            hcall::H_GET_TERM_CHAR => {
                 if a[0] != 0 {
                     H_PARAMETER
                 } else {
@@ -564,7 +559,7 @@ impl Vm {
                     H_SUCCESS
                 }
             }
-            H_SET_MODE => match (a[0], a[1]) {
+            hcall::H_SET_MODE => match (a[0], a[1]) {
                 (1, 4) if a[2] == 0 && a[3] == 0 => {
                     self.lpcr_ile = true;
                     H_SUCCESS
@@ -575,7 +570,7 @@ impl Vm {
                 }
                 _ => H_PARAMETER,
             },
-            H_RTAS => return self.rtas(a[0]),
+            hcall::H_RTAS => return self.rtas(a[0]),
             hcall::H_ENTER
             | hcall::H_REMOVE
             | hcall::H_READ
@@ -619,8 +614,10 @@ impl Vm {
             hcall::H_CLEAR_MOD => p.h_clear_mod(ops, a[1]),
             _ => p.h_bulk_remove(ops, a),
         };
-        // SAFETY: orders the HPTE updates before the guest runs again.
-        unsafe { core::arch::asm!("ptesync") };
+        if nr != hcall::H_READ {
+            // SAFETY: orders the HPTE updates before the guest runs again.
+            unsafe { core::arch::asm!("ptesync") };
+        }
         ret
     }
 

@@ -28,6 +28,11 @@ pub const H_CLEAR_MOD: u64 = 0x10;
 pub const H_CLEAR_REF: u64 = 0x14;
 pub const H_PROTECT: u64 = 0x18;
 pub const H_BULK_REMOVE: u64 = 0x124;
+pub const H_GET_TERM_CHAR: u64 = 0x54;
+pub const H_PUT_TERM_CHAR: u64 = 0x58;
+pub const H_SET_MODE: u64 = 0x31c;
+/// The private RTAS hypercall QEMU and KVM use.
+pub const H_RTAS: u64 = 0xf000;
 
 // Flags.
 pub const H_EXACT: u64 = 1 << (63 - 24);
