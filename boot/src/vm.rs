@@ -144,16 +144,6 @@ pub struct Vm {
     fp: ppc64::fpu::FpState,
 }
 
-/// LPCR bits (ISA 2.07 numbering in comments).
-const LPCR_VPM0: u64 = 1 << 63; // 0
-const LPCR_VPM1: u64 = 1 << 62; // 1
-const LPCR_ILE: u64 = 1 << 25; // 38
-const LPCR_LPES0: u64 = 1 << 3; // 60
-const LPCR_LPES1: u64 = 1 << 2; // 61
-const LPCR_HDICE: u64 = 1; // 63
-/// All power-saving exit enables (47:51); a guest may not nap.
-const LPCR_PECE: u64 = 0x1f000;
-
 /// The VRMA page size: 16 MiB (guest memory is a multiple of it).
 const VRMA_PAGE: PageSize = PageSize::P16M;
 
@@ -354,6 +344,7 @@ impl Vm {
     /// hypervisor (LPES=0), HDEC interrupts on, no power-saving exits, and
     /// the guest's interrupt endianness (H_SET_MODE).
     fn lpcr(&self, host: u64) -> u64 {
+        use cpu::{LPCR_HDICE, LPCR_ILE, LPCR_LPES0, LPCR_LPES1, LPCR_PECE, LPCR_VPM0, LPCR_VPM1};
         let clear = LPCR_VPM0
             | LPCR_VPM1
             | hpte::LPCR_VRMASD

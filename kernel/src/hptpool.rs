@@ -16,10 +16,9 @@ pub const DEFAULT_POOL_BYTES: u64 = 64 * MIB;
 /// ...but never more than this fraction of RAM by default.
 pub const DEFAULT_POOL_MAX_FRACTION: u64 = 16;
 
-/// Smallest HPT the architecture allows (256 KiB).
-pub const MIN_HPT_ORDER: u32 = 18;
-/// Largest HPT SDR1 can describe (HTABSIZE <= 28: 2^46 bytes).
-pub const MAX_HPT_ORDER: u32 = 46;
+/// Smallest and largest HPT orders (256 KiB .. 2^46 bytes, SDR1 HTABSIZE
+/// <= 28), from the HPTE format module.
+pub use ppc64::hpte::{MAX_HPT_ORDER, MIN_HPT_ORDER};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolError {

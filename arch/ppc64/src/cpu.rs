@@ -3,26 +3,14 @@
 
 use core::arch::asm;
 
-pub const SPR_SRR0: u16 = 26;
-pub const SPR_SRR1: u16 = 27;
-pub const SPR_DAR: u16 = 19;
-pub const SPR_DSISR: u16 = 18;
 pub const SPR_HSPRG0: u16 = 304;
-pub const SPR_HSPRG1: u16 = 305;
-pub const SPR_HSRR0: u16 = 314;
-pub const SPR_HSRR1: u16 = 315;
 pub const SPR_LPCR: u16 = 318;
-pub const SPR_HID0: u16 = 1008;
 pub const SPR_PIR: u16 = 1023;
 
 pub const MSR_SF: u64 = 1 << 63;
 pub const MSR_HV: u64 = 1 << 60;
 pub const MSR_EE: u64 = 1 << 15;
-pub const MSR_PR: u64 = 1 << 14;
-pub const MSR_FP: u64 = 1 << 13;
 pub const MSR_ME: u64 = 1 << 12;
-pub const MSR_IR: u64 = 1 << 5;
-pub const MSR_DR: u64 = 1 << 4;
 pub const MSR_RI: u64 = 1 << 1;
 pub const MSR_LE: u64 = 1;
 
@@ -119,18 +107,19 @@ pub fn halt() -> ! {
 }
 
 pub const SPR_DEC: u16 = 22;
-pub const SPR_SDR1: u16 = 25;
-pub const SPR_LPIDR: u16 = 319;
 
-/// LPCR power-saving exit enables (ISA 2.07 bits 47-51; KVM calls bit 49
-/// "PECE0", the ISA "PECE2"). Names here say what they enable.
-pub const LPCR_PECE_PDBELL: u64 = 1 << 16;
-pub const LPCR_PECE_HDBELL: u64 = 1 << 15;
-pub const LPCR_PECE_EXTERNAL: u64 = 1 << 14;
-pub const LPCR_PECE_DEC: u64 = 1 << 13;
-pub const LPCR_PECE_OTHER: u64 = 1 << 12;
+/// LPCR fields (ISA 2.07 bit numbers in comments).
+pub const LPCR_VPM0: u64 = 1 << 63; // 0: VRMA for guest real mode
+pub const LPCR_VPM1: u64 = 1 << 62; // 1: guest translation faults to the hypervisor
+pub const LPCR_ILE: u64 = 1 << 25; // 38: guest interrupts little-endian
+/// All power-saving exit enables (47-51; KVM calls bit 49 "PECE0", the ISA
+/// "PECE2"). The names below say what each enables.
+pub const LPCR_PECE: u64 = 0x1f << 12;
+pub const LPCR_PECE_EXTERNAL: u64 = 1 << 14; // 49
+pub const LPCR_PECE_DEC: u64 = 1 << 13; // 50
 /// External interrupts go to the guest OS (1) or the hypervisor (0).
-pub const LPCR_LPES0: u64 = 1 << 3;
+pub const LPCR_LPES0: u64 = 1 << 3; // 60
+pub const LPCR_LPES1: u64 = 1 << 2; // 61
 
 /// Largest positive value of the 32-bit POWER8 decrementer.
 pub const DEC_MAX: u64 = 0x7fff_ffff;
@@ -156,7 +145,7 @@ pub fn set_dec(ticks: u64) {
 }
 
 pub const SPR_HDEC: u16 = 310;
-/// LPCR: hypervisor decrementer interrupts enabled.
+/// LPCR: hypervisor decrementer interrupts enabled (bit 63).
 pub const LPCR_HDICE: u64 = 1;
 
 /// Loads the hypervisor decrementer (32 bits on POWER8).

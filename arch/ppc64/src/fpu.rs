@@ -50,6 +50,7 @@ global_asm!(
     .balign 16
     .global __fp_state_save
     __fp_state_save:
+        # MSR[FP|VEC|VSX] on; the caller's MSR kept in r4.
         mfmsr 4
         lis 5, {msr_hi}@h
         ori 5, 5, {msr_lo}

@@ -13,7 +13,6 @@ pub const OPAL_BUSY: i64 = -2;
 pub const OPAL_BUSY_EVENT: i64 = -12;
 
 pub const OPAL_CONSOLE_WRITE: u64 = 1;
-pub const OPAL_CONSOLE_READ: u64 = 2;
 pub const OPAL_RTC_READ: u64 = 3;
 pub const OPAL_CEC_POWER_DOWN: u64 = 5;
 pub const OPAL_POLL_EVENTS: u64 = 10;
