@@ -22,6 +22,8 @@ need_qemu() {
     [ "${v:-0}" -lt 10 ]
 }
 
+. "$(dirname "$0")/apt-mirror.sh"
+
 apt_updated=0
 apt_update() {
     if [ "$apt_updated" = 0 ]; then
@@ -37,10 +39,11 @@ fi
 
 if need_qemu; then
     if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-        say "adding Debian bookworm-backports to apt sources (QEMU 10 lives there)"
-        as_root tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null <<'SRC'
+        mirror=$(debian_mirror) || exit 1
+        say "adding bookworm-backports from $mirror to apt sources (QEMU 10 lives there)"
+        as_root tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null <<SRC
 Types: deb
-URIs: http://deb.debian.org/debian
+URIs: $mirror
 Suites: bookworm-backports
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg

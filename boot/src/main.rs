@@ -101,6 +101,10 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
     });
     let bad_archive = boot.initrd.is_some() && archive.is_none();
     if !bad_archive {
+        // Guests' time of day: the RTC read once, before any guest runs.
+        if vm::host_epoch().is_none() {
+            warn!(target: "hv", "OPAL has no real-time clock: guests' get-time-of-day will fail");
+        }
         run_guests(archive);
     }
     if let Some(kernel::bootargs::Bench::Ipi(n)) = boot.args.bench {
@@ -153,6 +157,8 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
     let cores = smp.cpus.iter().map(|c| c.core).max().unwrap_or(0) + 1;
     let mut vms = alloc::vec::Vec::new();
     let mut configs = alloc::vec::Vec::new();
+    // The VM asked to own the console (`console = yes`), by config index.
+    let mut console_wanted = None;
     let manifest;
     match archive {
         Some(a) => {
@@ -161,6 +167,9 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
                 log::error!(target: "archive", "{e}");
             }
             for v in &manifest.vms {
+                if v.console && console_wanted.is_none() {
+                    console_wanted = Some(configs.len());
+                }
                 configs.push(vm::VmConfig {
                     name: v.name,
                     image: v.image,
@@ -168,6 +177,8 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
                     hpt_order: v.hpt_order,
                     bootargs: v.bootargs,
                     initrd: v.initrd.map(|i| i.1),
+                    load_addr: v.load_addr,
+                    entry_little_endian: v.entry_little_endian,
                 });
             }
             log::info!(target: "archive", "{} VMs in the manifest, {} errors", manifest.vms.len(), manifest.errors.len());
@@ -181,15 +192,29 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
                     hpt_order: None,
                     bootargs: "",
                     initrd: None,
+                    load_addr: None,
+                    entry_little_endian: false,
                 });
             }
         }
     }
-    for cfg in &configs {
-        match vm::Vm::create(cfg, cores) {
-            Ok(v) => vms.push(alloc::boxed::Box::new(v)),
+    let mut created = alloc::vec::Vec::new();
+    for (id, cfg) in configs.iter().enumerate() {
+        match vm::Vm::create(cfg, cores, id) {
+            Ok(v) => {
+                vms.push(alloc::boxed::Box::new(v));
+                created.push(id);
+            }
             Err(e) => log::error!(target: "hv", "vm {} not created: {e}", cfg.name),
         }
+    }
+    // The console goes to the VM that asked for it, else the first one.
+    let owner = console_wanted
+        .filter(|w| created.contains(w))
+        .or(created.first().copied());
+    if let Some(id) = owner {
+        vm::set_console_owner(id);
+        log::info!(target: "console", "input goes to vm {} (Ctrl-] n: next VM)", configs[id].name);
     }
     let others: alloc::vec::Vec<_> = smp
         .cpus

@@ -3,32 +3,58 @@
 //! hypercalls guests use.
 
 use crate::mem::{HPT_POOL, PAGES};
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use kernel::gmem::GuestMemory;
 use kernel::guestfdt::{self, GuestFdtConfig};
-use kernel::hcall;
+use kernel::hcall::{self, H_PARAMETER, H_SUCCESS};
 use kernel::hpt::{self, Hpt, HptMemory};
 use kernel::lpid::LpidAllocator;
+use kernel::rtas::{self, Service};
 use kernel::tlb::{TlbOps, VmTlb};
+use kernel::vpa::Vpa;
+use kernel::xics::{Xics, XicsError};
 use log::{info, warn};
 use ppc64::cpu;
-use ppc64::guest::{self, GuestRegs, PartitionRegs};
+use ppc64::guest::{self, Exit, GuestRegs, PartitionRegs};
 use ppc64::hpte::{self, HptOrder, PageSize};
 
-/// PAPR return codes as guests see them in r3.
-const H_SUCCESS: u64 = hcall::H_SUCCESS as u64;
-const H_FUNCTION: u64 = hcall::H_FUNCTION as u64;
-const H_PARAMETER: u64 = hcall::H_PARAMETER as u64;
+/// `ibm,hypertas-functions`: the PAPR function sets implemented
+/// (splpar: H_CEDE, H_PROD, H_CONFER, H_REGISTER_VPA; interrupt: the XICS
+/// hypercalls; bulk: H_BULK_REMOVE; sprg0, copy: H_SET_SPRG0, H_PAGE_INIT).
+const HYPERTAS_FUNCTIONS: &[&str] = &[
+    "hcall-pft",
+    "hcall-term",
+    "hcall-interrupt",
+    "hcall-splpar",
+    "hcall-bulk",
+    "hcall-set-mode",
+    "hcall-sprg0",
+    "hcall-copy",
+];
 
-/// `ibm,hypertas-functions`: the PAPR function sets implemented.
-const HYPERTAS_FUNCTIONS: &[&str] = &["hcall-pft", "hcall-term", "hcall-set-mode"];
+/// Ctrl-]: the console escape (like QEMU's Ctrl-A for `-serial mon:stdio`,
+/// but a key QEMU's own console multiplexer leaves alone); Ctrl-] n moves
+/// the console to the next running VM, Ctrl-] Ctrl-] sends a Ctrl-].
+pub const CONSOLE_ESCAPE: u8 = 0x1d;
+/// How often a VM that owns the console polls it while it idles.
+const CONSOLE_POLL_MS: u64 = 10;
+/// Input kept for a guest that does not read it (bytes).
+const INPUT_MAX: usize = 4096;
+/// The guest time slice (HDEC).
+const SLICE_MS: u64 = 10;
+/// POWER8 TLB congruence classes (what `tlbiel` walks for a full flush).
+const TLB_SETS: u64 = 512;
+/// CPU `clock-frequency` in the guest device tree.
+const GUEST_CLOCK_HZ: u32 = 3_000_000_000;
 
-/// RTAS tokens this hypervisor implements (values are ours to choose).
-pub const RTAS_POWER_OFF: u32 = 0x2001;
-pub const RTAS_SYSTEM_REBOOT: u32 = 0x2002;
-pub const RTAS_DISPLAY_CHARACTER: u32 = 0x2003;
-pub const RTAS_GET_TIME_OF_DAY: u32 = 0x2004;
+/// Id (creation order) of the VM that owns the serial console.
+static CONSOLE_OWNER: AtomicUsize = AtomicUsize::new(0);
+/// (id, name) of the VMs running now: where Ctrl-] n can move the console.
+static RUNNING: spin::Mutex<Vec<(usize, String)>> = spin::Mutex::new(Vec::new());
 
 /// The firmware's HPT memory: page allocator and preallocated pool.
 struct FirmwareHptMemory;
@@ -92,14 +118,18 @@ impl TlbOps for Power8Tlb {
 const SRR1_INTERRUPT_BITS: u64 = 0x7800_0000 | 0x003f_0000;
 /// SRR1 bit 44: program interrupt for an illegal instruction.
 const SRR1_PROGRAM_ILLEGAL: u64 = 1 << 19;
+/// Guest interrupt vectors this hypervisor delivers.
+const VEC_MACHINE_CHECK: u64 = 0x200;
+const VEC_EXTERNAL: u64 = 0x500;
+const VEC_PROGRAM: u64 = 0x700;
+/// Where LPCR[AIL] = 3 puts relocated interrupts.
+const AIL3_BASE: u64 = 0xc000_0000_0000_4000;
 
 /// How a VM ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Ok,
     Crashed(String),
-    /// The guest asked for `system-reboot` (handled inside `run`).
-    Reboot,
 }
 
 impl fmt::Display for Outcome {
@@ -107,7 +137,6 @@ impl fmt::Display for Outcome {
         match self {
             Outcome::Ok => write!(f, "result=ok"),
             Outcome::Crashed(why) => write!(f, "result=crashed reason=\"{why}\""),
-            Outcome::Reboot => write!(f, "result=reboot"),
         }
     }
 }
@@ -121,9 +150,35 @@ pub struct Vm {
     pub hpt: Hpt,
     tlb: VmTlb,
     lpcr_ile: bool,
-    regs: GuestRegs,
+    /// LPCR[AIL] as set by H_SET_MODE (0 or 3).
+    lpcr_ail: u64,
+    vcpu: Vcpu,
+    /// Interrupt controller: one ICP per vcpu, the vty's source.
+    xics: Xics,
+    /// Console output not yet ended by a newline, and the last full line
+    /// (the reason a guest panic is reported with).
     line: Vec<u8>,
+    last_line: String,
+    /// The console owner's output not yet written (an unfinished line).
+    raw: Vec<u8>,
+    /// Typed input waiting for H_GET_TERM_CHAR, and whether the last byte
+    /// typed was the console escape.
+    input: VecDeque<u8>,
+    escape: bool,
+    /// Creation order (console ownership).
+    id: usize,
+    /// Seconds added to the host's clock (set-time-of-day).
+    tod_offset: i64,
+    /// `ibm,nmi-register`: system-reset and machine-check handlers.
+    nmi: Option<(u32, u32)>,
     hcalls: u64,
+    /// Hypercalls by number (RTAS by service), for the stop report.
+    hcall_counts: BTreeMap<u64, u64>,
+    /// `sc 1` from guest user space, refused.
+    privileged: u64,
+    /// External interrupts delivered by the hypervisor (the rest are taken
+    /// through LPCR[MER]).
+    externals: u64,
     exits: u64,
     /// Physical core this VM runs on (set by `run`).
     core: usize,
@@ -140,8 +195,49 @@ pub struct Vm {
     reboots: u32,
     /// Interrupts reflected into the guest.
     reflected: u64,
-    /// The guest's FP/VMX/VSX registers while its vcpu is not on a thread.
+}
+
+/// One virtual processor: registers, the registrations and wake-up state
+/// PAPR keeps per vcpu.
+struct Vcpu {
+    id: u32,
+    regs: GuestRegs,
+    /// FP/VMX/VSX registers while the vcpu is not on a thread.
     fp: ppc64::fpu::FpState,
+    vpa: Vpa,
+    /// In H_CEDE: waiting for an interrupt, its decrementer or a prod.
+    ceded: bool,
+    /// H_PROD arrived (remembered if it came before the cede).
+    prodded: bool,
+    /// Timebase value at which the guest decrementer reaches zero.
+    dec_expires: Option<u64>,
+    /// (guest address, vector) of the interrupt last delivered by
+    /// reflection: a fault at that address means the guest has no handler
+    /// there (the VM stops instead of faulting forever).
+    last_vector: Option<(u64, u64)>,
+}
+
+impl Vcpu {
+    fn new(id: u32, regs: GuestRegs) -> Self {
+        Vcpu {
+            id,
+            regs,
+            fp: Default::default(),
+            vpa: Vpa::default(),
+            ceded: false,
+            prodded: false,
+            dec_expires: None,
+            last_vector: None,
+        }
+    }
+}
+
+/// What the run loop does after an exit.
+enum Next {
+    Resume,
+    Cede,
+    Reboot,
+    Stop(Outcome),
 }
 
 /// The VRMA page size: 16 MiB (guest memory is a multiple of it).
@@ -187,6 +283,8 @@ pub struct VmConfig<'a> {
     pub hpt_order: Option<u32>,
     pub bootargs: &'a str,
     pub initrd: Option<&'a [u8]>,
+    pub load_addr: Option<u64>,
+    pub entry_little_endian: bool,
 }
 
 /// What a VM under construction holds; freed on drop unless the VM was
@@ -214,7 +312,7 @@ impl Drop for Reserved {
 
 impl Vm {
     /// Prepares a VM; nothing is left behind on failure.
-    pub fn create(cfg: &VmConfig<'static>, cores: usize) -> Result<Vm, String> {
+    pub fn create(cfg: &VmConfig<'static>, cores: usize, id: usize) -> Result<Vm, String> {
         let (name, image, mem_size, bootargs) = (cfg.name, cfg.image, cfg.memory, cfg.bootargs);
         if mem_size == 0 || !mem_size.is_multiple_of(VRMA_PAGE.bytes()) {
             return Err(alloc::format!(
@@ -240,7 +338,8 @@ impl Vm {
         let mem =
             unsafe { core::slice::from_raw_parts_mut(mem_base as *mut u8, mem_size as usize) };
         mem.fill(0);
-        let loaded = kernel::elf::load(image, mem).map_err(|e| alloc::format!("image: {e}"))?;
+        let loaded = kernel::elf::load(image, mem, cfg.load_addr)
+            .map_err(|e| alloc::format!("image: {e}"))?;
         if hpt.order != want_order {
             info!(target: "vm", "{name}: HPT order {want_order} not available, got order {}{}", hpt.order, if hpt.from_pool { " from the pool" } else { "" });
         }
@@ -271,19 +370,14 @@ impl Vm {
         // Top of guest memory: RTAS blob, then the device tree below it.
         let rtas_base = mem_size - 0x1000;
         mem[rtas_base as usize..rtas_base as usize + RTAS_BLOB.len()].copy_from_slice(&RTAS_BLOB);
-        let tokens = [
-            ("power-off", RTAS_POWER_OFF),
-            ("system-reboot", RTAS_SYSTEM_REBOOT),
-            ("display-character", RTAS_DISPLAY_CHARACTER),
-            ("get-time-of-day", RTAS_GET_TIME_OF_DAY),
-        ];
+        let tokens = rtas::tokens();
         let fdt = guestfdt::build(&GuestFdtConfig {
             name,
             vcpus: 1,
             memory: mem_size,
             hpt_order: hpt.order,
             timebase_frequency: kernel::time::timebase_hz() as u32,
-            clock_frequency: 3_000_000_000,
+            clock_frequency: GUEST_CLOCK_HZ,
             bootargs,
             initrd,
             rtas_base: rtas_base as u32,
@@ -296,9 +390,16 @@ impl Vm {
             return Err("no room for the device tree above the image".into());
         }
         mem[fdt_gpa as usize..fdt_gpa as usize + fdt.len()].copy_from_slice(&fdt);
+        // Entered as SLOF enters an image on QEMU's pseries machine:
+        // 64-bit real mode, big-endian unless the manifest says otherwise.
+        let le = if cfg.entry_little_endian {
+            cpu::MSR_LE
+        } else {
+            0
+        };
         let mut regs = GuestRegs {
             pc: loaded.entry,
-            msr: cpu::MSR_SF | cpu::MSR_ME | cpu::MSR_RI | cpu::MSR_LE,
+            msr: cpu::MSR_SF | cpu::MSR_ME | cpu::MSR_RI | le,
             dec: cpu::DEC_MAX,
             ..Default::default()
         };
@@ -322,7 +423,6 @@ impl Vm {
             vcpus_running: core::sync::atomic::AtomicU32::new(0),
             reboots: 0,
             reflected: 0,
-            fp: Default::default(),
             name: name.into(),
             lpid,
             mem_base,
@@ -331,9 +431,21 @@ impl Vm {
             hpt,
             tlb,
             lpcr_ile: false,
-            regs,
+            lpcr_ail: 0,
+            vcpu: Vcpu::new(0, regs),
+            xics: Xics::new(1, &[true]),
             line: Vec::new(),
+            last_line: String::new(),
+            raw: Vec::new(),
+            input: VecDeque::new(),
+            escape: false,
+            id,
+            tod_offset: 0,
+            nmi: None,
             hcalls: 0,
+            hcall_counts: BTreeMap::new(),
+            privileged: 0,
+            externals: 0,
             exits: 0,
             core: 0,
         })
@@ -341,20 +453,43 @@ impl Vm {
 
     /// The guest's LPCR: the host's, with VRMA real mode (VPM0, VRMASD),
     /// guest faults kept in the guest (VPM1=0), external interrupts to the
-    /// hypervisor (LPES=0), HDEC interrupts on, no power-saving exits, and
-    /// the guest's interrupt endianness (H_SET_MODE).
-    fn lpcr(&self, host: u64) -> u64 {
-        use cpu::{LPCR_HDICE, LPCR_ILE, LPCR_LPES0, LPCR_LPES1, LPCR_PECE, LPCR_VPM0, LPCR_VPM1};
+    /// hypervisor (LPES=0), HDEC interrupts on, no power-saving exits, the
+    /// guest's interrupt endianness and location (H_SET_MODE), and MER when
+    /// an external interrupt waits for the guest to enable MSR[EE].
+    fn lpcr(&self, host: u64, mer: bool) -> u64 {
+        use cpu::{
+            LPCR_AIL, LPCR_AIL_SHIFT, LPCR_HDICE, LPCR_ILE, LPCR_LPES0, LPCR_LPES1, LPCR_MER,
+            LPCR_PECE, LPCR_VPM0, LPCR_VPM1,
+        };
         let clear = LPCR_VPM0
             | LPCR_VPM1
             | hpte::LPCR_VRMASD
             | LPCR_ILE
+            | LPCR_AIL
+            | LPCR_MER
             | LPCR_LPES0
             | LPCR_LPES1
             | LPCR_HDICE
             | LPCR_PECE;
         let ile = if self.lpcr_ile { LPCR_ILE } else { 0 };
-        (host & !clear) | LPCR_VPM0 | hpte::lpcr_vrmasd(VRMA_PAGE) | LPCR_HDICE | ile
+        let mer = if mer { LPCR_MER } else { 0 };
+        (host & !clear)
+            | LPCR_VPM0
+            | hpte::lpcr_vrmasd(VRMA_PAGE)
+            | LPCR_HDICE
+            | ile
+            | mer
+            | (self.lpcr_ail << LPCR_AIL_SHIFT)
+    }
+
+    /// This VM's memory, bounds-checked.
+    fn mem(&mut self) -> GuestMemory<'_> {
+        // SAFETY: `mem_base..mem_base+mem_size` is this VM's own RAM
+        // (allocated in `create`, freed only in `destroy`), identity-mapped
+        // in real mode; `&mut self` keeps the view unique on this thread.
+        GuestMemory::new(unsafe {
+            core::slice::from_raw_parts_mut(self.mem_base as *mut u8, self.mem_size as usize)
+        })
     }
 
     /// `system-reboot`: with the vcpu stopped, clear the HPT (never while a
@@ -365,8 +500,7 @@ impl Vm {
         hpt::reset(
             &mut FirmwareHptMemory,
             &self.hpt,
-            self.vcpus_running
-                .load(core::sync::atomic::Ordering::Acquire),
+            self.vcpus_running.load(Ordering::Acquire),
         )
         .map_err(|e| alloc::format!("{e}"))?;
         self.tlb.mark_all();
@@ -374,7 +508,8 @@ impl Vm {
         let mem = unsafe {
             core::slice::from_raw_parts_mut(self.mem_base as *mut u8, self.mem_size as usize)
         };
-        kernel::elf::load(self.image, mem).map_err(|e| alloc::format!("reload: {e}"))?;
+        let load_addr = Some(self.boot_regs_image_start());
+        kernel::elf::load(self.image, mem, load_addr).map_err(|e| alloc::format!("reload: {e}"))?;
         if let Some((start, data)) = self.initrd {
             mem[start as usize..start as usize + data.len()].copy_from_slice(data);
         }
@@ -383,25 +518,37 @@ impl Vm {
         let f = self.fdt_gpa as usize;
         mem[f..f + self.fdt.len()].copy_from_slice(&self.fdt);
         map_vrma(&self.hpt, self.mem_base, self.mem_size)?;
-        self.regs = self.boot_regs;
+        self.vcpu = Vcpu::new(0, self.boot_regs);
+        self.xics.reset();
         self.lpcr_ile = false;
-        self.fp = Default::default();
-        ppc64::fpu::load(&self.fp);
+        self.lpcr_ail = 0;
+        self.nmi = None;
+        ppc64::fpu::load(&self.vcpu.fp);
         self.reboots += 1;
         info!(target: "vm", "{}: system-reboot #{}: HPT cleared, image reloaded", self.name, self.reboots);
         Ok(())
     }
 
+    /// Where the image was loaded (r4 at entry): reloads go to the same place.
+    fn boot_regs_image_start(&self) -> u64 {
+        self.boot_regs.gpr[4]
+    }
+
     /// Runs the VM on this thread until it stops.
     pub fn run(&mut self, core: usize) -> Outcome {
-        use core::sync::atomic::Ordering;
         self.vcpus_running.fetch_add(1, Ordering::AcqRel);
+        RUNNING.lock().push((self.id, self.name.clone()));
         // The thread's FP/VMX/VSX registers become this guest's (zeros for
         // a new VM), and are saved again when it stops: no other partition
         // ever sees them.
-        ppc64::fpu::load(&self.fp);
+        ppc64::fpu::load(&self.vcpu.fp);
         let o = self.run_vcpu(core);
-        ppc64::fpu::save(&mut self.fp);
+        self.flush_raw();
+        ppc64::fpu::save(&mut self.vcpu.fp);
+        RUNNING.lock().retain(|(id, _)| *id != self.id);
+        if self.owns_console() {
+            pass_console_on(self.id);
+        }
         self.vcpus_running.fetch_sub(1, Ordering::AcqRel);
         o
     }
@@ -424,99 +571,262 @@ impl Vm {
             if self.hpt.from_pool { " (pool)" } else { "" }
         );
         let host_lpcr = cpu::mfspr::<{ cpu::SPR_LPCR }>();
-        let mut dec_expires: Option<u64> = None;
         loop {
+            self.poll_console();
+            let mer = self.deliver_external();
             let mut flush = EntryFlush(false);
             self.tlb.on_entry(&mut flush, core);
             let part = PartitionRegs {
                 lpid: self.lpid as u64,
                 sdr1: self.hpt.sdr1(),
-                lpcr: self.lpcr(host_lpcr),
-                hdec: kernel::time::ms_to_ticks(10),
+                lpcr: self.lpcr(host_lpcr, mer),
+                hdec: kernel::time::ms_to_ticks(SLICE_MS),
                 flush_tlb: flush.0 as u64,
-                tlb_sets: 512,
+                tlb_sets: TLB_SETS,
                 hfscr: guest::HFSCR_GUEST,
             };
             // The guest's decrementer keeps counting while the hypervisor
-            // runs: load what is left of it (the timebase is shared).
-            if let Some(expires) = dec_expires {
-                self.regs.dec = expires.wrapping_sub(cpu::mftb()) as i64 as i32 as i64 as u64;
+            // runs: load what is left of it (the timebase is shared). A
+            // negative value makes the guest take its decrementer
+            // interrupt as soon as it enables MSR[EE].
+            if let Some(expires) = self.vcpu.dec_expires {
+                self.vcpu.regs.dec = dec_remaining(expires, cpu::mftb());
             }
-            // SAFETY: the HPT maps only this VM's memory and regs.msr has
-            // HV clear (set in `create`, never from guest input).
-            let vec = unsafe { guest::enter(&mut self.regs, &part) };
-            dec_expires = Some(cpu::mftb().wrapping_add(self.regs.dec));
+            // SAFETY: the HPT maps only this VM's memory; `enter` forces
+            // the MSR bits a guest may not hold.
+            let vec = unsafe { guest::enter(&mut self.vcpu.regs, &part) };
+            self.vcpu.dec_expires = Some(cpu::mftb().wrapping_add(self.vcpu.regs.dec));
             self.exits += 1;
-            match vec & !1 {
-                0xc00 => match self.hcall() {
-                    None => {}
-                    Some(Outcome::Reboot) => {
-                        // Stop the vcpu, then reset; refused (and the VM
-                        // stopped) if anything else still ran it.
-                        use core::sync::atomic::Ordering;
-                        self.vcpus_running.fetch_sub(1, Ordering::AcqRel);
-                        let r = self.reboot();
-                        self.vcpus_running.fetch_add(1, Ordering::AcqRel);
-                        if let Err(e) = r {
-                            return Outcome::Crashed(alloc::format!("reboot failed: {e}"));
-                        }
-                        dec_expires = None;
-                    }
-                    Some(o) => return o,
-                },
-                0x980 => {}
-                0x500 => crate::smp::external_exit(),
-                // Directed hypervisor doorbell: only the hypervisor sends
-                // these (msgsnd is hypervisor-privileged); nothing to do.
-                0xe80 => {}
-                // A hypervisor-privileged or unknown instruction: to the
-                // guest it is an illegal-instruction program interrupt.
-                0xe40 => self.reflect(0x700, SRR1_PROGRAM_ILLEGAL),
-                other => {
-                    return Outcome::Crashed(alloc::format!(
-                        "unexpected exit {:#x} ({}) at pc {:#x} msr {:#x} hdar {:#x}",
-                        other,
-                        ppc64::trap::vector_name(other),
-                        self.regs.pc,
-                        self.regs.msr,
-                        self.regs.hdar
-                    ))
+            let next = match Exit::decode(vec) {
+                Exit::Hcall => self.hcall(),
+                Exit::Hdec => {
+                    self.flush_raw();
+                    Next::Resume
                 }
+                Exit::HvDoorbell => Next::Resume,
+                Exit::External => {
+                    crate::smp::external_exit();
+                    Next::Resume
+                }
+                // An instruction the guest may not execute, or a facility
+                // it does not have (TM, BHRB): to the guest it is an
+                // illegal-instruction program interrupt.
+                Exit::HvEmulation | Exit::HvFacility => {
+                    self.reflect_fault(VEC_PROGRAM, SRR1_PROGRAM_ILLEGAL, vec)
+                }
+                // A real-mode access beyond guest memory: a machine check
+                // for the guest, as on QEMU's pseries machine.
+                Exit::Hdsi if self.vcpu.regs.msr & cpu::MSR_DR == 0 => {
+                    let r = &self.vcpu.regs;
+                    info!(target: "vm", "{}: real-mode data access beyond guest memory at pc {:#x} (HDAR {:#x}): machine check", self.name, r.pc, r.hdar);
+                    self.reflect_fault(VEC_MACHINE_CHECK, 0, vec)
+                }
+                Exit::Hisi if self.vcpu.regs.msr & cpu::MSR_IR == 0 => {
+                    info!(target: "vm", "{}: real-mode instruction fetch at {:#x} beyond guest memory: machine check", self.name, self.vcpu.regs.pc);
+                    self.reflect_fault(VEC_MACHINE_CHECK, 0, vec)
+                }
+                _ => Next::Stop(self.unexpected(vec)),
+            };
+            match next {
+                Next::Resume => {}
+                Next::Cede => self.cede_wait(),
+                Next::Reboot => {
+                    // Stop the vcpu, then reset; refused (and the VM
+                    // stopped) if anything else still ran it.
+                    self.vcpus_running.fetch_sub(1, Ordering::AcqRel);
+                    let r = self.reboot();
+                    self.vcpus_running.fetch_add(1, Ordering::AcqRel);
+                    if let Err(e) = r {
+                        return Outcome::Crashed(alloc::format!("reboot failed: {e}"));
+                    }
+                }
+                Next::Stop(o) => return o,
             }
         }
+    }
+
+    fn unexpected(&self, vec: u64) -> Outcome {
+        let r = &self.vcpu.regs;
+        let v = vec & !ppc64::trap::VEC_HSRR_FLAG;
+        Outcome::Crashed(alloc::format!(
+            "unexpected exit {:#x} ({}) at pc {:#x} msr {:#x} hdar {:#x}",
+            v,
+            ppc64::trap::vector_name(v),
+            r.pc,
+            r.msr,
+            r.hdar
+        ))
+    }
+
+    /// Makes the presented external interrupt the guest's: delivered now
+    /// (0x500) when its MSR[EE] allows, else left to LPCR[MER] so it is
+    /// taken the moment the guest enables EE. Returns whether MER is needed.
+    fn deliver_external(&mut self) -> bool {
+        let pending = self
+            .xics
+            .icp(self.vcpu.id)
+            .is_some_and(|i| i.pending().is_some());
+        if pending && self.vcpu.regs.msr & cpu::MSR_EE != 0 {
+            self.reflect(VEC_EXTERNAL, 0);
+            self.externals += 1;
+        }
+        pending
     }
 
     /// Delivers an interrupt to the guest as the hardware would: SRR0/1
     /// get the interrupted PC and MSR (with `reason` in SRR1), the guest
-    /// continues at `vector` in real mode, 64-bit, with its interrupt
-    /// endianness (LPCR[ILE], from H_SET_MODE).
-    fn reflect(&mut self, vector: u64, reason: u64) {
-        let msr = self.regs.msr;
-        self.regs.srr0 = self.regs.pc;
-        self.regs.srr1 = (msr & !SRR1_INTERRUPT_BITS) | reason;
-        self.regs.msr =
-            cpu::MSR_SF | (msr & cpu::MSR_ME) | if self.lpcr_ile { cpu::MSR_LE } else { 0 };
-        self.regs.pc = vector;
-        self.reflected += 1;
-    }
-
-    /// Guest-physical `gpa..gpa+len` as host memory, if inside the VM.
-    fn guest_mem(&mut self, gpa: u64, len: u64) -> Option<&mut [u8]> {
-        let end = gpa.checked_add(len)?;
-        if end > self.mem_size {
-            return None;
+    /// continues at `vector` 64-bit with its interrupt endianness
+    /// (LPCR[ILE]), relocated to 0xc000_0000_0000_4000 + vector when it
+    /// asked for AIL 3 and had translation on (not for machine checks).
+    fn reflect(&mut self, vector: u64, reason: u64) -> u64 {
+        let r = &mut self.vcpu.regs;
+        let msr = r.msr;
+        r.srr0 = r.pc;
+        r.srr1 = (msr & !SRR1_INTERRUPT_BITS) | reason;
+        let relocate = self.lpcr_ail == 3
+            && vector != VEC_MACHINE_CHECK
+            && msr & (cpu::MSR_IR | cpu::MSR_DR) == cpu::MSR_IR | cpu::MSR_DR;
+        let le = if self.lpcr_ile { cpu::MSR_LE } else { 0 };
+        r.msr = cpu::MSR_SF | (msr & cpu::MSR_ME) | le;
+        r.pc = vector;
+        if relocate {
+            r.msr |= cpu::MSR_IR | cpu::MSR_DR;
+            r.pc = AIL3_BASE + vector;
         }
-        // SAFETY: bounds checked against this VM's own memory.
-        Some(unsafe {
-            core::slice::from_raw_parts_mut((self.mem_base + gpa) as *mut u8, len as usize)
-        })
+        self.reflected += 1;
+        r.pc
     }
 
+    /// Reflects a fault, unless it happened on the first instruction of
+    /// the vector this hypervisor last sent the guest to: then the guest
+    /// has no handler there and would fault forever; the VM stops.
+    fn reflect_fault(&mut self, vector: u64, reason: u64, exit: u64) -> Next {
+        if let Some((at, sent)) = self.vcpu.last_vector.filter(|l| l.0 == self.vcpu.regs.pc) {
+            let v = exit & !ppc64::trap::VEC_HSRR_FLAG;
+            return Next::Stop(Outcome::Crashed(alloc::format!(
+                "no handler at the guest's {sent:#x} vector: {} at {at:#x} (msr {:#x})",
+                ppc64::trap::vector_name(v),
+                self.vcpu.regs.msr
+            )));
+        }
+        let at = self.reflect(vector, reason);
+        self.vcpu.last_vector = Some((at, vector));
+        Next::Resume
+    }
+
+    /// H_CEDE: the vcpu sleeps (its thread naps) until an interrupt is
+    /// presented to it, its decrementer expires, or it is prodded. A prod
+    /// that came first ends the cede at once (PAPR).
+    fn cede_wait(&mut self) {
+        let smp = crate::smp::smp();
+        let me = crate::smp::me();
+        self.flush_raw();
+        let vpa = self.vcpu.vpa;
+        vpa.bump_yield_count(&mut self.mem());
+        loop {
+            let now = cpu::mftb();
+            let dec_due = self
+                .vcpu
+                .dec_expires
+                .is_some_and(|e| dec_remaining(e, now) as i64 <= 0);
+            let irq = self
+                .xics
+                .icp(self.vcpu.id)
+                .is_some_and(|i| i.pending().is_some());
+            if core::mem::take(&mut self.vcpu.prodded) || irq || dec_due {
+                break;
+            }
+            let mut wait = self
+                .vcpu
+                .dec_expires
+                .map_or(cpu::DEC_MAX, |e| dec_remaining(e, now));
+            if self.owns_console() {
+                wait = wait.min(kernel::time::ms_to_ticks(CONSOLE_POLL_MS));
+            }
+            smp.wait_until(me, Some(wait), || false);
+            self.poll_console();
+        }
+        self.vcpu.ceded = false;
+        vpa.bump_yield_count(&mut self.mem());
+    }
+
+    /// Writes out the console owner's unfinished line.
+    fn flush_raw(&mut self) {
+        if !self.raw.is_empty() {
+            crate::CONSOLE.write_raw(&self.raw);
+            self.raw.clear();
+        }
+    }
+
+    fn owns_console(&self) -> bool {
+        CONSOLE_OWNER.load(Ordering::Acquire) == self.id
+    }
+
+    /// Reads what was typed on the serial console if this VM owns it; the
+    /// vty interrupt is asserted while input waits. Ctrl-] n passes the
+    /// console on.
+    fn poll_console(&mut self) {
+        if !self.owns_console() {
+            return;
+        }
+        let mut buf = [0u8; 64];
+        let n = ppc64::opal::console_read(&mut buf);
+        for &c in &buf[..n] {
+            if core::mem::take(&mut self.escape) {
+                match c {
+                    b'n' => {
+                        self.flush_raw();
+                        pass_console_on(self.id);
+                        return;
+                    }
+                    CONSOLE_ESCAPE => self.push_input(c),
+                    _ => {}
+                }
+            } else if c == CONSOLE_ESCAPE {
+                self.escape = true;
+            } else {
+                self.push_input(c);
+            }
+        }
+        self.update_vty_line();
+    }
+
+    fn push_input(&mut self, c: u8) {
+        if self.input.len() < INPUT_MAX {
+            self.input.push_back(c);
+        }
+    }
+
+    fn update_vty_line(&mut self) {
+        self.xics
+            .set_line(guestfdt::VTY_IRQ, !self.input.is_empty());
+    }
+
+    /// Guest console output: passed through as it is when this VM owns
+    /// the console, else printed a line at a time with the VM's name. The
+    /// owner's output goes out a whole line at a time too, and an
+    /// unfinished line (a shell prompt, the echo of what is typed) as
+    /// soon as the guest waits: it cedes, reads the console, or its time
+    /// slice ends ([`Vm::flush_raw`]), so a prompt shows before the user
+    /// types and other VMs' lines never cut into it.
     fn console_bytes(&mut self, b: &[u8]) {
+        let raw = self.owns_console();
+        if raw {
+            self.raw.extend_from_slice(b);
+            if let Some(end) = self.raw.iter().rposition(|&c| c == b'\n') {
+                crate::CONSOLE.write_raw(&self.raw[..=end]);
+                self.raw.drain(..=end);
+            }
+        }
         for &c in b {
             if c == b'\n' || self.line.len() >= 200 {
                 let s = String::from_utf8_lossy(&self.line).into_owned();
-                info!(target: "guest", "{}: {}", self.name, s);
+                if !raw {
+                    info!(target: "guest", "{}: {}", self.name, s);
+                }
+                if !s.trim().is_empty() {
+                    self.last_line = s;
+                }
                 self.line.clear();
             } else if c != b'\r' {
                 self.line.push(c);
@@ -524,63 +834,228 @@ impl Vm {
         }
     }
 
-    /// Handles `sc 1`; returns Some when the VM stops.
-    fn hcall(&mut self) -> Option<Outcome> {
+    /// Handles `sc 1`. From guest problem state nothing is done: the
+    /// caller gets H_PRIVILEGE, as on QEMU's pseries machine.
+    fn hcall(&mut self) -> Next {
+        let r = &self.vcpu.regs.gpr;
+        let (nr, a) = (r[3], [r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11]]);
+        if self.vcpu.regs.msr & cpu::MSR_PR != 0 {
+            self.privileged += 1;
+            self.vcpu.regs.gpr[3] = hcall::H_PRIVILEGE as u64;
+            return Next::Resume;
+        }
         self.hcalls += 1;
-        let r = &mut self.regs.gpr;
-        let (nr, a) = (r[3], [r[4], r[5], r[6], r[7], r[8], r[9]]);
-        let ret = match nr {
-            hcall::H_PUT_TERM_CHAR => {
-                let len = a[1];
-                if a[0] != 0 || len > 16 {
-                    H_PARAMETER
-                } else {
-                    let mut bytes = [0u8; 16];
-                    bytes[..8].copy_from_slice(&a[2].to_be_bytes());
-                    bytes[8..].copy_from_slice(&a[3].to_be_bytes());
-                    self.console_bytes(&bytes[..len as usize]);
-                    H_SUCCESS
-                }
-            }
-            hcall::H_GET_TERM_CHAR => {
-                if a[0] != 0 {
-                    H_PARAMETER
-                } else {
-                    self.regs.gpr[4] = 0;
-                    H_SUCCESS
-                }
-            }
-            hcall::H_SET_MODE => match (a[0], a[1]) {
-                (1, 4) if a[2] == 0 && a[3] == 0 => {
-                    self.lpcr_ile = true;
-                    H_SUCCESS
-                }
-                (0, 4) if a[2] == 0 && a[3] == 0 => {
-                    self.lpcr_ile = false;
-                    H_SUCCESS
-                }
-                _ => H_PARAMETER,
-            },
-            hcall::H_RTAS => return self.rtas(a[0]),
+        *self.hcall_counts.entry(nr).or_insert(0) += 1;
+        let (ret, next) = match nr {
+            hcall::H_PUT_TERM_CHAR => (self.h_put_term_char(a[0], a[1], a[2], a[3]), Next::Resume),
+            hcall::H_GET_TERM_CHAR => (self.h_get_term_char(a[0]), Next::Resume),
+            hcall::H_SET_MODE => (self.h_set_mode(a[0], a[1], a[2], a[3]), Next::Resume),
+            hcall::H_RTAS => self.rtas(a[0]),
             hcall::H_ENTER
             | hcall::H_REMOVE
             | hcall::H_READ
             | hcall::H_PROTECT
             | hcall::H_BULK_REMOVE
             | hcall::H_CLEAR_REF
-            | hcall::H_CLEAR_MOD => {
-                let args = [r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11]];
-                let ret = self.hpt_hcall(nr, args);
-                self.regs.gpr[4..12].copy_from_slice(&ret.vals);
-                ret.code as u64
+            | hcall::H_CLEAR_MOD => match self.hpt_hcall(nr, a) {
+                Some(ret) => {
+                    self.vcpu.regs.gpr[4..12].copy_from_slice(&ret.vals);
+                    (ret.code, Next::Resume)
+                }
+                None => (hcall::H_FUNCTION, Next::Resume),
+            },
+            hcall::H_XIRR | hcall::H_XIRR_X => {
+                let (xirr, _) = self.xics.accept(self.vcpu.id);
+                self.vcpu.regs.gpr[4] = u64::from(xirr);
+                if nr == hcall::H_XIRR_X {
+                    self.vcpu.regs.gpr[5] = cpu::mftb();
+                }
+                (H_SUCCESS, Next::Resume)
             }
-            _ => H_FUNCTION,
+            hcall::H_EOI => (xics_ret(self.xics.eoi(self.vcpu.id, a[0])), Next::Resume),
+            hcall::H_CPPR => (
+                xics_ret(self.xics.set_cppr(self.vcpu.id, a[0])),
+                Next::Resume,
+            ),
+            hcall::H_IPI => (xics_ret(self.xics.set_mfrr(a[0], a[1])), Next::Resume),
+            hcall::H_IPOLL => match self.xics.poll(a[0]) {
+                Ok((xirr, mfrr)) => {
+                    self.vcpu.regs.gpr[4] = u64::from(xirr);
+                    self.vcpu.regs.gpr[5] = u64::from(mfrr);
+                    (H_SUCCESS, Next::Resume)
+                }
+                Err(_) => (H_PARAMETER, Next::Resume),
+            },
+            hcall::H_CEDE => {
+                // PAPR: H_CEDE returns with MSR[EE] set.
+                self.vcpu.regs.msr |= cpu::MSR_EE;
+                self.vcpu.ceded = true;
+                (H_SUCCESS, Next::Cede)
+            }
+            hcall::H_PROD => match self.vcpu_id(a[0]) {
+                Some(_) => {
+                    self.vcpu.prodded = true;
+                    (H_SUCCESS, Next::Resume)
+                }
+                None => (H_PARAMETER, Next::Resume),
+            },
+            // Yield to another vcpu (-1: any): with every vcpu of the VM
+            // on its own thread there is nothing to give the time to.
+            hcall::H_CONFER => match (a[0] as i64 == -1) || self.vcpu_id(a[0]).is_some() {
+                true => (H_SUCCESS, Next::Resume),
+                false => (H_PARAMETER, Next::Resume),
+            },
+            hcall::H_REGISTER_VPA => match self.vcpu_id(a[1]) {
+                Some(_) => {
+                    let mut vpa = self.vcpu.vpa;
+                    let rc = vpa.register(a[0], a[2], &mut self.mem());
+                    self.vcpu.vpa = vpa;
+                    (rc, Next::Resume)
+                }
+                None => (H_PARAMETER, Next::Resume),
+            },
+            hcall::H_SET_SPRG0 => {
+                self.vcpu.regs.sprg[0] = a[0];
+                (H_SUCCESS, Next::Resume)
+            }
+            hcall::H_PAGE_INIT => (self.h_page_init(a[0], a[1], a[2]), Next::Resume),
+            _ => (hcall::H_FUNCTION, Next::Resume),
         };
-        self.regs.gpr[3] = ret;
-        None
+        self.vcpu.regs.gpr[3] = ret as u64;
+        next
     }
 
-    fn hpt_hcall(&mut self, nr: u64, a: [u64; 8]) -> hcall::Ret {
+    /// The vcpu a guest names by its id (its interrupt server number).
+    fn vcpu_id(&self, id: u64) -> Option<u32> {
+        (id == u64::from(self.vcpu.id)).then_some(self.vcpu.id)
+    }
+
+    /// H_PUT_TERM_CHAR(vtermno, len, chars 0-7, chars 8-15).
+    fn h_put_term_char(&mut self, term: u64, len: u64, hi: u64, lo: u64) -> i64 {
+        if term != u64::from(guestfdt::VTY_REG) || len > 16 {
+            return H_PARAMETER;
+        }
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&hi.to_be_bytes());
+        bytes[8..].copy_from_slice(&lo.to_be_bytes());
+        self.console_bytes(&bytes[..len as usize]);
+        H_SUCCESS
+    }
+
+    /// H_GET_TERM_CHAR(vtermno): up to 16 typed bytes in r5, r6; count in r4.
+    fn h_get_term_char(&mut self, term: u64) -> i64 {
+        if term != u64::from(guestfdt::VTY_REG) {
+            return H_PARAMETER;
+        }
+        self.flush_raw();
+        self.poll_console();
+        let mut bytes = [0u8; 16];
+        let n = self.input.len().min(16);
+        for b in bytes.iter_mut().take(n) {
+            *b = self.input.pop_front().unwrap_or(0);
+        }
+        let r = &mut self.vcpu.regs.gpr;
+        r[4] = n as u64;
+        r[5] = u64::from_be_bytes(bytes[..8].try_into().unwrap());
+        r[6] = u64::from_be_bytes(bytes[8..].try_into().unwrap());
+        self.update_vty_line();
+        H_SUCCESS
+    }
+
+    /// H_SET_MODE(mflags, resource, value1, value2), as PAPR and QEMU's
+    /// pseries answer: breakpoints (1, 2), interrupt location (3: AIL 0
+    /// or 3) and endianness (4); an unknown resource is H_P2.
+    fn h_set_mode(&mut self, mflags: u64, resource: u64, v1: u64, v2: u64) -> i64 {
+        match resource {
+            hcall::H_SET_MODE_RESOURCE_SET_CIABR => {
+                if v2 != 0 {
+                    hcall::H_P4
+                } else if mflags != 0 {
+                    hcall::H_UNSUPPORTED_FLAG
+                } else if v1 & CIABR_PRIV == CIABR_PRIV_HYPER {
+                    // A guest cannot break on the hypervisor.
+                    hcall::H_P3
+                } else {
+                    self.vcpu.regs.ciabr = v1;
+                    H_SUCCESS
+                }
+            }
+            hcall::H_SET_MODE_RESOURCE_SET_DAWR => {
+                if mflags != 0 {
+                    hcall::H_UNSUPPORTED_FLAG
+                } else if v2 & DAWRX_HYP != 0 {
+                    hcall::H_P4
+                } else {
+                    self.vcpu.regs.dawr = v1;
+                    self.vcpu.regs.dawrx = v2;
+                    H_SUCCESS
+                }
+            }
+            hcall::H_SET_MODE_RESOURCE_ADDR_TRANS_MODE => {
+                if v1 != 0 {
+                    hcall::H_P3
+                } else if v2 != 0 {
+                    hcall::H_P4
+                } else if mflags == 0 || mflags == 3 {
+                    self.lpcr_ail = mflags;
+                    H_SUCCESS
+                } else {
+                    // AIL 1 is reserved; AIL 2 is not offered (as QEMU).
+                    hcall::H_UNSUPPORTED_FLAG
+                }
+            }
+            hcall::H_SET_MODE_RESOURCE_LE => {
+                if v1 != 0 {
+                    hcall::H_P3
+                } else if v2 != 0 {
+                    hcall::H_P4
+                } else if mflags <= 1 {
+                    self.lpcr_ile = mflags == 1;
+                    H_SUCCESS
+                } else {
+                    hcall::H_UNSUPPORTED_FLAG
+                }
+            }
+            _ => hcall::H_P2,
+        }
+    }
+
+    /// H_PAGE_INIT(flags, destination, source): zero or copy one 4 KiB
+    /// page of guest memory (the cache flags need nothing more here: the
+    /// hypervisor writes through the same coherent caches; an I-cache
+    /// request makes the page visible to instruction fetch).
+    fn h_page_init(&mut self, flags: u64, dst: u64, src: u64) -> i64 {
+        const PAGE: u64 = 4096;
+        let known = hcall::H_ZERO_PAGE
+            | hcall::H_COPY_PAGE
+            | hcall::H_ICACHE_INVALIDATE
+            | hcall::H_ICACHE_SYNCHRONIZE;
+        if flags & !known != 0 {
+            return H_PARAMETER;
+        }
+        let mut mem = self.mem();
+        if !dst.is_multiple_of(PAGE) || !mem.contains(dst, PAGE) {
+            return H_PARAMETER;
+        }
+        if flags & hcall::H_COPY_PAGE != 0 {
+            if !src.is_multiple_of(PAGE) || !mem.contains(src, PAGE) {
+                return H_PARAMETER;
+            }
+            mem.copy_within(src, dst, PAGE);
+        } else if flags & hcall::H_ZERO_PAGE != 0 {
+            if let Some(p) = mem.slice(dst, PAGE) {
+                p.fill(0);
+            }
+        }
+        if flags & (hcall::H_ICACHE_INVALIDATE | hcall::H_ICACHE_SYNCHRONIZE) != 0 {
+            let host = self.mem_base + dst;
+            // SAFETY: the page was just checked to lie in this VM's RAM.
+            unsafe { cpu::flush_icache_range(host, host + PAGE) };
+        }
+        H_SUCCESS
+    }
+
+    fn hpt_hcall(&mut self, nr: u64, a: [u64; 8]) -> Option<hcall::Ret> {
         let entries = self.hpt.size() / 16;
         // SAFETY: the HPT belongs to this VM alone and no vcpu of it runs
         // while its thread handles this hypercall.
@@ -603,76 +1078,173 @@ impl Vm {
             hcall::H_PROTECT => p.h_protect(ops, a[0], a[1], a[2]),
             hcall::H_CLEAR_REF => p.h_clear_ref(ops, a[1]),
             hcall::H_CLEAR_MOD => p.h_clear_mod(ops, a[1]),
-            _ => p.h_bulk_remove(ops, a),
+            hcall::H_BULK_REMOVE => p.h_bulk_remove(ops, a),
+            _ => return None,
         };
         if nr != hcall::H_READ {
             // SAFETY: orders the HPTE updates before the guest runs again.
             unsafe { core::arch::asm!("ptesync") };
         }
-        ret
+        Some(ret)
     }
 
-    /// H_RTAS: the argument buffer is big-endian (token, nargs, nret, args, rets).
-    fn rtas(&mut self, gpa: u64) -> Option<Outcome> {
-        let Some(hdr) = self.guest_mem(gpa, 12).map(|b| {
-            let w = |i: usize| u32::from_be_bytes(b[i * 4..i * 4 + 4].try_into().unwrap());
-            (w(0), w(1), w(2))
-        }) else {
-            self.regs.gpr[3] = H_PARAMETER;
-            return None;
+    /// H_RTAS: the argument buffer is big-endian (token, nargs, nret,
+    /// args, rets); a buffer outside guest memory is H_PARAMETER.
+    fn rtas(&mut self, gpa: u64) -> (i64, Next) {
+        let Some(call) = rtas::Call::read(&mut self.mem(), gpa) else {
+            return (H_PARAMETER, Next::Resume);
         };
-        let (token, nargs, nret) = hdr;
-        if nargs > 16
-            || nret > 16
-            || self
-                .guest_mem(gpa, 12 + 4 * (nargs + nret) as u64)
-                .is_none()
+        let Some(service) = rtas::service(call.token) else {
+            call.set_ret(&mut self.mem(), 0, rtas::PARAMETER_ERROR);
+            return (H_SUCCESS, Next::Resume);
+        };
+        *self
+            .hcall_counts
+            .entry(RTAS_COUNT_BASE | u64::from(call.token))
+            .or_insert(0) += 1;
+        let mut rets: [i32; 8] = [0; 8];
+        let (status, next) = self.rtas_service(service, &call, &mut rets);
+        let mut mem = self.mem();
+        call.set_ret(&mut mem, 0, status);
+        for (i, v) in rets
+            .iter()
+            .enumerate()
+            .take(call.nret.saturating_sub(1) as usize)
         {
-            self.regs.gpr[3] = H_PARAMETER;
-            return None;
+            call.set_ret(&mut mem, 1 + i as u32, *v);
         }
-        let set_ret = |vm: &mut Vm, i: u32, v: i32| {
-            if i < nret {
-                let off = 12 + 4 * (nargs + i) as u64;
-                if let Some(b) = vm.guest_mem(gpa + off, 4) {
-                    b.copy_from_slice(&v.to_be_bytes());
-                }
-            }
+        (H_SUCCESS, next)
+    }
+
+    /// One RTAS service: its status and further return values.
+    fn rtas_service(&mut self, s: Service, c: &rtas::Call, rets: &mut [i32; 8]) -> (i32, Next) {
+        use rtas::{PARAMETER_ERROR as BAD, SUCCESS as OK};
+        let args = &c.args;
+        let xics_status = |r: Result<kernel::xics::Kick, XicsError>| match r {
+            Ok(_) => OK,
+            Err(_) => BAD,
         };
-        self.regs.gpr[3] = H_SUCCESS;
-        match token {
-            RTAS_POWER_OFF => {
-                set_ret(self, 0, 0);
-                Some(Outcome::Ok)
-            }
-            RTAS_GET_TIME_OF_DAY => {
-                // Status, then year, month, day, hour, minute, second, ns.
-                match ppc64::opal::rtc_read() {
-                    Some(t) => {
-                        set_ret(self, 0, 0);
-                        for (i, v) in t.iter().enumerate() {
-                            set_ret(self, 1 + i as u32, *v as i32);
-                        }
-                        set_ret(self, 7, 0);
-                    }
-                    None => set_ret(self, 0, -1), // hardware error
+        match s {
+            Service::PowerOff => (OK, Next::Stop(Outcome::Ok)),
+            Service::SystemReboot => (OK, Next::Reboot),
+            Service::DisplayCharacter => {
+                if c.nargs < 1 {
+                    return (BAD, Next::Resume);
                 }
-                None
+                self.console_bytes(&[args[0] as u8]);
+                (OK, Next::Resume)
             }
-            RTAS_SYSTEM_REBOOT => {
-                set_ret(self, 0, 0);
-                Some(Outcome::Reboot)
+            Service::GetTimeOfDay => match host_epoch() {
+                Some(now) => {
+                    let t = rtas::from_epoch(now + self.tod_offset);
+                    for (i, v) in t.iter().enumerate() {
+                        rets[i] = *v as i32;
+                    }
+                    rets[6] = 0; // nanoseconds
+                    (OK, Next::Resume)
+                }
+                None => (rtas::HARDWARE_ERROR, Next::Resume),
+            },
+            Service::SetTimeOfDay => {
+                if c.nargs < 6 {
+                    return (BAD, Next::Resume);
+                }
+                let want = [args[0], args[1], args[2], args[3], args[4], args[5]];
+                match (rtas::to_epoch(want), host_epoch()) {
+                    (Some(w), Some(now)) => {
+                        self.tod_offset = w - now;
+                        (OK, Next::Resume)
+                    }
+                    (None, _) => (BAD, Next::Resume),
+                    (_, None) => (rtas::HARDWARE_ERROR, Next::Resume),
+                }
             }
-            RTAS_DISPLAY_CHARACTER => {
-                let c = self.guest_mem(gpa + 12, 4).map(|b| b[3]).unwrap_or(b'?');
-                self.console_bytes(&[c]);
-                set_ret(self, 0, 0);
-                None
+            Service::EventScan => (rtas::NO_ERRORS_FOUND, Next::Resume),
+            // No system parameter is available here.
+            Service::GetSystemParameter => (BAD, Next::Resume),
+            Service::NmiRegister => {
+                if c.nargs < 2 {
+                    return (BAD, Next::Resume);
+                }
+                self.nmi = Some((args[0], args[1]));
+                (OK, Next::Resume)
             }
-            _ => {
-                set_ret(self, 0, -3); // RTAS "parameter error / no such call"
-                None
+            Service::NmiInterlock => (OK, Next::Resume),
+            Service::OsTerm => {
+                // The guest's panic message (Linux: "OS panic: <why>"),
+                // else the last line it printed.
+                let msg = match c.nargs {
+                    0 => String::new(),
+                    _ => self
+                        .mem()
+                        .read_cstr(u64::from(args[0]), 256)
+                        .unwrap_or_default(),
+                };
+                self.flush_line();
+                let msg = msg.trim();
+                let last = match msg.strip_prefix("OS panic:").unwrap_or(msg).trim() {
+                    "" => self.last_line.clone(),
+                    m => String::from(m),
+                };
+                let why = alloc::format!("guest panic: {}", last.replace('"', "'"));
+                (OK, Next::Stop(Outcome::Crashed(why)))
             }
+            Service::SetXive => {
+                if c.nargs < 3 {
+                    return (BAD, Next::Resume);
+                }
+                let r = self
+                    .xics
+                    .set_xive(args[0].into(), args[1].into(), args[2].into());
+                (xics_status(r), Next::Resume)
+            }
+            Service::GetXive => {
+                if c.nargs < 1 {
+                    return (BAD, Next::Resume);
+                }
+                match self.xics.get_xive(args[0].into()) {
+                    Ok((server, prio)) => {
+                        rets[0] = server as i32;
+                        rets[1] = i32::from(prio);
+                        (OK, Next::Resume)
+                    }
+                    Err(_) => (BAD, Next::Resume),
+                }
+            }
+            Service::IntOff | Service::IntOn => {
+                if c.nargs < 1 {
+                    return (BAD, Next::Resume);
+                }
+                let irq = args[0].into();
+                let r = if s == Service::IntOff {
+                    self.xics.int_off(irq)
+                } else {
+                    self.xics.int_on(irq)
+                };
+                (xics_status(r), Next::Resume)
+            }
+            Service::QueryCpuStoppedState => {
+                if c.nargs < 1 {
+                    return (BAD, Next::Resume);
+                }
+                match self.vcpu_id(args[0].into()) {
+                    Some(_) => {
+                        rets[0] = rtas::CPU_RUNNING;
+                        (OK, Next::Resume)
+                    }
+                    None => (BAD, Next::Resume),
+                }
+            }
+            // One vcpu, and it is running: there is nothing to start or
+            // (without a vcpu left to run) to stop.
+            Service::StartCpu | Service::StopSelf => (BAD, Next::Resume),
+        }
+    }
+
+    /// Ends an unterminated console line (so it counts as the last line).
+    fn flush_line(&mut self) {
+        if !self.line.is_empty() {
+            self.console_bytes(b"\n");
         }
     }
 
@@ -680,15 +1252,18 @@ impl Vm {
     pub fn destroy(self, outcome: &Outcome) {
         info!(
             target: "hv",
-            "vm {} lpid={} {} hcalls={} exits={} reboots={} reflected={}",
+            "vm {} lpid={} {} hcalls={} exits={} reboots={} reflected={} external-irqs={} refused-from-user={}",
             self.name,
             self.lpid,
             outcome,
             self.hcalls,
             self.exits,
             self.reboots,
-            self.reflected
+            self.reflected,
+            self.externals,
+            self.privileged
         );
+        self.print_hcall_counts();
         for c in 0..self.tlb.cores() {
             let (l, g, f) = self.tlb.counts(c);
             if l + g + f > 0 {
@@ -705,4 +1280,85 @@ impl Vm {
         }
         warn!(target: "guest", "{}: (unterminated) {}", self.name, String::from_utf8_lossy(&self.line));
     }
+
+    /// One line per hypercall (and RTAS service) the VM made, most used
+    /// first: where a guest's time in the hypervisor went.
+    fn print_hcall_counts(&self) {
+        let mut v: Vec<_> = self.hcall_counts.iter().map(|(k, n)| (*n, *k)).collect();
+        v.sort_by(|a, b| b.cmp(a));
+        for (n, k) in v {
+            let name = if k & RTAS_COUNT_BASE != 0 {
+                let t = (k & !RTAS_COUNT_BASE) as u32;
+                rtas::SERVICES
+                    .iter()
+                    .find(|(_, s)| rtas::token(*s) == t)
+                    .map_or("rtas ?", |(n, _)| n)
+            } else {
+                hcall::name(k)
+            };
+            info!(target: "hcall", "vm {}: {name} ({k:#x}) {n}", self.name);
+        }
+    }
+}
+
+/// The host's clock, read from OPAL's RTC once (when it first answers)
+/// and advanced by the timebase since: (epoch seconds, timebase then).
+static HOST_CLOCK: spin::Once<(i64, u64)> = spin::Once::new();
+
+/// Seconds since the epoch now, if the RTC could ever be read.
+pub fn host_epoch() -> Option<i64> {
+    let (epoch, tb) = match HOST_CLOCK.get() {
+        Some(c) => *c,
+        None => {
+            let t = ppc64::opal::rtc_read().and_then(rtas::to_epoch)?;
+            *HOST_CLOCK.call_once(|| (t, cpu::mftb()))
+        }
+    };
+    let hz = kernel::time::timebase_hz().max(1);
+    Some(epoch + (cpu::mftb().wrapping_sub(tb) / hz) as i64)
+}
+
+/// Keys of RTAS services in the hypercall histogram.
+const RTAS_COUNT_BASE: u64 = 1 << 32;
+
+/// CIABR privilege field and its hypervisor value; DAWRX hypervisor bit.
+const CIABR_PRIV: u64 = 3;
+const CIABR_PRIV_HYPER: u64 = 3;
+const DAWRX_HYP: u64 = 1 << 2;
+
+/// Guest decrementer value `expires` ticks from `now`: a 32-bit signed
+/// count (POWER8), sign-extended into the 64-bit register image; a past
+/// expiry is negative, clamped so it never wraps positive.
+fn dec_remaining(expires: u64, now: u64) -> u64 {
+    let d = expires.wrapping_sub(now) as i64;
+    d.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as u64
+}
+
+fn xics_ret(r: Result<kernel::xics::Kick, XicsError>) -> i64 {
+    match r {
+        Ok(_) => H_SUCCESS,
+        Err(_) => H_PARAMETER,
+    }
+}
+
+/// Moves the console to the next running VM after `from` (in creation
+/// order, wrapping), and says so.
+fn pass_console_on(from: usize) {
+    let running = RUNNING.lock();
+    let next = running
+        .iter()
+        .filter(|(id, _)| *id != from)
+        .min_by_key(|(id, _)| (*id <= from, *id));
+    match next {
+        Some((id, name)) => {
+            CONSOLE_OWNER.store(*id, Ordering::Release);
+            info!(target: "console", "input now goes to vm {name} (Ctrl-] n: next VM)");
+        }
+        None => CONSOLE_OWNER.store(usize::MAX, Ordering::Release),
+    }
+}
+
+/// Chooses the VM that owns the console first.
+pub fn set_console_owner(id: usize) {
+    CONSOLE_OWNER.store(id, Ordering::Release);
 }

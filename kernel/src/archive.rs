@@ -44,11 +44,14 @@
 //! | key | value | |
 //! |---|---|---|
 //! | `vcpus` | decimal number | optional, default 1; only 1 is accepted for now |
-//! | `memory` | size: bytes, or with `K`/`M`/`G` suffix (`256M`, `0x1000000`); a non-zero multiple of 1 MiB | required |
+//! | `memory` | size: bytes, or with `K`/`M`/`G` suffix (`256M`, `0x1000000`); a non-zero multiple of 16 MiB (the VRMA page) | required |
 //! | `hpt_order` | log2 of the hashed page table size, 18..=46 | optional (the hypervisor picks) |
 //! | `image` | path of the guest kernel inside the archive | required |
 //! | `initrd` | path of the guest initrd inside the archive | optional |
 //! | `bootargs` | the rest of the line after `=` (may contain `=` and `#`) | optional, default empty |
+//! | `load_addr` | 4K-aligned hex guest-physical address of the image's lowest segment | optional (default as QEMU pseries: images linked below 0x400000 go 0x400000 higher) |
+//! | `entry_endian` | `big` or `little`: the MSR[LE] the image is entered with | optional, default `big` (as SLOF) |
+//! | `console` | `yes`: this VM owns the serial console first | optional, default: the first VM |
 //!
 //! Lines are trimmed; blank lines and lines whose first non-blank character
 //! is `#` are ignored. There are no trailing comments (a `#` later in a line
@@ -100,6 +103,7 @@ const F_FILESIZE: usize = 6;
 const F_NAMESIZE: usize = 11;
 const S_IFMT: u32 = 0o170_000;
 const S_IFREG: u32 = 0o100_000;
+const S_IFDIR: u32 = 0o040_000;
 
 /// What is wrong with an archive; see [`ArchiveError`] for where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -349,40 +353,73 @@ fn push_header(out: &mut Vec<u8>, fields: [u32; 13], name: &str) {
     }
 }
 
+/// One entry for [`build_newc_entries`]: a path, its full mode (type and
+/// permissions, e.g. `0o100755`), a device number for device nodes and
+/// the contents.
+#[derive(Clone, Copy, Debug)]
+pub struct NewcEntry<'a> {
+    pub name: &'a str,
+    pub mode: u32,
+    pub rdev: (u32, u32),
+    pub data: &'a [u8],
+}
+
 /// Builds a cpio `newc` archive of regular files (mode 0644, in the given
 /// order) ending with the trailer, for host tools and tests.
 ///
 /// # Panics
 ///
-/// If a name is empty or contains a NUL byte, or a file is 4 GiB or more.
+/// On an empty name, a name with a NUL, or a file of 4 GiB or more.
 pub fn build_newc(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let entries: Vec<NewcEntry<'_>> = files
+        .iter()
+        .map(|&(name, data)| NewcEntry {
+            name,
+            mode: S_IFREG | 0o644,
+            rdev: (0, 0),
+            data,
+        })
+        .collect();
+    build_newc_entries(&entries)
+}
+
+/// Builds a cpio `newc` archive of any entries (an initramfs with
+/// directories and device nodes), with inode numbers in order and zero
+/// times, so the same entries always give the same bytes.
+///
+/// # Panics
+///
+/// As [`build_newc`].
+pub fn build_newc_entries(entries: &[NewcEntry<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
-    for (i, (name, data)) in files.iter().enumerate() {
+    for (i, e) in entries.iter().enumerate() {
         assert!(
-            !name.is_empty() && !name.contains('\0'),
-            "bad cpio name {name:?}"
+            !e.name.is_empty() && !e.name.contains('\0'),
+            "bad cpio name {:?}",
+            e.name
         );
-        let size = u32::try_from(data.len()).expect("cpio newc files are below 4 GiB");
-        let namesize = name.len() as u32 + 1;
+        let size = u32::try_from(e.data.len()).expect("cpio newc files are below 4 GiB");
+        let namesize = e.name.len() as u32 + 1;
+        let nlink = if e.mode & S_IFMT == S_IFDIR { 2 } else { 1 };
         // ino mode uid gid nlink mtime filesize devmajor devminor rdevmajor
         // rdevminor namesize check
         let fields = [
             i as u32 + 1,
-            S_IFREG | 0o644,
+            e.mode,
             0,
             0,
-            1,
+            nlink,
             0,
             size,
             0,
             0,
-            0,
-            0,
+            e.rdev.0,
+            e.rdev.1,
             namesize,
             0,
         ];
-        push_header(&mut out, fields, name);
-        out.extend_from_slice(data);
+        push_header(&mut out, fields, e.name);
+        out.extend_from_slice(e.data);
         while !out.len().is_multiple_of(4) {
             out.push(0);
         }
@@ -416,6 +453,13 @@ pub struct VmSpec<'a> {
     pub bootargs: &'a str,
     /// (path, contents)
     pub initrd: Option<(&'a str, &'a [u8])>,
+    /// Guest-physical address for the image's lowest segment (default:
+    /// QEMU pseries' placement, see `elf::load`).
+    pub load_addr: Option<u64>,
+    /// Enter the image little-endian (default big-endian, as SLOF does).
+    pub entry_little_endian: bool,
+    /// This VM owns the serial console first (`console = yes`).
+    pub console: bool,
 }
 
 /// A problem in the manifest. `line` is 1-based; 0 means the whole file
@@ -488,16 +532,25 @@ struct Draft<'a> {
     image: Option<(&'a str, &'a [u8])>,
     bootargs: Option<&'a str>,
     initrd: Option<(&'a str, &'a [u8])>,
+    load_addr: Option<u64>,
+    entry_little_endian: bool,
+    console: bool,
 }
 
-const KEYS: [&str; 6] = [
+const KEYS: [&str; 9] = [
     "vcpus",
     "memory",
     "hpt_order",
     "image",
     "bootargs",
     "initrd",
+    "load_addr",
+    "entry_endian",
+    "console",
 ];
+
+/// Guest memory is a whole number of VRMA pages (16 MiB).
+pub const MEMORY_MULTIPLE: u64 = 16 * MIB;
 
 fn valid_vm_name(n: &str) -> bool {
     !n.is_empty()
@@ -599,6 +652,9 @@ pub fn parse_manifest_text<'a>(text: &'a str, archive: &Archive<'a>) -> Manifest
                 image: None,
                 bootargs: None,
                 initrd: None,
+                load_addr: None,
+                entry_little_endian: false,
+                console: false,
             });
             continue;
         }
@@ -655,10 +711,10 @@ pub fn parse_manifest_text<'a>(text: &'a str, archive: &Archive<'a>) -> Manifest
                 ),
             },
             "memory" => match parse_size(value) {
-                Some(m) if m > 0 && m.is_multiple_of(MIB) => d.memory = Some(m),
+                Some(m) if m > 0 && m.is_multiple_of(MEMORY_MULTIPLE) => d.memory = Some(m),
                 Some(_) => fail(
                     d,
-                    format!("memory '{value}' is not a non-zero multiple of 1M"),
+                    format!("memory '{value}' is not a non-zero multiple of 16M"),
                 ),
                 None => fail(
                     d,
@@ -689,6 +745,32 @@ pub fn parse_manifest_text<'a>(text: &'a str, archive: &Archive<'a>) -> Manifest
                 ),
             },
             "bootargs" => d.bootargs = Some(value),
+            "load_addr" => match value
+                .strip_prefix("0x")
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+            {
+                Some(a) if a.is_multiple_of(0x1000) => d.load_addr = Some(a),
+                _ => fail(
+                    d,
+                    format!(
+                        "invalid load_addr '{value}' (expected a 4K-aligned hex address like 0x400000){}",
+                        comment_hint(value)
+                    ),
+                ),
+            },
+            "entry_endian" => match value {
+                "big" => d.entry_little_endian = false,
+                "little" => d.entry_little_endian = true,
+                _ => fail(
+                    d,
+                    format!("invalid entry_endian '{value}' (expected big or little)"),
+                ),
+            },
+            "console" => match value {
+                "yes" => d.console = true,
+                "no" => d.console = false,
+                _ => fail(d, format!("invalid console '{value}' (expected yes or no)")),
+            },
             _ => unreachable!("key list and match disagree"),
         }
     }
@@ -728,6 +810,9 @@ pub fn parse_manifest_text<'a>(text: &'a str, archive: &Archive<'a>) -> Manifest
             image,
             bootargs: d.bootargs.unwrap_or(""),
             initrd: d.initrd,
+            load_addr: d.load_addr,
+            entry_little_endian: d.entry_little_endian,
+            console: d.console,
         });
     }
     out.errors.sort_by_key(|e| e.line);
@@ -1048,6 +1133,9 @@ image = vmlinux
                 image: b"\x7fELF kernel",
                 bootargs: "console=hvc0 root=/dev/ram0 rdinit=/init # not a comment",
                 initrd: Some(("./rootfs.cpio", b"rootfs")),
+                load_addr: None,
+                entry_little_endian: false,
+                console: false,
             }
         );
         let db = &m.vms[1];
@@ -1161,7 +1249,7 @@ image = vmlinux
             "manifest:10: missing required key 'memory' (vm 'nomem' skipped)",
             "manifest:12: missing required key 'image' (vm 'noimage' skipped)",
             "manifest:15: invalid memory size '1.5G' (expected e.g. 256M or 1G) (vm 'sizes' skipped)",
-            "manifest:18: memory '1000K' is not a non-zero multiple of 1M (vm 'odd' skipped)",
+            "manifest:18: memory '1000K' is not a non-zero multiple of 16M (vm 'odd' skipped)",
             "manifest:22: invalid hpt_order '17' (expected 18..=46) (vm 'hpt' skipped)",
             "manifest:26: invalid hpt_order '47' (expected 18..=46) (vm 'hpt2' skipped)",
             "manifest:30: image 'bzImage' is not a file in the boot archive (vm 'missing' skipped)",
@@ -1182,6 +1270,31 @@ image = vmlinux
     }
 
     #[test]
+    fn placement_endianness_and_console_keys() {
+        let text = "[vm a]\nmemory = 32M\nimage = vmlinux\nload_addr = 0x10000\nentry_endian = little\nconsole = yes\n\
+                    [vm b]\nmemory = 24M\nimage = vmlinux\n\
+                    [vm c]\nmemory = 16M\nimage = vmlinux\nload_addr = 4096\nentry_endian = middle\nconsole = maybe\nload_addr = 0x1001\n";
+        let bytes = archive_with(text, FILES);
+        let m = manifest_of(&bytes);
+        assert_eq!(m.vms.len(), 1);
+        let a = &m.vms[0];
+        assert_eq!(
+            (a.load_addr, a.entry_little_endian, a.console),
+            (Some(0x10000), true, true)
+        );
+        assert_eq!(
+            messages(&m),
+            [
+                "manifest:8: memory '24M' is not a non-zero multiple of 16M (vm 'b' skipped)",
+                "manifest:13: invalid load_addr '4096' (expected a 4K-aligned hex address like 0x400000) (vm 'c' skipped)",
+                "manifest:14: invalid entry_endian 'middle' (expected big or little) (vm 'c' skipped)",
+                "manifest:15: invalid console 'maybe' (expected yes or no) (vm 'c' skipped)",
+                "manifest:16: duplicate key 'load_addr' (first at line 13) (vm 'c' skipped)",
+            ]
+        );
+    }
+
+    #[test]
     fn a_key_with_a_bad_value_is_not_also_reported_missing() {
         let text = "[vm a]\nmemory = lots\nimage = gone\n";
         let bytes = archive_with(text, FILES);
@@ -1194,7 +1307,7 @@ image = vmlinux
     fn image_must_be_a_regular_file() {
         // A directory entry named like the image does not count.
         // Build with a file "dir", then patch its mode to S_IFDIR 0755.
-        let text = b"[vm a]\nmemory=1M\nimage=dir\n";
+        let text = b"[vm a]\nmemory=16M\nimage=dir\n";
         let mut b = build_newc(&[("manifest", text), ("dir", b"")]);
         let a = Archive::parse(&b).unwrap();
         let dir = a.entries().nth(1).unwrap().offset;

@@ -138,6 +138,9 @@ pub struct Console {
     hooks: spin::Once<Hooks>,
     tb_hz: AtomicU64,
     owner: AtomicU64,
+    /// Raw output (a guest's console) ended without a newline: the next
+    /// log line starts on a line of its own.
+    mid_line: core::sync::atomic::AtomicBool,
 }
 
 impl Default for Console {
@@ -152,6 +155,7 @@ impl Console {
             hooks: spin::Once::new(),
             tb_hz: AtomicU64::new(0),
             owner: AtomicU64::new(NO_OWNER),
+            mid_line: core::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -171,6 +175,20 @@ impl Console {
     pub fn write_line(&self, line: &[u8]) {
         let Some(h) = self.hooks.get() else { return };
         self.locked(h, |h| (h.write)(line));
+    }
+
+    /// Writes bytes as they are (the console-owning guest's output, so a
+    /// shell prompt shows before the user types), holding the lock.
+    pub fn write_raw(&self, bytes: &[u8]) {
+        let Some(h) = self.hooks.get() else { return };
+        if bytes.is_empty() {
+            return;
+        }
+        self.locked(h, |h| {
+            (h.write)(bytes);
+            self.mid_line
+                .store(bytes.last() != Some(&b'\n'), Ordering::Relaxed);
+        });
     }
 
     fn locked(&self, h: &Hooks, f: impl FnOnce(&Hooks)) {
@@ -196,6 +214,9 @@ impl Console {
     pub fn line(&self, level: log::Level, target: &str, args: fmt::Arguments<'_>) {
         let Some(h) = self.hooks.get() else { return };
         self.locked(h, |h| {
+            if self.mid_line.swap(false, Ordering::Relaxed) {
+                (h.write)(b"\r\n");
+            }
             let mut buf = LineBuf::new();
             format_line(
                 &mut buf,

@@ -1,9 +1,14 @@
 //! Loading a little-endian ELF64 guest image into guest memory.
 //!
-//! Segments load at their physical address: `p_paddr`, or `p_vaddr` with
-//! the top 4 bits cleared when `p_paddr` is 0 (what QEMU does for a Linux
-//! `vmlinux` linked at 0xc000...); the entry point likewise. Every segment
-//! must fit in guest memory.
+//! A segment's link address is its `p_paddr`, or `p_vaddr` with the top 4
+//! bits cleared when `p_paddr` is 0 (a Linux `vmlinux` linked at
+//! 0xc000...); the entry point likewise. Placement follows QEMU's pseries
+//! machine (`translate_kernel_address`: `kernel-addr` 0x400000 plus the
+//! link address) for images linked below [`KERNEL_ADDR`] (a `vmlinux`, a
+//! relocatable kernel linked at 0), so they run as they do there and never
+//! over their own vector area; images linked at or above it load where
+//! they are linked; a manifest `load_addr` moves the lowest segment to a
+//! chosen address. Every segment must fit in guest memory.
 
 use core::fmt;
 
@@ -72,10 +77,14 @@ pub struct Loaded {
     pub end: u64,
 }
 
+/// QEMU pseries' default `kernel-addr`.
+pub const KERNEL_ADDR: u64 = 0x40_0000;
+
 /// Copies every PT_LOAD segment of `image` into `mem` (guest memory,
-/// guest-physical 0 at `mem[0]`), zeroing the part beyond the file size.
-/// Nothing is written unless every segment fits.
-pub fn load(image: &[u8], mem: &mut [u8]) -> Result<Loaded, ElfError> {
+/// guest-physical 0 at `mem[0]`), zeroing the part beyond the file size,
+/// placed as the module documentation says (`load_addr`: where the lowest
+/// segment goes). Nothing is written unless every segment fits.
+pub fn load(image: &[u8], mem: &mut [u8], load_addr: Option<u64>) -> Result<Loaded, ElfError> {
     if image.get(0..4) != Some(b"\x7fELF") {
         return Err(ElfError::NotElf);
     }
@@ -107,20 +116,6 @@ pub fn load(image: &[u8], mem: &mut [u8]) -> Result<Loaded, ElfError> {
         let filesz = u64_at(image, o + 32).ok_or(th)?;
         let memsz = u64_at(image, o + 40).ok_or(th)?;
         let dst = phys(paddr, vaddr);
-        let end = dst
-            .checked_add(memsz.max(filesz))
-            .ok_or(ElfError::OutOfMemory {
-                start: dst,
-                end: u64::MAX,
-                mem: memsz_total,
-            })?;
-        if end > memsz_total {
-            return Err(ElfError::OutOfMemory {
-                start: dst,
-                end,
-                mem: memsz_total,
-            });
-        }
         if off
             .checked_add(filesz)
             .is_none_or(|e| e > image.len() as u64)
@@ -136,7 +131,29 @@ pub fn load(image: &[u8], mem: &mut [u8]) -> Result<Loaded, ElfError> {
     if n == 0 {
         return Err(ElfError::NoLoadableSegment);
     }
-    let entry = phys(0, entry);
+    let link = segs[..n].iter().map(|s| s.0).min().unwrap_or(0);
+    let to = match load_addr {
+        Some(a) => a,
+        None if link < KERNEL_ADDR => link + KERNEL_ADDR,
+        None => link,
+    };
+    for s in &mut segs[..n] {
+        let too_far = ElfError::OutOfMemory {
+            start: s.0,
+            end: u64::MAX,
+            mem: memsz_total,
+        };
+        s.0 = (s.0 - link).checked_add(to).ok_or(too_far)?;
+        let end = s.0.checked_add(s.3).ok_or(too_far)?;
+        if end > memsz_total {
+            return Err(ElfError::OutOfMemory {
+                start: s.0,
+                end,
+                mem: memsz_total,
+            });
+        }
+    }
+    let entry = phys(0, entry).wrapping_sub(link).wrapping_add(to);
     let start = segs[..n].iter().map(|s| s.0).min().unwrap_or(0);
     let end = segs[..n].iter().map(|s| s.0 + s.3).max().unwrap_or(0);
     if !segs[..n].iter().any(|s| (s.0..s.0 + s.3).contains(&entry)) {
@@ -183,41 +200,77 @@ mod tests {
 
     #[test]
     fn loads_at_paddr_and_zeroes_bss() {
-        let img = elf(0x10000, &[(0x10000, 0x10000, b"code", 16)]);
-        let mut mem = vec![0xffu8; 0x20000];
-        let l = load(&img, &mut mem).unwrap();
+        let img = elf(0x40_0000, &[(0x40_0000, 0x40_0000, b"code", 16)]);
+        let mut mem = vec![0xffu8; 0x50_0000];
+        let l = load(&img, &mut mem, None).unwrap();
         assert_eq!(
             l,
             Loaded {
-                entry: 0x10000,
-                start: 0x10000,
-                end: 0x10010
+                entry: 0x40_0000,
+                start: 0x40_0000,
+                end: 0x40_0010
             }
         );
-        assert_eq!(&mem[0x10000..0x10004], b"code");
-        assert!(mem[0x10004..0x10010].iter().all(|b| *b == 0));
-        assert_eq!(mem[0x10010], 0xff);
+        assert_eq!(&mem[0x40_0000..0x40_0004], b"code");
+        assert!(mem[0x40_0004..0x40_0010].iter().all(|b| *b == 0));
+        assert_eq!(mem[0x40_0010], 0xff);
     }
 
     #[test]
-    fn vmlinux_style_vaddr_with_zero_paddr_drops_top_bits() {
+    fn images_linked_low_go_to_kernel_addr_as_on_qemu_pseries() {
+        // A vmlinux: vaddr 0xc000..., paddr 0.
         let img = elf(
             0xc000_0000_0000_0100,
             &[(0xc000_0000_0000_0000, 0, b"linux", 0x200)],
         );
-        let mut mem = vec![0u8; 0x1000];
-        let l = load(&img, &mut mem).unwrap();
-        assert_eq!(l.entry, 0x100);
-        assert_eq!(&mem[0..5], b"linux");
+        let mut mem = vec![0u8; 0x50_0000];
+        let l = load(&img, &mut mem, None).unwrap();
+        assert_eq!((l.entry, l.start), (0x40_0100, 0x40_0000));
+        assert_eq!(&mem[0x40_0000..0x40_0005], b"linux");
+        assert!(
+            mem[..0x40_0000].iter().all(|b| *b == 0),
+            "vectors untouched"
+        );
+        // A relocatable test kernel linked at 0x10000.
+        let img = elf(0x10040, &[(0x10000, 0x10000, b"tk", 0x100)]);
+        let l = load(&img, &mut mem, None).unwrap();
+        assert_eq!((l.entry, l.start), (0x41_0040, 0x41_0000));
+    }
+
+    #[test]
+    fn load_addr_moves_the_lowest_segment() {
+        let img = elf(
+            0x10040,
+            &[
+                (0x10000, 0x10000, b"a", 0x100),
+                (0x20000, 0x20000, b"b", 0x10),
+            ],
+        );
+        let mut mem = vec![0u8; 0x40000];
+        let l = load(&img, &mut mem, Some(0x1000)).unwrap();
+        assert_eq!((l.entry, l.start, l.end), (0x1040, 0x1000, 0x11010));
+        assert_eq!((mem[0x1000], mem[0x11000]), (b'a', b'b'));
+        assert_eq!(
+            load(&img, &mut mem, Some(0x3_0000)),
+            Err(ElfError::OutOfMemory {
+                start: 0x4_0000,
+                end: 0x4_0010,
+                mem: 0x4_0000
+            })
+        );
+        assert!(matches!(
+            load(&img, &mut mem, Some(u64::MAX - 0xfff)),
+            Err(ElfError::OutOfMemory { .. })
+        ));
     }
 
     #[test]
     fn bad_images_are_refused_without_writing() {
         let mut mem = vec![7u8; 0x1000];
-        assert_eq!(load(b"nope", &mut mem), Err(ElfError::NotElf));
+        assert_eq!(load(b"nope", &mut mem, None), Err(ElfError::NotElf));
         let big = elf(0x800, &[(0x800, 0x800, b"x", 0x1000)]);
         assert_eq!(
-            load(&big, &mut mem),
+            load(&big, &mut mem, Some(0x800)),
             Err(ElfError::OutOfMemory {
                 start: 0x800,
                 end: 0x1800,
@@ -226,16 +279,16 @@ mod tests {
         );
         let badentry = elf(0x900, &[(0x0, 0x0, b"x", 0x10)]);
         assert_eq!(
-            load(&badentry, &mut mem),
+            load(&badentry, &mut mem, Some(0)),
             Err(ElfError::EntryOutside(0x900))
         );
         let mut be = elf(0, &[(0, 0, b"x", 1)]);
         be[5] = 2;
-        assert_eq!(load(&be, &mut mem), Err(ElfError::NotLittleEndian64));
+        assert_eq!(load(&be, &mut mem, None), Err(ElfError::NotLittleEndian64));
         let mut trunc = elf(0, &[(0, 0, b"xyz", 3)]);
         trunc.truncate(trunc.len() - 2);
         assert_eq!(
-            load(&trunc, &mut mem),
+            load(&trunc, &mut mem, None),
             Err(ElfError::Truncated("a segment's data"))
         );
         assert!(mem.iter().all(|b| *b == 7), "nothing written on failure");

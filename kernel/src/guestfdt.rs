@@ -5,11 +5,15 @@
 //! ```text
 //! / (device_type "chrp", compatible "qemu,pseries", #address-cells 2, #size-cells 2)
 //!   cpus (#address-cells 1, #size-cells 0)
-//!     PowerPC,POWER8@0 ... @N-1   one node per vcpu (one thread per core)
+//!     PowerPC,POWER8@0 ... @N-1   one node per vcpu (one thread per core); interrupt
+//!                                 server = vcpu id; ibm,pa-features without TM
 //!   memory@0                      reg <0 0 size_hi size_lo>
 //!   chosen                        bootargs, stdout-path, linux,initrd-start/end
-//!   vdevice (IBM,vdevice)
-//!     vty@30000000                hvterm1: H_PUT_TERM_CHAR / H_GET_TERM_CHAR, vtermno 0x30000000
+//!   interrupt-controller          the virtual XICS presentation layer (IBM,ppc-xicp,
+//!                                 hypercalls), ibm,interrupt-server-ranges <0 N>
+//!   vdevice (IBM,vdevice)         also the interrupt parent of its children (XICS sources)
+//!     vty@30000000                hvterm1: H_PUT_TERM_CHAR / H_GET_TERM_CHAR, vtermno 0x30000000,
+//!                                 interrupts <VTY_IRQ 0>
 //!   rtas                          ibm,hypertas-functions, one property per RTAS token,
 //!                                 rtas-size, linux,rtas-base, linux,rtas-entry
 //! memory reservation: the RTAS blob
@@ -28,6 +32,24 @@ use crate::fdtw::FdtWriter;
 pub const VTY_REG: u32 = 0x3000_0000;
 /// `/chosen` `stdout-path`.
 pub const STDOUT_PATH: &str = "/vdevice/vty@30000000";
+/// The vty's XICS source (input available).
+pub const VTY_IRQ: u32 = crate::xics::IRQ_BASE;
+/// `ibm,pa-features` of QEMU's POWER8 pseries CPU (ISA 2.07): byte 22 bit 0
+/// (transactional memory) clear, so Linux leaves TM alone: guests do not
+/// get TM (HFSCR[TM] is clear; a TM instruction is a program interrupt).
+pub const PA_FEATURES: [u8; 26] = [
+    24, 0, //
+    0xf6, 0x1f, 0xc7, 0xc0, 0x80, 0xf0, //
+    0x80, 0x00, 0x00, 0x00, 0x00, 0x00, //
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, //
+    0x80, 0x00, 0x80, 0x00, 0x00, 0x00,
+];
+/// `/rtas` `rtas-error-log-max` (bytes) and `rtas-event-scan-rate` (calls
+/// per minute), QEMU's values.
+pub const RTAS_ERROR_LOG_MAX: u32 = 2048;
+pub const RTAS_EVENT_SCAN_RATE: u32 = 1;
+const PHANDLE_XICP: u32 = 0x1111;
+
 /// Root `model`.
 pub const MODEL: &str = "IBM pSeries (power8-hv)";
 /// Root `compatible`.
@@ -91,12 +113,15 @@ pub struct GuestFdtConfig<'a> {
 }
 
 /// Property names of `/rtas` that are not tokens.
-const RTAS_RESERVED: [&str; 5] = [
+const RTAS_RESERVED: [&str; 8] = [
     "name",
     "ibm,hypertas-functions",
     "rtas-size",
     "linux,rtas-base",
     "linux,rtas-entry",
+    "ibm,extended-os-term",
+    "rtas-error-log-max",
+    "rtas-event-scan-rate",
 ];
 
 /// Builds the guest's flattened device tree.
@@ -127,6 +152,14 @@ pub fn build(cfg: &GuestFdtConfig<'_>) -> Vec<u8> {
         w.prop_str("device_type", "cpu");
         w.prop_u32("reg", i);
         w.prop_cells("ibm,ppc-interrupt-server#s", &[i]);
+        w.prop_cells("ibm,ppc-interrupt-gserver#s", &[i, 0]);
+        w.prop("ibm,pa-features", &PA_FEATURES);
+        // Facilities Linux learns from the tree in the FDT boot path:
+        // VMX and VSX (2), decimal floating point, PURR and SPURR.
+        w.prop_u32("ibm,vmx", 2);
+        w.prop_u32("ibm,dfp", 1);
+        w.prop_u32("ibm,purr", 1);
+        w.prop_u32("ibm,spurr", 1);
         w.prop_cells("ibm,pft-size", &[0, cfg.hpt_order]);
         w.prop_u32("timebase-frequency", cfg.timebase_frequency);
         w.prop_u32("clock-frequency", cfg.clock_frequency);
@@ -158,15 +191,28 @@ pub fn build(cfg: &GuestFdtConfig<'_>) -> Vec<u8> {
     }
     w.end_node();
 
+    w.begin_node("interrupt-controller");
+    w.prop_str("device_type", "PowerPC-External-Interrupt-Presentation");
+    w.prop_str("compatible", "IBM,ppc-xicp");
+    w.prop_empty("interrupt-controller");
+    w.prop_cells("ibm,interrupt-server-ranges", &[0, cfg.vcpus]);
+    w.prop_u32("#interrupt-cells", 2);
+    w.prop_u32("linux,phandle", PHANDLE_XICP);
+    w.prop_u32("phandle", PHANDLE_XICP);
+    w.end_node();
+
     w.begin_node("vdevice");
     w.prop_str("device_type", "vdevice");
     w.prop_str("compatible", "IBM,vdevice");
     w.prop_u32("#address-cells", 1);
     w.prop_u32("#size-cells", 0);
+    w.prop_u32("#interrupt-cells", 2);
+    w.prop_empty("interrupt-controller");
     w.begin_node(&format!("vty@{VTY_REG:x}"));
     w.prop_str("device_type", "serial");
     w.prop_str("compatible", "hvterm1");
     w.prop_u32("reg", VTY_REG);
+    w.prop_cells("interrupts", &[VTY_IRQ, 0]);
     w.end_node();
     w.end_node();
 
@@ -180,6 +226,10 @@ pub fn build(cfg: &GuestFdtConfig<'_>) -> Vec<u8> {
         w.prop_u32(name, token);
     }
     w.prop_u32("rtas-size", cfg.rtas_size);
+    // ibm,os-term returns (Linux calls it only if this is present).
+    w.prop_u32("ibm,extended-os-term", 1);
+    w.prop_u32("rtas-error-log-max", RTAS_ERROR_LOG_MAX);
+    w.prop_u32("rtas-event-scan-rate", RTAS_EVENT_SCAN_RATE);
     w.prop_u32("linux,rtas-base", cfg.rtas_base);
     w.prop_u32("linux,rtas-entry", cfg.rtas_base);
     w.end_node();
@@ -282,7 +332,17 @@ mod tests {
         assert_eq!(cells(root, "#address-cells"), [2]);
         assert_eq!(cells(root, "#size-cells"), [2]);
         let top: Vec<_> = root.children().map(|n| n.name).collect();
-        assert_eq!(top, ["cpus", "memory@0", "chosen", "vdevice", "rtas"]);
+        assert_eq!(
+            top,
+            [
+                "cpus",
+                "memory@0",
+                "chosen",
+                "interrupt-controller",
+                "vdevice",
+                "rtas"
+            ]
+        );
 
         // CPUs.
         let cpus = node(&fdt, "/cpus");
@@ -298,6 +358,12 @@ mod tests {
             assert_eq!(string(cpu, "device_type"), "cpu");
             assert_eq!(cells(cpu, "reg"), [i]);
             assert_eq!(cells(cpu, "ibm,ppc-interrupt-server#s"), [i]);
+            assert_eq!(cells(cpu, "ibm,ppc-interrupt-gserver#s"), [i, 0]);
+            let pa = raw(cpu, "ibm,pa-features");
+            assert_eq!(pa[0] as usize + 2, pa.len());
+            assert_eq!(pa[2 + 22] & 0x80, 0, "no TM");
+            assert_eq!(cells(cpu, "ibm,vmx"), [2]);
+            assert_eq!(cells(cpu, "ibm,dfp"), [1]);
             assert_eq!(cells(cpu, "ibm,pft-size"), [0, 24]);
             assert_eq!(cells(cpu, "timebase-frequency"), [512_000_000]);
             assert_eq!(cells(cpu, "clock-frequency"), [3_690_000_000]);
@@ -360,6 +426,16 @@ mod tests {
         assert_eq!(string(vty, "compatible"), "hvterm1");
         assert_eq!(string(vty, "device_type"), "serial");
         assert_eq!(cells(vty, "reg"), [0x3000_0000]);
+        assert_eq!(cells(vty, "interrupts"), [0x1000, 0]);
+        assert_eq!(cells(vdev, "#interrupt-cells"), [2]);
+        assert!(vdev.property("interrupt-controller").is_some());
+        let icp = node(&fdt, "/interrupt-controller");
+        assert_eq!(string(icp, "compatible"), "IBM,ppc-xicp");
+        assert_eq!(
+            string(icp, "device_type"),
+            "PowerPC-External-Interrupt-Presentation"
+        );
+        assert_eq!(cells(icp, "ibm,interrupt-server-ranges"), [0, cfg.vcpus]);
 
         // RTAS.
         let rtas = node(&fdt, "/rtas");
@@ -370,7 +446,9 @@ mod tests {
         assert_eq!(cells(rtas, "rtas-size"), [0x2000]);
         assert_eq!(cells(rtas, "linux,rtas-base"), [0x0ff0_0000]);
         assert_eq!(cells(rtas, "linux,rtas-entry"), [0x0ff0_0000]);
-        assert_eq!(rtas.properties().count(), 4 + TOKENS.len());
+        assert_eq!(cells(rtas, "ibm,extended-os-term"), [1]);
+        assert_eq!(cells(rtas, "rtas-error-log-max"), [2048]);
+        assert_eq!(rtas.properties().count(), 7 + TOKENS.len());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 mod archives;
 mod bench;
 mod build;
+mod linux;
 mod qemu;
 mod smoke;
 
@@ -30,6 +31,7 @@ fn usage() -> ExitCode {
          \n  test [--no-lint] [--only NAME]\
          \n                           host tests, lint, image build, QEMU smoke tests\
          \n  archive DIR OUT.cpio     pack DIR (manifest + images) as a boot archive\
+         \n  linux                    fetch Debian's kernel + busybox, build build/archives/linux.cpio\
          \n  bench [NAME]             deterministic benchmarks (-icount), Markdown table\
          \n  dtb --cores N --threads N --memory SIZE OUT.dtb\
          \n                           save the device tree skiboot passes to the payload"
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         "dtb" => qemu::dump_dtb(rest),
         "bench" => bench::bench(rest),
         "archive" => archives::pack(rest),
+        "linux" => linux::command(rest),
         _ => return usage(),
     };
     match r {

@@ -73,6 +73,77 @@ pub fn boot(args: &[&str]) -> Result<Boot, String> {
     })
 }
 
+/// Boots like [`boot`], typing on the serial console: for each
+/// `(marker, input)` in order, waits until the console output so far
+/// contains `marker` (after the previous one), then writes `input`. The
+/// run stays bounded by qemu-run.sh's `--timeout`; a marker that never
+/// comes leaves the rest untyped and the check that follows fails.
+pub fn boot_typing(args: &[&str], script: &[(&str, &str)]) -> Result<Boot, String> {
+    use std::io::{Read, Write};
+    use std::sync::mpsc;
+    let t = Instant::now();
+    let mut child = Command::new(root().join("qemu-run.sh"))
+        .current_dir(root())
+        .arg("--no-build")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("qemu-run.sh: {e}"))?;
+    let err = child.stderr.take().unwrap();
+    let errt = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = BufReader::new(err).read_to_string(&mut s);
+        s
+    });
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let mut out = child.stdout.take().unwrap();
+    let outt = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdin = child.stdin.take();
+    let mut seen: Vec<u8> = Vec::new();
+    let mut from = 0;
+    let mut step = 0;
+    while let Ok(chunk) = rx.recv() {
+        seen.extend_from_slice(&chunk);
+        while let Some(&(marker, input)) = script.get(step) {
+            let text = String::from_utf8_lossy(&seen[from..]);
+            let Some(at) = text.find(marker) else { break };
+            from += text[..at + marker.len()].len();
+            if let Some(w) = stdin.as_mut() {
+                let _ = w.write_all(input.as_bytes());
+                let _ = w.flush();
+            }
+            step += 1;
+        }
+        if step == script.len() {
+            // Everything typed: close stdin as `boot` does.
+            stdin = None;
+        }
+    }
+    drop(stdin);
+    let _ = outt.join();
+    let st = child.wait().map_err(|e| e.to_string())?;
+    let mut console = String::new();
+    for l in String::from_utf8_lossy(&seen).split('\n') {
+        console.push_str(l.trim_end_matches('\r'));
+        console.push('\n');
+    }
+    console.push_str(&errt.join().unwrap_or_default());
+    Ok(Boot {
+        status: st.code().unwrap_or(-1),
+        console,
+        seconds: t.elapsed().as_secs_f64(),
+    })
+}
+
 /// `cargo xtask dtb --cores N --threads N --memory SIZE OUT`: boots with
 /// `hv.dumpfdt` and writes the device tree the payload received.
 pub fn dump_dtb(args: &[String]) -> Result<(), String> {

@@ -9,6 +9,17 @@ pub const SPR_PIR: u16 = 1023;
 
 pub const MSR_SF: u64 = 1 << 63;
 pub const MSR_HV: u64 = 1 << 60;
+/// Transactional memory available (31) and transaction state (29:30).
+pub const MSR_TM: u64 = 1 << 32;
+pub const MSR_TS: u64 = 3 << 33;
+/// Problem state (49), instruction and data relocation (58, 59).
+pub const MSR_PR: u64 = 1 << 14;
+pub const MSR_IR: u64 = 1 << 5;
+pub const MSR_DR: u64 = 1 << 4;
+/// MSR bits a guest may never run with (it has no TM, and HV is the
+/// hypervisor's), and bits it always runs with (machine checks enabled).
+pub const MSR_GUEST_CLEAR: u64 = MSR_HV | MSR_TM | MSR_TS;
+pub const MSR_GUEST_SET: u64 = MSR_ME;
 pub const MSR_EE: u64 = 1 << 15;
 pub const MSR_ME: u64 = 1 << 12;
 pub const MSR_RI: u64 = 1 << 1;
@@ -108,6 +119,31 @@ pub fn halt() -> ! {
 
 pub const SPR_DEC: u16 = 22;
 
+// Guest state SPRs switched on guest entry and exit (Linux reg.h names).
+pub const SPR_MMCR0: u16 = 795;
+pub const SPR_MMCR1: u16 = 798;
+pub const SPR_MMCR2: u16 = 785;
+pub const SPR_MMCRA: u16 = 786;
+pub const SPR_PMC1: u16 = 787;
+pub const SPR_PMC2: u16 = 788;
+pub const SPR_PMC3: u16 = 789;
+pub const SPR_PMC4: u16 = 790;
+pub const SPR_PMC5: u16 = 791;
+pub const SPR_PMC6: u16 = 792;
+pub const SPR_SIAR: u16 = 780;
+pub const SPR_SDAR: u16 = 781;
+pub const SPR_SIER: u16 = 784;
+pub const SPR_EBBHR: u16 = 804;
+pub const SPR_EBBRR: u16 = 805;
+pub const SPR_BESCR: u16 = 806;
+pub const SPR_IC: u16 = 0x350;
+pub const SPR_VTB: u16 = 0x351;
+pub const SPR_DAWR: u16 = 180;
+pub const SPR_DAWRX: u16 = 188;
+pub const SPR_CIABR: u16 = 187;
+/// MMCR0[FC]: freeze all counters (set while the hypervisor runs).
+pub const MMCR0_FC: u64 = 1 << 31;
+
 /// LPCR fields (ISA 2.07 bit numbers in comments).
 pub const LPCR_VPM0: u64 = 1 << 63; // 0: VRMA for guest real mode
 pub const LPCR_VPM1: u64 = 1 << 62; // 1: guest translation faults to the hypervisor
@@ -117,6 +153,12 @@ pub const LPCR_ILE: u64 = 1 << 25; // 38: guest interrupts little-endian
 pub const LPCR_PECE: u64 = 0x1f << 12;
 pub const LPCR_PECE_EXTERNAL: u64 = 1 << 14; // 49
 pub const LPCR_PECE_DEC: u64 = 1 << 13; // 50
+/// Mediated external request (52): the guest takes an external interrupt
+/// as soon as its MSR[EE] is set.
+pub const LPCR_MER: u64 = 1 << 11;
+/// Alternate interrupt location (39:40); 3 = 0xc000_0000_0000_4000.
+pub const LPCR_AIL_SHIFT: u32 = 23;
+pub const LPCR_AIL: u64 = 3 << LPCR_AIL_SHIFT;
 /// External interrupts go to the guest OS (1) or the hypervisor (0).
 pub const LPCR_LPES0: u64 = 1 << 3; // 60
 pub const LPCR_LPES1: u64 = 1 << 2; // 61

@@ -56,6 +56,19 @@ pub struct GuestRegs {
     pub pspb: u64,
     pub iamr: u64,
     pub uamor: u64,
+    /// Performance monitor: MMCR0, MMCR1, MMCR2, MMCRA, PMC1-6, SIAR,
+    /// SDAR, SIER (HFSCR[PM] is given to guests).
+    pub pmu: [u64; 13],
+    /// Event-based branches: EBBHR, EBBRR, BESCR (HFSCR[EBB]).
+    pub ebb: [u64; 3],
+    /// Instruction counter and virtual timebase.
+    pub ic: u64,
+    pub vtb: u64,
+    /// Breakpoints, set through H_SET_MODE (hypervisor-privileged SPRs:
+    /// the guest cannot write them itself, so they are only loaded).
+    pub dawr: u64,
+    pub dawrx: u64,
+    pub ciabr: u64,
     /// Saved at exit for the handlers.
     pub hdar: u64,
     pub hdsisr: u64,
@@ -88,6 +101,14 @@ impl Default for GuestRegs {
             pspb: 0,
             iamr: 0,
             uamor: 0,
+            // Counters frozen until the guest starts them.
+            pmu: [crate::cpu::MMCR0_FC, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            ebb: [0; 3],
+            ic: 0,
+            vtb: 0,
+            dawr: 0,
+            dawrx: 0,
+            ciabr: 0,
             hdar: 0,
             hdsisr: 0,
             heir: 0,
@@ -117,11 +138,12 @@ pub struct PartitionRegs {
 /// PPR at guest start: medium thread priority (0b011 in bits 11:13).
 pub const PPR_DEFAULT: u64 = 0b011 << 50;
 
-/// HFSCR facilities given to guests: FP, VMX/VSX, DSCR, TAR (the state
-/// this hypervisor switches). PMU, EBB, BHRB and TM stay with the
-/// hypervisor until their state is switched too; MSGP comes with SMT
+/// HFSCR facilities given to guests: FP, VMX/VSX, DSCR, PM, EBB, TAR (the
+/// state this hypervisor switches). BHRB and TM are withheld (a guest use
+/// traps to the hypervisor, which answers with a program interrupt; the
+/// device tree's ibm,pa-features says there is no TM); MSGP comes with SMT
 /// guests.
-pub const HFSCR_GUEST: u64 = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 8);
+pub const HFSCR_GUEST: u64 = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 7) | (1 << 8);
 
 /// LPID used between the hypervisor's and a guest's partition (KVM's
 /// LPID_RSVD): the highest 12-bit LPID, never given to a guest.
@@ -148,6 +170,13 @@ const G_FSCR: usize = offset_of!(GuestRegs, fscr);
 const G_PSPB: usize = offset_of!(GuestRegs, pspb);
 const G_IAMR: usize = offset_of!(GuestRegs, iamr);
 const G_UAMOR: usize = offset_of!(GuestRegs, uamor);
+const G_PMU: usize = offset_of!(GuestRegs, pmu);
+const G_EBB: usize = offset_of!(GuestRegs, ebb);
+const G_IC: usize = offset_of!(GuestRegs, ic);
+const G_VTB: usize = offset_of!(GuestRegs, vtb);
+const G_DAWR: usize = offset_of!(GuestRegs, dawr);
+const G_DAWRX: usize = offset_of!(GuestRegs, dawrx);
+const G_CIABR: usize = offset_of!(GuestRegs, ciabr);
 const G_HDAR: usize = offset_of!(GuestRegs, hdar);
 const G_HDSISR: usize = offset_of!(GuestRegs, hdsisr);
 const G_HEIR: usize = offset_of!(GuestRegs, heir);
@@ -266,6 +295,50 @@ global_asm!(
         mtspr 61, 0
         ld 0, {g_uamor}(3)
         mtspr 157, 0
+        ld 0, {g_ebb}+0(3)
+        mtspr {ebbhr}, 0
+        ld 0, {g_ebb}+8(3)
+        mtspr {ebbrr}, 0
+        ld 0, {g_ebb}+16(3)
+        mtspr {bescr}, 0
+        ld 0, {g_ic}(3)
+        mtspr {ic}, 0
+        ld 0, {g_vtb}(3)
+        mtspr {vtb}, 0
+        ld 0, {g_dawr}(3)
+        mtspr {dawr}, 0
+        ld 0, {g_dawrx}(3)
+        mtspr {dawrx}, 0
+        ld 0, {g_ciabr}(3)
+        mtspr {ciabr}, 0
+        # Performance monitor: counters and controls, MMCR0 (which may
+        # unfreeze them) last.
+        ld 0, {g_pmu}+4*8(3)
+        mtspr {pmc1}, 0
+        ld 0, {g_pmu}+5*8(3)
+        mtspr {pmc2}, 0
+        ld 0, {g_pmu}+6*8(3)
+        mtspr {pmc3}, 0
+        ld 0, {g_pmu}+7*8(3)
+        mtspr {pmc4}, 0
+        ld 0, {g_pmu}+8*8(3)
+        mtspr {pmc5}, 0
+        ld 0, {g_pmu}+9*8(3)
+        mtspr {pmc6}, 0
+        ld 0, {g_pmu}+10*8(3)
+        mtspr {siar}, 0
+        ld 0, {g_pmu}+11*8(3)
+        mtspr {sdar}, 0
+        ld 0, {g_pmu}+12*8(3)
+        mtspr {sier}, 0
+        ld 0, {g_pmu}+1*8(3)
+        mtspr {mmcr1}, 0
+        ld 0, {g_pmu}+2*8(3)
+        mtspr {mmcr2}, 0
+        ld 0, {g_pmu}+3*8(3)
+        mtspr {mmcra}, 0
+        ld 0, {g_pmu}+0*8(3)
+        mtspr {mmcr0}, 0
         ld 0, {g_srr0}(3)
         mtspr 26, 0
         ld 0, {g_srr1}(3)
@@ -370,6 +443,48 @@ global_asm!(
         std 0, {g_iamr}(11)
         mfspr 0, 157
         std 0, {g_uamor}(11)
+        # Freeze the guest's counters first so the hypervisor is not
+        # counted, then save the performance monitor.
+        mfspr 0, {mmcr0}
+        std 0, {g_pmu}+0*8(11)
+        li 0, 1
+        sldi 0, 0, 31
+        mtspr {mmcr0}, 0
+        isync
+        mfspr 0, {mmcr1}
+        std 0, {g_pmu}+1*8(11)
+        mfspr 0, {mmcr2}
+        std 0, {g_pmu}+2*8(11)
+        mfspr 0, {mmcra}
+        std 0, {g_pmu}+3*8(11)
+        mfspr 0, {pmc1}
+        std 0, {g_pmu}+4*8(11)
+        mfspr 0, {pmc2}
+        std 0, {g_pmu}+5*8(11)
+        mfspr 0, {pmc3}
+        std 0, {g_pmu}+6*8(11)
+        mfspr 0, {pmc4}
+        std 0, {g_pmu}+7*8(11)
+        mfspr 0, {pmc5}
+        std 0, {g_pmu}+8*8(11)
+        mfspr 0, {pmc6}
+        std 0, {g_pmu}+9*8(11)
+        mfspr 0, {siar}
+        std 0, {g_pmu}+10*8(11)
+        mfspr 0, {sdar}
+        std 0, {g_pmu}+11*8(11)
+        mfspr 0, {sier}
+        std 0, {g_pmu}+12*8(11)
+        mfspr 0, {ebbhr}
+        std 0, {g_ebb}+0(11)
+        mfspr 0, {ebbrr}
+        std 0, {g_ebb}+8(11)
+        mfspr 0, {bescr}
+        std 0, {g_ebb}+16(11)
+        mfspr 0, {ic}
+        std 0, {g_ic}(11)
+        mfspr 0, {vtb}
+        std 0, {g_vtb}(11)
         mfspr 0, 337
         std 0, {g_hdar}(11)
         mfspr 0, 338
@@ -456,6 +571,34 @@ global_asm!(
     g_iamr = const G_IAMR,
     g_uamor = const G_UAMOR,
     p_hfscr = const P_HFSCR,
+    g_pmu = const G_PMU,
+    g_ebb = const G_EBB,
+    g_ic = const G_IC,
+    g_vtb = const G_VTB,
+    g_dawr = const G_DAWR,
+    g_dawrx = const G_DAWRX,
+    g_ciabr = const G_CIABR,
+    mmcr0 = const crate::cpu::SPR_MMCR0,
+    mmcr1 = const crate::cpu::SPR_MMCR1,
+    mmcr2 = const crate::cpu::SPR_MMCR2,
+    mmcra = const crate::cpu::SPR_MMCRA,
+    pmc1 = const crate::cpu::SPR_PMC1,
+    pmc2 = const crate::cpu::SPR_PMC2,
+    pmc3 = const crate::cpu::SPR_PMC3,
+    pmc4 = const crate::cpu::SPR_PMC4,
+    pmc5 = const crate::cpu::SPR_PMC5,
+    pmc6 = const crate::cpu::SPR_PMC6,
+    siar = const crate::cpu::SPR_SIAR,
+    sdar = const crate::cpu::SPR_SDAR,
+    sier = const crate::cpu::SPR_SIER,
+    ebbhr = const crate::cpu::SPR_EBBHR,
+    ebbrr = const crate::cpu::SPR_EBBRR,
+    bescr = const crate::cpu::SPR_BESCR,
+    ic = const crate::cpu::SPR_IC,
+    vtb = const crate::cpu::SPR_VTB,
+    dawr = const crate::cpu::SPR_DAWR,
+    dawrx = const crate::cpu::SPR_DAWRX,
+    ciabr = const crate::cpu::SPR_CIABR,
     g_hdar = const G_HDAR,
     g_hdsisr = const G_HDSISR,
     g_heir = const G_HEIR,
@@ -478,12 +621,58 @@ unsafe extern "C" {
 ///
 /// # Safety
 /// `part` must describe a partition whose HPT (SDR1) maps only memory owned
-/// by that guest, and `regs.msr` must have MSR[HV] clear. The per-thread
+/// by that guest (the MSR bits a guest may not hold are forced here on
+/// every entry). The per-thread
 /// area must be this thread's (HSPRG0/r13).
 pub unsafe fn enter(regs: &mut GuestRegs, part: &PartitionRegs) -> u64 {
-    debug_assert!(regs.msr & crate::cpu::MSR_HV == 0);
+    // A guest never runs with MSR[HV] (or TM state, or machine checks
+    // off), whatever its saved MSR says: the exit path stores the guest's
+    // own SRR1/HSRR1 there.
+    regs.msr = (regs.msr & !crate::cpu::MSR_GUEST_CLEAR) | crate::cpu::MSR_GUEST_SET;
     // SAFETY: `__guest_enter` saves every non-volatile register and LR of
     // the caller and restores them before returning, like a normal call;
     // the caller vouches for the partition.
     unsafe { __guest_enter(regs, part) }
+}
+
+/// Why the guest stopped running: the interrupt that brought the thread
+/// back to the hypervisor, decoded from the vector in one place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// `sc 1` (0xC00): a hypercall, or a user-space `sc 1` to refuse.
+    Hcall,
+    /// Hypervisor decrementer (0x980): the time slice ended.
+    Hdec,
+    /// External interrupt (0x500): an IPI or device interrupt for the
+    /// hypervisor (LPES0 = 0).
+    External,
+    /// Directed hypervisor doorbell (0xE80).
+    HvDoorbell,
+    /// Hypervisor emulation assistance (0xE40): an instruction the guest
+    /// may not execute (HV-privileged or illegal; HEIR has it).
+    HvEmulation,
+    /// Hypervisor facility unavailable (0xF80): a facility HFSCR withholds.
+    HvFacility,
+    /// Hypervisor data / instruction storage interrupt (0xE00 / 0xE20).
+    Hdsi,
+    Hisi,
+    /// Anything else: the vector offset.
+    Other(u64),
+}
+
+impl Exit {
+    /// Decodes `__guest_enter`'s return value (vector | HSRR flag).
+    pub fn decode(vector: u64) -> Exit {
+        match vector & !crate::trap::VEC_HSRR_FLAG {
+            0xc00 => Exit::Hcall,
+            0x980 => Exit::Hdec,
+            0x500 => Exit::External,
+            0xe80 => Exit::HvDoorbell,
+            0xe40 => Exit::HvEmulation,
+            0xf80 => Exit::HvFacility,
+            0xe00 => Exit::Hdsi,
+            0xe20 => Exit::Hisi,
+            v => Exit::Other(v),
+        }
+    }
 }

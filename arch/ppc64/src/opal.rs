@@ -13,6 +13,7 @@ pub const OPAL_BUSY: i64 = -2;
 pub const OPAL_BUSY_EVENT: i64 = -12;
 
 pub const OPAL_CONSOLE_WRITE: u64 = 1;
+pub const OPAL_CONSOLE_READ: u64 = 2;
 pub const OPAL_RTC_READ: u64 = 3;
 pub const OPAL_CEC_POWER_DOWN: u64 = 5;
 pub const OPAL_POLL_EVENTS: u64 = 10;
@@ -176,6 +177,25 @@ pub fn console_write(bytes: &[u8]) {
             }
             _ => return,
         }
+    }
+}
+
+/// Reads what has been typed on OPAL console 0 into `buf`; returns how
+/// many bytes (0 when nothing is waiting or the console is gone).
+pub fn console_read(buf: &mut [u8]) -> usize {
+    let mut len: u64 = (buf.len() as u64).to_be();
+    // SAFETY: `buf` and `len` are valid for the call (real addresses).
+    // Arguments: terminal, pointer to length (in/out, big-endian), buffer.
+    let rc = unsafe {
+        call(
+            OPAL_CONSOLE_READ,
+            &[0, &mut len as *mut u64 as u64, buf.as_mut_ptr() as u64],
+        )
+    };
+    if rc == OPAL_SUCCESS {
+        (u64::from_be(len) as usize).min(buf.len())
+    } else {
+        0
     }
 }
 

@@ -16,14 +16,31 @@ struct Stack([u8; STACK_SIZE]);
 #[unsafe(no_mangle)]
 static mut GUEST_STACK: Stack = Stack([0; STACK_SIZE]);
 
-// Entry (hypervisor's guest boot protocol): real mode, 64-bit,
-// little-endian, r3 = device tree, r4 = image start.
+// Entry (as on QEMU's pseries machine): real mode, 64-bit, big-endian,
+// r3 = device tree, r4 = image start. The first instructions switch to
+// little-endian when entered big-endian, as every pseries image does: in
+// big-endian `tdi 0,0,0x48` reads as `b .+8`, into a trampoline encoded
+// big-endian (mfmsr r11; xori r11,r11,MSR_LE; li r10,0; mtmsrd r10,1;
+// bcl 20,31,$+4; mflr r10; addi r10,r10,20; mtsrr0 r10; mtsrr1 r11; rfid)
+// that returns to the code after it with MSR[LE] flipped.
 global_asm!(
     r#"
     .pushsection .text.entry, "ax", @progbits
     .global _start
     _start:
-        mr 14, 3
+        tdi 0, 0, 0x48
+        b 9f
+        .long 0xa600607d
+        .long 0x01006b69
+        .long 0x00004039
+        .long 0x6401417d
+        .long 0x05009f42
+        .long 0xa602487d
+        .long 0x14004a39
+        .long 0xa6035a7d
+        .long 0xa6037b7d
+        .long 0x2400004c
+    9:  mr 14, 3
         lis 5, __bss_start@ha
         addi 5, 5, __bss_start@l
         lis 6, __bss_end@ha
@@ -39,6 +56,9 @@ global_asm!(
         stdu 0, -112(1)
         lis 2, .TOC.@ha
         addi 2, 2, .TOC.@l
+        mr 3, 14
+        bl guest_runtime_init
+        nop
         mr 3, 14
         bl guest_main
         nop
@@ -73,7 +93,31 @@ pub fn hcall(nr: u64, a: [u64; 6]) -> (i64, [u64; 4]) {
     (r3 as i64, [r4, r5, r6, r7])
 }
 
-/// Writes bytes to the hvterm console (vty 0), 16 at a time.
+/// The console's terminal number: the `reg` of the node `/chosen`
+/// `stdout-path` names, as PAPR guests find it.
+static VTERMNO: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// The console's vtermno (from the device tree).
+pub fn vtermno() -> u64 {
+    VTERMNO.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Runs before `guest_main`: finds the console in the device tree.
+#[unsafe(no_mangle)]
+pub extern "C" fn guest_runtime_init(fdt_addr: u64) {
+    let fdt = device_tree(fdt_addr);
+    let reg = fdt
+        .as_ref()
+        .and_then(|f| f.chosen().stdout())
+        .and_then(|n| n.property("reg"))
+        .and_then(|p| Some(u32::from_be_bytes(p.value.get(0..4)?.try_into().ok()?)));
+    if let Some(r) = reg {
+        VTERMNO.store(u64::from(r), core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Writes bytes to the hvterm console (the vty of `stdout-path`), 16 at
+/// a time.
 pub fn put_bytes(b: &[u8]) {
     for chunk in b.chunks(16) {
         let mut w = [0u64; 2];
@@ -81,7 +125,10 @@ pub fn put_bytes(b: &[u8]) {
             w[i / 8] |= (*c as u64) << (56 - 8 * (i % 8));
         }
         loop {
-            let (rc, _) = hcall(H_PUT_TERM_CHAR, [0, chunk.len() as u64, w[0], w[1], 0, 0]);
+            let (rc, _) = hcall(
+                H_PUT_TERM_CHAR,
+                [vtermno(), chunk.len() as u64, w[0], w[1], 0, 0],
+            );
             if rc != 1 {
                 break; // H_SUCCESS, or an error we cannot do better on
             }

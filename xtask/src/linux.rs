@@ -1,0 +1,213 @@
+//! The unmodified Linux guest: Debian's ppc64el kernel and busybox-static
+//! (fetched by `scripts/linux-guest.sh` into `target/linux`), a busybox
+//! initramfs built deterministically here, and the boot archives that run
+//! it.
+
+use crate::root;
+use kernel::archive::{build_newc_entries, NewcEntry};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// What `/init` prints when the shell is about to start (the smoke tests'
+/// marker).
+pub const SHELL_MARKER: &str = "init: busybox shell ready";
+
+/// The cache directory holding `vmlinux`, `busybox` and `versions`.
+pub fn cache() -> PathBuf {
+    root().join("target/linux")
+}
+
+/// Fetches kernel and busybox unless cached.
+pub fn fetch() -> Result<PathBuf, String> {
+    let st = Command::new("bash")
+        .arg(root().join("scripts/linux-guest.sh"))
+        .arg(cache())
+        .status()
+        .map_err(|e| format!("scripts/linux-guest.sh: {e}"))?;
+    if !st.success() {
+        return Err("scripts/linux-guest.sh failed".into());
+    }
+    Ok(cache())
+}
+
+fn dir(name: &str) -> NewcEntry<'_> {
+    NewcEntry {
+        name,
+        mode: 0o040_755,
+        rdev: (0, 0),
+        data: &[],
+    }
+}
+
+fn file<'a>(name: &'a str, data: &'a [u8]) -> NewcEntry<'a> {
+    NewcEntry {
+        name,
+        mode: 0o100_755,
+        rdev: (0, 0),
+        data,
+    }
+}
+
+/// The `/init` script: busybox applets, /proc and /sys, a marker line with
+/// the results of the user-space checks, then an interactive shell on the
+/// console with job control.
+fn init_script() -> String {
+    format!(
+        "#!/bin/busybox sh\n\
+         /bin/busybox --install -s /bin\n\
+         export PATH=/bin\n\
+         mount -t proc proc /proc\n\
+         mount -t sysfs sys /sys\n\
+         mount -t devtmpfs dev /dev\n\
+         echo \"init: $(uname -r) up $(cut -d' ' -f1 /proc/uptime) s, $(nproc) cpus\"\n\
+         if /bin/hcall-from-user; then echo 'init: sc 1 from user space: refused with H_PRIVILEGE'; \
+         else echo 'init: sc 1 from user space: NOT refused'; fi\n\
+         echo '{SHELL_MARKER}'\n\
+         exec setsid cttyhack sh -i\n"
+    )
+}
+
+/// A static ppc64le ELF executable of a few instructions: it issues `sc 1`
+/// (a hypercall) from problem state with H_REMOVE's arguments for PTE
+/// index 0, then exits with status 0 if the hypervisor answered
+/// H_PRIVILEGE (-3) and 1 otherwise. Hand-assembled: there is no ppc64le
+/// C compiler on the host.
+fn hcall_from_user() -> Vec<u8> {
+    const BASE: u64 = 0x1000_0000;
+    let code: [u32; 10] = [
+        0x3860_0004, // li r3, 4 (H_REMOVE)
+        0x3880_0000, // li r4, 0 (flags)
+        0x38a0_0000, // li r5, 0 (ptex)
+        0x38c0_0000, // li r6, 0 (avpn)
+        0x4400_0022, // sc 1
+        0x2c23_fffd, // cmpdi r3, -3
+        0x3860_0000, // li r3, 0
+        0x4182_0008, // beq +8
+        0x3860_0001, // li r3, 1
+        0x3800_0001, // li r0, 1 (exit) ; followed by sc
+    ];
+    let mut text: Vec<u8> = code.iter().flat_map(|w| w.to_le_bytes()).collect();
+    text.extend_from_slice(&0x4400_0002u32.to_le_bytes()); // sc
+    let hdr_len = 64 + 56;
+    let total = hdr_len + text.len();
+    let mut e = Vec::new();
+    e.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
+    e.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    e.extend_from_slice(&21u16.to_le_bytes()); // EM_PPC64
+    e.extend_from_slice(&1u32.to_le_bytes());
+    e.extend_from_slice(&(BASE + hdr_len as u64).to_le_bytes()); // entry
+    e.extend_from_slice(&64u64.to_le_bytes()); // phoff
+    e.extend_from_slice(&0u64.to_le_bytes()); // shoff
+    e.extend_from_slice(&2u32.to_le_bytes()); // flags: ELFv2
+    e.extend_from_slice(&64u16.to_le_bytes());
+    e.extend_from_slice(&56u16.to_le_bytes());
+    e.extend_from_slice(&1u16.to_le_bytes());
+    e.extend_from_slice(&64u16.to_le_bytes());
+    e.extend_from_slice(&0u16.to_le_bytes());
+    e.extend_from_slice(&0u16.to_le_bytes());
+    // PT_LOAD, R+X, the whole file at BASE.
+    e.extend_from_slice(&1u32.to_le_bytes());
+    e.extend_from_slice(&5u32.to_le_bytes());
+    e.extend_from_slice(&0u64.to_le_bytes());
+    e.extend_from_slice(&BASE.to_le_bytes());
+    e.extend_from_slice(&BASE.to_le_bytes());
+    e.extend_from_slice(&(total as u64).to_le_bytes());
+    e.extend_from_slice(&(total as u64).to_le_bytes());
+    e.extend_from_slice(&0x10000u64.to_le_bytes());
+    e.extend_from_slice(&text);
+    e
+}
+
+/// Builds `build/linux/initramfs.cpio` from the cached busybox.
+pub fn initramfs() -> Result<PathBuf, String> {
+    let cached = fetch()?;
+    let busybox = std::fs::read(cached.join("busybox")).map_err(|e| format!("busybox: {e}"))?;
+    let init = init_script();
+    let probe = hcall_from_user();
+    let cpio = build_newc_entries(&[
+        dir("bin"),
+        dir("dev"),
+        dir("proc"),
+        dir("sys"),
+        dir("tmp"),
+        // The initial console, before devtmpfs is mounted over /dev.
+        NewcEntry {
+            name: "dev/console",
+            mode: 0o020_600,
+            rdev: (5, 1),
+            data: &[],
+        },
+        file("bin/busybox", &busybox),
+        file("bin/hcall-from-user", &probe),
+        file("init", init.as_bytes()),
+    ]);
+    let out = root().join("build/linux");
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    let path = out.join("initramfs.cpio");
+    std::fs::write(&path, cpio).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// The manifest of the Linux boot archive (`vcpus`, `memory` as given).
+pub fn manifest(name: &str, memory: &str, extra: &str) -> String {
+    format!(
+        "[vm {name}]\nmemory = {memory}\nimage = vmlinux\ninitrd = initramfs.cpio\nbootargs = console=hvc0\n{extra}"
+    )
+}
+
+/// Builds `build/archives/NAME.cpio`: the Linux guest (and `more` files,
+/// e.g. other guests named in `manifest`).
+pub fn archive(name: &str, manifest: &str, more: &[(&str, &[u8])]) -> Result<PathBuf, String> {
+    let initrd = std::fs::read(initramfs()?).map_err(|e| e.to_string())?;
+    let vmlinux = std::fs::read(cache().join("vmlinux")).map_err(|e| format!("vmlinux: {e}"))?;
+    let mut files: Vec<(&str, &[u8])> = vec![
+        ("manifest", manifest.as_bytes()),
+        ("vmlinux", &vmlinux),
+        ("initramfs.cpio", &initrd),
+    ];
+    files.extend_from_slice(more);
+    let dir = root().join("build/archives");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let out = dir.join(format!("{name}.cpio"));
+    std::fs::write(&out, kernel::archive::build_newc(&files))
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(out)
+}
+
+/// The kernel release of the cached image (`6.1.0-N-powerpc64le`), from
+/// the package name in `versions`.
+pub fn kernel_release() -> Result<String, String> {
+    let v =
+        std::fs::read_to_string(cache().join("versions")).map_err(|e| format!("versions: {e}"))?;
+    v.split_whitespace()
+        .next()
+        .and_then(|p| p.strip_prefix("linux-image-"))
+        .map(String::from)
+        .ok_or_else(|| format!("unexpected versions file: {v}"))
+}
+
+/// The archives the Linux smoke tests boot.
+pub fn prepare() -> Result<(), String> {
+    archive("linux", &manifest("linux", "1G", ""), &[])?;
+    let bad = std::fs::read(root().join("build/guests/bad.elf")).map_err(|e| e.to_string())?;
+    archive(
+        "linux-and-bad",
+        &format!(
+            "{}\n[vm bad]\nmemory = 16M\nimage = bad.elf\n",
+            manifest("linux", "1G", "")
+        ),
+        &[("bad.elf", &bad)],
+    )?;
+    Ok(())
+}
+
+/// `cargo xtask linux`: fetch, build the initramfs and `build/archives/linux.cpio`.
+pub fn command(_args: &[String]) -> Result<(), String> {
+    let out = archive("linux", &manifest("linux", "1G", ""), &[])?;
+    eprintln!(
+        "xtask: wrote {} (boot it: ./qemu-run.sh --initrd {})",
+        out.display(),
+        out.display()
+    );
+    Ok(())
+}
