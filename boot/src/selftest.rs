@@ -66,6 +66,29 @@ fn round_trips(rounds: u64) -> u64 {
 /// `hv.test=ipi[:N]`: N round trips from thread 0 of every core to its
 /// secondaries and across cores, one coordinator at a time, then exact
 /// accounting of every IPI and wake-up. Returns whether it passed.
+/// Every thread's counters once nothing moves any more: an IPI raised
+/// just before (or a reply still being taken) is counted on both sides,
+/// not on one side of a snapshot taken thread by thread. Two equal reads
+/// 1 ms apart count as settled (at most 100 tries). The wait spins on the
+/// timebase: a timed nap would itself show up in the wake counters.
+fn settled_counters() -> Vec<kernel::smp::CounterSnapshot> {
+    let smp = smp();
+    let read = || -> Vec<_> { smp.cpus.iter().map(|c| c.stats.snapshot()).collect() };
+    let mut last = read();
+    for _ in 0..100 {
+        let until = ppc64::cpu::mftb() + kernel::time::ms_to_ticks(1);
+        while ppc64::cpu::mftb() < until {
+            core::hint::spin_loop();
+        }
+        let now = read();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
 pub fn ipi_test(rounds: u32) -> bool {
     let smp = smp();
     let me = me();
@@ -84,7 +107,7 @@ pub fn ipi_test(rounds: u32) -> bool {
         }
     }
 
-    let before: Vec<_> = smp.cpus.iter().map(|c| c.stats.snapshot()).collect();
+    let before = settled_counters();
     let coordinators: Vec<&CpuState> = smp
         .cpus
         .iter()
@@ -108,11 +131,10 @@ pub fn ipi_test(rounds: u32) -> bool {
             }
         }
     }
-    let deltas: Vec<_> = smp
-        .cpus
+    let deltas: Vec<_> = settled_counters()
         .iter()
         .zip(&before)
-        .map(|(c, b)| c.stats.snapshot().since(b))
+        .map(|(a, b)| a.since(b))
         .collect();
 
     let (mut sent, mut received) = (0, 0);
