@@ -1,7 +1,7 @@
 //! Running the firmware under QEMU through ./qemu-run.sh.
 
 use crate::root;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -39,38 +39,7 @@ impl Boot {
 /// Boots with `qemu-run.sh --no-build ARGS`, echoing nothing; returns when
 /// QEMU has exited (the script enforces its own `--timeout`).
 pub fn boot(args: &[&str]) -> Result<Boot, String> {
-    let t = Instant::now();
-    let mut child = Command::new(root().join("qemu-run.sh"))
-        .current_dir(root())
-        .arg("--no-build")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("qemu-run.sh: {e}"))?;
-    let err = child.stderr.take().unwrap();
-    let errt = std::thread::spawn(move || {
-        let mut s = String::new();
-        for l in BufReader::new(err).lines().map_while(Result::ok) {
-            s.push_str(&l);
-            s.push('\n');
-        }
-        s
-    });
-    let mut console = String::new();
-    let out = child.stdout.take().unwrap();
-    for l in BufReader::new(out).split(b'\n').map_while(Result::ok) {
-        console.push_str(String::from_utf8_lossy(&l).trim_end_matches('\r'));
-        console.push('\n');
-    }
-    let st = child.wait().map_err(|e| e.to_string())?;
-    console.push_str(&errt.join().unwrap_or_default());
-    Ok(Boot {
-        status: st.code().unwrap_or(-1),
-        console,
-        seconds: t.elapsed().as_secs_f64(),
-    })
+    boot_typing(args, &[])
 }
 
 /// Boots like [`boot`], typing on the serial console: for each
@@ -124,7 +93,7 @@ pub fn boot_typing(args: &[&str], script: &[(&str, &str)]) -> Result<Boot, Strin
             step += 1;
         }
         if step == script.len() {
-            // Everything typed: close stdin as `boot` does.
+            // Everything typed: the console's input ends here.
             stdin = None;
         }
     }
