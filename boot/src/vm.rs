@@ -572,7 +572,6 @@ impl Vm {
         );
         let host_lpcr = cpu::mfspr::<{ cpu::SPR_LPCR }>();
         loop {
-            self.poll_console();
             let mer = self.deliver_external();
             let mut flush = EntryFlush(false);
             self.tlb.on_entry(&mut flush, core);
@@ -599,8 +598,12 @@ impl Vm {
             self.exits += 1;
             let next = match Exit::decode(vec) {
                 Exit::Hcall => self.hcall(),
+                // The slice ended: show the console owner's unfinished
+                // line and read what was typed (so hypercall exits never
+                // pay for an OPAL call).
                 Exit::Hdec => {
                     self.flush_raw();
+                    self.poll_console();
                     Next::Resume
                 }
                 Exit::HvDoorbell => Next::Resume,
@@ -762,8 +765,9 @@ impl Vm {
         CONSOLE_OWNER.load(Ordering::Acquire) == self.id
     }
 
-    /// Reads what was typed on the serial console if this VM owns it; the
-    /// vty interrupt is asserted while input waits. Ctrl-] n passes the
+    /// Reads what was typed on the serial console if this VM owns it (on
+    /// each time slice, every 10 ms of a cede, and when the guest reads
+    /// the console); the vty interrupt is asserted while input waits. Ctrl-] n passes the
     /// console on.
     fn poll_console(&mut self) {
         if !self.owns_console() {
