@@ -89,6 +89,12 @@ fn settled_counters() -> Vec<kernel::smp::CounterSnapshot> {
     last
 }
 
+/// How many of `sent` IPIs may coalesce on the receiving side (see
+/// `ipi_test`): one in a thousand, at least one.
+pub fn coalesce_bound(sent: u64) -> u64 {
+    (sent / 1000).max(1)
+}
+
 pub fn ipi_test(rounds: u32) -> bool {
     let smp = smp();
     let me = me();
@@ -165,15 +171,23 @@ pub fn ipi_test(rounds: u32) -> bool {
         }
     }
     // Every call and every reply raised an IPI or joined one not yet taken
-    // (single-level MFRR); every raised IPI was taken exactly once.
+    // (single-level MFRR). Every raised IPI was taken once, except that a
+    // raise landing between the target's XIRR accept and its MFRR clear
+    // joins the IPI being taken (the receiver cannot see it: the calls it
+    // carried are still run, which `calls_run` checks exactly); such
+    // coalescing is rare and bounded.
     let merged: u64 = deltas.iter().map(|d| d.ipis_merged).sum();
     let want = 2 * (total + control);
-    if sent + merged != want || received != sent {
+    let coalesced = sent.saturating_sub(received);
+    if sent + merged != want || received > sent || coalesced > coalesce_bound(sent) {
         error!(
             target: "ipi",
-            "IPIs sent={sent} merged={merged} received={received}, expected sent+merged={want} and received=sent"
+            "IPIs sent={sent} merged={merged} received={received}, expected sent+merged={want} and received=sent (at most {} coalesced while being taken)",
+            coalesce_bound(sent)
         );
         ok = false;
+    } else if coalesced > 0 {
+        info!(target: "ipi", "{coalesced} IPI(s) raised while the target was taking one: coalesced with it");
     }
     if BAD_REPLIES.load(Ordering::Relaxed) != 0 {
         ok = false;
