@@ -205,8 +205,6 @@ struct Vcpu {
     /// FP/VMX/VSX registers while the vcpu is not on a thread.
     fp: ppc64::fpu::FpState,
     vpa: Vpa,
-    /// In H_CEDE: waiting for an interrupt, its decrementer or a prod.
-    ceded: bool,
     /// H_PROD arrived (remembered if it came before the cede).
     prodded: bool,
     /// Timebase value at which the guest decrementer reaches zero.
@@ -224,7 +222,6 @@ impl Vcpu {
             regs,
             fp: Default::default(),
             vpa: Vpa::default(),
-            ceded: false,
             prodded: false,
             dec_expires: None,
             last_vector: None,
@@ -508,7 +505,8 @@ impl Vm {
         let mem = unsafe {
             core::slice::from_raw_parts_mut(self.mem_base as *mut u8, self.mem_size as usize)
         };
-        let load_addr = Some(self.boot_regs_image_start());
+        // Reload where the image was first placed (r4 at entry).
+        let load_addr = Some(self.boot_regs.gpr[4]);
         kernel::elf::load(self.image, mem, load_addr).map_err(|e| alloc::format!("reload: {e}"))?;
         if let Some((start, data)) = self.initrd {
             mem[start as usize..start as usize + data.len()].copy_from_slice(data);
@@ -527,11 +525,6 @@ impl Vm {
         self.reboots += 1;
         info!(target: "vm", "{}: system-reboot #{}: HPT cleared, image reloaded", self.name, self.reboots);
         Ok(())
-    }
-
-    /// Where the image was loaded (r4 at entry): reloads go to the same place.
-    fn boot_regs_image_start(&self) -> u64 {
-        self.boot_regs.gpr[4]
     }
 
     /// Runs the VM on this thread until it stops.
@@ -749,7 +742,6 @@ impl Vm {
             smp.wait_until(me, Some(wait), || false);
             self.poll_console();
         }
-        self.vcpu.ceded = false;
         vpa.bump_yield_count(&mut self.mem());
     }
 
@@ -893,7 +885,6 @@ impl Vm {
             hcall::H_CEDE => {
                 // PAPR: H_CEDE returns with MSR[EE] set.
                 self.vcpu.regs.msr |= cpu::MSR_EE;
-                self.vcpu.ceded = true;
                 (H_SUCCESS, Next::Cede)
             }
             hcall::H_PROD => match self.vcpu_id(a[0]) {

@@ -152,10 +152,6 @@ impl Xics {
         self.sources.get(irq.checked_sub(IRQ_BASE)? as usize)
     }
 
-    pub fn servers(&self) -> u32 {
-        self.icps.len() as u32
-    }
-
     fn check_server(&self, server: u64) -> Result<u32, XicsError> {
         if server < self.icps.len() as u64 {
             Ok(server as u32)
