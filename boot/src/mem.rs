@@ -20,6 +20,10 @@ pub static PAGES: spin::Mutex<PageAllocator> = spin::Mutex::new(PageAllocator::n
 /// The preallocated HPT pool (seed 002).
 pub static HPT_POOL: spin::Once<spin::Mutex<HptPool>> = spin::Once::new();
 
+/// What guests are told about speculation mitigations
+/// (H_GET_CPU_CHARACTERISTICS), from the host firmware's device tree.
+pub static CPU_CHARACTERISTICS: spin::Once<kernel::cpuchar::Characteristics> = spin::Once::new();
+
 /// Heap size: 1/64 of RAM, between 4 and 64 MiB.
 fn heap_size(ram: u64) -> u64 {
     (ram / 64).clamp(4 * MIB, 64 * MIB)
@@ -167,6 +171,17 @@ pub fn init(fdt_addr: u64) -> BootInfo {
     crate::CONSOLE.set_timebase_hz(topology.timebase_hz);
     kernel::time::set_timebase_hz(topology.timebase_hz);
     let icps = devtree::icp_windows(&fdt).unwrap_or_else(|e| fatal(format_args!("{e}")));
+    let features = devtree::fw_features(&fdt);
+    let chars = CPU_CHARACTERISTICS
+        .call_once(|| kernel::cpuchar::from_fw_features(features.iter().copied()));
+    match features.len() {
+        0 => {
+            info!(target: "cpu", "no /ibm,opal/fw-features: guests are asked for every speculation mitigation")
+        }
+        n => {
+            info!(target: "cpu", "{n} firmware features: guest characteristics {:#018x}, behaviour {:#018x}", chars.character, chars.behaviour)
+        }
+    }
     for c in &topology.cores {
         info!(
             target: "cpu",

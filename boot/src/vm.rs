@@ -914,6 +914,15 @@ impl Vm {
                 (H_SUCCESS, Next::Resume)
             }
             hcall::H_PAGE_INIT => (self.h_page_init(a[0], a[1], a[2]), Next::Resume),
+            hcall::H_GET_CPU_CHARACTERISTICS => {
+                let c = crate::mem::CPU_CHARACTERISTICS
+                    .get()
+                    .copied()
+                    .unwrap_or(kernel::cpuchar::CONSERVATIVE);
+                self.vcpu.regs.gpr[4] = c.character;
+                self.vcpu.regs.gpr[5] = c.behaviour;
+                (H_SUCCESS, Next::Resume)
+            }
             _ => (hcall::H_FUNCTION, Next::Resume),
         };
         self.vcpu.regs.gpr[3] = ret as u64;

@@ -414,5 +414,25 @@ pub fn icp_windows<'a>(fdt: &Fdt<'a>) -> Result<Vec<IcpWindow>, DtError<'a>> {
     Ok(out)
 }
 
+/// The host firmware's speculation-mitigation features: the children of
+/// `/ibm,opal/fw-features`, each with `Some(true)` for an `enabled`
+/// property, `Some(false)` for `disabled`, `None` for neither. Empty when
+/// the node is absent (QEMU's powernv has none).
+pub fn fw_features<'a>(fdt: &Fdt<'a>) -> Vec<(&'a str, Option<bool>)> {
+    let Some(node) = fdt.find_node("/ibm,opal/fw-features") else {
+        return Vec::new();
+    };
+    node.children()
+        .map(|n| {
+            let state = match (n.property("enabled"), n.property("disabled")) {
+                (Some(_), _) => Some(true),
+                (None, Some(_)) => Some(false),
+                (None, None) => None,
+            };
+            (n.name, state)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

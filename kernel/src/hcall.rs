@@ -51,6 +51,7 @@ pub const H_REGISTER_VPA: u64 = 0xdc;
 pub const H_CEDE: u64 = 0xe0;
 pub const H_CONFER: u64 = 0xe4;
 pub const H_PROD: u64 = 0xe8;
+pub const H_GET_CPU_CHARACTERISTICS: u64 = 0x1c8;
 pub const H_XIRR_X: u64 = 0x2fc;
 pub const H_SET_MODE: u64 = 0x31c;
 /// The private RTAS hypercall QEMU and KVM use.
@@ -80,6 +81,7 @@ pub fn name(nr: u64) -> &'static str {
         (H_CONFER, "H_CONFER"),
         (H_PROD, "H_PROD"),
         (H_BULK_REMOVE, "H_BULK_REMOVE"),
+        (H_GET_CPU_CHARACTERISTICS, "H_GET_CPU_CHARACTERISTICS"),
         (H_XIRR_X, "H_XIRR_X"),
         (H_SET_MODE, "H_SET_MODE"),
         (H_RTAS, "H_RTAS"),

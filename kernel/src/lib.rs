@@ -10,6 +10,7 @@ extern crate alloc;
 pub mod archive;
 pub mod bootargs;
 pub mod console;
+pub mod cpuchar;
 pub mod cpumask;
 pub mod devtree;
 pub mod elf;

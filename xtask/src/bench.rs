@@ -3,7 +3,8 @@
 //! deterministic) with benchmark boot arguments, and prints the figures as
 //! a Markdown table for BENCHMARKS.md.
 
-use crate::qemu::boot;
+use crate::qemu::{boot, boot_typing, run_typing, Boot};
+use std::process::Command;
 
 /// Each benchmark: name, boot arguments.
 const BENCHES: &[(&str, &[&str])] = &[
@@ -13,8 +14,11 @@ const BENCHES: &[(&str, &[&str])] = &[
 
 pub fn bench(args: &[String]) -> Result<(), String> {
     crate::build::build(false)?;
-    crate::archives::prepare()?;
     let only = args.first();
+    if only.is_some_and(|o| o == "linux") {
+        return linux();
+    }
+    crate::archives::prepare()?;
     println!("| benchmark | path | median | min | max | trials |");
     println!("|---|---|---|---|---|---|");
     for (name, bargs) in BENCHES
@@ -66,5 +70,159 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         }
     }
     println!("\nTimebase ticks (512 MHz timebase; under -icount shift=0 one instruction is 1 ns, i.e. 0.512 ticks).");
+    Ok(())
+}
+
+/// Where a Linux boot ends for the benchmark: the `/init` marker, then
+/// `poweroff -f` at the shell prompt.
+const LINUX_SCRIPT: &[(&str, &str)] =
+    &[(crate::linux::SHELL_MARKER, ""), ("/ # ", "poweroff -f\n")];
+
+/// The same on this hypervisor, which also marks when the VM is created
+/// (the guest's first instruction follows that line).
+const LINUX_SCRIPT_HV: &[(&str, &str)] = &[
+    ("vm: linux: lpid", ""),
+    (crate::linux::SHELL_MARKER, ""),
+    ("/ # ", "poweroff -f\n"),
+];
+
+/// One Linux boot's figures.
+struct LinuxRun {
+    /// Wall seconds from QEMU's start to the `/init` marker.
+    wall: f64,
+    /// Wall seconds from the guest's start to the marker.
+    guest_wall: f64,
+    /// The kernel's uptime at the marker (`/proc/uptime`, printed by /init).
+    uptime: f64,
+}
+
+fn linux_run(b: &Boot, what: &str, created: bool) -> Result<LinuxRun, String> {
+    let fail = |why: &str| format!("{what}: {why} (exit status {})\n{}", b.status, b.console);
+    // With `created`, the first mark is the VM's creation; the next is
+    // the shell marker.
+    let start = if created {
+        b.marks.first().copied()
+    } else {
+        Some(0.0)
+    };
+    let marker = b.marks.get(usize::from(created)).copied();
+    let (Some(start), Some(wall)) = (start, marker) else {
+        return Err(fail("no shell marker"));
+    };
+    // "init: 6.1.0-50-powerpc64le up 1.20 s, 1 cpus"
+    let uptime = b
+        .lines()
+        .find_map(|l| {
+            l.split_once("init: ")?
+                .1
+                .split_once(" up ")?
+                .1
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .ok_or_else(|| fail("no `init: ... up N s` line"))?;
+    Ok(LinuxRun {
+        wall,
+        guest_wall: wall - start,
+        uptime,
+    })
+}
+
+/// QEMU's own pseries machine booting the same kernel and initramfs, lean
+/// (no firmware images needed: VOF instead of SLOF), bounded by `timeout`.
+fn pseries(icount: bool) -> Result<Boot, String> {
+    let vmlinux = crate::linux::cache().join("vmlinux");
+    let initrd = crate::linux::initramfs()?;
+    let mut c = Command::new("timeout");
+    c.args([
+        "300",
+        "qemu-system-ppc64",
+        "-M",
+        "pseries,x-vof=on",
+        "-cpu",
+        "POWER8",
+        "-m",
+        "1G",
+    ])
+    .args(["-display", "none", "-nodefaults", "-vga", "none"])
+    .args([
+        "-chardev",
+        "stdio,id=con0,signal=off",
+        "-device",
+        "spapr-vty,chardev=con0",
+    ])
+    .arg("-kernel")
+    .arg(vmlinux)
+    .arg("-initrd")
+    .arg(initrd)
+    .args(["-append", "console=hvc0"]);
+    if icount {
+        c.args(["-icount", "shift=0,sleep=off"]);
+    }
+    run_typing(c, LINUX_SCRIPT)
+}
+
+/// `cargo xtask bench linux`: the Debian kernel of `cargo xtask linux`
+/// (1 vcpu, 1 GiB) on this hypervisor and on QEMU's pseries machine, in
+/// the same run, once under plain TCG (wall time) and once under
+/// `-icount shift=0,sleep=off` (uptime = instructions executed, 1 ns each);
+/// then the hypervisor's hypercall histogram of the boot.
+fn linux() -> Result<(), String> {
+    crate::linux::prepare()?;
+    println!("| mode | machine | wall, QEMU start to /init marker (s) | wall, guest start to marker (s) | kernel uptime at marker (s) |");
+    println!("|---|---|---|---|---|");
+    let mut histogram = Vec::new();
+    for icount in [false, true] {
+        let mode = if icount {
+            "-icount shift=0,sleep=off"
+        } else {
+            "TCG"
+        };
+        let mut a = vec!["--initrd", "build/archives/linux.cpio", "--timeout", "300"];
+        if icount {
+            a.extend(["--", "-icount", "shift=0,sleep=off"]);
+        }
+        let ours = boot_typing(&a, LINUX_SCRIPT_HV)?;
+        let o = linux_run(&ours, "this hypervisor", true)?;
+        if ours.status != 0 {
+            return Err(format!(
+                "this hypervisor: exit status {}\n{}",
+                ours.status, ours.console
+            ));
+        }
+        let q = linux_run(&pseries(icount)?, "QEMU pseries", false)?;
+        for (m, r) in [("this hypervisor (powernv8)", &o), ("QEMU pseries", &q)] {
+            println!(
+                "| {mode} | {m} | {:.2} | {:.2} | {:.2} |",
+                r.wall, r.guest_wall, r.uptime
+            );
+        }
+        println!(
+            "| {mode} | ratio | {:.2} | {:.2} | {:.2} |",
+            o.wall / q.wall,
+            o.guest_wall / q.guest_wall,
+            o.uptime / q.uptime
+        );
+        if icount {
+            histogram = ours
+                .lines()
+                .filter_map(|l| {
+                    l.split_once("hcall: vm linux: ")
+                        .map(|(_, r)| r.to_string())
+                })
+                .collect();
+            if let Some(stop) = ours.find("hv: vm linux lpid=") {
+                println!("\n{}", stop.split_once("hv: ").map_or(stop, |(_, r)| r));
+            }
+        }
+    }
+    println!("\n| hypercall | count |\n|---|---|");
+    for h in histogram {
+        if let Some((name, n)) = h.rsplit_once(' ') {
+            println!("| {name} | {n} |");
+        }
+    }
     Ok(())
 }

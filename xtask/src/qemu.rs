@@ -23,6 +23,8 @@ pub struct Boot {
     pub status: i32,
     pub console: String,
     pub seconds: f64,
+    /// Seconds from the start at which each typing marker was seen.
+    pub marks: Vec<f64>,
 }
 
 impl Boot {
@@ -48,18 +50,25 @@ pub fn boot(args: &[&str]) -> Result<Boot, String> {
 /// run stays bounded by qemu-run.sh's `--timeout`; a marker that never
 /// comes leaves the rest untyped and the check that follows fails.
 pub fn boot_typing(args: &[&str], script: &[(&str, &str)]) -> Result<Boot, String> {
+    let mut cmd = Command::new(root().join("qemu-run.sh"));
+    cmd.arg("--no-build").args(args);
+    run_typing(cmd, script)
+}
+
+/// Runs `cmd` (a bounded QEMU run: qemu-run.sh, or QEMU under `timeout`)
+/// in the repository root, typing `script` as [`boot_typing`] says.
+pub fn run_typing(mut cmd: Command, script: &[(&str, &str)]) -> Result<Boot, String> {
     use std::io::{Read, Write};
     use std::sync::mpsc;
     let t = Instant::now();
-    let mut child = Command::new(root().join("qemu-run.sh"))
+    let name = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
         .current_dir(root())
-        .arg("--no-build")
-        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("qemu-run.sh: {e}"))?;
+        .map_err(|e| format!("{name}: {e}"))?;
     let err = child.stderr.take().unwrap();
     let errt = std::thread::spawn(move || {
         let mut s = String::new();
@@ -80,12 +89,14 @@ pub fn boot_typing(args: &[&str], script: &[(&str, &str)]) -> Result<Boot, Strin
     let mut seen: Vec<u8> = Vec::new();
     let mut from = 0;
     let mut step = 0;
+    let mut marks = Vec::new();
     while let Ok(chunk) = rx.recv() {
         seen.extend_from_slice(&chunk);
         while let Some(&(marker, input)) = script.get(step) {
             let text = String::from_utf8_lossy(&seen[from..]);
             let Some(at) = text.find(marker) else { break };
             from += text[..at + marker.len()].len();
+            marks.push(t.elapsed().as_secs_f64());
             if let Some(w) = stdin.as_mut() {
                 let _ = w.write_all(input.as_bytes());
                 let _ = w.flush();
@@ -110,6 +121,7 @@ pub fn boot_typing(args: &[&str], script: &[(&str, &str)]) -> Result<Boot, Strin
         status: st.code().unwrap_or(-1),
         console,
         seconds: t.elapsed().as_secs_f64(),
+        marks,
     })
 }
 

@@ -141,6 +141,11 @@ pub const SPR_VTB: u16 = 0x351;
 pub const SPR_DAWR: u16 = 180;
 pub const SPR_DAWRX: u16 = 188;
 pub const SPR_CIABR: u16 = 187;
+/// Come-from address (the last taken branch), and the processor
+/// utilization counters.
+pub const SPR_CFAR: u16 = 28;
+pub const SPR_PURR: u16 = 309;
+pub const SPR_SPURR: u16 = 308;
 /// MMCR0[FC]: freeze all counters (set while the hypervisor runs).
 pub const MMCR0_FC: u64 = 1 << 31;
 

@@ -69,6 +69,12 @@ pub struct GuestRegs {
     pub dawr: u64,
     pub dawrx: u64,
     pub ciabr: u64,
+    /// Come-from address register (captured by the vector stub before its
+    /// first branch) and the utilization counters, which count only while
+    /// the guest runs.
+    pub cfar: u64,
+    pub purr: u64,
+    pub spurr: u64,
     /// Saved at exit for the handlers.
     pub hdar: u64,
     pub hdsisr: u64,
@@ -109,6 +115,9 @@ impl Default for GuestRegs {
             dawr: 0,
             dawrx: 0,
             ciabr: 0,
+            cfar: 0,
+            purr: 0,
+            spurr: 0,
             hdar: 0,
             hdsisr: 0,
             heir: 0,
@@ -177,6 +186,9 @@ const G_VTB: usize = offset_of!(GuestRegs, vtb);
 const G_DAWR: usize = offset_of!(GuestRegs, dawr);
 const G_DAWRX: usize = offset_of!(GuestRegs, dawrx);
 const G_CIABR: usize = offset_of!(GuestRegs, ciabr);
+const G_CFAR: usize = offset_of!(GuestRegs, cfar);
+const G_PURR: usize = offset_of!(GuestRegs, purr);
+const G_SPURR: usize = offset_of!(GuestRegs, spurr);
 const G_HDAR: usize = offset_of!(GuestRegs, hdar);
 const G_HDSISR: usize = offset_of!(GuestRegs, hdsisr);
 const G_HEIR: usize = offset_of!(GuestRegs, heir);
@@ -311,6 +323,10 @@ global_asm!(
         mtspr {dawrx}, 0
         ld 0, {g_ciabr}(3)
         mtspr {ciabr}, 0
+        ld 0, {g_purr}(3)
+        mtspr {purr}, 0
+        ld 0, {g_spurr}(3)
+        mtspr {spurr}, 0
         # Performance monitor: counters and controls, MMCR0 (which may
         # unfreeze them) last.
         ld 0, {g_pmu}+4*8(3)
@@ -351,6 +367,9 @@ global_asm!(
         mtspr 314, 0
         ld 0, {g_msr}(3)
         mtspr 315, 0
+        # CFAR last among the SPRs: no branch until the hrfid.
+        ld 0, {g_cfar}(3)
+        mtspr {cfar}, 0
 
         # From here every interrupt is a guest exit.
         lis 5, __guest_exit@ha
@@ -485,6 +504,12 @@ global_asm!(
         std 0, {g_ic}(11)
         mfspr 0, {vtb}
         std 0, {g_vtb}(11)
+        mfspr 0, {purr}
+        std 0, {g_purr}(11)
+        mfspr 0, {spurr}
+        std 0, {g_spurr}(11)
+        ld 0, {scratch3}(13)
+        std 0, {g_cfar}(11)
         mfspr 0, 337
         std 0, {g_hdar}(11)
         mfspr 0, 338
@@ -538,6 +563,7 @@ global_asm!(
     scratch0 = const PACA_SCRATCH,
     scratch1 = const PACA_SCRATCH + 8,
     scratch2 = const PACA_SCRATCH + 16,
+    scratch3 = const PACA_SCRATCH + 24,
     sv_r1 = const PACA_HOST_R1,
     sv_r2 = const PACA_HOST_R2,
     sv_nv = const PACA_HOST_NVGPR,
@@ -578,6 +604,12 @@ global_asm!(
     g_dawr = const G_DAWR,
     g_dawrx = const G_DAWRX,
     g_ciabr = const G_CIABR,
+    g_cfar = const G_CFAR,
+    g_purr = const G_PURR,
+    g_spurr = const G_SPURR,
+    cfar = const crate::cpu::SPR_CFAR,
+    purr = const crate::cpu::SPR_PURR,
+    spurr = const crate::cpu::SPR_SPURR,
     mmcr0 = const crate::cpu::SPR_MMCR0,
     mmcr1 = const crate::cpu::SPR_MMCR1,
     mmcr2 = const crate::cpu::SPR_MMCR2,

@@ -8,7 +8,7 @@ use core::mem::offset_of;
 #[repr(C, align(128))]
 #[derive(Debug)]
 pub struct Paca {
-    /// Scratch slots for the vector stubs: r12, r11 and CTR of the
+    /// Scratch slots for the vector stubs: r12, r11, CTR and CFAR of the
     /// interrupted context, saved before `exc_common` runs.
     pub scratch: [u64; 4],
     /// Absolute address of `exc_common`, loaded by the low-memory stub.

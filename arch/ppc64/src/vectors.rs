@@ -2,9 +2,9 @@
 //! entry/exit path.
 //!
 //! 0x100 (system reset) tells a nap wake-up from a real reset (see below);
-//! every 0x20 slot from 0x200 to 0xFE0 holds a five-instruction stub:
+//! every 0x20 slot from 0x200 to 0xFE0 holds a seven-instruction stub:
 //! park r13 in HSPRG1, load the per-thread area (`Paca`) from HSPRG0, save
-//! r12, load the vector number (bit 0 set when the interrupt uses HSRR0/1)
+//! r12 and CFAR (before a branch overwrites it), load the vector number (bit 0 set when the interrupt uses HSRR0/1)
 //! and branch to `__exc_low`, which sits right after the vectors in the same
 //! copied block (a relative branch, so the block runs at any address).
 //! `__exc_low` saves r11 and CTR and jumps through `Paca::exc_entry` to
@@ -49,6 +49,8 @@ global_asm!(
         mtspr 305, 13
         mfspr 13, 304
         std 12, {scratch0}(13)
+        mfspr 12, {cfar}
+        std 12, {scratch3}(13)
         li 12, __vec_slot + (__vec_hv & 1)
         b __exc_low
     .endr
@@ -65,6 +67,8 @@ global_asm!(
     scratch0 = const PACA_SCRATCH,
     scratch1 = const PACA_SCRATCH + 8,
     scratch2 = const PACA_SCRATCH + 16,
+    scratch3 = const PACA_SCRATCH + 24,
+    cfar = const crate::cpu::SPR_CFAR,
     exc_entry = const PACA_EXC_ENTRY,
 );
 

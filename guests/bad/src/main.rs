@@ -48,6 +48,27 @@ fn report(what: &str, v: &mut [u64; TRIALS]) {
 
 /// `bench` in bootargs: guest-side timings of hypercall round trips
 /// (meant for QEMU -icount, where they are deterministic).
+/// CFAR right after a null hypercall, with a taken branch just before
+/// the `sc 1`.
+fn cfar_across_hcall() -> u64 {
+    let cfar: u64;
+    // SAFETY: an unknown hypercall (r3 = 0x7f00), answered in r3 only;
+    // r4-r12 and CR0 are declared clobbered; then a read of our own CFAR.
+    unsafe {
+        core::arch::asm!(
+            "li 3, 0x7f00",
+            "b 1f",
+            "1: sc 1",
+            "mfspr {cfar}, 28",
+            cfar = out(reg) cfar,
+            out("r3") _, out("r4") _, out("r5") _, out("r6") _, out("r7") _,
+            out("r8") _, out("r9") _, out("r10") _, out("r11") _, out("r12") _,
+            out("r0") _, out("cr0") _,
+        )
+    };
+    cfar
+}
+
 fn bench() {
     let mut t = [0u64; TRIALS];
     for x in t.iter_mut() {
@@ -128,6 +149,15 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
     // SAFETY: reading the guest's own SPRs.
     unsafe { core::arch::asm!("mfspr {0}, 17", "mfspr {1}, 815", out(reg) dscr, out(reg) tar) };
     check("DSCR and TAR zero at start", (dscr | tar) as i64, 0);
+
+    // CFAR after a hypercall is the guest's own last branch, never a
+    // hypervisor address.
+    let cfar = cfar_across_hcall();
+    check(
+        "CFAR after a hypercall is the guest's own",
+        (cfar < mem) as i64,
+        1,
+    );
 
     // A 4K page of segment VSID 0x100 at EA 0, guest-physical 1 MiB.
     let v = (0x100u64 << 12) | V_VALID;

@@ -315,3 +315,38 @@ fn no_memory_or_cpus_is_a_clear_error() {
         "device tree is not a valid flattened device tree"
     );
 }
+
+#[test]
+fn firmware_features_are_read_with_their_state() {
+    let blob = tree(|w, at| {
+        good(w, at);
+        if at == "/" {
+            w.begin_node("ibm,opal");
+            w.begin_node("fw-features");
+            for (name, prop) in [
+                ("inst-l1d-flush-ori30,30,0", Some("enabled")),
+                ("inst-l1d-flush-trig2", Some("disabled")),
+                ("tm-suspend-mode", None),
+            ] {
+                w.begin_node(name);
+                if let Some(p) = prop {
+                    w.prop_empty(p);
+                }
+                w.end_node();
+            }
+            w.end_node();
+            w.end_node();
+        }
+    });
+    let fdt = open(&blob).unwrap();
+    assert_eq!(
+        fw_features(&fdt),
+        vec![
+            ("inst-l1d-flush-ori30,30,0", Some(true)),
+            ("inst-l1d-flush-trig2", Some(false)),
+            ("tm-suspend-mode", None),
+        ]
+    );
+    // QEMU's powernv tree has no such node.
+    assert!(fw_features(&open(P8_2C4T_2G).unwrap()).is_empty());
+}
