@@ -611,6 +611,8 @@ const SMOKES: &[Smoke] = &[
             (crate::linux::SHELL_MARKER, ""),
             (PROMPT, "uname -a\n"),
             ("GNU/Linux", ""),
+            (PROMPT, "grep hvc /proc/interrupts\n"),
+            ("hvc_console", ""),
             (PROMPT, "read line; echo \"typed: $line\"\n"),
             ("echo \"typed: $line\"", "while the shell waits\n"),
             ("typed: while the shell waits", ""),
@@ -625,6 +627,15 @@ const SMOKES: &[Smoke] = &[
                         && l.ends_with("ppc64le GNU/Linux")
                 }),
                 &format!("no `uname -a` line for {release}"),
+            )?;
+            // Typed input raised the vty's interrupt (source 0x1000).
+            let irqs = b
+                .lines()
+                .find(|l| l.contains("XICS 4096") && l.ends_with("hvc_console"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+            expect(
+                irqs.is_some_and(|n| n > 0),
+                &format!("hvc_console interrupt count {irqs:?}, want > 0"),
             )?;
             has(b, "hv: vm linux lpid=1 result=ok")?;
             has(b, "refused-from-user=1")?;
