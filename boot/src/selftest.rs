@@ -296,7 +296,7 @@ pub fn resume_test() -> bool {
 
     let before = HDEC_TAKEN.load(Ordering::Acquire);
     cpu::set_dec(cpu::DEC_MAX);
-    let lpcr = cpu::mfspr::<{ cpu::SPR_LPCR }>();
+    let lpcr = cpu::mfspr::<{ ppc64::spr::LPCR }>();
     HDEC_ARMED.store(true, Ordering::Release);
     let t0 = cpu::mftb();
     // SAFETY: HDEC interrupts go to the armed handler, which returns; the

@@ -26,7 +26,7 @@ impl Machine for Power8 {
     }
 
     fn idle(&self, me: &CpuState, deadline: Option<u64>) {
-        let mut lpcr = cpu::mfspr::<{ cpu::SPR_LPCR }>() | cpu::LPCR_PECE_EXTERNAL;
+        let mut lpcr = cpu::mfspr::<{ ppc64::spr::LPCR }>() | cpu::LPCR_PECE_EXTERNAL;
         match deadline {
             Some(d) => {
                 let now = cpu::mftb();
@@ -56,7 +56,7 @@ impl Machine for Power8 {
 }
 
 fn set_lpcr_if_changed(v: u64) {
-    if cpu::mfspr::<{ cpu::SPR_LPCR }>() != v {
+    if cpu::mfspr::<{ ppc64::spr::LPCR }>() != v {
         // SAFETY: only the power-saving exit enables differ from the value
         // this thread already runs with.
         unsafe { cpu::set_lpcr(v) };
@@ -116,7 +116,7 @@ pub fn smp() -> &'static Smp<Power8> {
 
 /// The calling thread's state, through its per-thread area (HSPRG0).
 pub fn me() -> &'static CpuState {
-    let paca = cpu::mfspr::<{ cpu::SPR_HSPRG0 }>() as *const Paca;
+    let paca = cpu::mfspr::<{ ppc64::spr::HSPRG0 }>() as *const Paca;
     // SAFETY: HSPRG0 always points at this thread's per-thread area, set up
     // by `init` (boot thread) or `__secondary_start` before any Rust code.
     let id = unsafe { (*paca).cpu_id } as usize;
@@ -175,7 +175,7 @@ pub fn init(topology: &Topology, icps: &[IcpWindow]) {
             // the compiler), so it can hold the per-thread area as on the
             // secondaries.
             unsafe {
-                cpu::mtspr::<{ cpu::SPR_HSPRG0 }>(p);
+                cpu::mtspr::<{ ppc64::spr::HSPRG0 }>(p);
                 core::arch::asm!("mr 13, {0}", in(reg) p, options(nomem, nostack));
             }
         }
@@ -222,7 +222,7 @@ fn thread_setup(me: &CpuState) {
     cpu::enable_machine_check();
     // Power-saving exits: external interrupts (IPIs); the decrementer is
     // enabled per wait. External interrupts go to the hypervisor.
-    let lpcr = (cpu::mfspr::<{ cpu::SPR_LPCR }>() | cpu::LPCR_PECE_EXTERNAL)
+    let lpcr = (cpu::mfspr::<{ ppc64::spr::LPCR }>() | cpu::LPCR_PECE_EXTERNAL)
         & !(cpu::LPCR_PECE_DEC | cpu::LPCR_LPES0);
     // SAFETY: sets only the exit enables and LPES0 (no guest runs yet).
     unsafe { cpu::set_lpcr(lpcr) };

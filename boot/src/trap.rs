@@ -32,7 +32,7 @@ pub fn init_boot_thread() {
         (*paca).pir = cpu::pir() as u64;
         (*paca).exc_entry = vectors::exc_common_address();
         (*paca).exc_stack_top = stack_top & !15;
-        cpu::mtspr::<{ cpu::SPR_HSPRG0 }>(paca as u64);
+        cpu::mtspr::<{ ppc64::spr::HSPRG0 }>(paca as u64);
         vectors::install();
     }
     cpu::enable_machine_check();

@@ -8,6 +8,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicUsize, Ordering};
+use kernel::fwnmi::{self, Cause, Fwnmi, Refused};
 use kernel::gmem::GuestMemory;
 use kernel::guestfdt::{self, GuestFdtConfig};
 use kernel::hcall::{self, H_PARAMETER, H_SUCCESS};
@@ -118,6 +119,8 @@ impl TlbOps for Power8Tlb {
 const SRR1_INTERRUPT_BITS: u64 = 0x7800_0000 | 0x003f_0000;
 /// SRR1 bit 44: program interrupt for an illegal instruction.
 const SRR1_PROGRAM_ILLEGAL: u64 = 1 << 19;
+/// SRR1 bit 42: the machine check was caused by a load or store.
+const SRR1_MC_DATA_SIDE: u64 = 1 << 21;
 /// Guest interrupt vectors this hypervisor delivers.
 const VEC_MACHINE_CHECK: u64 = 0x200;
 const VEC_EXTERNAL: u64 = 0x500;
@@ -169,8 +172,8 @@ pub struct Vm {
     id: usize,
     /// Seconds added to the host's clock (set-time-of-day).
     tod_offset: i64,
-    /// `ibm,nmi-register`: system-reset and machine-check handlers.
-    nmi: Option<(u32, u32)>,
+    /// `ibm,nmi-register` and the machine-check log interlock.
+    fwnmi: Fwnmi,
     hcalls: u64,
     /// Hypercalls by number (RTAS by service), for the stop report.
     hcall_counts: BTreeMap<u64, u64>,
@@ -270,6 +273,12 @@ const RTAS_BLOB: [u8; 20] = [
     0x4e, 0x80, 0x00, 0x20,
 ];
 
+/// The RTAS area at the top of guest memory: the blob, the FWNMI error
+/// log after it, Linux's per-vcpu margin.
+const RTAS_SIZE: u64 = 0x1000;
+const _: () = assert!(RTAS_BLOB.len() as u64 <= fwnmi::ERROR_LOG_OFFSET);
+const _: () = assert!(fwnmi::rtas_size_needed(1) <= RTAS_SIZE);
+
 static LPIDS: spin::Mutex<LpidAllocator> = spin::Mutex::new(LpidAllocator::new());
 
 /// What a VM is made from.
@@ -364,8 +373,9 @@ impl Vm {
         held.lpid = Some(lpid);
         let tlb = VmTlb::new(lpid, cores);
         tlb.set_online_vcores(1);
-        // Top of guest memory: RTAS blob, then the device tree below it.
-        let rtas_base = mem_size - 0x1000;
+        // Top of guest memory: the RTAS area (blob, then the machine
+        // check log), then the device tree below it.
+        let rtas_base = mem_size - RTAS_SIZE;
         mem[rtas_base as usize..rtas_base as usize + RTAS_BLOB.len()].copy_from_slice(&RTAS_BLOB);
         let tokens = rtas::tokens();
         let fdt = guestfdt::build(&GuestFdtConfig {
@@ -378,7 +388,7 @@ impl Vm {
             bootargs,
             initrd,
             rtas_base: rtas_base as u32,
-            rtas_size: 0x1000,
+            rtas_size: RTAS_SIZE as u32,
             hypertas_functions: HYPERTAS_FUNCTIONS,
             rtas_tokens: &tokens,
         });
@@ -438,7 +448,7 @@ impl Vm {
             escape: false,
             id,
             tod_offset: 0,
-            nmi: None,
+            fwnmi: Fwnmi::default(),
             hcalls: 0,
             hcall_counts: BTreeMap::new(),
             privileged: 0,
@@ -520,7 +530,7 @@ impl Vm {
         self.xics.reset();
         self.lpcr_ile = false;
         self.lpcr_ail = 0;
-        self.nmi = None;
+        self.fwnmi.reset();
         ppc64::fpu::load(&self.vcpu.fp);
         self.reboots += 1;
         info!(target: "vm", "{}: system-reboot #{}: HPT cleared, image reloaded", self.name, self.reboots);
@@ -563,7 +573,7 @@ impl Vm {
             self.hpt.base,
             if self.hpt.from_pool { " (pool)" } else { "" }
         );
-        let host_lpcr = cpu::mfspr::<{ cpu::SPR_LPCR }>();
+        let host_lpcr = cpu::mfspr::<{ ppc64::spr::LPCR }>();
         loop {
             let mer = self.deliver_external();
             let mut flush = EntryFlush(false);
@@ -615,11 +625,11 @@ impl Vm {
                 Exit::Hdsi if self.vcpu.regs.msr & cpu::MSR_DR == 0 => {
                     let r = &self.vcpu.regs;
                     info!(target: "vm", "{}: real-mode data access beyond guest memory at pc {:#x} (HDAR {:#x}): machine check", self.name, r.pc, r.hdar);
-                    self.reflect_fault(VEC_MACHINE_CHECK, 0, vec)
+                    self.machine_check(Cause::LoadStore(r.hdar), vec)
                 }
                 Exit::Hisi if self.vcpu.regs.msr & cpu::MSR_IR == 0 => {
                     info!(target: "vm", "{}: real-mode instruction fetch at {:#x} beyond guest memory: machine check", self.name, self.vcpu.regs.pc);
-                    self.reflect_fault(VEC_MACHINE_CHECK, 0, vec)
+                    self.machine_check(Cause::Fetch(self.vcpu.regs.pc), vec)
                 }
                 _ => Next::Stop(self.unexpected(vec)),
             };
@@ -707,6 +717,47 @@ impl Vm {
         }
         let at = self.reflect(vector, reason);
         self.vcpu.last_vector = Some((at, vector));
+        Next::Resume
+    }
+
+    /// A machine check for the running vcpu. With FWNMI registered it goes
+    /// to the guest's handler with r3 pointing at the error log in the
+    /// RTAS area (the interrupted r3 saved in it), MSR as for a machine
+    /// check (translation off, ME on, interrupt endianness); without, at
+    /// 0x200. A machine check while this vcpu has not yet released the
+    /// previous log (`ibm,nmi-interlock`) stops the VM, as a nested
+    /// machine check checkstops a machine.
+    fn machine_check(&mut self, cause: Cause, exit: u64) -> Next {
+        let reason = match cause {
+            Cause::LoadStore(addr) => {
+                self.vcpu.regs.dar = addr;
+                SRR1_MC_DATA_SIDE
+            }
+            Cause::Fetch(_) => 0,
+        };
+        let vector = match self.fwnmi.begin_machine_check(self.vcpu.id) {
+            Ok(v) => v,
+            Err(Refused::NotRegistered) => return self.reflect_fault(VEC_MACHINE_CHECK, reason, exit),
+            // One vcpu per VM: no other vcpu can hold the log yet.
+            Err(Refused::Nested | Refused::Busy(_)) => {
+                return Next::Stop(Outcome::Crashed(alloc::format!(
+                    "machine check at pc {:#x} before the guest released the previous one (ibm,nmi-interlock)",
+                    self.vcpu.regs.pc
+                )))
+            }
+        };
+        let log_gpa = self.rtas_base + fwnmi::ERROR_LOG_OFFSET;
+        let log = fwnmi::machine_check_log(self.vcpu.regs.gpr[3], cause);
+        match self.mem().slice(log_gpa, log.len() as u64) {
+            Some(dst) => dst.copy_from_slice(&log),
+            None => {
+                return Next::Stop(Outcome::Crashed("no room for the machine check log".into()))
+            }
+        }
+        self.reflect(VEC_MACHINE_CHECK, reason);
+        let r = &mut self.vcpu.regs;
+        r.pc = vector;
+        r.gpr[3] = log_gpa;
         Next::Resume
     }
 
@@ -1166,14 +1217,21 @@ impl Vm {
             Service::EventScan => (rtas::NO_ERRORS_FOUND, Next::Resume),
             // No system parameter is available here.
             Service::GetSystemParameter => (BAD, Next::Resume),
-            Service::NmiRegister => {
-                if c.nargs < 2 {
-                    return (BAD, Next::Resume);
+            Service::NmiRegister => match c.shape(2, 1) {
+                true => {
+                    let size = self.mem_size;
+                    (
+                        self.fwnmi
+                            .register(u64::from(args[0]), u64::from(args[1]), size),
+                        Next::Resume,
+                    )
                 }
-                self.nmi = Some((args[0], args[1]));
-                (OK, Next::Resume)
-            }
-            Service::NmiInterlock => (OK, Next::Resume),
+                false => (BAD, Next::Resume),
+            },
+            Service::NmiInterlock => match c.shape(0, 1) {
+                true => (self.fwnmi.interlock(self.vcpu.id), Next::Resume),
+                false => (BAD, Next::Resume),
+            },
             Service::OsTerm => {
                 // The guest's panic message (Linux: "OS panic: <why>"),
                 // else the last line it printed.

@@ -15,6 +15,7 @@ pub mod cpumask;
 pub mod devtree;
 pub mod elf;
 pub mod fdtw;
+pub mod fwnmi;
 pub mod gmem;
 pub mod guestfdt;
 pub mod hcall;

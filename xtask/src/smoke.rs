@@ -578,7 +578,20 @@ const SMOKES: &[Smoke] = &[
             has(b, "hv: vm crasher lpid=1 result=crashed reason=\"no handler at the guest's 0x200 vector: hypervisor emulation assistance at 0x200")?;
             // The other VM and the hypervisor go on; a crash is a VM outcome.
             has(b, "hv: vm survivor lpid=2 result=ok")?;
-            has(b, "hv: all VMs stopped: 2 ran, 1 ok, 1 not ok")?;
+            // With FWNMI registered, machine checks go to the guest's
+            // handler with the RTAS error log; a second one before
+            // ibm,nmi-interlock stops the VM.
+            has(b, "bad: fwnmi: 20 of 20 checks passed")?;
+            has(b, "result=crashed reason=\"machine check at pc ")?;
+            has(
+                b,
+                "before the guest released the previous one (ibm,nmi-interlock)",
+            )?;
+            expect(
+                b.find("nested machine check FAIL").is_none(),
+                "survived a nested machine check",
+            )?;
+            has(b, "hv: all VMs stopped: 3 ran, 1 ok, 2 not ok")?;
             has(b, "hv: power off (ok)")
         },
     },

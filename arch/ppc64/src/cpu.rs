@@ -1,11 +1,8 @@
 //! Special-purpose registers and single instructions, one small function
 //! each.
 
+use crate::spr;
 use core::arch::asm;
-
-pub const SPR_HSPRG0: u16 = 304;
-pub const SPR_LPCR: u16 = 318;
-pub const SPR_PIR: u16 = 1023;
 
 pub const MSR_SF: u64 = 1 << 63;
 pub const MSR_HV: u64 = 1 << 60;
@@ -74,7 +71,7 @@ pub fn enable_machine_check() {
 
 /// This thread's processor identification register.
 pub fn pir() -> u32 {
-    mfspr::<SPR_PIR>() as u32
+    mfspr::<{ spr::PIR }>() as u32
 }
 
 /// Makes `start..end` (just written as data) visible to instruction fetch:
@@ -117,35 +114,6 @@ pub fn halt() -> ! {
     }
 }
 
-pub const SPR_DEC: u16 = 22;
-
-// Guest state SPRs switched on guest entry and exit (Linux reg.h names).
-pub const SPR_MMCR0: u16 = 795;
-pub const SPR_MMCR1: u16 = 798;
-pub const SPR_MMCR2: u16 = 785;
-pub const SPR_MMCRA: u16 = 786;
-pub const SPR_PMC1: u16 = 787;
-pub const SPR_PMC2: u16 = 788;
-pub const SPR_PMC3: u16 = 789;
-pub const SPR_PMC4: u16 = 790;
-pub const SPR_PMC5: u16 = 791;
-pub const SPR_PMC6: u16 = 792;
-pub const SPR_SIAR: u16 = 780;
-pub const SPR_SDAR: u16 = 781;
-pub const SPR_SIER: u16 = 784;
-pub const SPR_EBBHR: u16 = 804;
-pub const SPR_EBBRR: u16 = 805;
-pub const SPR_BESCR: u16 = 806;
-pub const SPR_IC: u16 = 0x350;
-pub const SPR_VTB: u16 = 0x351;
-pub const SPR_DAWR: u16 = 180;
-pub const SPR_DAWRX: u16 = 188;
-pub const SPR_CIABR: u16 = 187;
-/// Come-from address (the last taken branch), and the processor
-/// utilization counters.
-pub const SPR_CFAR: u16 = 28;
-pub const SPR_PURR: u16 = 309;
-pub const SPR_SPURR: u16 = 308;
 /// MMCR0[FC]: freeze all counters (set while the hypervisor runs).
 pub const MMCR0_FC: u64 = 1 << 31;
 
@@ -179,7 +147,7 @@ pub const DEC_MAX: u64 = 0x7fff_ffff;
 pub unsafe fn set_lpcr(v: u64) {
     // SAFETY: the caller vouches for the value; isync makes it take effect.
     unsafe {
-        mtspr::<SPR_LPCR>(v);
+        mtspr::<{ spr::LPCR }>(v);
         asm!("isync", options(nostack));
     }
 }
@@ -188,10 +156,9 @@ pub unsafe fn set_lpcr(v: u64) {
 pub fn set_dec(ticks: u64) {
     // SAFETY: with MSR[EE]=0 (always, in this firmware) an expiring
     // decrementer only wakes a napping thread when LPCR enables it.
-    unsafe { mtspr::<SPR_DEC>(ticks.min(DEC_MAX)) };
+    unsafe { mtspr::<{ spr::DEC }>(ticks.min(DEC_MAX)) };
 }
 
-pub const SPR_HDEC: u16 = 310;
 /// LPCR: hypervisor decrementer interrupts enabled (bit 63).
 pub const LPCR_HDICE: u64 = 1;
 
@@ -199,7 +166,7 @@ pub const LPCR_HDICE: u64 = 1;
 pub fn set_hdec(ticks: u64) {
     // SAFETY: HDEC interrupts need LPCR[HDICE] and (MSR[EE] or a guest
     // running); the callers arm both deliberately.
-    unsafe { mtspr::<SPR_HDEC>(ticks.min(DEC_MAX)) };
+    unsafe { mtspr::<{ spr::HDEC }>(ticks.min(DEC_MAX)) };
 }
 
 /// Sets or clears MSR[EE] (hypervisor code normally runs with EE=0).
@@ -226,18 +193,19 @@ pub fn tlbiel_lpid(lpid: u64, rb: u64) {
     // returning and nothing translates in between.
     unsafe {
         asm!(
-            "mfspr {old}, 319",
-            "mtspr 319, {lpid}",
-            "isync",
-            "ptesync",
-            "tlbiel {rb}",
-            "ptesync",
-            "mtspr 319, {old}",
-            "isync",
-            old = out(reg) _,
-            lpid = in(reg) lpid,
-            rb = in(reg) rb,
-            options(nostack)
+                    "mfspr {old}, {spr_lpidr}",
+                    "mtspr {spr_lpidr}, {lpid}",
+                    "isync",
+                    "ptesync",
+                    "tlbiel {rb}",
+                    "ptesync",
+                    "mtspr {spr_lpidr}, {old}",
+                    "isync",
+                    old = out(reg) _,
+                    lpid = in(reg) lpid,
+                    rb = in(reg) rb,
+                    options(nostack),
+            spr_lpidr = const crate::spr::LPIDR,
         )
     };
 }

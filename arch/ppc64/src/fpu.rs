@@ -66,7 +66,7 @@ global_asm!(
         mfvscr 0
         li 6, {vscr}
         stvx 0, 3, 6
-        mfspr 6, 256
+        mfspr 6, {spr_vrsave}
         std 6, {vrsave}(3)
         mtmsrd 4
         isync
@@ -86,7 +86,7 @@ global_asm!(
         lvx 0, 3, 6
         mtvscr 0
         ld 6, {vrsave}(3)
-        mtspr 256, 6
+        mtspr {spr_vrsave}, 6
         .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63
         li 6, \n*16
         lxvd2x \n, 3, 6
@@ -101,6 +101,7 @@ global_asm!(
     fpscr = const FPSCR,
     vscr = const VSCR,
     vrsave = const VRSAVE,
+    spr_vrsave = const crate::spr::VRSAVE,
 );
 
 unsafe extern "C" {

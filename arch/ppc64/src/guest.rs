@@ -217,26 +217,26 @@ global_asm!(
     crate::save_nv_asm!(),
     r#"
         std 3, {guest_regs}(13)
-        mfspr 0, 318
+        mfspr 0, {spr_lpcr}
         std 0, {h_lpcr}(13)
-        mfspr 0, 25
+        mfspr 0, {spr_sdr1}
         std 0, {h_sdr1}(13)
-        mfspr 0, 319
+        mfspr 0, {spr_lpidr}
         std 0, {h_lpidr}(13)
 
         # Partition switch: LPIDR to the reserved LPID, then SDR1, then the
         # guest LPID (so no translation ever mixes one partition's SDR1 with
         # another's LPID), then LPCR.
         li 0, {rsvd}
-        mtspr 319, 0
+        mtspr {spr_lpidr}, 0
         ptesync
         ld 0, {p_sdr1}(4)
-        mtspr 25, 0
+        mtspr {spr_sdr1}, 0
         ld 0, {p_lpid}(4)
-        mtspr 319, 0
+        mtspr {spr_lpidr}, 0
         isync
         ld 0, {p_lpcr}(4)
-        mtspr 318, 0
+        mtspr {spr_lpcr}, 0
         isync
 
         # Flush this core's TLB for the guest LPID if asked (tlbiel with
@@ -275,101 +275,101 @@ global_asm!(
         isync
 
         ld 0, {g_sprg}+0(3)
-        mtspr 272, 0
+        mtspr {spr_sprg0}, 0
         ld 0, {g_sprg}+8(3)
-        mtspr 273, 0
+        mtspr {spr_sprg1}, 0
         ld 0, {g_sprg}+16(3)
-        mtspr 274, 0
+        mtspr {spr_sprg2}, 0
         ld 0, {g_sprg}+24(3)
-        mtspr 275, 0
+        mtspr {spr_sprg3}, 0
         ld 0, {g_dar}(3)
-        mtspr 19, 0
+        mtspr {spr_dar}, 0
         ld 0, {g_dsisr}(3)
-        mtspr 18, 0
+        mtspr {spr_dsisr}, 0
         ld 0, {g_amr}(3)
-        mtspr 13, 0
+        mtspr {spr_amr}, 0
         # HFSCR and AMOR first: they decide what the guest may touch.
         ld 0, {p_hfscr}(4)
-        mtspr 190, 0
+        mtspr {spr_hfscr}, 0
         li 0, -1
-        mtspr 93, 0
+        mtspr {spr_amor}, 0
         ld 0, {g_dscr}(3)
-        mtspr 17, 0
+        mtspr {spr_dscr}, 0
         ld 0, {g_ppr}(3)
-        mtspr 896, 0
+        mtspr {spr_ppr}, 0
         ld 0, {g_tar}(3)
-        mtspr 815, 0
+        mtspr {spr_tar}, 0
         ld 0, {g_fscr}(3)
-        mtspr 153, 0
+        mtspr {spr_fscr}, 0
         ld 0, {g_pspb}(3)
-        mtspr 159, 0
+        mtspr {spr_pspb}, 0
         ld 0, {g_iamr}(3)
-        mtspr 61, 0
+        mtspr {spr_iamr}, 0
         ld 0, {g_uamor}(3)
-        mtspr 157, 0
+        mtspr {spr_uamor}, 0
         ld 0, {g_ebb}+0(3)
-        mtspr {ebbhr}, 0
+        mtspr {spr_ebbhr}, 0
         ld 0, {g_ebb}+8(3)
-        mtspr {ebbrr}, 0
+        mtspr {spr_ebbrr}, 0
         ld 0, {g_ebb}+16(3)
-        mtspr {bescr}, 0
+        mtspr {spr_bescr}, 0
         ld 0, {g_ic}(3)
-        mtspr {ic}, 0
+        mtspr {spr_ic}, 0
         ld 0, {g_vtb}(3)
-        mtspr {vtb}, 0
+        mtspr {spr_vtb}, 0
         ld 0, {g_dawr}(3)
-        mtspr {dawr}, 0
+        mtspr {spr_dawr}, 0
         ld 0, {g_dawrx}(3)
-        mtspr {dawrx}, 0
+        mtspr {spr_dawrx}, 0
         ld 0, {g_ciabr}(3)
-        mtspr {ciabr}, 0
+        mtspr {spr_ciabr}, 0
         ld 0, {g_purr}(3)
-        mtspr {purr}, 0
+        mtspr {spr_purr}, 0
         ld 0, {g_spurr}(3)
-        mtspr {spurr}, 0
+        mtspr {spr_spurr}, 0
         # Performance monitor: counters and controls, MMCR0 (which may
         # unfreeze them) last.
         ld 0, {g_pmu}+4*8(3)
-        mtspr {pmc1}, 0
+        mtspr {spr_pmc1}, 0
         ld 0, {g_pmu}+5*8(3)
-        mtspr {pmc2}, 0
+        mtspr {spr_pmc2}, 0
         ld 0, {g_pmu}+6*8(3)
-        mtspr {pmc3}, 0
+        mtspr {spr_pmc3}, 0
         ld 0, {g_pmu}+7*8(3)
-        mtspr {pmc4}, 0
+        mtspr {spr_pmc4}, 0
         ld 0, {g_pmu}+8*8(3)
-        mtspr {pmc5}, 0
+        mtspr {spr_pmc5}, 0
         ld 0, {g_pmu}+9*8(3)
-        mtspr {pmc6}, 0
+        mtspr {spr_pmc6}, 0
         ld 0, {g_pmu}+10*8(3)
-        mtspr {siar}, 0
+        mtspr {spr_siar}, 0
         ld 0, {g_pmu}+11*8(3)
-        mtspr {sdar}, 0
+        mtspr {spr_sdar}, 0
         ld 0, {g_pmu}+12*8(3)
-        mtspr {sier}, 0
+        mtspr {spr_sier}, 0
         ld 0, {g_pmu}+1*8(3)
-        mtspr {mmcr1}, 0
+        mtspr {spr_mmcr1}, 0
         ld 0, {g_pmu}+2*8(3)
-        mtspr {mmcr2}, 0
+        mtspr {spr_mmcr2}, 0
         ld 0, {g_pmu}+3*8(3)
-        mtspr {mmcra}, 0
+        mtspr {spr_mmcra}, 0
         ld 0, {g_pmu}+0*8(3)
-        mtspr {mmcr0}, 0
+        mtspr {spr_mmcr0}, 0
         ld 0, {g_srr0}(3)
-        mtspr 26, 0
+        mtspr {spr_srr0}, 0
         ld 0, {g_srr1}(3)
-        mtspr 27, 0
+        mtspr {spr_srr1}, 0
         ld 0, {g_dec}(3)
-        mtspr 22, 0
+        mtspr {spr_dec}, 0
         ld 0, {p_hdec}(4)
-        mtspr 310, 0
+        mtspr {spr_hdec}, 0
         ld 0, {g_pc}(3)
-        mtspr 314, 0
+        mtspr {spr_hsrr0}, 0
         ld 0, {g_msr}(3)
-        mtspr 315, 0
+        mtspr {spr_hsrr1}, 0
         # CFAR last among the SPRs: no branch until the hrfid.
         ld 0, {g_cfar}(3)
-        mtspr {cfar}, 0
+        mtspr {spr_cfar}, 0
 
         # From here every interrupt is a guest exit.
         lis 5, __guest_exit@ha
@@ -403,7 +403,7 @@ global_asm!(
         std 0, {g_gpr}+11*8(11)
         ld 0, {scratch0}(13)
         std 0, {g_gpr}+12*8(11)
-        mfspr 0, 305
+        mfspr 0, {spr_hsprg1}
         std 0, {g_gpr}+13*8(11)
         mfcr 0
         std 0, {g_cr}(11)
@@ -416,105 +416,105 @@ global_asm!(
         std 12, {g_exit}(11)
         andi. 0, 12, {hsrr_flag}
         beq 5f
-        mfspr 0, 314
+        mfspr 0, {spr_hsrr0}
         std 0, {g_pc}(11)
-        mfspr 0, 315
+        mfspr 0, {spr_hsrr1}
         std 0, {g_msr}(11)
-        mfspr 0, 26
+        mfspr 0, {spr_srr0}
         std 0, {g_srr0}(11)
-        mfspr 0, 27
+        mfspr 0, {spr_srr1}
         std 0, {g_srr1}(11)
         b 6f
         # SRR-type exit (sc 1 at 0xC00): SRR0/1 hold the guest's PC/MSR; its
         # own SRR0/1 were clobbered by the interrupt, as for any sc.
-    5:  mfspr 0, 26
+    5:  mfspr 0, {spr_srr0}
         std 0, {g_pc}(11)
-        mfspr 0, 27
+        mfspr 0, {spr_srr1}
         std 0, {g_msr}(11)
-    6:  mfspr 0, 272
+    6:  mfspr 0, {spr_sprg0}
         std 0, {g_sprg}+0(11)
-        mfspr 0, 273
+        mfspr 0, {spr_sprg1}
         std 0, {g_sprg}+8(11)
-        mfspr 0, 274
+        mfspr 0, {spr_sprg2}
         std 0, {g_sprg}+16(11)
-        mfspr 0, 275
+        mfspr 0, {spr_sprg3}
         std 0, {g_sprg}+24(11)
-        mfspr 0, 19
+        mfspr 0, {spr_dar}
         std 0, {g_dar}(11)
-        mfspr 0, 18
+        mfspr 0, {spr_dsisr}
         std 0, {g_dsisr}(11)
-        mfspr 0, 22
+        mfspr 0, {spr_dec}
         extsw 0, 0
         std 0, {g_dec}(11)
-        mfspr 0, 13
+        mfspr 0, {spr_amr}
         std 0, {g_amr}(11)
-        mfspr 0, 17
+        mfspr 0, {spr_dscr}
         std 0, {g_dscr}(11)
-        mfspr 0, 896
+        mfspr 0, {spr_ppr}
         std 0, {g_ppr}(11)
-        mfspr 0, 815
+        mfspr 0, {spr_tar}
         std 0, {g_tar}(11)
-        mfspr 0, 153
+        mfspr 0, {spr_fscr}
         std 0, {g_fscr}(11)
-        mfspr 0, 159
+        mfspr 0, {spr_pspb}
         std 0, {g_pspb}(11)
-        mfspr 0, 61
+        mfspr 0, {spr_iamr}
         std 0, {g_iamr}(11)
-        mfspr 0, 157
+        mfspr 0, {spr_uamor}
         std 0, {g_uamor}(11)
         # Freeze the guest's counters first so the hypervisor is not
         # counted, then save the performance monitor.
-        mfspr 0, {mmcr0}
+        mfspr 0, {spr_mmcr0}
         std 0, {g_pmu}+0*8(11)
         li 0, 1
         sldi 0, 0, 31
-        mtspr {mmcr0}, 0
+        mtspr {spr_mmcr0}, 0
         isync
-        mfspr 0, {mmcr1}
+        mfspr 0, {spr_mmcr1}
         std 0, {g_pmu}+1*8(11)
-        mfspr 0, {mmcr2}
+        mfspr 0, {spr_mmcr2}
         std 0, {g_pmu}+2*8(11)
-        mfspr 0, {mmcra}
+        mfspr 0, {spr_mmcra}
         std 0, {g_pmu}+3*8(11)
-        mfspr 0, {pmc1}
+        mfspr 0, {spr_pmc1}
         std 0, {g_pmu}+4*8(11)
-        mfspr 0, {pmc2}
+        mfspr 0, {spr_pmc2}
         std 0, {g_pmu}+5*8(11)
-        mfspr 0, {pmc3}
+        mfspr 0, {spr_pmc3}
         std 0, {g_pmu}+6*8(11)
-        mfspr 0, {pmc4}
+        mfspr 0, {spr_pmc4}
         std 0, {g_pmu}+7*8(11)
-        mfspr 0, {pmc5}
+        mfspr 0, {spr_pmc5}
         std 0, {g_pmu}+8*8(11)
-        mfspr 0, {pmc6}
+        mfspr 0, {spr_pmc6}
         std 0, {g_pmu}+9*8(11)
-        mfspr 0, {siar}
+        mfspr 0, {spr_siar}
         std 0, {g_pmu}+10*8(11)
-        mfspr 0, {sdar}
+        mfspr 0, {spr_sdar}
         std 0, {g_pmu}+11*8(11)
-        mfspr 0, {sier}
+        mfspr 0, {spr_sier}
         std 0, {g_pmu}+12*8(11)
-        mfspr 0, {ebbhr}
+        mfspr 0, {spr_ebbhr}
         std 0, {g_ebb}+0(11)
-        mfspr 0, {ebbrr}
+        mfspr 0, {spr_ebbrr}
         std 0, {g_ebb}+8(11)
-        mfspr 0, {bescr}
+        mfspr 0, {spr_bescr}
         std 0, {g_ebb}+16(11)
-        mfspr 0, {ic}
+        mfspr 0, {spr_ic}
         std 0, {g_ic}(11)
-        mfspr 0, {vtb}
+        mfspr 0, {spr_vtb}
         std 0, {g_vtb}(11)
-        mfspr 0, {purr}
+        mfspr 0, {spr_purr}
         std 0, {g_purr}(11)
-        mfspr 0, {spurr}
+        mfspr 0, {spr_spurr}
         std 0, {g_spurr}(11)
         ld 0, {scratch3}(13)
         std 0, {g_cfar}(11)
-        mfspr 0, 337
+        mfspr 0, {spr_hdar}
         std 0, {g_hdar}(11)
-        mfspr 0, 338
+        mfspr 0, {spr_hdsisr}
         std 0, {g_hdsisr}(11)
-        mfspr 0, 339
+        mfspr 0, {spr_heir}
         std 0, {g_heir}(11)
 
         # Guest SLB.
@@ -532,15 +532,15 @@ global_asm!(
 
         # Back to the hypervisor's partition.
         li 0, {rsvd}
-        mtspr 319, 0
+        mtspr {spr_lpidr}, 0
         ptesync
         ld 0, {h_sdr1}(13)
-        mtspr 25, 0
+        mtspr {spr_sdr1}, 0
         ld 0, {h_lpidr}(13)
-        mtspr 319, 0
+        mtspr {spr_lpidr}, 0
         isync
         ld 0, {h_lpcr}(13)
-        mtspr 318, 0
+        mtspr {spr_lpcr}, 0
         isync
         li 0, 0
         slbmte 0, 0
@@ -607,30 +607,30 @@ global_asm!(
     g_cfar = const G_CFAR,
     g_purr = const G_PURR,
     g_spurr = const G_SPURR,
-    cfar = const crate::cpu::SPR_CFAR,
-    purr = const crate::cpu::SPR_PURR,
-    spurr = const crate::cpu::SPR_SPURR,
-    mmcr0 = const crate::cpu::SPR_MMCR0,
-    mmcr1 = const crate::cpu::SPR_MMCR1,
-    mmcr2 = const crate::cpu::SPR_MMCR2,
-    mmcra = const crate::cpu::SPR_MMCRA,
-    pmc1 = const crate::cpu::SPR_PMC1,
-    pmc2 = const crate::cpu::SPR_PMC2,
-    pmc3 = const crate::cpu::SPR_PMC3,
-    pmc4 = const crate::cpu::SPR_PMC4,
-    pmc5 = const crate::cpu::SPR_PMC5,
-    pmc6 = const crate::cpu::SPR_PMC6,
-    siar = const crate::cpu::SPR_SIAR,
-    sdar = const crate::cpu::SPR_SDAR,
-    sier = const crate::cpu::SPR_SIER,
-    ebbhr = const crate::cpu::SPR_EBBHR,
-    ebbrr = const crate::cpu::SPR_EBBRR,
-    bescr = const crate::cpu::SPR_BESCR,
-    ic = const crate::cpu::SPR_IC,
-    vtb = const crate::cpu::SPR_VTB,
-    dawr = const crate::cpu::SPR_DAWR,
-    dawrx = const crate::cpu::SPR_DAWRX,
-    ciabr = const crate::cpu::SPR_CIABR,
+    spr_cfar = const crate::spr::CFAR,
+    spr_purr = const crate::spr::PURR,
+    spr_spurr = const crate::spr::SPURR,
+    spr_mmcr0 = const crate::spr::MMCR0,
+    spr_mmcr1 = const crate::spr::MMCR1,
+    spr_mmcr2 = const crate::spr::MMCR2,
+    spr_mmcra = const crate::spr::MMCRA,
+    spr_pmc1 = const crate::spr::PMC1,
+    spr_pmc2 = const crate::spr::PMC2,
+    spr_pmc3 = const crate::spr::PMC3,
+    spr_pmc4 = const crate::spr::PMC4,
+    spr_pmc5 = const crate::spr::PMC5,
+    spr_pmc6 = const crate::spr::PMC6,
+    spr_siar = const crate::spr::SIAR,
+    spr_sdar = const crate::spr::SDAR,
+    spr_sier = const crate::spr::SIER,
+    spr_ebbhr = const crate::spr::EBBHR,
+    spr_ebbrr = const crate::spr::EBBRR,
+    spr_bescr = const crate::spr::BESCR,
+    spr_ic = const crate::spr::IC,
+    spr_vtb = const crate::spr::VTB,
+    spr_dawr = const crate::spr::DAWR,
+    spr_dawrx = const crate::spr::DAWRX,
+    spr_ciabr = const crate::spr::CIABR,
     g_hdar = const G_HDAR,
     g_hdsisr = const G_HDSISR,
     g_heir = const G_HEIR,
@@ -642,6 +642,35 @@ global_asm!(
     p_hdec = const P_HDEC,
     p_flush = const P_FLUSH,
     p_sets = const P_SETS,
+    spr_lpcr = const crate::spr::LPCR,
+    spr_sdr1 = const crate::spr::SDR1,
+    spr_lpidr = const crate::spr::LPIDR,
+    spr_hsprg1 = const crate::spr::HSPRG1,
+    spr_hsrr0 = const crate::spr::HSRR0,
+    spr_hsrr1 = const crate::spr::HSRR1,
+    spr_srr0 = const crate::spr::SRR0,
+    spr_srr1 = const crate::spr::SRR1,
+    spr_sprg0 = const crate::spr::SPRG0,
+    spr_sprg1 = const crate::spr::SPRG1,
+    spr_sprg2 = const crate::spr::SPRG2,
+    spr_sprg3 = const crate::spr::SPRG3,
+    spr_dar = const crate::spr::DAR,
+    spr_dsisr = const crate::spr::DSISR,
+    spr_dec = const crate::spr::DEC,
+    spr_amr = const crate::spr::AMR,
+    spr_dscr = const crate::spr::DSCR,
+    spr_ppr = const crate::spr::PPR,
+    spr_tar = const crate::spr::TAR,
+    spr_fscr = const crate::spr::FSCR,
+    spr_pspb = const crate::spr::PSPB,
+    spr_iamr = const crate::spr::IAMR,
+    spr_uamor = const crate::spr::UAMOR,
+    spr_hdar = const crate::spr::HDAR,
+    spr_hdsisr = const crate::spr::HDSISR,
+    spr_heir = const crate::spr::HEIR,
+    spr_hfscr = const crate::spr::HFSCR,
+    spr_amor = const crate::spr::AMOR,
+    spr_hdec = const crate::spr::HDEC,
 );
 
 unsafe extern "C" {

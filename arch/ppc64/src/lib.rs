@@ -8,6 +8,7 @@
 
 pub mod hpte;
 pub mod paca;
+pub mod spr;
 pub mod trap;
 
 #[cfg(target_arch = "powerpc64")]

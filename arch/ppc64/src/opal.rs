@@ -77,7 +77,7 @@ global_asm!(
         mr 9, 10
         lis 12, {entry}@ha
         ld 12, {entry}@l(12)
-        mtspr 314, 12
+        mtspr {spr_hsrr0}, 12
         lis 2, {base}@ha
         ld 2, {base}@l(2)
         lis 12, __opal_return@ha
@@ -86,7 +86,7 @@ global_asm!(
         li 12, 0x31
         ori 12, 12, 0x8000
         andc 11, 11, 12
-        mtspr 315, 11
+        mtspr {spr_hsrr1}, 11
         hrfid
     __opal_return:
     "#,
@@ -103,6 +103,8 @@ global_asm!(
     "#,
     entry = sym OPAL_ENTRY,
     base = sym OPAL_BASE,
+    spr_hsrr0 = const crate::spr::HSRR0,
+    spr_hsrr1 = const crate::spr::HSRR1,
 );
 
 unsafe extern "C" {

@@ -23,10 +23,11 @@ pub fn register_paca(pir: u32, paca: *mut Paca) {
 }
 
 /// Loads r13 with this thread's per-thread area, found by PIR; clobbers r12.
+/// Needs the `table`, `pir_mask` and `spr_pir` operands.
 macro_rules! paca_by_pir_asm {
     () => {
         r#"
-        mfspr 13, 1023
+        mfspr 13, {spr_pir}
         andi. 13, 13, {pir_mask}
         sldi 13, 13, 3
         lis 12, {table}@ha
@@ -43,16 +44,16 @@ global_asm!(
     .global __power_nap
     # u64 __power_nap(void): naps; returns the wake-up's SRR1.
     __power_nap:
-        mfspr 13, 304
+        mfspr 13, {spr_hsprg0}
     "#,
     crate::save_nv_asm!(),
     r#"
         mr 4, 13
-        mfspr 0, 318
+        mfspr 0, {spr_lpcr}
         std 0, {lpcr}(4)
-        mfspr 0, 25
+        mfspr 0, {spr_sdr1}
         std 0, {sdr1}(4)
-        mfspr 0, 319
+        mfspr 0, {spr_lpidr}
         std 0, {lpidr}(4)
         # POWER8 nap entry: every prior store must have completed, so
         # store, ptesync, load it back and wait for the load.
@@ -70,7 +71,7 @@ global_asm!(
     "#,
     paca_by_pir_asm!(),
     r#"
-        mfspr 12, 27
+        mfspr 12, {spr_srr1}
         std 12, {wake}(13)
         rldicl 11, 12, 48, 62
         cmpdi 11, 3
@@ -78,13 +79,13 @@ global_asm!(
         # Hypervisor state lost (never after nap): restore the partition
         # registers saved before the power-saving instruction.
         ld 11, {lpcr}(13)
-        mtspr 318, 11
+        mtspr {spr_lpcr}, 11
         ld 11, {sdr1}(13)
-        mtspr 25, 11
+        mtspr {spr_sdr1}, 11
         ld 11, {lpidr}(13)
-        mtspr 319, 11
+        mtspr {spr_lpidr}, 11
         isync
-    2:  mtspr 304, 13
+    2:  mtspr {spr_hsprg0}, 13
     "#,
     crate::restore_nv_asm!(),
     r#"
@@ -102,7 +103,7 @@ global_asm!(
     crate::fixup_endian_asm!(),
     paca_by_pir_asm!(),
     r#"
-        mtspr 304, 13
+        mtspr {spr_hsprg0}, 13
         ld 1, {stack_top}(13)
         li 0, 0
         stdu 0, -112(1)
@@ -126,6 +127,12 @@ global_asm!(
     lpidr = const PACA_NAP_LPIDR,
     wake = const PACA_WAKE_SRR1,
     stack_top = const PACA_STACK_TOP,
+    spr_hsprg0 = const crate::spr::HSPRG0,
+    spr_pir = const crate::spr::PIR,
+    spr_lpcr = const crate::spr::LPCR,
+    spr_sdr1 = const crate::spr::SDR1,
+    spr_lpidr = const crate::spr::LPIDR,
+    spr_srr1 = const crate::spr::SRR1,
 );
 
 unsafe extern "C" {

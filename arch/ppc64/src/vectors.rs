@@ -28,8 +28,8 @@ global_asm!(
     # SRR1[46:47]; those go to __nap_wake (power.rs), anything else is a
     # real reset and takes the common path (with CR0 already clobbered).
     .org 0x100
-        mtspr 305, 13
-        mfspr 13, 27
+        mtspr {spr_hsprg1}, 13
+        mfspr 13, {spr_srr1}
         rldicl 13, 13, 48, 62
         cmpdi 13, 0
         beq 1f
@@ -37,7 +37,7 @@ global_asm!(
         addi 13, 13, __nap_wake@l
         mtctr 13
         bctr
-    1:  mfspr 13, 304
+    1:  mfspr 13, {spr_hsprg0}
         std 12, {scratch0}(13)
         li 12, 0x100
         b __exc_low
@@ -46,10 +46,10 @@ global_asm!(
       .set __vec_slot, __vec_slot + 0x20
       .set __vec_hv, ((__vec_slot == 0x500) | (__vec_slot == 0x980) | ((__vec_slot >= 0xe00) & (__vec_slot < 0xf00)) | (__vec_slot == 0xf80))
       .org __vec_slot
-        mtspr 305, 13
-        mfspr 13, 304
+        mtspr {spr_hsprg1}, 13
+        mfspr 13, {spr_hsprg0}
         std 12, {scratch0}(13)
-        mfspr 12, {cfar}
+        mfspr 12, {spr_cfar}
         std 12, {scratch3}(13)
         li 12, __vec_slot + (__vec_hv & 1)
         b __exc_low
@@ -68,8 +68,11 @@ global_asm!(
     scratch1 = const PACA_SCRATCH + 8,
     scratch2 = const PACA_SCRATCH + 16,
     scratch3 = const PACA_SCRATCH + 24,
-    cfar = const crate::cpu::SPR_CFAR,
+    spr_cfar = const crate::spr::CFAR,
     exc_entry = const PACA_EXC_ENTRY,
+    spr_srr1 = const crate::spr::SRR1,
+    spr_hsprg0 = const crate::spr::HSPRG0,
+    spr_hsprg1 = const crate::spr::HSPRG1,
 );
 
 /// Restores CR, LR, CTR, XER and every GPR from the frame at r11; r11 last.
@@ -144,7 +147,7 @@ global_asm!(
         std 0, {f_gpr}+11*8(11)
         ld 0, {scratch0}(13)
         std 0, {f_gpr}+12*8(11)
-        mfspr 0, 305
+        mfspr 0, {spr_hsprg1}
         std 0, {f_gpr}+13*8(11)
         std 14, {f_gpr}+14*8(11)
         std 15, {f_gpr}+15*8(11)
@@ -173,26 +176,26 @@ global_asm!(
         std 12, {f_vector}(11)
         andi. 0, 12, {hsrr_flag}
         beq 1f
-        mfspr 0, 314
+        mfspr 0, {spr_hsrr0}
         std 0, {f_pc}(11)
-        mfspr 0, 315
+        mfspr 0, {spr_hsrr1}
         std 0, {f_msr}(11)
         b 2f
-    1:  mfspr 0, 26
+    1:  mfspr 0, {spr_srr0}
         std 0, {f_pc}(11)
-        mfspr 0, 27
+        mfspr 0, {spr_srr1}
         std 0, {f_msr}(11)
-    2:  mfspr 0, 19
+    2:  mfspr 0, {spr_dar}
         std 0, {f_dar}(11)
-        mfspr 0, 18
+        mfspr 0, {spr_dsisr}
         std 0, {f_dsisr}(11)
-        mfspr 0, 337
+        mfspr 0, {spr_hdar}
         std 0, {f_hdar}(11)
-        mfspr 0, 338
+        mfspr 0, {spr_hdsisr}
         std 0, {f_hdsisr}(11)
-        mfspr 0, 339
+        mfspr 0, {spr_heir}
         std 0, {f_heir}(11)
-        mfspr 0, 1023
+        mfspr 0, {spr_pir}
         std 0, {f_pir}(11)
         ld 0, {exceptions}(13)
         addic 0, 0, 1
@@ -205,21 +208,21 @@ global_asm!(
         mr 3, 11
         bl hv_exception
         nop
-        mfspr 13, 304
+        mfspr 13, {spr_hsprg0}
         addi 11, 13, {frame}
         ld 12, {f_vector}(11)
         andi. 0, 12, {hsrr_flag}
         ld 0, {f_pc}(11)
         ld 12, {f_msr}(11)
         bne 3f
-        mtspr 26, 0
-        mtspr 27, 12
+        mtspr {spr_srr0}, 0
+        mtspr {spr_srr1}, 12
     "#,
     restore_all!(),
     r#"
         rfid
-    3:  mtspr 314, 0
-        mtspr 315, 12
+    3:  mtspr {spr_hsrr0}, 0
+        mtspr {spr_hsrr1}, 12
     "#,
     restore_all!(),
     r#"
@@ -247,6 +250,18 @@ global_asm!(
     f_hdsisr = const FRAME_HDSISR,
     f_heir = const FRAME_HEIR,
     f_pir = const FRAME_PIR,
+    spr_hsprg1 = const crate::spr::HSPRG1,
+    spr_hsrr0 = const crate::spr::HSRR0,
+    spr_hsrr1 = const crate::spr::HSRR1,
+    spr_srr0 = const crate::spr::SRR0,
+    spr_srr1 = const crate::spr::SRR1,
+    spr_dar = const crate::spr::DAR,
+    spr_dsisr = const crate::spr::DSISR,
+    spr_hdar = const crate::spr::HDAR,
+    spr_hdsisr = const crate::spr::HDSISR,
+    spr_heir = const crate::spr::HEIR,
+    spr_pir = const crate::spr::PIR,
+    spr_hsprg0 = const crate::spr::HSPRG0,
 );
 
 unsafe extern "C" {

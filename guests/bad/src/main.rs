@@ -46,8 +46,86 @@ fn report(what: &str, v: &mut [u64; TRIALS]) {
     );
 }
 
-/// `bench` in bootargs: guest-side timings of hypercall round trips
-/// (meant for QEMU -icount, where they are deterministic).
+/// `fwnmi` in bootargs: registers an FWNMI machine-check handler, takes
+/// a machine check (a real-mode load beyond guest memory) and checks what
+/// the handler got; releases it with `ibm,nmi-interlock`, takes a second
+/// one and, without releasing that, a third, which must stop the VM.
+fn fwnmi(fdt: Option<&guest_common::fdt::Fdt<'_>>, mem: u64) -> ! {
+    let Some(f) = fdt else { power_off(None) };
+    let token = |n| guest_common::rtas_token(f, n).unwrap_or(0);
+    let (register, interlock) = (token("ibm,nmi-register"), token("ibm,nmi-interlock"));
+    let rtas_base = f
+        .find_node("/rtas")
+        .and_then(|n| n.property("linux,rtas-base"))
+        .and_then(|p| Some(u32::from_be_bytes(p.value.get(0..4)?.try_into().ok()?)))
+        .unwrap_or(0) as u64;
+    let mut fails = 0;
+    let mut checks = 0;
+    let mut check = |name: &str, got: u64, want: u64| {
+        checks += 1;
+        if got == want {
+            println!("bad: fwnmi: {name}: {got:#x} ok");
+        } else {
+            fails += 1;
+            println!("bad: fwnmi: {name}: {got:#x} want {want:#x} FAIL");
+        }
+    };
+    install_trap_handlers();
+    let handler = guest_common::fwnmi_handler() as u32;
+    let rc = |r: i32| r as i64 as u64;
+    check(
+        "nmi-interlock before registering",
+        rc(guest_common::rtas_call(interlock, &[], 1)),
+        rc(-3),
+    );
+    check(
+        "nmi-register beyond memory",
+        rc(guest_common::rtas_call(register, &[handler, mem as u32], 1)),
+        rc(-3),
+    );
+    check(
+        "nmi-register",
+        rc(guest_common::rtas_call(register, &[handler, handler], 1)),
+        0,
+    );
+    let log_at = rtas_base + 0x30;
+    for (n, addr) in [(1u64, mem), (2, mem + 8)] {
+        // SAFETY: deliberately beyond guest memory; the machine check
+        // goes to our handler, which returns past the load.
+        unsafe { core::ptr::read_volatile(addr as *const u64) };
+        let t = trap_log();
+        check("machine checks taken", t.count, n);
+        check("handler saw vector", t.vector, 0x200);
+        check("r3 is the RTAS error log", t.fwnmi_log, log_at);
+        check("DAR", t.dar, addr);
+        check("SRR1 says load/store", (t.srr1 >> 21) & 1, 1);
+        // SAFETY: the log lies in our RTAS area, inside our memory.
+        let word = |off: u64| {
+            unsafe { core::ptr::read_volatile((log_at + off) as *const u64) }.swap_bytes()
+        };
+        check(
+            "log header (v6, error sync, not recovered, extended)",
+            word(8) >> 32,
+            0x0674_1000,
+        );
+        check("log section MC, 40 bytes", word(32) >> 32, 0x4d43_0028);
+        check("log effective address", word(56), addr);
+        if n == 1 {
+            check(
+                "nmi-interlock",
+                rc(guest_common::rtas_call(interlock, &[], 1)),
+                0,
+            );
+        }
+    }
+    println!("bad: fwnmi: {} of {checks} checks passed", checks - fails);
+    println!("bad: fwnmi: a machine check before releasing the last one");
+    // SAFETY: as above; this one must stop the VM.
+    unsafe { core::ptr::read_volatile((mem + 16) as *const u64) };
+    println!("bad: fwnmi: survived a nested machine check FAIL");
+    power_off(fdt)
+}
+
 /// CFAR right after a null hypercall, with a taken branch just before
 /// the `sc 1`.
 fn cfar_across_hcall() -> u64 {
@@ -69,6 +147,8 @@ fn cfar_across_hcall() -> u64 {
     cfar
 }
 
+/// `bench` in bootargs: guest-side timings of hypercall round trips
+/// (meant for QEMU -icount, where they are deterministic).
 fn bench() {
     let mut t = [0u64; TRIALS];
     for x in t.iter_mut() {
@@ -115,6 +195,9 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
         // SAFETY: deliberately invalid; the hypervisor must contain it.
         let v = unsafe { core::ptr::read_volatile(0x4000_0000 as *const u64) };
         println!("bad: read {v:#x} outside my memory FAIL");
+    }
+    if args.split_whitespace().any(|w| w == "fwnmi") {
+        fwnmi(fdt.as_ref(), mem);
     }
     if args.split_whitespace().any(|w| w == "bench") {
         bench();

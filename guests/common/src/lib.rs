@@ -4,6 +4,8 @@
 
 use core::arch::{asm, global_asm};
 use core::fmt::{self, Write};
+/// The device-tree parser guests use (re-exported so guests name its types).
+pub use fdt;
 
 pub const H_SUCCESS: i64 = 0;
 pub const H_PUT_TERM_CHAR: u64 = 0x58;
@@ -265,7 +267,13 @@ pub struct TrapLog {
     pub dar: u64,
     pub dsisr: u64,
     pub count: u64,
+    /// r3 at the FWNMI machine-check handler: the error log's address.
+    pub fwnmi_log: u64,
 }
+
+// The handlers below address the fields by these offsets.
+const _: () = assert!(core::mem::offset_of!(TrapLog, count) == 40);
+const _: () = assert!(core::mem::offset_of!(TrapLog, fwnmi_log) == 48);
 
 #[unsafe(no_mangle)]
 pub static mut GUEST_TRAP_LOG: TrapLog = TrapLog {
@@ -275,6 +283,7 @@ pub static mut GUEST_TRAP_LOG: TrapLog = TrapLog {
     dar: 0,
     dsisr: 0,
     count: 0,
+    fwnmi_log: 0,
 };
 
 // The guest's own interrupt handlers for 0x300 (DSI), 0x400 (ISI) and 0x700
@@ -299,6 +308,20 @@ global_asm!(
     __guest_trap_700:
         mtsprg 1, 3
         li 3, 0x700
+        b __guest_trap_common
+    # The FWNMI machine-check handler (ibm,nmi-register): r3 is the error
+    # log, whose first doubleword is the interrupted r3. Records the log's
+    # address, restores r3 and records the interrupt as a 0x200.
+    .global __guest_fwnmi_mc
+    __guest_fwnmi_mc:
+        mtsprg 2, 4
+        lis 4, GUEST_TRAP_LOG@ha
+        addi 4, 4, GUEST_TRAP_LOG@l
+        std 3, 48(4)
+        ld 3, 0(3)
+        mtsprg 1, 3
+        mfsprg 4, 2
+        li 3, 0x200
         b __guest_trap_common
     __guest_trap_common:
         mtsprg 2, 4
@@ -327,6 +350,7 @@ global_asm!(
 );
 
 unsafe extern "C" {
+    fn __guest_fwnmi_mc();
     fn __guest_trap_300();
     fn __guest_trap_400();
     fn __guest_trap_700();
@@ -350,6 +374,12 @@ pub fn install_trap_handlers() -> i64 {
         }
     }
     rc
+}
+
+/// The real address of the FWNMI machine-check handler (it records the
+/// interrupt like the others and returns past the faulting instruction).
+pub fn fwnmi_handler() -> u64 {
+    __guest_fwnmi_mc as *const () as u64
 }
 
 /// A copy of the trap log.
