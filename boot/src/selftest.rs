@@ -295,14 +295,14 @@ pub fn resume_test() -> bool {
     }
 
     let before = HDEC_TAKEN.load(Ordering::Acquire);
-    cpu::set_dec(cpu::DEC_MAX);
+    cpu::set_dec(ppc64::spr::DEC_MAX);
     let lpcr = cpu::mfspr::<{ ppc64::spr::LPCR }>();
     HDEC_ARMED.store(true, Ordering::Release);
     let t0 = cpu::mftb();
     // SAFETY: HDEC interrupts go to the armed handler, which returns; the
     // decrementer was pushed far away and no IPI is pending on this thread.
     unsafe {
-        cpu::set_lpcr(lpcr | cpu::LPCR_HDICE);
+        cpu::set_lpcr(lpcr | ppc64::spr::LPCR_HDICE);
         cpu::set_hdec(kernel::time::us_to_ticks(10));
         cpu::set_ee(true);
     }

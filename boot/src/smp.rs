@@ -26,7 +26,7 @@ impl Machine for Power8 {
     }
 
     fn idle(&self, me: &CpuState, deadline: Option<u64>) {
-        let mut lpcr = cpu::mfspr::<{ ppc64::spr::LPCR }>() | cpu::LPCR_PECE_EXTERNAL;
+        let mut lpcr = cpu::mfspr::<{ ppc64::spr::LPCR }>() | ppc64::spr::LPCR_PECE_EXTERNAL;
         match deadline {
             Some(d) => {
                 let now = cpu::mftb();
@@ -34,9 +34,9 @@ impl Machine for Power8 {
                     return;
                 }
                 cpu::set_dec(d - now);
-                lpcr |= cpu::LPCR_PECE_DEC;
+                lpcr |= ppc64::spr::LPCR_PECE_DEC;
             }
-            None => lpcr &= !cpu::LPCR_PECE_DEC,
+            None => lpcr &= !ppc64::spr::LPCR_PECE_DEC,
         }
         set_lpcr_if_changed(lpcr);
         let srr1 = power::nap();
@@ -45,7 +45,7 @@ impl Machine for Power8 {
         match why {
             WakeReason::External => acknowledge(me),
             // Re-arm far away so the expired decrementer stops pending.
-            WakeReason::Decrementer => cpu::set_dec(cpu::DEC_MAX),
+            WakeReason::Decrementer => cpu::set_dec(ppc64::spr::DEC_MAX),
             _ => {}
         }
     }
@@ -124,7 +124,6 @@ pub fn me() -> &'static CpuState {
 }
 
 const STACK_SIZE: usize = 64 * 1024;
-const EXC_STACK_SIZE: usize = 32 * 1024;
 
 fn stack_top(size: usize) -> u64 {
     let s: &'static mut [u8] = Box::leak(vec![0u8; size].into_boxed_slice());
@@ -155,13 +154,9 @@ pub fn init(topology: &Topology, icps: &[IcpWindow]) {
 
     for c in &smp.cpus {
         let paca: &'static mut Paca = Box::leak(Box::new(Paca::new()));
-        paca.pir = c.pir as u64;
         paca.cpu_id = c.id as u64;
-        paca.core_index = c.core as u32;
-        paca.thread_index = c.thread as u32;
-        paca.icp_base = c.icp_base;
         paca.exc_entry = vectors::exc_common_address();
-        paca.exc_stack_top = stack_top(EXC_STACK_SIZE);
+        paca.exc_stack_top = stack_top(crate::trap::EXC_STACK_SIZE);
         paca.stack_top = if c.id == boot.id {
             0
         } else {
@@ -169,15 +164,9 @@ pub fn init(topology: &Topology, icps: &[IcpWindow]) {
         };
         power::register_paca(c.pir, paca);
         if c.id == boot.id {
-            let p = paca as *mut Paca as u64;
-            // SAFETY: the new area is complete; from now on exceptions on
-            // this thread save into it. r13 is reserved (never allocated by
-            // the compiler), so it can hold the per-thread area as on the
-            // secondaries.
-            unsafe {
-                cpu::mtspr::<{ ppc64::spr::HSPRG0 }>(p);
-                core::arch::asm!("mr 13, {0}", in(reg) p, options(nomem, nostack));
-            }
+            // SAFETY: the new area is complete and never freed; from now
+            // on exceptions on this thread save into it.
+            unsafe { power::set_this_thread_paca(paca) };
         }
     }
     thread_setup(boot);
@@ -222,11 +211,11 @@ fn thread_setup(me: &CpuState) {
     cpu::enable_machine_check();
     // Power-saving exits: external interrupts (IPIs); the decrementer is
     // enabled per wait. External interrupts go to the hypervisor.
-    let lpcr = (cpu::mfspr::<{ ppc64::spr::LPCR }>() | cpu::LPCR_PECE_EXTERNAL)
-        & !(cpu::LPCR_PECE_DEC | cpu::LPCR_LPES0);
+    let lpcr = (cpu::mfspr::<{ ppc64::spr::LPCR }>() | ppc64::spr::LPCR_PECE_EXTERNAL)
+        & !(ppc64::spr::LPCR_PECE_DEC | ppc64::spr::LPCR_LPES0);
     // SAFETY: sets only the exit enables and LPES0 (no guest runs yet).
     unsafe { cpu::set_lpcr(lpcr) };
-    cpu::set_dec(cpu::DEC_MAX);
+    cpu::set_dec(ppc64::spr::DEC_MAX);
     // SAFETY: this thread's own ICP window from the device tree.
     let icp = unsafe { Icp::new(me.icp_base) };
     icp.set_mfrr(xics::MFRR_NONE);

@@ -7,7 +7,9 @@ use ppc64::paca::Paca;
 use ppc64::trap::{TrapFrame, TrapReport};
 use ppc64::{cpu, vectors};
 
-const EXC_STACK_SIZE: usize = 32 * 1024;
+/// Every thread's exception stack (the boot thread's is static, the
+/// others' come from the heap).
+pub const EXC_STACK_SIZE: usize = 32 * 1024;
 
 #[repr(C, align(16))]
 struct ExcStack([u8; EXC_STACK_SIZE]);
@@ -29,7 +31,6 @@ pub fn init_boot_thread() {
     // SAFETY: the boot thread is the only thread running; nothing else
     // references BOOT_PACA yet.
     unsafe {
-        (*paca).pir = cpu::pir() as u64;
         (*paca).exc_entry = vectors::exc_common_address();
         (*paca).exc_stack_top = stack_top & !15;
         cpu::mtspr::<{ ppc64::spr::HSPRG0 }>(paca as u64);
@@ -50,9 +51,6 @@ pub static RESUME_NEXT_TRAP: AtomicBool = AtomicBool::new(false);
 pub static HDEC_ARMED: AtomicBool = AtomicBool::new(false);
 pub static HDEC_TAKEN: AtomicU64 = AtomicU64::new(0);
 
-/// SRR1 bit 46: the program interrupt was a trap instruction.
-const SRR1_PROGRAM_TRAP: u64 = 0x2_0000;
-
 /// Called by `__exc_common` with the saved context. Apart from the
 /// test-only probes above, every exception is unexpected: report it and
 /// stop the machine.
@@ -60,14 +58,14 @@ const SRR1_PROGRAM_TRAP: u64 = 0x2_0000;
 pub extern "C" fn hv_exception(frame: &mut TrapFrame) {
     match frame.vector_offset() {
         0x700
-            if frame.msr & SRR1_PROGRAM_TRAP != 0
+            if frame.msr & ppc64::spr::SRR1_PROGRAM_TRAP != 0
                 && RESUME_NEXT_TRAP.swap(false, Ordering::AcqRel) =>
         {
             frame.pc += 4;
             return;
         }
         0x980 if HDEC_ARMED.swap(false, Ordering::AcqRel) => {
-            cpu::set_hdec(cpu::DEC_MAX);
+            cpu::set_hdec(ppc64::spr::DEC_MAX);
             HDEC_TAKEN.fetch_add(1, Ordering::AcqRel);
             return;
         }

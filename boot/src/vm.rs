@@ -22,6 +22,7 @@ use log::{info, warn};
 use ppc64::cpu;
 use ppc64::guest::{self, Exit, GuestRegs, PartitionRegs};
 use ppc64::hpte::{self, HptOrder, PageSize};
+use ppc64::spr;
 
 /// `ibm,hypertas-functions`: the PAPR function sets implemented
 /// (splpar: H_CEDE, H_PROD, H_CONFER, H_REGISTER_VPA; interrupt: the XICS
@@ -47,8 +48,6 @@ const CONSOLE_POLL_MS: u64 = 10;
 const INPUT_MAX: usize = 4096;
 /// The guest time slice (HDEC).
 const SLICE_MS: u64 = 10;
-/// POWER8 TLB congruence classes (what `tlbiel` walks for a full flush).
-const TLB_SETS: u64 = 512;
 /// CPU `clock-frequency` in the guest device tree.
 const GUEST_CLOCK_HZ: u32 = 3_000_000_000;
 
@@ -115,12 +114,6 @@ impl TlbOps for Power8Tlb {
     }
 }
 
-/// SRR1 bits an interrupt sets (33:36, 42:47); the rest copy the MSR.
-const SRR1_INTERRUPT_BITS: u64 = 0x7800_0000 | 0x003f_0000;
-/// SRR1 bit 44: program interrupt for an illegal instruction.
-const SRR1_PROGRAM_ILLEGAL: u64 = 1 << 19;
-/// SRR1 bit 42: the machine check was caused by a load or store.
-const SRR1_MC_DATA_SIDE: u64 = 1 << 21;
 /// Guest interrupt vectors this hypervisor delivers.
 const VEC_MACHINE_CHECK: u64 = 0x200;
 const VEC_EXTERNAL: u64 = 0x500;
@@ -400,14 +393,14 @@ impl Vm {
         // Entered as SLOF enters an image on QEMU's pseries machine:
         // 64-bit real mode, big-endian unless the manifest says otherwise.
         let le = if cfg.entry_little_endian {
-            cpu::MSR_LE
+            spr::MSR_LE
         } else {
             0
         };
         let mut regs = GuestRegs {
             pc: loaded.entry,
-            msr: cpu::MSR_SF | cpu::MSR_ME | cpu::MSR_RI | le,
-            dec: cpu::DEC_MAX,
+            msr: spr::MSR_SF | spr::MSR_ME | spr::MSR_RI | le,
+            dec: spr::DEC_MAX,
             ..Default::default()
         };
         regs.gpr[3] = fdt_gpa;
@@ -464,13 +457,13 @@ impl Vm {
     /// guest's interrupt endianness and location (H_SET_MODE), and MER when
     /// an external interrupt waits for the guest to enable MSR[EE].
     fn lpcr(&self, host: u64, mer: bool) -> u64 {
-        use cpu::{
+        use spr::{
             LPCR_AIL, LPCR_AIL_SHIFT, LPCR_HDICE, LPCR_ILE, LPCR_LPES0, LPCR_LPES1, LPCR_MER,
             LPCR_PECE, LPCR_VPM0, LPCR_VPM1,
         };
         let clear = LPCR_VPM0
             | LPCR_VPM1
-            | hpte::LPCR_VRMASD
+            | spr::LPCR_VRMASD
             | LPCR_ILE
             | LPCR_AIL
             | LPCR_MER
@@ -584,7 +577,7 @@ impl Vm {
                 lpcr: self.lpcr(host_lpcr, mer),
                 hdec: kernel::time::ms_to_ticks(SLICE_MS),
                 flush_tlb: flush.0 as u64,
-                tlb_sets: TLB_SETS,
+                tlb_sets: ppc64::sizes::TLB_SETS,
                 hfscr: guest::HFSCR_GUEST,
             };
             // The guest's decrementer keeps counting while the hypervisor
@@ -618,16 +611,16 @@ impl Vm {
                 // it does not have (TM, BHRB): to the guest it is an
                 // illegal-instruction program interrupt.
                 Exit::HvEmulation | Exit::HvFacility => {
-                    self.reflect_fault(VEC_PROGRAM, SRR1_PROGRAM_ILLEGAL, vec)
+                    self.reflect_fault(VEC_PROGRAM, spr::SRR1_PROGRAM_ILLEGAL, vec)
                 }
                 // A real-mode access beyond guest memory: a machine check
                 // for the guest, as on QEMU's pseries machine.
-                Exit::Hdsi if self.vcpu.regs.msr & cpu::MSR_DR == 0 => {
+                Exit::Hdsi if self.vcpu.regs.msr & spr::MSR_DR == 0 => {
                     let r = &self.vcpu.regs;
                     info!(target: "vm", "{}: real-mode data access beyond guest memory at pc {:#x} (HDAR {:#x}): machine check", self.name, r.pc, r.hdar);
                     self.machine_check(Cause::LoadStore(r.hdar), vec)
                 }
-                Exit::Hisi if self.vcpu.regs.msr & cpu::MSR_IR == 0 => {
+                Exit::Hisi if self.vcpu.regs.msr & spr::MSR_IR == 0 => {
                     info!(target: "vm", "{}: real-mode instruction fetch at {:#x} beyond guest memory: machine check", self.name, self.vcpu.regs.pc);
                     self.machine_check(Cause::Fetch(self.vcpu.regs.pc), vec)
                 }
@@ -672,7 +665,7 @@ impl Vm {
             .xics
             .icp(self.vcpu.id)
             .is_some_and(|i| i.pending().is_some());
-        if pending && self.vcpu.regs.msr & cpu::MSR_EE != 0 {
+        if pending && self.vcpu.regs.msr & spr::MSR_EE != 0 {
             self.reflect(VEC_EXTERNAL, 0);
             self.externals += 1;
         }
@@ -688,15 +681,15 @@ impl Vm {
         let r = &mut self.vcpu.regs;
         let msr = r.msr;
         r.srr0 = r.pc;
-        r.srr1 = (msr & !SRR1_INTERRUPT_BITS) | reason;
+        r.srr1 = (msr & !spr::SRR1_INTERRUPT_BITS) | reason;
         let relocate = self.lpcr_ail == 3
             && vector != VEC_MACHINE_CHECK
-            && msr & (cpu::MSR_IR | cpu::MSR_DR) == cpu::MSR_IR | cpu::MSR_DR;
-        let le = if self.lpcr_ile { cpu::MSR_LE } else { 0 };
-        r.msr = cpu::MSR_SF | (msr & cpu::MSR_ME) | le;
+            && msr & (spr::MSR_IR | spr::MSR_DR) == spr::MSR_IR | spr::MSR_DR;
+        let le = if self.lpcr_ile { spr::MSR_LE } else { 0 };
+        r.msr = spr::MSR_SF | (msr & spr::MSR_ME) | le;
         r.pc = vector;
         if relocate {
-            r.msr |= cpu::MSR_IR | cpu::MSR_DR;
+            r.msr |= spr::MSR_IR | spr::MSR_DR;
             r.pc = AIL3_BASE + vector;
         }
         self.reflected += 1;
@@ -731,7 +724,7 @@ impl Vm {
         let reason = match cause {
             Cause::LoadStore(addr) => {
                 self.vcpu.regs.dar = addr;
-                SRR1_MC_DATA_SIDE
+                spr::SRR1_MC_DATA_SIDE
             }
             Cause::Fetch(_) => 0,
         };
@@ -786,7 +779,7 @@ impl Vm {
             let mut wait = self
                 .vcpu
                 .dec_expires
-                .map_or(cpu::DEC_MAX, |e| dec_remaining(e, now));
+                .map_or(spr::DEC_MAX, |e| dec_remaining(e, now));
             if self.owns_console() {
                 wait = wait.min(kernel::time::ms_to_ticks(CONSOLE_POLL_MS));
             }
@@ -886,7 +879,7 @@ impl Vm {
     fn hcall(&mut self) -> Next {
         let r = &self.vcpu.regs.gpr;
         let (nr, a) = (r[3], [r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11]]);
-        if self.vcpu.regs.msr & cpu::MSR_PR != 0 {
+        if self.vcpu.regs.msr & spr::MSR_PR != 0 {
             self.privileged += 1;
             self.vcpu.regs.gpr[3] = hcall::H_PRIVILEGE as u64;
             return Next::Resume;
@@ -935,7 +928,7 @@ impl Vm {
             },
             hcall::H_CEDE => {
                 // PAPR: H_CEDE returns with MSR[EE] set.
-                self.vcpu.regs.msr |= cpu::MSR_EE;
+                self.vcpu.regs.msr |= spr::MSR_EE;
                 (H_SUCCESS, Next::Cede)
             }
             hcall::H_PROD => match self.vcpu_id(a[0]) {

@@ -76,8 +76,6 @@ pub const SEGMENT_PAGE_SIZES: [u32; 21] = [
 /// `ibm,processor-segment-sizes`: 256M (2^28) and 1T (2^40) segments.
 pub const PROCESSOR_SEGMENT_SIZES: [u32; 2] = [0x1c, 0x28];
 
-/// POWER8 SLB entries.
-pub const SLB_SIZE: u32 = 32;
 /// POWER8 L1 cache line (and block) size in bytes.
 pub const CACHE_LINE: u32 = 128;
 
@@ -163,7 +161,7 @@ pub fn build(cfg: &GuestFdtConfig<'_>) -> Vec<u8> {
         w.prop_cells("ibm,pft-size", &[0, cfg.hpt_order]);
         w.prop_u32("timebase-frequency", cfg.timebase_frequency);
         w.prop_u32("clock-frequency", cfg.clock_frequency);
-        w.prop_u32("ibm,slb-size", SLB_SIZE);
+        w.prop_u32("ibm,slb-size", ppc64::sizes::SLB_SIZE as u32);
         w.prop_cells("ibm,segment-page-sizes", &SEGMENT_PAGE_SIZES);
         w.prop_cells("ibm,processor-segment-sizes", &PROCESSOR_SEGMENT_SIZES);
         w.prop_u32("d-cache-line-size", CACHE_LINE);

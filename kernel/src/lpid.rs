@@ -13,15 +13,10 @@
 //! No locking inside: the caller owns the allocator behind its own lock.
 
 use core::fmt;
+pub use ppc64::sizes::{LPID_BITS, NR_LPIDS, RESERVED_LPID};
 
-/// Width of LPIDR on POWER8.
-pub const LPID_BITS: u32 = 12;
-/// Number of LPID values (4096).
-pub const NR_LPIDS: u32 = 1 << LPID_BITS;
 /// The hypervisor's own LPID.
 pub const HOST_LPID: u32 = 0;
-/// Held back for the partition-switch sequence (KVM's `LPID_RSVD`).
-pub const RESERVED_LPID: u32 = NR_LPIDS - 1;
 /// Lowest LPID a guest can get.
 pub const FIRST_GUEST_LPID: u32 = HOST_LPID + 1;
 /// Highest LPID a guest can get.

@@ -20,6 +20,9 @@ use crate::cpumask::CpuMask;
 use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use ppc64::spr::{
+    SRR1_WAKE_DBELL, SRR1_WAKE_DEC, SRR1_WAKE_EXTERNAL, SRR1_WAKE_HDBELL, SRR1_WAKE_MASK,
+};
 
 /// A function run on another thread: takes and returns one word.
 pub type CallFn = fn(u64) -> u64;
@@ -64,17 +67,6 @@ impl WakeReason {
         }
     }
 }
-
-pub const SRR1_WAKE_MASK: u64 = 0x003c_0000;
-pub const SRR1_WAKE_EXTERNAL: u64 = 0x0020_0000;
-pub const SRR1_WAKE_DEC: u64 = 0x0018_0000;
-pub const SRR1_WAKE_DBELL: u64 = 0x0014_0000;
-pub const SRR1_WAKE_HDBELL: u64 = 0x000c_0000;
-/// SRR1[46:47]: what the power-saving state lost.
-pub const SRR1_WS_MASK: u64 = 0x0003_0000;
-pub const SRR1_WS_NOLOSS: u64 = 0x0001_0000;
-pub const SRR1_WS_GPRLOSS: u64 = 0x0002_0000;
-pub const SRR1_WS_HVLOSS: u64 = 0x0003_0000;
 
 /// Per-thread event counters.
 #[derive(Default, Debug)]

@@ -1,26 +1,8 @@
-//! Special-purpose registers and single instructions, one small function
-//! each.
+//! Special-purpose register access and single instructions, one small
+//! function each (the numbers and bit fields are in `spr`).
 
 use crate::spr;
 use core::arch::asm;
-
-pub const MSR_SF: u64 = 1 << 63;
-pub const MSR_HV: u64 = 1 << 60;
-/// Transactional memory available (31) and transaction state (29:30).
-pub const MSR_TM: u64 = 1 << 32;
-pub const MSR_TS: u64 = 3 << 33;
-/// Problem state (49), instruction and data relocation (58, 59).
-pub const MSR_PR: u64 = 1 << 14;
-pub const MSR_IR: u64 = 1 << 5;
-pub const MSR_DR: u64 = 1 << 4;
-/// MSR bits a guest may never run with (it has no TM, and HV is the
-/// hypervisor's), and bits it always runs with (machine checks enabled).
-pub const MSR_GUEST_CLEAR: u64 = MSR_HV | MSR_TM | MSR_TS;
-pub const MSR_GUEST_SET: u64 = MSR_ME;
-pub const MSR_EE: u64 = 1 << 15;
-pub const MSR_ME: u64 = 1 << 12;
-pub const MSR_RI: u64 = 1 << 1;
-pub const MSR_LE: u64 = 1;
 
 /// Reads SPR `N`.
 #[inline(always)]
@@ -63,7 +45,7 @@ pub fn mfmsr() -> u64 {
 /// Sets MSR[ME] and MSR[RI] once the exception vectors are in place, so a
 /// machine check is reported instead of checkstopping the machine.
 pub fn enable_machine_check() {
-    let msr = mfmsr() | MSR_ME | MSR_RI;
+    let msr = mfmsr() | spr::MSR_ME | spr::MSR_RI;
     // SAFETY: only ME and RI change; the vectors that handle a machine
     // check are installed before this is called.
     unsafe { asm!("mtmsrd {0}", in(reg) msr, options(nostack)) };
@@ -114,31 +96,6 @@ pub fn halt() -> ! {
     }
 }
 
-/// MMCR0[FC]: freeze all counters (set while the hypervisor runs).
-pub const MMCR0_FC: u64 = 1 << 31;
-
-/// LPCR fields (ISA 2.07 bit numbers in comments).
-pub const LPCR_VPM0: u64 = 1 << 63; // 0: VRMA for guest real mode
-pub const LPCR_VPM1: u64 = 1 << 62; // 1: guest translation faults to the hypervisor
-pub const LPCR_ILE: u64 = 1 << 25; // 38: guest interrupts little-endian
-/// All power-saving exit enables (47-51; KVM calls bit 49 "PECE0", the ISA
-/// "PECE2"). The names below say what each enables.
-pub const LPCR_PECE: u64 = 0x1f << 12;
-pub const LPCR_PECE_EXTERNAL: u64 = 1 << 14; // 49
-pub const LPCR_PECE_DEC: u64 = 1 << 13; // 50
-/// Mediated external request (52): the guest takes an external interrupt
-/// as soon as its MSR[EE] is set.
-pub const LPCR_MER: u64 = 1 << 11;
-/// Alternate interrupt location (39:40); 3 = 0xc000_0000_0000_4000.
-pub const LPCR_AIL_SHIFT: u32 = 23;
-pub const LPCR_AIL: u64 = 3 << LPCR_AIL_SHIFT;
-/// External interrupts go to the guest OS (1) or the hypervisor (0).
-pub const LPCR_LPES0: u64 = 1 << 3; // 60
-pub const LPCR_LPES1: u64 = 1 << 2; // 61
-
-/// Largest positive value of the 32-bit POWER8 decrementer.
-pub const DEC_MAX: u64 = 0x7fff_ffff;
-
 /// Sets this thread's LPCR.
 ///
 /// # Safety
@@ -152,21 +109,18 @@ pub unsafe fn set_lpcr(v: u64) {
     }
 }
 
-/// Loads the decrementer (ticks until it goes negative; at most DEC_MAX).
+/// Loads the decrementer (ticks until it goes negative; at most spr::DEC_MAX).
 pub fn set_dec(ticks: u64) {
     // SAFETY: with MSR[EE]=0 (always, in this firmware) an expiring
     // decrementer only wakes a napping thread when LPCR enables it.
-    unsafe { mtspr::<{ spr::DEC }>(ticks.min(DEC_MAX)) };
+    unsafe { mtspr::<{ spr::DEC }>(ticks.min(spr::DEC_MAX)) };
 }
-
-/// LPCR: hypervisor decrementer interrupts enabled (bit 63).
-pub const LPCR_HDICE: u64 = 1;
 
 /// Loads the hypervisor decrementer (32 bits on POWER8).
 pub fn set_hdec(ticks: u64) {
     // SAFETY: HDEC interrupts need LPCR[HDICE] and (MSR[EE] or a guest
     // running); the callers arm both deliberately.
-    unsafe { mtspr::<{ spr::HDEC }>(ticks.min(DEC_MAX)) };
+    unsafe { mtspr::<{ spr::HDEC }>(ticks.min(spr::DEC_MAX)) };
 }
 
 /// Sets or clears MSR[EE] (hypervisor code normally runs with EE=0).
@@ -176,9 +130,9 @@ pub fn set_hdec(ticks: u64) {
 /// interrupt is taken at once; its vector must be prepared to return.
 pub unsafe fn set_ee(on: bool) {
     let msr = if on {
-        mfmsr() | MSR_EE
+        mfmsr() | spr::MSR_EE
     } else {
-        mfmsr() & !MSR_EE
+        mfmsr() & !spr::MSR_EE
     };
     // SAFETY: the caller vouches that the interrupts it enables are handled.
     unsafe { asm!("mtmsrd {0}, 1", in(reg) msr, options(nostack)) };

@@ -11,7 +11,12 @@
 //! restored, and `__guest_enter` returns the exit vector (bit 0 set when the
 //! interrupt used HSRR0/1).
 
-use crate::paca::*;
+use crate::paca::{
+    PACA_EXC_ENTRY, PACA_GUEST_REGS, PACA_HOST_CR, PACA_HOST_LPCR, PACA_HOST_LPIDR, PACA_HOST_LR,
+    PACA_HOST_NVGPR, PACA_HOST_R1, PACA_HOST_R2, PACA_HOST_SDR1, PACA_SCRATCH,
+};
+use crate::sizes::{RESERVED_LPID, SLB_SIZE};
+use crate::spr;
 use core::arch::global_asm;
 use core::mem::offset_of;
 
@@ -23,9 +28,6 @@ pub struct SlbEntry {
     pub esid: u64,
     pub vsid: u64,
 }
-
-/// Number of SLB entries on POWER8 (`ibm,slb-size`).
-pub const SLB_SIZE: usize = 32;
 
 /// The guest's register state while it is not running.
 #[repr(C)]
@@ -108,7 +110,7 @@ impl Default for GuestRegs {
             iamr: 0,
             uamor: 0,
             // Counters frozen until the guest starts them.
-            pmu: [crate::cpu::MMCR0_FC, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            pmu: [crate::spr::MMCR0_FC, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             ebb: [0; 3],
             ic: 0,
             vtb: 0,
@@ -152,11 +154,12 @@ pub const PPR_DEFAULT: u64 = 0b011 << 50;
 /// traps to the hypervisor, which answers with a program interrupt; the
 /// device tree's ibm,pa-features says there is no TM); MSGP comes with SMT
 /// guests.
-pub const HFSCR_GUEST: u64 = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 7) | (1 << 8);
-
-/// LPID used between the hypervisor's and a guest's partition (KVM's
-/// LPID_RSVD): the highest 12-bit LPID, never given to a guest.
-pub const RESERVED_LPID: u64 = 0xfff;
+pub const HFSCR_GUEST: u64 = spr::HFSCR_FP
+    | spr::HFSCR_VECVSX
+    | spr::HFSCR_DSCR
+    | spr::HFSCR_PM
+    | spr::HFSCR_EBB
+    | spr::HFSCR_TAR;
 
 const G_GPR: usize = offset_of!(GuestRegs, gpr);
 const G_CR: usize = offset_of!(GuestRegs, cr);
@@ -689,7 +692,7 @@ pub unsafe fn enter(regs: &mut GuestRegs, part: &PartitionRegs) -> u64 {
     // A guest never runs with MSR[HV] (or TM state, or machine checks
     // off), whatever its saved MSR says: the exit path stores the guest's
     // own SRR1/HSRR1 there.
-    regs.msr = (regs.msr & !crate::cpu::MSR_GUEST_CLEAR) | crate::cpu::MSR_GUEST_SET;
+    regs.msr = (regs.msr & !crate::spr::MSR_GUEST_CLEAR) | crate::spr::MSR_GUEST_SET;
     // SAFETY: `__guest_enter` saves every non-volatile register and LR of
     // the caller and restores them before returning, like a normal call;
     // the caller vouches for the partition.

@@ -170,11 +170,6 @@ pub const SLB_VSID_SHIFT_1T: u32 = 24;
 pub const SLB_VSID_L: u64 = 0x100;
 /// SLB VSID word: LP (which large size).
 pub const SLB_VSID_LP: u64 = 0x30;
-/// LPCR VRMASD field position (bits 12:16).
-pub const LPCR_VRMASD_SHIFT: u32 = 47;
-/// LPCR VRMASD field mask.
-pub const LPCR_VRMASD: u64 = 0x1f << LPCR_VRMASD_SHIFT;
-
 /// The VSID of the VRMA's 1 TiB segment (Linux/KVM `VRMA_VSID`; QEMU
 /// `SLB_VSID_VRMA`).
 pub const VRMA_VSID: u64 = 0x1ff_ffff;
@@ -641,9 +636,9 @@ pub const fn is_vrma_hpte(v: u64) -> bool {
 
 /// The LPCR VRMASD bits for a VRMA of `page`-sized pages: the segment's
 /// SLB L||LP bits shifted into LPCR bits 12:16 (4K 0b00000, 64K 0b10001,
-/// 16M 0b10000). The caller clears [`LPCR_VRMASD`] and ORs this in.
+/// 16M 0b10000). The caller clears [`crate::spr::LPCR_VRMASD`] and ORs this in.
 pub const fn lpcr_vrmasd(page: PageSize) -> u64 {
-    (page.slb_llp() >> 4) << LPCR_VRMASD_SHIFT
+    (page.slb_llp() >> 4) << crate::spr::LPCR_VRMASD_SHIFT
 }
 
 /// The SLB VSID word of the VRMA segment for `page`-sized pages (what the
@@ -720,7 +715,7 @@ mod tests {
         assert_eq!(acc, !0x4000_0000_0000_0000);
         assert_eq!(HPTE_R_W | HPTE_R_I | HPTE_R_M | HPTE_R_G, HPTE_R_WIMG);
         assert_eq!(HPTE_R_RPN & HPTE_R_LP, HPTE_R_LP);
-        assert_eq!(LPCR_VRMASD, 0x000f_8000_0000_0000);
+        assert_eq!(crate::spr::LPCR_VRMASD, 0x000f_8000_0000_0000);
     }
 
     #[test]
@@ -1116,13 +1111,13 @@ mod tests {
         assert_eq!(lpcr_vrmasd(P16M), 0x0008_0000_0000_0000);
         for page in PageSize::ALL {
             let lpcr = lpcr_vrmasd(page);
-            assert_eq!(lpcr & !LPCR_VRMASD, 0);
+            assert_eq!(lpcr & !crate::spr::LPCR_VRMASD, 0);
             // QEMU rebuilds the VRMA SLB L||LP from the field this way.
-            let vrmasd = (lpcr & LPCR_VRMASD) >> LPCR_VRMASD_SHIFT;
+            let vrmasd = (lpcr & crate::spr::LPCR_VRMASD) >> crate::spr::LPCR_VRMASD_SHIFT;
             assert_eq!((vrmasd << 4) & (SLB_VSID_L | SLB_VSID_LP), page.slb_llp());
         }
-        assert_eq!(lpcr_vrmasd(P64K) >> LPCR_VRMASD_SHIFT, 0b10001);
-        assert_eq!(lpcr_vrmasd(P16M) >> LPCR_VRMASD_SHIFT, 0b10000);
+        assert_eq!(lpcr_vrmasd(P64K) >> crate::spr::LPCR_VRMASD_SHIFT, 0b10001);
+        assert_eq!(lpcr_vrmasd(P16M) >> crate::spr::LPCR_VRMASD_SHIFT, 0b10000);
         assert_eq!(vrma_slb_vsid(P16M), 0x4001_ffff_ff00_0100);
     }
 

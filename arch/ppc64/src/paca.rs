@@ -15,41 +15,35 @@ pub struct Paca {
     pub exc_entry: u64,
     /// Top of this thread's exception stack (16-byte aligned).
     pub exc_stack_top: u64,
-    /// Processor identification register of this thread.
-    pub pir: u64,
-    /// Core index (dense, 0-based) and thread-in-core index.
-    pub core_index: u32,
-    pub thread_index: u32,
     /// Exceptions taken on this thread.
     pub exceptions: u64,
     /// Index of this thread in the hypervisor's CPU table.
     pub cpu_id: u64,
     /// Top of this thread's normal stack (for a secondary's first entry).
     pub stack_top: u64,
-    /// This thread's XICS presentation controller window (real address).
-    pub icp_base: u64,
     /// SRR1 of the last wake-up from nap.
     pub wake_srr1: u64,
     /// Context saved by `__power_nap` and restored by `__nap_wake`.
-    pub nap: NapSave,
+    pub nap: HostContext,
     /// The guest register block while a guest runs on this thread.
     pub guest_regs: u64,
     /// Hypervisor context saved by `__guest_enter`, restored at guest exit
     /// (same layout as the nap save area).
-    pub host: NapSave,
+    pub host: HostContext,
     /// Context of the last exception taken on this thread.
     pub frame: TrapFrame,
 }
 
-/// What a thread needs to resume after nap: the non-volatile GPRs (r1, r2,
-/// r13-r31), CR and LR of the `__power_nap` caller, and the hypervisor
+/// What a thread needs to resume hypervisor code after nap or a guest's
+/// run: the non-volatile GPRs (r1, r2, r13-r31), CR and LR of the
+/// `__power_nap` or `__guest_enter` caller, and the partition
 /// SPRs a POWER8 can lose in deeper power-saving states (restored only when
 /// SRR1 says hypervisor state was lost). POWER8 nap itself loses nothing,
 /// and QEMU never loses anything; sleep/winkle would also lose HID0/HMEER,
 /// which OPAL's SLW engine restores, and this firmware never enters them.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
-pub struct NapSave {
+pub struct HostContext {
     pub r1: u64,
     pub r2: u64,
     /// r13..=r31
@@ -61,9 +55,9 @@ pub struct NapSave {
     pub lpidr: u64,
 }
 
-impl NapSave {
+impl HostContext {
     pub const fn new() -> Self {
-        NapSave {
+        HostContext {
             r1: 0,
             r2: 0,
             nvgpr: [0; 19],
@@ -82,17 +76,13 @@ impl Paca {
             scratch: [0; 4],
             exc_entry: 0,
             exc_stack_top: 0,
-            pir: 0,
-            core_index: 0,
-            thread_index: 0,
             exceptions: 0,
             cpu_id: 0,
             stack_top: 0,
-            icp_base: 0,
             wake_srr1: 0,
-            nap: NapSave::new(),
+            nap: HostContext::new(),
             guest_regs: 0,
-            host: NapSave::new(),
+            host: HostContext::new(),
             frame: TrapFrame {
                 gpr: [0; 32],
                 cr: 0,
@@ -122,29 +112,28 @@ impl Default for Paca {
 pub const PACA_SCRATCH: usize = offset_of!(Paca, scratch);
 pub const PACA_EXC_ENTRY: usize = offset_of!(Paca, exc_entry);
 pub const PACA_EXC_STACK_TOP: usize = offset_of!(Paca, exc_stack_top);
-pub const PACA_PIR: usize = offset_of!(Paca, pir);
 pub const PACA_EXCEPTIONS: usize = offset_of!(Paca, exceptions);
 pub const PACA_FRAME: usize = offset_of!(Paca, frame);
 pub const PACA_STACK_TOP: usize = offset_of!(Paca, stack_top);
 pub const PACA_WAKE_SRR1: usize = offset_of!(Paca, wake_srr1);
-pub const PACA_NAP_R1: usize = offset_of!(Paca, nap) + offset_of!(NapSave, r1);
-pub const PACA_NAP_R2: usize = offset_of!(Paca, nap) + offset_of!(NapSave, r2);
-pub const PACA_NAP_NVGPR: usize = offset_of!(Paca, nap) + offset_of!(NapSave, nvgpr);
-pub const PACA_NAP_CR: usize = offset_of!(Paca, nap) + offset_of!(NapSave, cr);
-pub const PACA_NAP_LR: usize = offset_of!(Paca, nap) + offset_of!(NapSave, lr);
-pub const PACA_NAP_LPCR: usize = offset_of!(Paca, nap) + offset_of!(NapSave, lpcr);
-pub const PACA_NAP_SDR1: usize = offset_of!(Paca, nap) + offset_of!(NapSave, sdr1);
-pub const PACA_NAP_LPIDR: usize = offset_of!(Paca, nap) + offset_of!(NapSave, lpidr);
+pub const PACA_NAP_R1: usize = offset_of!(Paca, nap) + offset_of!(HostContext, r1);
+pub const PACA_NAP_R2: usize = offset_of!(Paca, nap) + offset_of!(HostContext, r2);
+pub const PACA_NAP_NVGPR: usize = offset_of!(Paca, nap) + offset_of!(HostContext, nvgpr);
+pub const PACA_NAP_CR: usize = offset_of!(Paca, nap) + offset_of!(HostContext, cr);
+pub const PACA_NAP_LR: usize = offset_of!(Paca, nap) + offset_of!(HostContext, lr);
+pub const PACA_NAP_LPCR: usize = offset_of!(Paca, nap) + offset_of!(HostContext, lpcr);
+pub const PACA_NAP_SDR1: usize = offset_of!(Paca, nap) + offset_of!(HostContext, sdr1);
+pub const PACA_NAP_LPIDR: usize = offset_of!(Paca, nap) + offset_of!(HostContext, lpidr);
 
 pub const PACA_GUEST_REGS: usize = offset_of!(Paca, guest_regs);
-pub const PACA_HOST_R1: usize = offset_of!(Paca, host) + offset_of!(NapSave, r1);
-pub const PACA_HOST_R2: usize = offset_of!(Paca, host) + offset_of!(NapSave, r2);
-pub const PACA_HOST_NVGPR: usize = offset_of!(Paca, host) + offset_of!(NapSave, nvgpr);
-pub const PACA_HOST_CR: usize = offset_of!(Paca, host) + offset_of!(NapSave, cr);
-pub const PACA_HOST_LR: usize = offset_of!(Paca, host) + offset_of!(NapSave, lr);
-pub const PACA_HOST_LPCR: usize = offset_of!(Paca, host) + offset_of!(NapSave, lpcr);
-pub const PACA_HOST_SDR1: usize = offset_of!(Paca, host) + offset_of!(NapSave, sdr1);
-pub const PACA_HOST_LPIDR: usize = offset_of!(Paca, host) + offset_of!(NapSave, lpidr);
+pub const PACA_HOST_R1: usize = offset_of!(Paca, host) + offset_of!(HostContext, r1);
+pub const PACA_HOST_R2: usize = offset_of!(Paca, host) + offset_of!(HostContext, r2);
+pub const PACA_HOST_NVGPR: usize = offset_of!(Paca, host) + offset_of!(HostContext, nvgpr);
+pub const PACA_HOST_CR: usize = offset_of!(Paca, host) + offset_of!(HostContext, cr);
+pub const PACA_HOST_LR: usize = offset_of!(Paca, host) + offset_of!(HostContext, lr);
+pub const PACA_HOST_LPCR: usize = offset_of!(Paca, host) + offset_of!(HostContext, lpcr);
+pub const PACA_HOST_SDR1: usize = offset_of!(Paca, host) + offset_of!(HostContext, sdr1);
+pub const PACA_HOST_LPIDR: usize = offset_of!(Paca, host) + offset_of!(HostContext, lpidr);
 
 /// Entries of the PIR -> per-thread-area table (POWER8 PIRs are 13 bits).
 pub const PIR_TABLE_SIZE: usize = 8192;
@@ -154,7 +143,7 @@ pub const PIR_MASK: u64 = PIR_TABLE_SIZE as u64 - 1;
 const _: () = assert!(core::mem::size_of::<Paca>() < 0x8000);
 const _: () = assert!(PACA_FRAME.is_multiple_of(8) && PACA_SCRATCH.is_multiple_of(8));
 
-/// Saves r1, r2, r13-r31, CR and LR into a `NapSave` at r13 + offsets
+/// Saves r1, r2, r13-r31, CR and LR into a `HostContext` at r13 + offsets
 /// named `{sv_r1}`, `{sv_r2}`, `{sv_nv}`, `{sv_cr}`, `{sv_lr}` (bound by
 /// the `global_asm!` that uses it); clobbers r0. Used by `__power_nap`
 /// (Paca::nap) and `__guest_enter` (Paca::host).

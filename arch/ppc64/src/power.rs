@@ -10,7 +10,10 @@
 //! if HSPRG0 were lost), restores what SRR1 says was lost and returns to
 //! the caller of `__power_nap` with r3 = SRR1.
 
-use crate::paca::*;
+use crate::paca::{
+    Paca, PACA_NAP_CR, PACA_NAP_LPCR, PACA_NAP_LPIDR, PACA_NAP_LR, PACA_NAP_NVGPR, PACA_NAP_R1,
+    PACA_NAP_R2, PACA_NAP_SDR1, PACA_STACK_TOP, PACA_WAKE_SRR1, PIR_MASK, PIR_TABLE_SIZE,
+};
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -96,6 +99,14 @@ global_asm!(
         mr 3, 12
         blr
 
+    .global __set_this_thread_paca
+    # void __set_this_thread_paca(Paca *p): HSPRG0 and r13 (which the
+    # compiler never allocates) point at this thread's area from now on.
+    __set_this_thread_paca:
+        mtspr {spr_hsprg0}, 3
+        mr 13, 3
+        blr
+
     .global __secondary_start
     # Threads started by OPAL_START_CPU arrive here big-endian, r3 = PIR.
     __secondary_start:
@@ -138,6 +149,19 @@ global_asm!(
 unsafe extern "C" {
     fn __power_nap() -> u64;
     fn __secondary_start();
+    fn __set_this_thread_paca(p: *mut Paca);
+}
+
+/// Makes `paca` this thread's per-thread area (HSPRG0 for exception
+/// entry, r13 for the hypervisor's own code), as `__secondary_start` does
+/// for the other threads.
+///
+/// # Safety
+/// `paca` must be a complete area that lives for the rest of the run and
+/// is registered for this thread's PIR; exceptions save into it from now.
+pub unsafe fn set_this_thread_paca(paca: *mut Paca) {
+    // SAFETY: as the caller promises; the asm writes only HSPRG0 and r13.
+    unsafe { __set_this_thread_paca(paca) }
 }
 
 /// Naps until a wake-up event enabled in LPCR[PECE] (and pending at the

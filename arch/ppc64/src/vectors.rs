@@ -15,7 +15,10 @@
 //! or `hrfid` according to the same bit.
 
 use crate::paca::{PACA_EXCEPTIONS, PACA_EXC_ENTRY, PACA_EXC_STACK_TOP, PACA_FRAME, PACA_SCRATCH};
-use crate::trap::*;
+use crate::trap::{
+    FRAME_CR, FRAME_CTR, FRAME_DAR, FRAME_DSISR, FRAME_GPR, FRAME_HDAR, FRAME_HDSISR, FRAME_HEIR,
+    FRAME_LR, FRAME_MSR, FRAME_PC, FRAME_PIR, FRAME_VECTOR, FRAME_XER, VEC_HSRR_FLAG,
+};
 use core::arch::global_asm;
 
 // The stubs: the HSRR0/1 vectors on POWER8 are 0x500 (external, with

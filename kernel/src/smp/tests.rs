@@ -4,6 +4,7 @@
 //! `idle` sleeps until the flag is set, as nap does.
 
 use super::*;
+use ppc64::spr::SRR1_WS_NOLOSS;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
