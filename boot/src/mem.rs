@@ -170,6 +170,10 @@ pub fn init(fdt_addr: u64) -> BootInfo {
     let topology = devtree::topology(&fdt).unwrap_or_else(|e| fatal(format_args!("{e}")));
     crate::CONSOLE.set_timebase_hz(topology.timebase_hz);
     kernel::time::set_timebase_hz(topology.timebase_hz);
+    match topology.clock_hz {
+        Some(hz) => kernel::time::set_cpu_clock_hz(hz),
+        None => warn!(target: "cpu", "no clock-frequency in /cpus: guests are told 0 Hz"),
+    }
     let icps = devtree::icp_windows(&fdt).unwrap_or_else(|e| fatal(format_args!("{e}")));
     let features = devtree::fw_features(&fdt);
     let chars = CPU_CHARACTERISTICS

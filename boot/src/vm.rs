@@ -48,8 +48,6 @@ const CONSOLE_POLL_MS: u64 = 10;
 const INPUT_MAX: usize = 4096;
 /// The guest time slice (HDEC).
 const SLICE_MS: u64 = 10;
-/// CPU `clock-frequency` in the guest device tree.
-const GUEST_CLOCK_HZ: u32 = 3_000_000_000;
 
 /// Id (creation order) of the VM that owns the serial console.
 static CONSOLE_OWNER: AtomicUsize = AtomicUsize::new(0);
@@ -377,7 +375,7 @@ impl Vm {
             memory: mem_size,
             hpt_order: hpt.order,
             timebase_frequency: kernel::time::timebase_hz() as u32,
-            clock_frequency: GUEST_CLOCK_HZ,
+            clock_frequency: kernel::time::cpu_clock_hz().min(u64::from(u32::MAX)) as u32,
             bootargs,
             initrd,
             rtas_base: rtas_base as u32,

@@ -270,6 +270,8 @@ pub struct Topology {
     pub cores: Vec<CoreInfo>,
     /// Timebase frequency in Hz.
     pub timebase_hz: u64,
+    /// Processor clock in Hz (`clock-frequency`), if the tree gives it.
+    pub clock_hz: Option<u64>,
 }
 
 impl Topology {
@@ -303,6 +305,7 @@ pub fn topology<'a>(fdt: &Fdt<'a>) -> Result<Topology, DtError<'a>> {
     ))?;
     let mut cores = Vec::new();
     let mut timebase_hz = None;
+    let mut clock_hz = None;
     for n in cpus.children().filter(|n| is_type(*n, "cpu")) {
         if let Some(s) = n.property("status").and_then(|p| p.as_str()) {
             if s != "okay" && s != "ok" {
@@ -339,6 +342,9 @@ pub fn topology<'a>(fdt: &Fdt<'a>) -> Result<Topology, DtError<'a>> {
             ));
         }
         timebase_hz.get_or_insert(tb);
+        if let Some(c) = u32_or_u64("/cpus", n, "clock-frequency")? {
+            clock_hz.get_or_insert(c);
+        }
         let chip_id = match n.property("ibm,chip-id") {
             None => None,
             Some(p) if p.value.len() == 4 => Some(be_u32(p.value)),
@@ -353,7 +359,11 @@ pub fn topology<'a>(fdt: &Fdt<'a>) -> Result<Topology, DtError<'a>> {
     let Some(timebase_hz) = timebase_hz else {
         return Err(err("/", "cpus", "", Problem::MissingNode));
     };
-    Ok(Topology { cores, timebase_hz })
+    Ok(Topology {
+        cores,
+        timebase_hz,
+        clock_hz,
+    })
 }
 
 /// One thread's XICS presentation controller (ICP) window.

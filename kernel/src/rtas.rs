@@ -5,16 +5,7 @@
 
 use crate::gmem::GuestMemory;
 
-/// RTAS status codes (PAPR).
-pub const SUCCESS: i32 = 0;
-pub const HARDWARE_ERROR: i32 = -1;
-/// "Parameter error", also what an unimplemented call answers.
-pub const PARAMETER_ERROR: i32 = -3;
-/// `event-scan`: no error log returned.
-pub const NO_ERRORS_FOUND: i32 = 1;
-/// `query-cpu-stopped-state` answers.
-pub const CPU_STOPPED: i32 = 0;
-pub const CPU_RUNNING: i32 = 2;
+pub use papr::rtas::*;
 
 /// The RTAS services this hypervisor implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

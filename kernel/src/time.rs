@@ -17,6 +17,18 @@ pub fn timebase_hz() -> u64 {
     TB_HZ.load(Ordering::Relaxed)
 }
 
+/// Processor clock, from the host device tree's `clock-frequency`; 0 until
+/// known (guests are then told what the host firmware said: nothing).
+static CLOCK_HZ: AtomicU64 = AtomicU64::new(0);
+
+pub fn set_cpu_clock_hz(hz: u64) {
+    CLOCK_HZ.store(hz, Ordering::Relaxed);
+}
+
+pub fn cpu_clock_hz() -> u64 {
+    CLOCK_HZ.load(Ordering::Relaxed)
+}
+
 /// Ticks in `us` microseconds (saturating).
 pub fn us_to_ticks(us: u64) -> u64 {
     ((us as u128 * timebase_hz() as u128) / 1_000_000).min(u64::MAX as u128) as u64

@@ -6,21 +6,14 @@
 #![no_std]
 #![no_main]
 
+use guest_common::papr::rtas::PARAMETER_ERROR as RTAS_PARAMETER_ERROR;
+use guest_common::papr::{
+    H_AVPN, H_BULK_REMOVE, H_ENTER, H_EXACT, H_FUNCTION, H_NOT_FOUND, H_PARAMETER, H_PROTECT,
+    H_PTEG_FULL, H_READ, H_REMOVE, H_SUCCESS,
+};
 use guest_common::{
     device_tree, hcall, install_trap_handlers, power_off, println, trap_log, vsr_nonzero,
 };
-
-const H_SUCCESS: i64 = 0;
-const H_FUNCTION: i64 = -2;
-const H_PARAMETER: i64 = -4;
-const H_NOT_FOUND: i64 = -7;
-const H_REMOVE: u64 = 0x04;
-const H_ENTER: u64 = 0x08;
-const H_READ: u64 = 0x0c;
-const H_PROTECT: u64 = 0x18;
-const H_BULK_REMOVE: u64 = 0x124;
-const H_EXACT: u64 = 1 << (63 - 24);
-const H_AVPN: u64 = 1 << (63 - 32);
 
 const V_VALID: u64 = 1;
 const V_LARGE: u64 = 4;
@@ -76,12 +69,12 @@ fn fwnmi(fdt: Option<&guest_common::fdt::Fdt<'_>>, mem: u64) -> ! {
     check(
         "nmi-interlock before registering",
         rc(guest_common::rtas_call(interlock, &[], 1)),
-        rc(-3),
+        rc(RTAS_PARAMETER_ERROR),
     );
     check(
         "nmi-register beyond memory",
         rc(guest_common::rtas_call(register, &[handler, mem as u32], 1)),
-        rc(-3),
+        rc(RTAS_PARAMETER_ERROR),
     );
     check(
         "nmi-register",
@@ -308,7 +301,7 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
     check(
         "H_ENTER same slot again (H_EXACT)",
         hcall(H_ENTER, [H_EXACT, idx, v, r, 0, 0]).0,
-        -6,
+        H_PTEG_FULL,
     );
     let (rc, out) = hcall(H_READ, [0, idx, 0, 0, 0, 0]);
     check("H_READ good", rc, H_SUCCESS);

@@ -7,10 +7,10 @@ use core::fmt::{self, Write};
 /// The device-tree parser guests use (re-exported so guests name its types).
 pub use fdt;
 
-pub const H_SUCCESS: i64 = 0;
-pub const H_PUT_TERM_CHAR: u64 = 0x58;
-pub const H_GET_TERM_CHAR: u64 = 0x54;
-pub const H_RTAS: u64 = 0xf000;
+/// The PAPR hypercall ABI (numbers, return codes, flags), shared with the
+/// hypervisor.
+pub use papr;
+use papr::{H_PUT_TERM_CHAR, H_RTAS, H_SET_MODE, H_SET_MODE_RESOURCE_LE};
 
 const STACK_SIZE: usize = 64 * 1024;
 #[repr(C, align(16))]
@@ -359,7 +359,7 @@ unsafe extern "C" {
 /// Asks for little-endian interrupts (H_SET_MODE) and installs the
 /// recording handlers at 0x300, 0x400 and 0x700 (an absolute branch each).
 pub fn install_trap_handlers() -> i64 {
-    let (rc, _) = hcall(0x31c, [1, 4, 0, 0, 0, 0]);
+    let (rc, _) = hcall(H_SET_MODE, [1, H_SET_MODE_RESOURCE_LE, 0, 0, 0, 0]);
     for (vec, f) in [
         (0x300u64, __guest_trap_300 as *const () as u64),
         (0x400, __guest_trap_400 as *const () as u64),

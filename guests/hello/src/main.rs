@@ -3,7 +3,8 @@
 #![no_std]
 #![no_main]
 
-use guest_common::{device_tree, power_off, println, rtas_token, vsr_fill, H_RTAS};
+use guest_common::papr::H_RTAS;
+use guest_common::{device_tree, power_off, println, rtas_token, vsr_fill};
 
 #[unsafe(no_mangle)]
 pub extern "C" fn guest_main(fdt_addr: u64) -> ! {

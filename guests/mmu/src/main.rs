@@ -5,15 +5,11 @@
 #![no_std]
 #![no_main]
 
+use guest_common::papr::{H_ENTER, H_PROTECT, H_READ, H_REMOVE};
 use guest_common::{
     device_tree, hcall, install_trap_handlers, power_off, println, slb_load, translated_load,
     translated_store, trap_log,
 };
-
-const H_REMOVE: u64 = 0x04;
-const H_ENTER: u64 = 0x08;
-const H_READ: u64 = 0x0c;
-const H_PROTECT: u64 = 0x18;
 
 const VSID: u64 = 0x1234;
 const ESID: u64 = 1;

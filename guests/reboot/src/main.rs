@@ -5,6 +5,7 @@
 #![no_std]
 #![no_main]
 
+use guest_common::papr::{H_ENTER, H_EXACT, H_READ};
 use guest_common::{device_tree, hcall, power_off, println, rtas_call, rtas_token};
 
 /// Guest-physical address of the boot counter (above the image, below the
@@ -13,9 +14,6 @@ const COUNTER: u64 = 0x20_0000;
 const MAGIC: u64 = 0x7265_626f_6f74_0000; // "reboot\0\0"
 const BOOTS: u64 = 3;
 
-const H_ENTER: u64 = 0x08;
-const H_READ: u64 = 0x0c;
-const H_EXACT: u64 = 1 << (63 - 24);
 const INDEX: u64 = 0x100;
 
 #[unsafe(no_mangle)]

@@ -28,6 +28,7 @@ fn powernv8_two_cores_four_threads() {
     assert_eq!(mem.total(), 2048 * MIB);
     let t = topology(&fdt).unwrap();
     assert_eq!(t.timebase_hz, 512_000_000);
+    assert_eq!(t.clock_hz, Some(1_000_000_000)); // QEMU powernv8 says 1 GHz
     assert_eq!(t.cores.len(), 2);
     assert_eq!(t.cores[0].pirs, vec![0x8, 0x9, 0xa, 0xb]);
     assert_eq!(t.cores[1].pirs, vec![0x10, 0x11, 0x12, 0x13]);

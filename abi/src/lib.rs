@@ -1,0 +1,133 @@
+//! The PAPR hypercall ABI as guests and this hypervisor both see it:
+//! hypercall numbers, return codes and flag bits (values as Linux's
+//! `arch/powerpc/include/asm/hvcall.h` and PAPR define them). Shared by the
+//! hypervisor (`kernel::hcall` re-exports it) and the test guests, so a
+//! number is written once; nothing here knows the hypervisor's internals.
+#![no_std]
+
+// Return codes (Linux arch/powerpc/include/asm/hvcall.h).
+pub const H_SUCCESS: i64 = 0;
+pub const H_BUSY: i64 = 1;
+pub const H_HARDWARE: i64 = -1;
+pub const H_FUNCTION: i64 = -2;
+pub const H_PRIVILEGE: i64 = -3;
+pub const H_PARAMETER: i64 = -4;
+pub const H_PTEG_FULL: i64 = -6;
+pub const H_NOT_FOUND: i64 = -7;
+pub const H_RESOURCE: i64 = -16;
+pub const H_P2: i64 = -55;
+pub const H_P3: i64 = -56;
+pub const H_P4: i64 = -57;
+/// The first of PAPR's "unsupported flag" codes (QEMU's H_UNSUPPORTED_FLAG).
+pub const H_UNSUPPORTED_FLAG: i64 = -256;
+
+// Opcodes.
+pub const H_REMOVE: u64 = 0x04;
+pub const H_ENTER: u64 = 0x08;
+pub const H_READ: u64 = 0x0c;
+pub const H_CLEAR_MOD: u64 = 0x10;
+pub const H_CLEAR_REF: u64 = 0x14;
+pub const H_PROTECT: u64 = 0x18;
+pub const H_BULK_REMOVE: u64 = 0x124;
+pub const H_SET_SPRG0: u64 = 0x24;
+pub const H_SET_DABR: u64 = 0x28;
+pub const H_PAGE_INIT: u64 = 0x2c;
+pub const H_GET_TERM_CHAR: u64 = 0x54;
+pub const H_PUT_TERM_CHAR: u64 = 0x58;
+pub const H_EOI: u64 = 0x64;
+pub const H_CPPR: u64 = 0x68;
+pub const H_IPI: u64 = 0x6c;
+pub const H_IPOLL: u64 = 0x70;
+pub const H_XIRR: u64 = 0x74;
+pub const H_REGISTER_VPA: u64 = 0xdc;
+pub const H_CEDE: u64 = 0xe0;
+pub const H_CONFER: u64 = 0xe4;
+pub const H_PROD: u64 = 0xe8;
+pub const H_GET_CPU_CHARACTERISTICS: u64 = 0x1c8;
+pub const H_XIRR_X: u64 = 0x2fc;
+pub const H_SET_MODE: u64 = 0x31c;
+/// The private RTAS hypercall QEMU and KVM use.
+pub const H_RTAS: u64 = 0xf000;
+
+/// Names of the hypercalls above (for reports); "unknown" otherwise.
+pub fn name(nr: u64) -> &'static str {
+    const NAMES: &[(u64, &str)] = &[
+        (H_REMOVE, "H_REMOVE"),
+        (H_ENTER, "H_ENTER"),
+        (H_READ, "H_READ"),
+        (H_CLEAR_MOD, "H_CLEAR_MOD"),
+        (H_CLEAR_REF, "H_CLEAR_REF"),
+        (H_PROTECT, "H_PROTECT"),
+        (H_SET_SPRG0, "H_SET_SPRG0"),
+        (H_SET_DABR, "H_SET_DABR"),
+        (H_PAGE_INIT, "H_PAGE_INIT"),
+        (H_GET_TERM_CHAR, "H_GET_TERM_CHAR"),
+        (H_PUT_TERM_CHAR, "H_PUT_TERM_CHAR"),
+        (H_EOI, "H_EOI"),
+        (H_CPPR, "H_CPPR"),
+        (H_IPI, "H_IPI"),
+        (H_IPOLL, "H_IPOLL"),
+        (H_XIRR, "H_XIRR"),
+        (H_REGISTER_VPA, "H_REGISTER_VPA"),
+        (H_CEDE, "H_CEDE"),
+        (H_CONFER, "H_CONFER"),
+        (H_PROD, "H_PROD"),
+        (H_BULK_REMOVE, "H_BULK_REMOVE"),
+        (H_GET_CPU_CHARACTERISTICS, "H_GET_CPU_CHARACTERISTICS"),
+        (H_XIRR_X, "H_XIRR_X"),
+        (H_SET_MODE, "H_SET_MODE"),
+        (H_RTAS, "H_RTAS"),
+    ];
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == nr)
+        .map_or("unknown", |(_, s)| s)
+}
+
+// H_SET_MODE resources.
+pub const H_SET_MODE_RESOURCE_SET_CIABR: u64 = 1;
+pub const H_SET_MODE_RESOURCE_SET_DAWR: u64 = 2;
+pub const H_SET_MODE_RESOURCE_ADDR_TRANS_MODE: u64 = 3;
+pub const H_SET_MODE_RESOURCE_LE: u64 = 4;
+
+// H_PAGE_INIT flags.
+pub const H_ZERO_PAGE: u64 = 1 << (63 - 48);
+pub const H_COPY_PAGE: u64 = 1 << (63 - 49);
+pub const H_ICACHE_INVALIDATE: u64 = 1 << (63 - 40);
+pub const H_ICACHE_SYNCHRONIZE: u64 = 1 << (63 - 41);
+
+// Flags.
+pub const H_EXACT: u64 = 1 << (63 - 24);
+pub const H_READ_4: u64 = 1 << (63 - 26);
+pub const H_AVPN: u64 = 1 << (63 - 32);
+pub const H_ANDCOND: u64 = 1 << (63 - 33);
+
+// H_BULK_REMOVE translation specifier high word.
+pub const BULK_TYPE: u64 = 0xc000_0000_0000_0000;
+pub const BULK_REQUEST: u64 = 0x4000_0000_0000_0000;
+pub const BULK_RESPONSE: u64 = 0x8000_0000_0000_0000;
+pub const BULK_END: u64 = 0xc000_0000_0000_0000;
+pub const BULK_CODE: u64 = 0x3000_0000_0000_0000;
+pub const BULK_SUCCESS: u64 = 0;
+pub const BULK_NOT_FOUND: u64 = 0x1000_0000_0000_0000;
+pub const BULK_PARM: u64 = 0x2000_0000_0000_0000;
+pub const BULK_RC: u64 = 0x0c00_0000_0000_0000;
+pub const BULK_RC_SHIFT: u32 = 51; // R,C (0x180) -> 0x0c00_0000_0000_0000
+pub const BULK_FLAGS: u64 = 0x0300_0000_0000_0000;
+pub const BULK_ANDCOND: u64 = 0x0100_0000_0000_0000;
+pub const BULK_AVPN: u64 = 0x0200_0000_0000_0000;
+pub const BULK_PTEX: u64 = 0x00ff_ffff_ffff_ffff;
+
+/// RTAS call status codes (PAPR).
+pub mod rtas {
+    /// RTAS status codes (PAPR).
+    pub const SUCCESS: i32 = 0;
+    pub const HARDWARE_ERROR: i32 = -1;
+    /// "Parameter error", also what an unimplemented call answers.
+    pub const PARAMETER_ERROR: i32 = -3;
+    /// `event-scan`: no error log returned.
+    pub const NO_ERRORS_FOUND: i32 = 1;
+    /// `query-cpu-stopped-state` answers.
+    pub const CPU_STOPPED: i32 = 0;
+    pub const CPU_RUNNING: i32 = 2;
+}
