@@ -8,6 +8,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicUsize, Ordering};
+use kernel::deliver::{self, External, InterruptMode};
 use kernel::fwnmi::{self, Cause, Fwnmi, Refused};
 use kernel::gmem::GuestMemory;
 use kernel::guestfdt::{self, GuestFdtConfig};
@@ -20,9 +21,11 @@ use kernel::vpa::Vpa;
 use kernel::xics::{Xics, XicsError};
 use log::{info, warn};
 use ppc64::cpu;
-use ppc64::guest::{self, Exit, GuestRegs, PartitionRegs};
+use ppc64::guest;
 use ppc64::hpte::{self, HptOrder, PageSize};
+use ppc64::regs::{self, Exit, GuestRegs, PartitionRegs};
 use ppc64::spr;
+use ppc64::trap::vector;
 
 /// `ibm,hypertas-functions`: the PAPR function sets implemented
 /// (splpar: H_CEDE, H_PROD, H_CONFER, H_REGISTER_VPA; interrupt: the XICS
@@ -112,13 +115,6 @@ impl TlbOps for Power8Tlb {
     }
 }
 
-/// Guest interrupt vectors this hypervisor delivers.
-const VEC_MACHINE_CHECK: u64 = 0x200;
-const VEC_EXTERNAL: u64 = 0x500;
-const VEC_PROGRAM: u64 = 0x700;
-/// Where LPCR[AIL] = 3 puts relocated interrupts.
-const AIL3_BASE: u64 = 0xc000_0000_0000_4000;
-
 /// How a VM ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -143,9 +139,8 @@ pub struct Vm {
     mem_size: u64,
     pub hpt: Hpt,
     tlb: VmTlb,
-    lpcr_ile: bool,
-    /// LPCR[AIL] as set by H_SET_MODE (0 or 3).
-    lpcr_ail: u64,
+    /// Interrupt endianness and location (H_SET_MODE: LPCR[ILE], [AIL]).
+    irq_mode: InterruptMode,
     vcpu: Vcpu,
     /// Interrupt controller: one ICP per vcpu, the vty's source.
     xics: Xics,
@@ -428,8 +423,7 @@ impl Vm {
             mem_size,
             hpt,
             tlb,
-            lpcr_ile: false,
-            lpcr_ail: 0,
+            irq_mode: InterruptMode::default(),
             vcpu: Vcpu::new(0, regs),
             xics: Xics::new(1, &[true]),
             line: Vec::new(),
@@ -469,7 +463,11 @@ impl Vm {
             | LPCR_LPES1
             | LPCR_HDICE
             | LPCR_PECE;
-        let ile = if self.lpcr_ile { LPCR_ILE } else { 0 };
+        let ile = if self.irq_mode.little_endian {
+            LPCR_ILE
+        } else {
+            0
+        };
         let mer = if mer { LPCR_MER } else { 0 };
         (host & !clear)
             | LPCR_VPM0
@@ -477,7 +475,7 @@ impl Vm {
             | LPCR_HDICE
             | ile
             | mer
-            | (self.lpcr_ail << LPCR_AIL_SHIFT)
+            | (self.irq_mode.ail << LPCR_AIL_SHIFT)
     }
 
     /// This VM's memory, bounds-checked.
@@ -519,8 +517,7 @@ impl Vm {
         map_vrma(&self.hpt, self.mem_base, self.mem_size)?;
         self.vcpu = Vcpu::new(0, self.boot_regs);
         self.xics.reset();
-        self.lpcr_ile = false;
-        self.lpcr_ail = 0;
+        self.irq_mode = InterruptMode::default();
         self.fwnmi.reset();
         ppc64::fpu::load(&self.vcpu.fp);
         self.reboots += 1;
@@ -576,14 +573,14 @@ impl Vm {
                 hdec: kernel::time::ms_to_ticks(SLICE_MS),
                 flush_tlb: flush.0 as u64,
                 tlb_sets: ppc64::sizes::TLB_SETS,
-                hfscr: guest::HFSCR_GUEST,
+                hfscr: regs::HFSCR_GUEST,
             };
             // The guest's decrementer keeps counting while the hypervisor
             // runs: load what is left of it (the timebase is shared). A
             // negative value makes the guest take its decrementer
             // interrupt as soon as it enables MSR[EE].
             if let Some(expires) = self.vcpu.dec_expires {
-                self.vcpu.regs.dec = dec_remaining(expires, cpu::mftb());
+                self.vcpu.regs.dec = deliver::dec_remaining(expires, cpu::mftb());
             }
             // SAFETY: the HPT maps only this VM's memory; `enter` forces
             // the MSR bits a guest may not hold.
@@ -609,7 +606,7 @@ impl Vm {
                 // it does not have (TM, BHRB): to the guest it is an
                 // illegal-instruction program interrupt.
                 Exit::HvEmulation | Exit::HvFacility => {
-                    self.reflect_fault(VEC_PROGRAM, spr::SRR1_PROGRAM_ILLEGAL, vec)
+                    self.reflect_fault(vector::PROGRAM, spr::SRR1_PROGRAM_ILLEGAL, vec)
                 }
                 // A real-mode access beyond guest memory: a machine check
                 // for the guest, as on QEMU's pseries machine.
@@ -659,39 +656,25 @@ impl Vm {
     /// (0x500) when its MSR[EE] allows, else left to LPCR[MER] so it is
     /// taken the moment the guest enables EE. Returns whether MER is needed.
     fn deliver_external(&mut self) -> bool {
-        let pending = self
+        let presented = self
             .xics
             .icp(self.vcpu.id)
             .is_some_and(|i| i.pending().is_some());
-        if pending && self.vcpu.regs.msr & spr::MSR_EE != 0 {
-            self.reflect(VEC_EXTERNAL, 0);
-            self.externals += 1;
+        match deliver::external(presented, self.vcpu.regs.msr) {
+            External::None => false,
+            External::Inject => {
+                self.reflect(vector::EXTERNAL, 0);
+                self.externals += 1;
+                true
+            }
+            External::Mediated => true,
         }
-        pending
     }
 
-    /// Delivers an interrupt to the guest as the hardware would: SRR0/1
-    /// get the interrupted PC and MSR (with `reason` in SRR1), the guest
-    /// continues at `vector` 64-bit with its interrupt endianness
-    /// (LPCR[ILE]), relocated to 0xc000_0000_0000_4000 + vector when it
-    /// asked for AIL 3 and had translation on (not for machine checks).
+    /// Delivers an interrupt to the guest (kernel::deliver says how).
     fn reflect(&mut self, vector: u64, reason: u64) -> u64 {
-        let r = &mut self.vcpu.regs;
-        let msr = r.msr;
-        r.srr0 = r.pc;
-        r.srr1 = (msr & !spr::SRR1_INTERRUPT_BITS) | reason;
-        let relocate = self.lpcr_ail == 3
-            && vector != VEC_MACHINE_CHECK
-            && msr & (spr::MSR_IR | spr::MSR_DR) == spr::MSR_IR | spr::MSR_DR;
-        let le = if self.lpcr_ile { spr::MSR_LE } else { 0 };
-        r.msr = spr::MSR_SF | (msr & spr::MSR_ME) | le;
-        r.pc = vector;
-        if relocate {
-            r.msr |= spr::MSR_IR | spr::MSR_DR;
-            r.pc = AIL3_BASE + vector;
-        }
         self.reflected += 1;
-        r.pc
+        deliver::deliver(&mut self.vcpu.regs, self.irq_mode, vector, reason)
     }
 
     /// Reflects a fault, unless it happened on the first instruction of
@@ -726,9 +709,9 @@ impl Vm {
             }
             Cause::Fetch(_) => 0,
         };
-        let vector = match self.fwnmi.begin_machine_check(self.vcpu.id) {
+        let handler = match self.fwnmi.begin_machine_check(self.vcpu.id) {
             Ok(v) => v,
-            Err(Refused::NotRegistered) => return self.reflect_fault(VEC_MACHINE_CHECK, reason, exit),
+            Err(Refused::NotRegistered) => return self.reflect_fault(vector::MACHINE_CHECK, reason, exit),
             // One vcpu per VM: no other vcpu can hold the log yet.
             Err(Refused::Nested | Refused::Busy(_)) => {
                 return Next::Stop(Outcome::Crashed(alloc::format!(
@@ -745,10 +728,8 @@ impl Vm {
                 return Next::Stop(Outcome::Crashed("no room for the machine check log".into()))
             }
         }
-        self.reflect(VEC_MACHINE_CHECK, reason);
-        let r = &mut self.vcpu.regs;
-        r.pc = vector;
-        r.gpr[3] = log_gpa;
+        self.reflected += 1;
+        deliver::deliver_fwnmi(&mut self.vcpu.regs, self.irq_mode, handler, log_gpa, reason);
         Next::Resume
     }
 
@@ -766,7 +747,7 @@ impl Vm {
             let dec_due = self
                 .vcpu
                 .dec_expires
-                .is_some_and(|e| dec_remaining(e, now) as i64 <= 0);
+                .is_some_and(|e| deliver::dec_expired(e, now));
             let irq = self
                 .xics
                 .icp(self.vcpu.id)
@@ -777,7 +758,7 @@ impl Vm {
             let mut wait = self
                 .vcpu
                 .dec_expires
-                .map_or(spr::DEC_MAX, |e| dec_remaining(e, now));
+                .map_or(spr::DEC_MAX, |e| deliver::dec_remaining(e, now));
             if self.owns_console() {
                 wait = wait.min(kernel::time::ms_to_ticks(CONSOLE_POLL_MS));
             }
@@ -1043,7 +1024,7 @@ impl Vm {
                 } else if v2 != 0 {
                     hcall::H_P4
                 } else if mflags == 0 || mflags == 3 {
-                    self.lpcr_ail = mflags;
+                    self.irq_mode.ail = mflags;
                     H_SUCCESS
                 } else {
                     // AIL 1 is reserved; AIL 2 is not offered (as QEMU).
@@ -1056,7 +1037,7 @@ impl Vm {
                 } else if v2 != 0 {
                     hcall::H_P4
                 } else if mflags <= 1 {
-                    self.lpcr_ile = mflags == 1;
+                    self.irq_mode.little_endian = mflags == 1;
                     H_SUCCESS
                 } else {
                     hcall::H_UNSUPPORTED_FLAG
@@ -1378,14 +1359,6 @@ const RTAS_COUNT_BASE: u64 = 1 << 32;
 const CIABR_PRIV: u64 = 3;
 const CIABR_PRIV_HYPER: u64 = 3;
 const DAWRX_HYP: u64 = 1 << 2;
-
-/// Guest decrementer value `expires` ticks from `now`: a 32-bit signed
-/// count (POWER8), sign-extended into the 64-bit register image; a past
-/// expiry is negative, clamped so it never wraps positive.
-fn dec_remaining(expires: u64, now: u64) -> u64 {
-    let d = expires.wrapping_sub(now) as i64;
-    d.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as u64
-}
 
 fn xics_ret(r: Result<kernel::xics::Kick, XicsError>) -> i64 {
     match r {

@@ -12,6 +12,7 @@ pub mod bootargs;
 pub mod console;
 pub mod cpuchar;
 pub mod cpumask;
+pub mod deliver;
 pub mod devtree;
 pub mod elf;
 pub mod fdtw;

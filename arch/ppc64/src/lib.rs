@@ -8,6 +8,7 @@
 
 pub mod hpte;
 pub mod paca;
+pub mod regs;
 pub mod sizes;
 pub mod spr;
 pub mod trap;

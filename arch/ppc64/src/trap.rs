@@ -68,35 +68,76 @@ impl TrapFrame {
     }
 }
 
+/// Interrupt vector offsets (ISA 2.07), named once.
+pub mod vector {
+    pub const SYSTEM_RESET: u64 = 0x100;
+    pub const MACHINE_CHECK: u64 = 0x200;
+    pub const DATA_STORAGE: u64 = 0x300;
+    pub const DATA_SEGMENT: u64 = 0x380;
+    pub const INSTRUCTION_STORAGE: u64 = 0x400;
+    pub const INSTRUCTION_SEGMENT: u64 = 0x480;
+    pub const EXTERNAL: u64 = 0x500;
+    pub const ALIGNMENT: u64 = 0x600;
+    pub const PROGRAM: u64 = 0x700;
+    pub const FP_UNAVAILABLE: u64 = 0x800;
+    pub const DECREMENTER: u64 = 0x900;
+    pub const HV_DECREMENTER: u64 = 0x980;
+    pub const DOORBELL: u64 = 0xa00;
+    pub const SYSTEM_CALL: u64 = 0xc00;
+    pub const TRACE: u64 = 0xd00;
+    pub const HV_DATA_STORAGE: u64 = 0xe00;
+    pub const HV_INSTRUCTION_STORAGE: u64 = 0xe20;
+    pub const HV_EMULATION: u64 = 0xe40;
+    pub const HV_MAINTENANCE: u64 = 0xe60;
+    pub const HV_DOORBELL: u64 = 0xe80;
+    pub const PERFORMANCE_MONITOR: u64 = 0xf00;
+    pub const VECTOR_UNAVAILABLE: u64 = 0xf20;
+    pub const VSX_UNAVAILABLE: u64 = 0xf40;
+    pub const FACILITY_UNAVAILABLE: u64 = 0xf60;
+    pub const HV_FACILITY_UNAVAILABLE: u64 = 0xf80;
+}
+
 /// Every POWER8 (ISA 2.07) vector from 0x100 to 0xF80, with the save
 /// registers it uses. Slots not listed here are reserved on POWER8.
 pub const VECTORS: &[(u64, &str, bool)] = &[
-    (0x100, "system reset", false),
-    (0x200, "machine check", false),
-    (0x300, "data storage", false),
-    (0x380, "data segment", false),
-    (0x400, "instruction storage", false),
-    (0x480, "instruction segment", false),
+    (vector::SYSTEM_RESET, "system reset", false),
+    (vector::MACHINE_CHECK, "machine check", false),
+    (vector::DATA_STORAGE, "data storage", false),
+    (vector::DATA_SEGMENT, "data segment", false),
+    (vector::INSTRUCTION_STORAGE, "instruction storage", false),
+    (vector::INSTRUCTION_SEGMENT, "instruction segment", false),
     // With LPCR[LPES0]=0 external interrupts go to the hypervisor (HSRR).
-    (0x500, "external", true),
-    (0x600, "alignment", false),
-    (0x700, "program", false),
-    (0x800, "floating-point unavailable", false),
-    (0x900, "decrementer", false),
-    (0x980, "hypervisor decrementer", true),
-    (0xA00, "directed privileged doorbell", false),
-    (0xC00, "system call", false),
-    (0xD00, "trace", false),
-    (0xE00, "hypervisor data storage", true),
-    (0xE20, "hypervisor instruction storage", true),
-    (0xE40, "hypervisor emulation assistance", true),
-    (0xE60, "hypervisor maintenance", true),
-    (0xE80, "directed hypervisor doorbell", true),
-    (0xF00, "performance monitor", false),
-    (0xF20, "vector unavailable", false),
-    (0xF40, "VSX unavailable", false),
-    (0xF60, "facility unavailable", false),
-    (0xF80, "hypervisor facility unavailable", true),
+    (vector::EXTERNAL, "external", true),
+    (vector::ALIGNMENT, "alignment", false),
+    (vector::PROGRAM, "program", false),
+    (vector::FP_UNAVAILABLE, "floating-point unavailable", false),
+    (vector::DECREMENTER, "decrementer", false),
+    (vector::HV_DECREMENTER, "hypervisor decrementer", true),
+    (vector::DOORBELL, "directed privileged doorbell", false),
+    (vector::SYSTEM_CALL, "system call", false),
+    (vector::TRACE, "trace", false),
+    (vector::HV_DATA_STORAGE, "hypervisor data storage", true),
+    (
+        vector::HV_INSTRUCTION_STORAGE,
+        "hypervisor instruction storage",
+        true,
+    ),
+    (
+        vector::HV_EMULATION,
+        "hypervisor emulation assistance",
+        true,
+    ),
+    (vector::HV_MAINTENANCE, "hypervisor maintenance", true),
+    (vector::HV_DOORBELL, "directed hypervisor doorbell", true),
+    (vector::PERFORMANCE_MONITOR, "performance monitor", false),
+    (vector::VECTOR_UNAVAILABLE, "vector unavailable", false),
+    (vector::VSX_UNAVAILABLE, "VSX unavailable", false),
+    (vector::FACILITY_UNAVAILABLE, "facility unavailable", false),
+    (
+        vector::HV_FACILITY_UNAVAILABLE,
+        "hypervisor facility unavailable",
+        true,
+    ),
 ];
 
 /// Name of a vector, "reserved vector" for slots POWER8 does not define.
