@@ -3,7 +3,7 @@
 //! hypercalls guests use.
 
 use crate::mem::{HPT_POOL, PAGES};
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -18,6 +18,7 @@ use kernel::lpid::LpidAllocator;
 use kernel::rtas::{self, Service};
 use kernel::tlb::{TlbOps, VmTlb};
 use kernel::vpa::Vpa;
+use kernel::vterm::{self, Typed, Vterm};
 use kernel::xics::{Xics, XicsError};
 use log::{info, warn};
 use ppc64::cpu;
@@ -41,14 +42,8 @@ const HYPERTAS_FUNCTIONS: &[&str] = &[
     "hcall-copy",
 ];
 
-/// Ctrl-]: the console escape (like QEMU's Ctrl-A for `-serial mon:stdio`,
-/// but a key QEMU's own console multiplexer leaves alone); Ctrl-] n moves
-/// the console to the next running VM, Ctrl-] Ctrl-] sends a Ctrl-].
-pub const CONSOLE_ESCAPE: u8 = 0x1d;
 /// How often a VM that owns the console polls it while it idles.
 const CONSOLE_POLL_MS: u64 = 10;
-/// Input kept for a guest that does not read it (bytes).
-const INPUT_MAX: usize = 4096;
 /// The guest time slice (HDEC).
 const SLICE_MS: u64 = 10;
 
@@ -56,6 +51,19 @@ const SLICE_MS: u64 = 10;
 static CONSOLE_OWNER: AtomicUsize = AtomicUsize::new(0);
 /// (id, name) of the VMs running now: where Ctrl-] n can move the console.
 static RUNNING: spin::Mutex<Vec<(usize, String)>> = spin::Mutex::new(Vec::new());
+
+/// A VM's console output on the serial console: raw for the owner, else
+/// one log line each, prefixed with the VM's name.
+struct ConsoleSink<'a>(&'a str);
+
+impl vterm::Sink for ConsoleSink<'_> {
+    fn raw(&mut self, bytes: &[u8]) {
+        crate::CONSOLE.write_raw(bytes);
+    }
+    fn line(&mut self, line: &str) {
+        info!(target: "guest", "{}: {line}", self.0);
+    }
+}
 
 /// The firmware's HPT memory: page allocator and preallocated pool.
 struct FirmwareHptMemory;
@@ -144,16 +152,9 @@ pub struct Vm {
     vcpu: Vcpu,
     /// Interrupt controller: one ICP per vcpu, the vty's source.
     xics: Xics,
-    /// Console output not yet ended by a newline, and the last full line
-    /// (the reason a guest panic is reported with).
-    line: Vec<u8>,
-    last_line: String,
-    /// The console owner's output not yet written (an unfinished line).
-    raw: Vec<u8>,
-    /// Typed input waiting for H_GET_TERM_CHAR, and whether the last byte
-    /// typed was the console escape.
-    input: VecDeque<u8>,
-    escape: bool,
+    /// The vty: output lines (the last one is a guest panic's reason),
+    /// the console owner's unfinished line, typed input.
+    term: Vterm,
     /// Creation order (console ownership).
     id: usize,
     /// Seconds added to the host's clock (set-time-of-day).
@@ -426,11 +427,7 @@ impl Vm {
             irq_mode: InterruptMode::default(),
             vcpu: Vcpu::new(0, regs),
             xics: Xics::new(1, &[true]),
-            line: Vec::new(),
-            last_line: String::new(),
-            raw: Vec::new(),
-            input: VecDeque::new(),
-            escape: false,
+            term: Vterm::default(),
             id,
             tod_offset: 0,
             fwnmi: Fwnmi::default(),
@@ -770,10 +767,7 @@ impl Vm {
 
     /// Writes out the console owner's unfinished line.
     fn flush_raw(&mut self) {
-        if !self.raw.is_empty() {
-            crate::CONSOLE.write_raw(&self.raw);
-            self.raw.clear();
-        }
+        self.term.flush(&mut ConsoleSink(&self.name));
     }
 
     fn owns_console(&self) -> bool {
@@ -790,35 +784,16 @@ impl Vm {
         }
         let mut buf = [0u8; 64];
         let n = ppc64::opal::console_read(&mut buf);
-        for &c in &buf[..n] {
-            if core::mem::take(&mut self.escape) {
-                match c {
-                    b'n' => {
-                        self.flush_raw();
-                        pass_console_on(self.id);
-                        return;
-                    }
-                    CONSOLE_ESCAPE => self.push_input(c),
-                    _ => {}
-                }
-            } else if c == CONSOLE_ESCAPE {
-                self.escape = true;
-            } else {
-                self.push_input(c);
-            }
+        if self.term.typed(&buf[..n]) == Typed::NextVm {
+            self.flush_raw();
+            pass_console_on(self.id);
+            return;
         }
         self.update_vty_line();
     }
 
-    fn push_input(&mut self, c: u8) {
-        if self.input.len() < INPUT_MAX {
-            self.input.push_back(c);
-        }
-    }
-
     fn update_vty_line(&mut self) {
-        self.xics
-            .set_line(guestfdt::VTY_IRQ, !self.input.is_empty());
+        self.xics.set_line(guestfdt::VTY_IRQ, self.term.has_input());
     }
 
     /// Guest console output: passed through as it is when this VM owns
@@ -829,28 +804,8 @@ impl Vm {
     /// slice ends ([`Vm::flush_raw`]), so a prompt shows before the user
     /// types and other VMs' lines never cut into it.
     fn console_bytes(&mut self, b: &[u8]) {
-        let raw = self.owns_console();
-        if raw {
-            self.raw.extend_from_slice(b);
-            if let Some(end) = self.raw.iter().rposition(|&c| c == b'\n') {
-                crate::CONSOLE.write_raw(&self.raw[..=end]);
-                self.raw.drain(..=end);
-            }
-        }
-        for &c in b {
-            if c == b'\n' || self.line.len() >= 200 {
-                let s = String::from_utf8_lossy(&self.line).into_owned();
-                if !raw {
-                    info!(target: "guest", "{}: {}", self.name, s);
-                }
-                if !s.trim().is_empty() {
-                    self.last_line = s;
-                }
-                self.line.clear();
-            } else if c != b'\r' {
-                self.line.push(c);
-            }
-        }
+        let owner = self.owns_console();
+        self.term.output(b, owner, &mut ConsoleSink(&self.name));
     }
 
     /// Handles `sc 1`. From guest problem state nothing is done: the
@@ -959,13 +914,13 @@ impl Vm {
 
     /// H_PUT_TERM_CHAR(vtermno, len, chars 0-7, chars 8-15).
     fn h_put_term_char(&mut self, term: u64, len: u64, hi: u64, lo: u64) -> i64 {
-        if term != u64::from(guestfdt::VTY_REG) || len > 16 {
+        let Some((bytes, n)) = vterm::unpack(len, hi, lo) else {
+            return H_PARAMETER;
+        };
+        if term != u64::from(guestfdt::VTY_REG) {
             return H_PARAMETER;
         }
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&hi.to_be_bytes());
-        bytes[8..].copy_from_slice(&lo.to_be_bytes());
-        self.console_bytes(&bytes[..len as usize]);
+        self.console_bytes(&bytes[..n]);
         H_SUCCESS
     }
 
@@ -976,15 +931,9 @@ impl Vm {
         }
         self.flush_raw();
         self.poll_console();
-        let mut bytes = [0u8; 16];
-        let n = self.input.len().min(16);
-        for b in bytes.iter_mut().take(n) {
-            *b = self.input.pop_front().unwrap_or(0);
-        }
+        let (n, hi, lo) = self.term.read();
         let r = &mut self.vcpu.regs.gpr;
-        r[4] = n as u64;
-        r[5] = u64::from_be_bytes(bytes[..8].try_into().unwrap());
-        r[6] = u64::from_be_bytes(bytes[8..].try_into().unwrap());
+        (r[4], r[5], r[6]) = (n, hi, lo);
         self.update_vty_line();
         H_SUCCESS
     }
@@ -1217,7 +1166,7 @@ impl Vm {
                 self.flush_line();
                 let msg = msg.trim();
                 let last = match msg.strip_prefix("OS panic:").unwrap_or(msg).trim() {
-                    "" => self.last_line.clone(),
+                    "" => String::from(self.term.last_line()),
                     m => String::from(m),
                 };
                 let why = alloc::format!("guest panic: {}", last.replace('"', "'"));
@@ -1277,7 +1226,7 @@ impl Vm {
 
     /// Ends an unterminated console line (so it counts as the last line).
     fn flush_line(&mut self) {
-        if !self.line.is_empty() {
+        if self.term.unterminated().is_some() {
             self.console_bytes(b"\n");
         }
     }
@@ -1309,10 +1258,9 @@ impl Vm {
         if let Err(e) = LPIDS.lock().free(self.lpid) {
             warn!(target: "vm", "{}: freeing LPID {}: {e}", self.name, self.lpid);
         }
-        if self.line.is_empty() {
-            return;
+        if let Some(line) = self.term.unterminated() {
+            warn!(target: "guest", "{}: (unterminated) {line}", self.name);
         }
-        warn!(target: "guest", "{}: (unterminated) {}", self.name, String::from_utf8_lossy(&self.line));
     }
 
     /// One line per hypercall (and RTAS service) the VM made, most used

@@ -31,4 +31,5 @@ pub mod time;
 pub mod tlb;
 pub mod units;
 pub mod vpa;
+pub mod vterm;
 pub mod xics;
