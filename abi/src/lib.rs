@@ -49,41 +49,6 @@ pub const H_SET_MODE: u64 = 0x31c;
 /// The private RTAS hypercall QEMU and KVM use.
 pub const H_RTAS: u64 = 0xf000;
 
-/// Names of the hypercalls above (for reports); "unknown" otherwise.
-pub fn name(nr: u64) -> &'static str {
-    const NAMES: &[(u64, &str)] = &[
-        (H_REMOVE, "H_REMOVE"),
-        (H_ENTER, "H_ENTER"),
-        (H_READ, "H_READ"),
-        (H_CLEAR_MOD, "H_CLEAR_MOD"),
-        (H_CLEAR_REF, "H_CLEAR_REF"),
-        (H_PROTECT, "H_PROTECT"),
-        (H_SET_SPRG0, "H_SET_SPRG0"),
-        (H_SET_DABR, "H_SET_DABR"),
-        (H_PAGE_INIT, "H_PAGE_INIT"),
-        (H_GET_TERM_CHAR, "H_GET_TERM_CHAR"),
-        (H_PUT_TERM_CHAR, "H_PUT_TERM_CHAR"),
-        (H_EOI, "H_EOI"),
-        (H_CPPR, "H_CPPR"),
-        (H_IPI, "H_IPI"),
-        (H_IPOLL, "H_IPOLL"),
-        (H_XIRR, "H_XIRR"),
-        (H_REGISTER_VPA, "H_REGISTER_VPA"),
-        (H_CEDE, "H_CEDE"),
-        (H_CONFER, "H_CONFER"),
-        (H_PROD, "H_PROD"),
-        (H_BULK_REMOVE, "H_BULK_REMOVE"),
-        (H_GET_CPU_CHARACTERISTICS, "H_GET_CPU_CHARACTERISTICS"),
-        (H_XIRR_X, "H_XIRR_X"),
-        (H_SET_MODE, "H_SET_MODE"),
-        (H_RTAS, "H_RTAS"),
-    ];
-    NAMES
-        .iter()
-        .find(|(n, _)| *n == nr)
-        .map_or("unknown", |(_, s)| s)
-}
-
 // H_SET_MODE resources.
 pub const H_SET_MODE_RESOURCE_SET_CIABR: u64 = 1;
 pub const H_SET_MODE_RESOURCE_SET_DAWR: u64 = 2;

@@ -12,7 +12,7 @@ use kernel::deliver::{self, External, InterruptMode};
 use kernel::fwnmi::{self, Cause, Fwnmi, Refused};
 use kernel::gmem::GuestMemory;
 use kernel::guestfdt::{self, GuestFdtConfig};
-use kernel::hcall::{self, H_PARAMETER, H_SUCCESS};
+use kernel::hcall::{self, Hcall, HptCall, H_PARAMETER, H_SUCCESS};
 use kernel::hpt::{self, Hpt, HptMemory};
 use kernel::lpid::LpidAllocator;
 use kernel::rtas::{self, Service};
@@ -820,39 +820,35 @@ impl Vm {
         }
         self.hcalls += 1;
         *self.hcall_counts.entry(nr).or_insert(0) += 1;
-        let (ret, next) = match nr {
-            hcall::H_PUT_TERM_CHAR => (self.h_put_term_char(a[0], a[1], a[2], a[3]), Next::Resume),
-            hcall::H_GET_TERM_CHAR => (self.h_get_term_char(a[0]), Next::Resume),
-            hcall::H_SET_MODE => (self.h_set_mode(a[0], a[1], a[2], a[3]), Next::Resume),
-            hcall::H_RTAS => self.rtas(a[0]),
-            hcall::H_ENTER
-            | hcall::H_REMOVE
-            | hcall::H_READ
-            | hcall::H_PROTECT
-            | hcall::H_BULK_REMOVE
-            | hcall::H_CLEAR_REF
-            | hcall::H_CLEAR_MOD => match self.hpt_hcall(nr, a) {
-                Some(ret) => {
-                    self.vcpu.regs.gpr[4..12].copy_from_slice(&ret.vals);
-                    (ret.code, Next::Resume)
-                }
-                None => (hcall::H_FUNCTION, Next::Resume),
-            },
-            hcall::H_XIRR | hcall::H_XIRR_X => {
+        let Some(call) = Hcall::decode(nr) else {
+            self.vcpu.regs.gpr[3] = hcall::H_FUNCTION as u64;
+            return Next::Resume;
+        };
+        let (ret, next) = match call {
+            Hcall::PutTermChar => (self.h_put_term_char(a[0], a[1], a[2], a[3]), Next::Resume),
+            Hcall::GetTermChar => (self.h_get_term_char(a[0]), Next::Resume),
+            Hcall::SetMode => (self.h_set_mode(a[0], a[1], a[2], a[3]), Next::Resume),
+            Hcall::Rtas => self.rtas(a[0]),
+            Hcall::Hpt(op) => {
+                let ret = self.hpt_hcall(op, a);
+                self.vcpu.regs.gpr[4..12].copy_from_slice(&ret.vals);
+                (ret.code, Next::Resume)
+            }
+            Hcall::Xirr | Hcall::XirrX => {
                 let (xirr, _) = self.xics.accept(self.vcpu.id);
                 self.vcpu.regs.gpr[4] = u64::from(xirr);
-                if nr == hcall::H_XIRR_X {
+                if call == Hcall::XirrX {
                     self.vcpu.regs.gpr[5] = cpu::mftb();
                 }
                 (H_SUCCESS, Next::Resume)
             }
-            hcall::H_EOI => (xics_ret(self.xics.eoi(self.vcpu.id, a[0])), Next::Resume),
-            hcall::H_CPPR => (
+            Hcall::Eoi => (xics_ret(self.xics.eoi(self.vcpu.id, a[0])), Next::Resume),
+            Hcall::Cppr => (
                 xics_ret(self.xics.set_cppr(self.vcpu.id, a[0])),
                 Next::Resume,
             ),
-            hcall::H_IPI => (xics_ret(self.xics.set_mfrr(a[0], a[1])), Next::Resume),
-            hcall::H_IPOLL => match self.xics.poll(a[0]) {
+            Hcall::Ipi => (xics_ret(self.xics.set_mfrr(a[0], a[1])), Next::Resume),
+            Hcall::Ipoll => match self.xics.poll(a[0]) {
                 Ok((xirr, mfrr)) => {
                     self.vcpu.regs.gpr[4] = u64::from(xirr);
                     self.vcpu.regs.gpr[5] = u64::from(mfrr);
@@ -860,12 +856,12 @@ impl Vm {
                 }
                 Err(_) => (H_PARAMETER, Next::Resume),
             },
-            hcall::H_CEDE => {
+            Hcall::Cede => {
                 // PAPR: H_CEDE returns with MSR[EE] set.
                 self.vcpu.regs.msr |= spr::MSR_EE;
                 (H_SUCCESS, Next::Cede)
             }
-            hcall::H_PROD => match self.vcpu_id(a[0]) {
+            Hcall::Prod => match self.vcpu_id(a[0]) {
                 Some(_) => {
                     self.vcpu.prodded = true;
                     (H_SUCCESS, Next::Resume)
@@ -874,11 +870,11 @@ impl Vm {
             },
             // Yield to another vcpu (-1: any): with every vcpu of the VM
             // on its own thread there is nothing to give the time to.
-            hcall::H_CONFER => match (a[0] as i64 == -1) || self.vcpu_id(a[0]).is_some() {
+            Hcall::Confer => match (a[0] as i64 == -1) || self.vcpu_id(a[0]).is_some() {
                 true => (H_SUCCESS, Next::Resume),
                 false => (H_PARAMETER, Next::Resume),
             },
-            hcall::H_REGISTER_VPA => match self.vcpu_id(a[1]) {
+            Hcall::RegisterVpa => match self.vcpu_id(a[1]) {
                 Some(_) => {
                     let mut vpa = self.vcpu.vpa;
                     let rc = vpa.register(a[0], a[2], &mut self.mem());
@@ -887,12 +883,12 @@ impl Vm {
                 }
                 None => (H_PARAMETER, Next::Resume),
             },
-            hcall::H_SET_SPRG0 => {
+            Hcall::SetSprg0 => {
                 self.vcpu.regs.sprg[0] = a[0];
                 (H_SUCCESS, Next::Resume)
             }
-            hcall::H_PAGE_INIT => (self.h_page_init(a[0], a[1], a[2]), Next::Resume),
-            hcall::H_GET_CPU_CHARACTERISTICS => {
+            Hcall::PageInit => (self.h_page_init(a[0], a[1], a[2]), Next::Resume),
+            Hcall::GetCpuCharacteristics => {
                 let c = crate::mem::CPU_CHARACTERISTICS
                     .get()
                     .copied()
@@ -901,7 +897,6 @@ impl Vm {
                 self.vcpu.regs.gpr[5] = c.behaviour;
                 (H_SUCCESS, Next::Resume)
             }
-            _ => (hcall::H_FUNCTION, Next::Resume),
         };
         self.vcpu.regs.gpr[3] = ret as u64;
         next
@@ -1031,7 +1026,7 @@ impl Vm {
         H_SUCCESS
     }
 
-    fn hpt_hcall(&mut self, nr: u64, a: [u64; 8]) -> Option<hcall::Ret> {
+    fn hpt_hcall(&mut self, op: HptCall, a: [u64; 8]) -> hcall::Ret {
         let entries = self.hpt.size() / 16;
         // SAFETY: the HPT belongs to this VM alone and no vcpu of it runs
         // while its thread handles this hypercall.
@@ -1047,21 +1042,20 @@ impl Vm {
             running_here: true,
         };
         let ops = &mut Power8Tlb;
-        let ret = match nr {
-            hcall::H_ENTER => p.h_enter(a[0], a[1], a[2], a[3]),
-            hcall::H_REMOVE => p.h_remove(ops, a[0], a[1], a[2]),
-            hcall::H_READ => p.h_read(a[0], a[1]),
-            hcall::H_PROTECT => p.h_protect(ops, a[0], a[1], a[2]),
-            hcall::H_CLEAR_REF => p.h_clear_ref(ops, a[1]),
-            hcall::H_CLEAR_MOD => p.h_clear_mod(ops, a[1]),
-            hcall::H_BULK_REMOVE => p.h_bulk_remove(ops, a),
-            _ => return None,
+        let ret = match op {
+            HptCall::Enter => p.h_enter(a[0], a[1], a[2], a[3]),
+            HptCall::Remove => p.h_remove(ops, a[0], a[1], a[2]),
+            HptCall::Read => p.h_read(a[0], a[1]),
+            HptCall::Protect => p.h_protect(ops, a[0], a[1], a[2]),
+            HptCall::ClearRef => p.h_clear_ref(ops, a[1]),
+            HptCall::ClearMod => p.h_clear_mod(ops, a[1]),
+            HptCall::BulkRemove => p.h_bulk_remove(ops, a),
         };
-        if nr != hcall::H_READ {
+        if op != HptCall::Read {
             // SAFETY: orders the HPTE updates before the guest runs again.
             unsafe { core::arch::asm!("ptesync") };
         }
-        Some(ret)
+        ret
     }
 
     /// H_RTAS: the argument buffer is big-endian (token, nargs, nret,

@@ -17,6 +17,92 @@ use ppc64::hpte::{self, Hpte};
 // test guests: one definition, in the `papr-abi` crate.
 pub use papr::*;
 
+/// The HPT hypercalls (handled by [`Partition`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HptCall {
+    Enter,
+    Remove,
+    Read,
+    Protect,
+    BulkRemove,
+    ClearRef,
+    ClearMod,
+}
+
+/// Every hypercall this hypervisor implements. The number-to-call table
+/// below is the only place a number is matched, so a handler can only be
+/// reached by its own number, and the dispatcher's `match` on this enum is
+/// exhaustive (a new call cannot be forgotten or land elsewhere).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hcall {
+    Hpt(HptCall),
+    PutTermChar,
+    GetTermChar,
+    SetMode,
+    Rtas,
+    Xirr,
+    XirrX,
+    Eoi,
+    Cppr,
+    Ipi,
+    Ipoll,
+    Cede,
+    Prod,
+    Confer,
+    RegisterVpa,
+    SetSprg0,
+    PageInit,
+    GetCpuCharacteristics,
+}
+
+/// (number, call, name as in Linux's hvcall.h).
+const CALLS: &[(u64, Hcall, &str)] = &[
+    (H_REMOVE, Hcall::Hpt(HptCall::Remove), "H_REMOVE"),
+    (H_ENTER, Hcall::Hpt(HptCall::Enter), "H_ENTER"),
+    (H_READ, Hcall::Hpt(HptCall::Read), "H_READ"),
+    (H_CLEAR_MOD, Hcall::Hpt(HptCall::ClearMod), "H_CLEAR_MOD"),
+    (H_CLEAR_REF, Hcall::Hpt(HptCall::ClearRef), "H_CLEAR_REF"),
+    (H_PROTECT, Hcall::Hpt(HptCall::Protect), "H_PROTECT"),
+    (
+        H_BULK_REMOVE,
+        Hcall::Hpt(HptCall::BulkRemove),
+        "H_BULK_REMOVE",
+    ),
+    (H_SET_SPRG0, Hcall::SetSprg0, "H_SET_SPRG0"),
+    (H_PAGE_INIT, Hcall::PageInit, "H_PAGE_INIT"),
+    (H_GET_TERM_CHAR, Hcall::GetTermChar, "H_GET_TERM_CHAR"),
+    (H_PUT_TERM_CHAR, Hcall::PutTermChar, "H_PUT_TERM_CHAR"),
+    (H_EOI, Hcall::Eoi, "H_EOI"),
+    (H_CPPR, Hcall::Cppr, "H_CPPR"),
+    (H_IPI, Hcall::Ipi, "H_IPI"),
+    (H_IPOLL, Hcall::Ipoll, "H_IPOLL"),
+    (H_XIRR, Hcall::Xirr, "H_XIRR"),
+    (H_REGISTER_VPA, Hcall::RegisterVpa, "H_REGISTER_VPA"),
+    (H_CEDE, Hcall::Cede, "H_CEDE"),
+    (H_CONFER, Hcall::Confer, "H_CONFER"),
+    (H_PROD, Hcall::Prod, "H_PROD"),
+    (
+        H_GET_CPU_CHARACTERISTICS,
+        Hcall::GetCpuCharacteristics,
+        "H_GET_CPU_CHARACTERISTICS",
+    ),
+    (H_XIRR_X, Hcall::XirrX, "H_XIRR_X"),
+    (H_SET_MODE, Hcall::SetMode, "H_SET_MODE"),
+    (H_RTAS, Hcall::Rtas, "H_RTAS"),
+];
+
+impl Hcall {
+    /// The call with hypercall number `nr`, if implemented.
+    pub fn decode(nr: u64) -> Option<Hcall> {
+        CALLS.iter().find(|c| c.0 == nr).map(|c| c.1)
+    }
+}
+
+/// The name of hypercall `nr` (for reports); "unknown" if not implemented.
+pub fn name(nr: u64) -> &'static str {
+    CALLS.iter().find(|c| c.0 == nr).map_or("unknown", |c| c.2)
+}
+
 /// A guest's HPT (big-endian doublewords in host memory) and memory.
 pub struct Partition<'a> {
     /// The HPT as 2 u64 per entry, stored big-endian.
