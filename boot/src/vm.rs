@@ -123,6 +123,45 @@ impl TlbOps for Power8Tlb {
     }
 }
 
+/// Why a VM could not be created or rebooted.
+#[derive(Debug)]
+pub enum VmError {
+    /// Guest memory must be a non-zero multiple of the VRMA page.
+    MemorySize(u64),
+    /// No contiguous block of this many MiB.
+    NoMemory(u64),
+    Hpt(hpt::HptError),
+    Image(kernel::elf::ElfError),
+    /// The initrd (KiB) does not fit after the image.
+    InitrdTooBig(usize),
+    Lpid(kernel::lpid::LpidError),
+    /// The device tree would overlap the image or initrd.
+    NoRoomForDeviceTree,
+    Vrma(u64, hpte::VrmaError),
+}
+
+impl fmt::Display for VmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VmError::MemorySize(m) => write!(
+                f,
+                "memory must be a non-zero multiple of 16 MiB, not {m:#x}"
+            ),
+            VmError::NoMemory(mib) => write!(f, "no {mib} MiB of contiguous memory"),
+            VmError::Hpt(e) => write!(f, "{e}"),
+            VmError::Image(e) => write!(f, "image: {e}"),
+            VmError::InitrdTooBig(kib) => {
+                write!(f, "initrd of {kib} KiB does not fit in guest memory")
+            }
+            VmError::Lpid(e) => write!(f, "LPID: {e}"),
+            VmError::NoRoomForDeviceTree => {
+                write!(f, "no room for the device tree above the image")
+            }
+            VmError::Vrma(page, e) => write!(f, "VRMA page {page}: {e:?}"),
+        }
+    }
+}
+
 /// How a VM ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -232,12 +271,13 @@ const VRMA_PAGE: PageSize = PageSize::P16M;
 
 /// Writes the VRMA HPTEs mapping guest-real `0..size` onto host-physical
 /// `base..` (one per PTEG, slot 7 as KVM does); returns how many.
-fn map_vrma(hpt: &Hpt, base: u64, size: u64) -> Result<u64, String> {
-    let order = HptOrder::new(hpt.order).ok_or("bad HPT order")?;
+fn map_vrma(hpt: &Hpt, base: u64, size: u64) -> Result<u64, VmError> {
+    // An allocated HPT always has a valid order.
+    let order = HptOrder::new(hpt.order).ok_or(VmError::Hpt(hpt::HptError::BadOrder(hpt.order)))?;
     let pages = size.div_ceil(VRMA_PAGE.bytes());
     for i in 0..pages {
         let (pteg, e) = hpte::vrma_hpte(order, i, VRMA_PAGE, base + i * VRMA_PAGE.bytes())
-            .map_err(|e| alloc::format!("VRMA page {i}: {e:?}"))?;
+            .map_err(|e| VmError::Vrma(i, e))?;
         let slot = hpt.base + pteg * hpte::PTEG_BYTES + 7 * hpte::HPTE_BYTES;
         let [v, r] = e.to_be_words();
         // SAFETY: the slot lies in this VM's zeroed HPT; R first, then V
@@ -305,18 +345,16 @@ impl Drop for Reserved {
 
 impl Vm {
     /// Prepares a VM; nothing is left behind on failure.
-    pub fn create(cfg: &VmConfig<'static>, cores: usize, id: usize) -> Result<Vm, String> {
+    pub fn create(cfg: &VmConfig<'static>, cores: usize, id: usize) -> Result<Vm, VmError> {
         let (name, image, mem_size, bootargs) = (cfg.name, cfg.image, cfg.memory, cfg.bootargs);
         if mem_size == 0 || !mem_size.is_multiple_of(VRMA_PAGE.bytes()) {
-            return Err(alloc::format!(
-                "memory must be a non-zero multiple of 16 MiB, not {mem_size:#x}"
-            ));
+            return Err(VmError::MemorySize(mem_size));
         }
         let mem_order = 64 - (mem_size - 1).leading_zeros();
         let mem_base = PAGES
             .lock()
             .alloc_order(mem_order)
-            .ok_or_else(|| alloc::format!("no {} MiB of contiguous memory", mem_size >> 20))?;
+            .ok_or(VmError::NoMemory(mem_size >> 20))?;
         let mut held = Reserved {
             mem: Some((mem_base, mem_order)),
             ..Default::default()
@@ -324,15 +362,13 @@ impl Vm {
         let want_order = cfg
             .hpt_order
             .unwrap_or_else(|| hpt::default_order(mem_size));
-        let hpt =
-            hpt::alloc(&mut FirmwareHptMemory, want_order).map_err(|e| alloc::format!("{e}"))?;
+        let hpt = hpt::alloc(&mut FirmwareHptMemory, want_order).map_err(VmError::Hpt)?;
         held.hpt = Some(hpt);
         // SAFETY: guest memory was just allocated for this VM alone.
         let mem =
             unsafe { core::slice::from_raw_parts_mut(mem_base as *mut u8, mem_size as usize) };
         mem.fill(0);
-        let loaded = kernel::elf::load(image, mem, cfg.load_addr)
-            .map_err(|e| alloc::format!("image: {e}"))?;
+        let loaded = kernel::elf::load(image, mem, cfg.load_addr).map_err(VmError::Image)?;
         if hpt.order != want_order {
             info!(target: "vm", "{name}: HPT order {want_order} not available, got order {}{}", hpt.order, if hpt.from_pool { " from the pool" } else { "" });
         }
@@ -343,20 +379,14 @@ impl Vm {
                 let start = loaded.end.next_multiple_of(1 << 20);
                 let end = start + data.len() as u64;
                 if end + (1 << 20) > mem_size {
-                    return Err(alloc::format!(
-                        "initrd of {} KiB does not fit in guest memory",
-                        data.len() / 1024
-                    ));
+                    return Err(VmError::InitrdTooBig(data.len() / 1024));
                 }
                 mem[start as usize..end as usize].copy_from_slice(data);
                 Some((start, end))
             }
         };
         let top_used = initrd.map(|i| i.1).unwrap_or(loaded.end);
-        let lpid = LPIDS
-            .lock()
-            .alloc()
-            .map_err(|e| alloc::format!("LPID: {e}"))?;
+        let lpid = LPIDS.lock().alloc().map_err(VmError::Lpid)?;
         held.lpid = Some(lpid);
         let tlb = VmTlb::new(lpid, cores);
         tlb.set_online_vcores(1);
@@ -381,7 +411,7 @@ impl Vm {
         });
         let fdt_gpa = (rtas_base - fdt.len() as u64) & !0xfff;
         if fdt_gpa < top_used {
-            return Err("no room for the device tree above the image".into());
+            return Err(VmError::NoRoomForDeviceTree);
         }
         mem[fdt_gpa as usize..fdt_gpa as usize + fdt.len()].copy_from_slice(&fdt);
         // Entered as SLOF enters an image on QEMU's pseries machine:
@@ -489,13 +519,13 @@ impl Vm {
     /// vcpu runs), mark every core for a TLB flush, reload the image,
     /// initrd and device tree, re-establish the VRMA and restart at the
     /// entry point. Guest memory outside those is kept, as on a real reset.
-    fn reboot(&mut self) -> Result<(), String> {
+    fn reboot(&mut self) -> Result<(), VmError> {
         hpt::reset(
             &mut FirmwareHptMemory,
             &self.hpt,
             self.vcpus_running.load(Ordering::Acquire),
         )
-        .map_err(|e| alloc::format!("{e}"))?;
+        .map_err(VmError::Hpt)?;
         self.tlb.mark_all();
         // SAFETY: this VM's own memory; its only vcpu is stopped.
         let mem = unsafe {
@@ -503,7 +533,7 @@ impl Vm {
         };
         // Reload where the image was first placed (r4 at entry).
         let load_addr = Some(self.boot_regs.gpr[4]);
-        kernel::elf::load(self.image, mem, load_addr).map_err(|e| alloc::format!("reload: {e}"))?;
+        kernel::elf::load(self.image, mem, load_addr).map_err(VmError::Image)?;
         if let Some((start, data)) = self.initrd {
             mem[start as usize..start as usize + data.len()].copy_from_slice(data);
         }
@@ -545,7 +575,7 @@ impl Vm {
         self.core = core;
         let n = match map_vrma(&self.hpt, self.mem_base, self.mem_size) {
             Ok(n) => n,
-            Err(e) => return Outcome::Crashed(e),
+            Err(e) => return Outcome::Crashed(alloc::format!("{e}")),
         };
         info!(
             target: "vm",
