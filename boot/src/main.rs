@@ -2,6 +2,7 @@
 //!
 //! `kmain` wires `arch/ppc64` (the machine) and `kernel` (the logic)
 //! together in boot order.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![no_std]
 #![no_main]
 

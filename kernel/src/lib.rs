@@ -3,6 +3,7 @@
 //! Hardware is reached only through functions and traits that the firmware
 //! (`boot`, using `arch/ppc64`) supplies, so every piece here runs under
 //! `cargo test` on the development machine.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;

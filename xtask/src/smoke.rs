@@ -8,6 +8,8 @@ use std::process::Command;
 /// The crates that build and test on the host.
 const HOST_CRATES: &[&str] = &[
     "--package",
+    "papr-abi",
+    "--package",
     "kernel",
     "--package",
     "arch-ppc64",

@@ -548,10 +548,9 @@ unsafe extern "C" {
 /// every entry). The per-thread
 /// area must be this thread's (HSPRG0/r13).
 pub unsafe fn enter(regs: &mut GuestRegs, part: &PartitionRegs) -> u64 {
-    // A guest never runs with MSR[HV] (or TM state, or machine checks
-    // off), whatever its saved MSR says: the exit path stores the guest's
-    // own SRR1/HSRR1 there.
-    regs.msr = (regs.msr & !crate::spr::MSR_GUEST_CLEAR) | crate::spr::MSR_GUEST_SET;
+    // The exit path stores the guest's own SRR1/HSRR1 in `regs.msr`, and
+    // hypervisor code edits it: force what a guest may never run with.
+    regs.msr = crate::regs::guest_msr(regs.msr);
     // SAFETY: `__guest_enter` saves every non-volatile register and LR of
     // the caller and restores them before returning, like a normal call;
     // the caller vouches for the partition.

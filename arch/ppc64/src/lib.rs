@@ -4,6 +4,7 @@
 //! `unsafe` blocks each carry a `// SAFETY:` line. The pure parts (trap-frame
 //! layout, vector names, report formatting) build and test on the host; the
 //! parts that execute POWER instructions only build for `powerpc64`.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![no_std]
 
 pub mod hpte;

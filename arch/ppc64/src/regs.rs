@@ -147,6 +147,12 @@ pub const HFSCR_GUEST: u64 = spr::HFSCR_FP
     | spr::HFSCR_EBB
     | spr::HFSCR_TAR;
 
+/// The MSR a guest is entered with, whatever its register image says:
+/// never hypervisor state, never TM (it has none), machine checks on.
+pub const fn guest_msr(msr: u64) -> u64 {
+    (msr & !spr::MSR_GUEST_CLEAR) | spr::MSR_GUEST_SET
+}
+
 /// Why the guest stopped running: the interrupt that brought the thread
 /// back to the hypervisor, decoded from the vector in one place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,6 +233,19 @@ pub enum ExitScope {
 mod tests {
     use super::*;
     use crate::trap::{vector, VEC_HSRR_FLAG};
+
+    #[test]
+    fn a_guest_never_runs_in_hypervisor_state_or_with_tm() {
+        use spr::{MSR_EE, MSR_HV, MSR_LE, MSR_ME, MSR_PR, MSR_SF, MSR_TM, MSR_TS};
+        assert_eq!(guest_msr(u64::MAX) & (MSR_HV | MSR_TM | MSR_TS), 0);
+        assert_eq!(
+            guest_msr(MSR_SF | MSR_HV | MSR_PR),
+            MSR_SF | MSR_PR | MSR_ME
+        );
+        // Everything else is the guest's own.
+        let user = MSR_SF | MSR_EE | MSR_PR | MSR_LE | MSR_ME;
+        assert_eq!(guest_msr(user), user);
+    }
 
     #[test]
     fn exits_decode_from_the_vector_and_say_where_they_are_handled() {

@@ -3,6 +3,7 @@
 //! checks each answer; also checks that good HPT calls work (H_ENTER,
 //! H_READ, H_PROTECT, H_REMOVE, H_BULK_REMOVE). Prints one line per check
 //! and a verdict, then powers off.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![no_std]
 #![no_main]
 
@@ -92,8 +93,8 @@ fn fwnmi(fdt: Option<&guest_common::fdt::Fdt<'_>>, mem: u64) -> ! {
         check("r3 is the RTAS error log", t.fwnmi_log, log_at);
         check("DAR", t.dar, addr);
         check("SRR1 says load/store", (t.srr1 >> 21) & 1, 1);
-        // SAFETY: the log lies in our RTAS area, inside our memory.
         let word = |off: u64| {
+            // SAFETY: the log lies in our RTAS area, inside our memory.
             unsafe { core::ptr::read_volatile((log_at + off) as *const u64) }.swap_bytes()
         };
         check(

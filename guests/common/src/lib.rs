@@ -1,5 +1,6 @@
 //! Runtime for the small test guests: entry code, PAPR hypercalls, the
 //! hvterm console, RTAS calls found through the device tree.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![no_std]
 
 use core::arch::{asm, global_asm};

@@ -1,5 +1,6 @@
 //! The hello guest: reads its device tree, greets on the hvterm console
 //! and powers its partition off through RTAS.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![no_std]
 #![no_main]
 

@@ -2,6 +2,7 @@
 //! an SLB entry, turns data translation on and checks the effects of
 //! H_READ, H_PROTECT and H_REMOVE: a read-only page faults on store and a
 //! removed page faults on load, each into the guest's own DSI handler.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![no_std]
 #![no_main]
 

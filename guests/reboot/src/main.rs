@@ -2,6 +2,7 @@
 //! leaves a mapping in its HPT and reboots through RTAS `system-reboot`;
 //! after each reboot it checks the HPT came back empty. After the third
 //! boot it powers off.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![no_std]
 #![no_main]
 
