@@ -14,6 +14,7 @@ use kernel::gmem::GuestMemory;
 use kernel::guestfdt::{self, GuestFdtConfig};
 use kernel::hcall::{self, Hcall, HptCall, H_PARAMETER, H_SUCCESS};
 use kernel::hpt::{self, Hpt, HptMemory};
+use kernel::layout::{self, LayoutError};
 use kernel::lpid::LpidAllocator;
 use kernel::rtas::{self, Service};
 use kernel::tlb::{TlbOps, VmTlb};
@@ -132,11 +133,8 @@ pub enum VmError {
     NoMemory(u64),
     Hpt(hpt::HptError),
     Image(kernel::elf::ElfError),
-    /// The initrd (KiB) does not fit after the image.
-    InitrdTooBig(usize),
+    Layout(layout::LayoutError),
     Lpid(kernel::lpid::LpidError),
-    /// The device tree would overlap the image or initrd.
-    NoRoomForDeviceTree,
     Vrma(u64, hpte::VrmaError),
 }
 
@@ -150,11 +148,15 @@ impl fmt::Display for VmError {
             VmError::NoMemory(mib) => write!(f, "no {mib} MiB of contiguous memory"),
             VmError::Hpt(e) => write!(f, "{e}"),
             VmError::Image(e) => write!(f, "image: {e}"),
-            VmError::InitrdTooBig(kib) => {
-                write!(f, "initrd of {kib} KiB does not fit in guest memory")
+            VmError::Layout(LayoutError::InitrdTooBig(len)) => {
+                write!(
+                    f,
+                    "initrd of {} KiB does not fit in guest memory",
+                    len / 1024
+                )
             }
             VmError::Lpid(e) => write!(f, "LPID: {e}"),
-            VmError::NoRoomForDeviceTree => {
+            VmError::Layout(LayoutError::NoRoomForDeviceTree) => {
                 write!(f, "no room for the device tree above the image")
             }
             VmError::Vrma(page, e) => write!(f, "VRMA page {page}: {e:?}"),
@@ -293,19 +295,6 @@ fn map_vrma(hpt: &Hpt, base: u64, size: u64) -> Result<u64, VmError> {
     Ok(pages)
 }
 
-/// The RTAS blob placed in guest memory (big-endian code: guests enter
-/// RTAS big-endian): `mr r4,r3; lis r3,0; ori r3,r3,0xf000; sc 1; blr`.
-const RTAS_BLOB: [u8; 20] = [
-    0x7c, 0x64, 0x1b, 0x78, 0x3c, 0x60, 0x00, 0x00, 0x60, 0x63, 0xf0, 0x00, 0x44, 0x00, 0x00, 0x22,
-    0x4e, 0x80, 0x00, 0x20,
-];
-
-/// The RTAS area at the top of guest memory: the blob, the FWNMI error
-/// log after it, Linux's per-vcpu margin.
-const RTAS_SIZE: u64 = 0x1000;
-const _: () = assert!(RTAS_BLOB.len() as u64 <= fwnmi::ERROR_LOG_OFFSET);
-const _: () = assert!(fwnmi::rtas_size_needed(1) <= RTAS_SIZE);
-
 static LPIDS: spin::Mutex<LpidAllocator> = spin::Mutex::new(LpidAllocator::new());
 
 /// What a VM is made from.
@@ -372,15 +361,11 @@ impl Vm {
         if hpt.order != want_order {
             info!(target: "vm", "{name}: HPT order {want_order} not available, got order {}{}", hpt.order, if hpt.from_pool { " from the pool" } else { "" });
         }
-        // The guest's initrd, 1 MiB-aligned after the image.
         let initrd = match cfg.initrd {
             None => None,
             Some(data) => {
-                let start = loaded.end.next_multiple_of(1 << 20);
-                let end = start + data.len() as u64;
-                if end + (1 << 20) > mem_size {
-                    return Err(VmError::InitrdTooBig(data.len() / 1024));
-                }
+                let (start, end) = layout::initrd(loaded.end, data.len() as u64, mem_size)
+                    .map_err(VmError::Layout)?;
                 mem[start as usize..end as usize].copy_from_slice(data);
                 Some((start, end))
             }
@@ -390,10 +375,9 @@ impl Vm {
         held.lpid = Some(lpid);
         let tlb = VmTlb::new(lpid, cores);
         tlb.set_online_vcores(1);
-        // Top of guest memory: the RTAS area (blob, then the machine
-        // check log), then the device tree below it.
-        let rtas_base = mem_size - RTAS_SIZE;
-        mem[rtas_base as usize..rtas_base as usize + RTAS_BLOB.len()].copy_from_slice(&RTAS_BLOB);
+        let rtas_base = layout::rtas_base(mem_size);
+        mem[rtas_base as usize..rtas_base as usize + rtas::RTAS_BLOB.len()]
+            .copy_from_slice(&rtas::RTAS_BLOB);
         let tokens = rtas::tokens();
         let fdt = guestfdt::build(&GuestFdtConfig {
             name,
@@ -405,14 +389,12 @@ impl Vm {
             bootargs,
             initrd,
             rtas_base: rtas_base as u32,
-            rtas_size: RTAS_SIZE as u32,
+            rtas_size: layout::RTAS_SIZE as u32,
             hypertas_functions: HYPERTAS_FUNCTIONS,
             rtas_tokens: &tokens,
         });
-        let fdt_gpa = (rtas_base - fdt.len() as u64) & !0xfff;
-        if fdt_gpa < top_used {
-            return Err(VmError::NoRoomForDeviceTree);
-        }
+        let fdt_gpa =
+            layout::device_tree(mem_size, fdt.len() as u64, top_used).map_err(VmError::Layout)?;
         mem[fdt_gpa as usize..fdt_gpa as usize + fdt.len()].copy_from_slice(&fdt);
         // Entered as SLOF enters an image on QEMU's pseries machine:
         // 64-bit real mode, big-endian unless the manifest says otherwise.
@@ -538,7 +520,7 @@ impl Vm {
             mem[start as usize..start as usize + data.len()].copy_from_slice(data);
         }
         let rb = self.rtas_base as usize;
-        mem[rb..rb + RTAS_BLOB.len()].copy_from_slice(&RTAS_BLOB);
+        mem[rb..rb + rtas::RTAS_BLOB.len()].copy_from_slice(&rtas::RTAS_BLOB);
         let f = self.fdt_gpa as usize;
         mem[f..f + self.fdt.len()].copy_from_slice(&self.fdt);
         map_vrma(&self.hpt, self.mem_base, self.mem_size)?;

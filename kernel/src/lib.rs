@@ -23,6 +23,7 @@ pub mod guestfdt;
 pub mod hcall;
 pub mod hpt;
 pub mod hptpool;
+pub mod layout;
 pub mod lpid;
 pub mod memmap;
 pub mod pagealloc;

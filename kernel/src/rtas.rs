@@ -7,6 +7,31 @@ use crate::gmem::GuestMemory;
 
 pub use papr::rtas::*;
 
+/// The RTAS blob placed in guest memory, big-endian code (guests enter
+/// RTAS big-endian): `mr r4,r3; lis r3,H_RTAS@h; ori r3,r3,H_RTAS@l;
+/// sc 1; blr` — the argument buffer goes to H_RTAS in r4.
+pub const RTAS_BLOB: [u8; 20] = {
+    let hcall = papr::H_RTAS;
+    let insns: [u32; 5] = [
+        0x7c64_1b78,                                   // mr r4, r3
+        0x3c60_0000 | ((hcall >> 16) as u32 & 0xffff), // lis r3, hi
+        0x6063_0000 | (hcall as u32 & 0xffff),         // ori r3, r3, lo
+        0x4400_0022,                                   // sc 1
+        0x4e80_0020,                                   // blr
+    ];
+    let mut b = [0u8; 20];
+    let mut i = 0;
+    while i < 5 {
+        let w = insns[i].to_be_bytes();
+        b[4 * i] = w[0];
+        b[4 * i + 1] = w[1];
+        b[4 * i + 2] = w[2];
+        b[4 * i + 3] = w[3];
+        i += 1;
+    }
+    b
+};
+
 /// The RTAS services this hypervisor implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Service {
@@ -181,6 +206,18 @@ pub fn from_epoch(secs: i64) -> Tm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_blob_calls_h_rtas_with_the_buffer_in_r4() {
+        // The words QEMU's and SLOF's RTAS trampolines use for the same.
+        assert_eq!(
+            RTAS_BLOB,
+            [
+                0x7c, 0x64, 0x1b, 0x78, 0x3c, 0x60, 0x00, 0x00, 0x60, 0x63, 0xf0, 0x00, 0x44, 0x00,
+                0x00, 0x22, 0x4e, 0x80, 0x00, 0x20
+            ]
+        );
+    }
     use alloc::vec;
 
     #[test]
