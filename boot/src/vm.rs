@@ -16,6 +16,7 @@ use kernel::hcall::{self, Hcall, HptCall, H_PARAMETER, H_SUCCESS};
 use kernel::hpt::{self, Hpt, HptMemory};
 use kernel::layout::{self, LayoutError};
 use kernel::lpid::LpidAllocator;
+use kernel::mode::{self, ModeChange};
 use kernel::rtas::{self, Service};
 use kernel::tlb::{TlbOps, VmTlb};
 use kernel::vpa::Vpa;
@@ -945,97 +946,32 @@ impl Vm {
         H_SUCCESS
     }
 
-    /// H_SET_MODE(mflags, resource, value1, value2), as PAPR and QEMU's
-    /// pseries answer: breakpoints (1, 2), interrupt location (3: AIL 0
-    /// or 3) and endianness (4); an unknown resource is H_P2.
+    /// H_SET_MODE (kernel::mode checks it): breakpoints go into the
+    /// vcpu's registers, AIL and endianness into the interrupt mode.
     fn h_set_mode(&mut self, mflags: u64, resource: u64, v1: u64, v2: u64) -> i64 {
-        match resource {
-            hcall::H_SET_MODE_RESOURCE_SET_CIABR => {
-                if v2 != 0 {
-                    hcall::H_P4
-                } else if mflags != 0 {
-                    hcall::H_UNSUPPORTED_FLAG
-                } else if v1 & CIABR_PRIV == CIABR_PRIV_HYPER {
-                    // A guest cannot break on the hypervisor.
-                    hcall::H_P3
-                } else {
-                    self.vcpu.regs.ciabr = v1;
-                    H_SUCCESS
-                }
-            }
-            hcall::H_SET_MODE_RESOURCE_SET_DAWR => {
-                if mflags != 0 {
-                    hcall::H_UNSUPPORTED_FLAG
-                } else if v2 & DAWRX_HYP != 0 {
-                    hcall::H_P4
-                } else {
-                    self.vcpu.regs.dawr = v1;
-                    self.vcpu.regs.dawrx = v2;
-                    H_SUCCESS
-                }
-            }
-            hcall::H_SET_MODE_RESOURCE_ADDR_TRANS_MODE => {
-                if v1 != 0 {
-                    hcall::H_P3
-                } else if v2 != 0 {
-                    hcall::H_P4
-                } else if mflags == 0 || mflags == 3 {
-                    self.irq_mode.ail = mflags;
-                    H_SUCCESS
-                } else {
-                    // AIL 1 is reserved; AIL 2 is not offered (as QEMU).
-                    hcall::H_UNSUPPORTED_FLAG
-                }
-            }
-            hcall::H_SET_MODE_RESOURCE_LE => {
-                if v1 != 0 {
-                    hcall::H_P3
-                } else if v2 != 0 {
-                    hcall::H_P4
-                } else if mflags <= 1 {
-                    self.irq_mode.little_endian = mflags == 1;
-                    H_SUCCESS
-                } else {
-                    hcall::H_UNSUPPORTED_FLAG
-                }
-            }
-            _ => hcall::H_P2,
-        }
-    }
-
-    /// H_PAGE_INIT(flags, destination, source): zero or copy one 4 KiB
-    /// page of guest memory (the cache flags need nothing more here: the
-    /// hypervisor writes through the same coherent caches; an I-cache
-    /// request makes the page visible to instruction fetch).
-    fn h_page_init(&mut self, flags: u64, dst: u64, src: u64) -> i64 {
-        const PAGE: u64 = 4096;
-        let known = hcall::H_ZERO_PAGE
-            | hcall::H_COPY_PAGE
-            | hcall::H_ICACHE_INVALIDATE
-            | hcall::H_ICACHE_SYNCHRONIZE;
-        if flags & !known != 0 {
-            return H_PARAMETER;
-        }
-        let mut mem = self.mem();
-        if !dst.is_multiple_of(PAGE) || !mem.contains(dst, PAGE) {
-            return H_PARAMETER;
-        }
-        if flags & hcall::H_COPY_PAGE != 0 {
-            if !src.is_multiple_of(PAGE) || !mem.contains(src, PAGE) {
-                return H_PARAMETER;
-            }
-            mem.copy_within(src, dst, PAGE);
-        } else if flags & hcall::H_ZERO_PAGE != 0 {
-            if let Some(p) = mem.slice(dst, PAGE) {
-                p.fill(0);
-            }
-        }
-        if flags & (hcall::H_ICACHE_INVALIDATE | hcall::H_ICACHE_SYNCHRONIZE) != 0 {
-            let host = self.mem_base + dst;
-            // SAFETY: the page was just checked to lie in this VM's RAM.
-            unsafe { cpu::flush_icache_range(host, host + PAGE) };
+        let r = &mut self.vcpu.regs;
+        match mode::set_mode(mflags, resource, v1, v2) {
+            Ok(ModeChange::Ciabr(v)) => r.ciabr = v,
+            Ok(ModeChange::Dawr { dawr, dawrx }) => (r.dawr, r.dawrx) = (dawr, dawrx),
+            Ok(ModeChange::Ail(ail)) => self.irq_mode.ail = ail,
+            Ok(ModeChange::LittleEndian(le)) => self.irq_mode.little_endian = le,
+            Err(code) => return code,
         }
         H_SUCCESS
+    }
+
+    /// H_PAGE_INIT (kernel::mode checks it and does the copy or zeroing).
+    fn h_page_init(&mut self, flags: u64, dst: u64, src: u64) -> i64 {
+        match mode::page_init(&mut self.mem(), flags, dst, src) {
+            Ok(Some(gpa)) => {
+                let host = self.mem_base + gpa;
+                // SAFETY: the page was just checked to lie in this VM's RAM.
+                unsafe { cpu::flush_icache_range(host, host + 4096) };
+                H_SUCCESS
+            }
+            Ok(None) => H_SUCCESS,
+            Err(code) => code,
+        }
     }
 
     fn hpt_hcall(&mut self, op: HptCall, a: [u64; 8]) -> hcall::Ret {
@@ -1308,11 +1244,6 @@ pub fn host_epoch() -> Option<i64> {
 
 /// Keys of RTAS services in the hypercall histogram.
 const RTAS_COUNT_BASE: u64 = 1 << 32;
-
-/// CIABR privilege field and its hypervisor value; DAWRX hypervisor bit.
-const CIABR_PRIV: u64 = 3;
-const CIABR_PRIV_HYPER: u64 = 3;
-const DAWRX_HYP: u64 = 1 << 2;
 
 fn xics_ret(r: Result<kernel::xics::Kick, XicsError>) -> i64 {
     match r {

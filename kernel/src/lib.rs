@@ -26,6 +26,7 @@ pub mod hptpool;
 pub mod layout;
 pub mod lpid;
 pub mod memmap;
+pub mod mode;
 pub mod pagealloc;
 pub mod rtas;
 pub mod smp;
