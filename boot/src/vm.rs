@@ -26,7 +26,7 @@ use log::{info, warn};
 use ppc64::cpu;
 use ppc64::guest;
 use ppc64::hpte::{self, HptOrder, PageSize};
-use ppc64::regs::{self, Exit, GuestRegs, PartitionRegs};
+use ppc64::regs::{self, Exit, GuestRegs, PartitionRegs, VcpuEntry};
 use ppc64::spr;
 use ppc64::trap::vector;
 
@@ -115,7 +115,14 @@ impl TlbOps for EntryFlush {
 struct Power8Tlb;
 impl TlbOps for Power8Tlb {
     fn local(&mut self, lpid: u32, rb: u64) {
-        cpu::tlbiel_lpid(lpid as u64, rb);
+        // Hypercalls run in the caller's partition, so tlbiel (which acts
+        // on the loaded LPID) hits the right one; were another loaded, a
+        // tlbie for this LPID is still correct.
+        if cpu::lpidr() == u64::from(lpid) {
+            cpu::tlbiel(rb);
+        } else {
+            cpu::tlbie_lpid(lpid as u64, rb);
+        }
     }
     fn global(&mut self, lpid: u32, rb: u64) {
         cpu::tlbie_lpid(lpid as u64, rb);
@@ -212,6 +219,8 @@ pub struct Vm {
     /// through LPCR[MER]).
     externals: u64,
     exits: u64,
+    /// Times the vcore entered the guest (partition switches).
+    partition_switches: u64,
     /// Physical core this VM runs on (set by `run`).
     core: usize,
     /// What a reboot reloads: the image, the initrd, the device tree and
@@ -265,6 +274,12 @@ impl Vcpu {
 enum Next {
     Resume,
     Cede,
+    Reboot,
+    Stop(Outcome),
+}
+
+/// Why the vcore left the guest (the partition is switched back).
+enum VcoreExit {
     Reboot,
     Stop(Outcome),
 }
@@ -449,6 +464,7 @@ impl Vm {
             privileged: 0,
             externals: 0,
             exits: 0,
+            partition_switches: 0,
             core: 0,
         })
     }
@@ -573,16 +589,53 @@ impl Vm {
         );
         let host_lpcr = cpu::mfspr::<{ ppc64::spr::LPCR }>();
         loop {
-            let mer = self.deliver_external();
+            // The vcore enters the guest: thread 0 switches the partition
+            // and flushes this core's TLB for the LPID if the VM ran
+            // elsewhere since (need_tlb_flush).
             let mut flush = EntryFlush(false);
             self.tlb.on_entry(&mut flush, core);
             let part = PartitionRegs {
                 lpid: self.lpid as u64,
                 sdr1: self.hpt.sdr1(),
-                lpcr: self.lpcr(host_lpcr, mer),
-                hdec: kernel::time::ms_to_ticks(SLICE_MS),
+                lpcr: self.lpcr(host_lpcr, false),
                 flush_tlb: flush.0 as u64,
                 tlb_sets: ppc64::sizes::TLB_SETS,
+            };
+            // SAFETY: the HPT maps only this VM's memory; the hypervisor
+            // runs in real mode until partition_exit.
+            unsafe { guest::partition_enter(&part) };
+            guest::slb_load(&self.vcpu.regs);
+            self.partition_switches += 1;
+            let next = self.run_in_partition(host_lpcr);
+            // The whole vcore is out: back to the hypervisor's partition.
+            guest::slb_save_clear(&mut self.vcpu.regs);
+            // SAFETY: this VM's only vcpu is out of the guest.
+            unsafe { guest::partition_exit() };
+            match next {
+                VcoreExit::Reboot => {
+                    // Stop the vcpu, then reset; refused (and the VM
+                    // stopped) if anything else still ran it.
+                    self.vcpus_running.fetch_sub(1, Ordering::AcqRel);
+                    let r = self.reboot();
+                    self.vcpus_running.fetch_add(1, Ordering::AcqRel);
+                    if let Err(e) = r {
+                        return Outcome::Crashed(alloc::format!("reboot failed: {e}"));
+                    }
+                }
+                VcoreExit::Stop(o) => return o,
+            }
+        }
+    }
+
+    /// Runs the vcpu with its partition loaded: every exit handled on the
+    /// thread goes straight back into the guest, without a partition
+    /// switch or an SLB save and load. Returns when the vcore must leave.
+    fn run_in_partition(&mut self, host_lpcr: u64) -> VcoreExit {
+        loop {
+            let mer = self.deliver_external();
+            let entry = VcpuEntry {
+                lpcr: self.lpcr(host_lpcr, mer),
+                hdec: kernel::time::ms_to_ticks(SLICE_MS),
                 hfscr: regs::HFSCR_GUEST,
             };
             // The guest's decrementer keeps counting while the hypervisor
@@ -592,16 +645,18 @@ impl Vm {
             if let Some(expires) = self.vcpu.dec_expires {
                 self.vcpu.regs.dec = deliver::dec_remaining(expires, cpu::mftb());
             }
-            // SAFETY: the HPT maps only this VM's memory; `enter` forces
-            // the MSR bits a guest may not hold.
-            let vec = unsafe { guest::enter(&mut self.vcpu.regs, &part) };
+            // SAFETY: this vcpu's partition and SLB are loaded on this
+            // thread (run_vcpu); `run` forces the MSR bits a guest may
+            // not hold.
+            let vec = unsafe { guest::run(&mut self.vcpu.regs, &entry) };
             self.vcpu.dec_expires = Some(cpu::mftb().wrapping_add(self.vcpu.regs.dec));
             self.exits += 1;
             let next = match Exit::decode(vec) {
                 Exit::Hcall => self.hcall(),
                 // The slice ended: show the console owner's unfinished
                 // line and read what was typed (so hypercall exits never
-                // pay for an OPAL call).
+                // pay for an OPAL call). With nothing else to run on this
+                // core the vcpu goes straight back in.
                 Exit::Hdec => {
                     self.flush_raw();
                     self.poll_console();
@@ -634,17 +689,8 @@ impl Vm {
             match next {
                 Next::Resume => {}
                 Next::Cede => self.cede_wait(),
-                Next::Reboot => {
-                    // Stop the vcpu, then reset; refused (and the VM
-                    // stopped) if anything else still ran it.
-                    self.vcpus_running.fetch_sub(1, Ordering::AcqRel);
-                    let r = self.reboot();
-                    self.vcpus_running.fetch_add(1, Ordering::AcqRel);
-                    if let Err(e) = r {
-                        return Outcome::Crashed(alloc::format!("reboot failed: {e}"));
-                    }
-                }
-                Next::Stop(o) => return o,
+                Next::Reboot => return VcoreExit::Reboot,
+                Next::Stop(o) => return VcoreExit::Stop(o),
             }
         }
     }
@@ -1177,12 +1223,13 @@ impl Vm {
     pub fn destroy(self, outcome: &Outcome) {
         info!(
             target: "hv",
-            "vm {} lpid={} {} hcalls={} exits={} reboots={} reflected={} external-irqs={} refused-from-user={}",
+            "vm {} lpid={} {} hcalls={} exits={} partition-switches={} reboots={} reflected={} external-irqs={} refused-from-user={}",
             self.name,
             self.lpid,
             outcome,
             self.hcalls,
             self.exits,
+            self.partition_switches,
             self.reboots,
             self.reflected,
             self.externals,

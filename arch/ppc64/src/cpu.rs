@@ -138,30 +138,18 @@ pub unsafe fn set_ee(on: bool) {
     unsafe { asm!("mtmsrd {0}, 1", in(reg) msr, options(nostack)) };
 }
 
-/// `tlbiel` of one translation of partition `lpid` on this core. The
-/// hypervisor runs with its own LPID loaded, and tlbiel acts on the current
-/// LPID, so LPIDR is switched to the guest's around it (harmless in
-/// hypervisor real mode, which does not translate).
-pub fn tlbiel_lpid(lpid: u64, rb: u64) {
-    // SAFETY: only the TLB of this core changes; LPIDR is restored before
-    // returning and nothing translates in between.
-    unsafe {
-        asm!(
-                    "mfspr {old}, {spr_lpidr}",
-                    "mtspr {spr_lpidr}, {lpid}",
-                    "isync",
-                    "ptesync",
-                    "tlbiel {rb}",
-                    "ptesync",
-                    "mtspr {spr_lpidr}, {old}",
-                    "isync",
-                    old = out(reg) _,
-                    lpid = in(reg) lpid,
-                    rb = in(reg) rb,
-                    options(nostack),
-            spr_lpidr = const crate::spr::LPIDR,
-        )
-    };
+/// `tlbiel` of one translation on this core, in the partition loaded on
+/// this thread (tlbiel acts on the current LPIDR). Hypercalls run with the
+/// guest's partition still loaded, so there is no LPIDR switch around it:
+/// with SMT vcores one would pull translation from under the siblings.
+pub fn tlbiel(rb: u64) {
+    // SAFETY: only this core's TLB changes.
+    unsafe { asm!("ptesync", "tlbiel {rb}", "ptesync", rb = in(reg) rb, options(nostack)) };
+}
+
+/// The LPID loaded on this thread.
+pub fn lpidr() -> u64 {
+    mfspr::<{ spr::LPIDR }>()
 }
 
 /// `tlbie` (all cores) of one translation of partition `lpid`, with the

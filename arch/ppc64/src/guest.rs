@@ -1,21 +1,28 @@
-//! Guest entry and exit: the partition switch in real assembly.
+//! Guest entry and exit in real assembly. Exits stay in the partition:
+//! the hypervisor runs in hypervisor real mode (MSR[HV]=1, IR=DR=0), which
+//! never translates through a partition's HPT, so it can handle an exit
+//! with the guest's LPIDR, SDR1, LPCR and SLB still loaded.
 //!
-//! `__guest_enter(regs, part)` saves the hypervisor's non-volatile state in
-//! the per-thread area, switches the partition (LPIDR through the reserved
-//! LPID, SDR1, LPCR), flushes the core's TLB for the LPID when asked,
-//! loads the guest SLB, SPRs and GPRs, programs HDEC for the time slice and
-//! `hrfid`s into the guest. Any interrupt taken while the guest runs enters
-//! through the vector stubs and `__exc_low`, which jumps through
-//! `Paca::exc_entry` — pointed at `__guest_exit` for the duration — so the
-//! guest's full state is saved into `regs`, the hypervisor partition is
-//! restored, and `__guest_enter` returns the exit vector (bit 0 set when the
-//! interrupt used HSRR0/1).
+//! - `partition_enter` / `partition_exit`: the partition switch (LPIDR
+//!   through the reserved LPID, SDR1, LPCR) and the core's TLB flush for
+//!   the LPID when asked. On POWER8 these registers belong to the core, so
+//!   with SMT vcores only thread 0 does this, when the whole vcore enters
+//!   or has left the guest.
+//! - `slb_load` / `slb_save_clear`: the vcpu's SLB, around that.
+//! - `run(regs, entry)`: saves the hypervisor's non-volatile state in the
+//!   per-thread area, loads this entry's LPCR, HFSCR, HDEC and the vcpu's
+//!   SPRs and GPRs and `hrfid`s into the guest. Any interrupt taken while
+//!   the guest runs enters through the vector stubs and `__exc_low`, which
+//!   jumps through `Paca::exc_entry` — pointed at `__guest_exit` for the
+//!   duration — so the guest's registers and SPRs are saved into `regs`
+//!   and `run` returns the exit vector (bit 0 set when the interrupt used
+//!   HSRR0/1), still in the partition.
 
 use crate::paca::{
     PACA_EXC_ENTRY, PACA_GUEST_REGS, PACA_HOST_CR, PACA_HOST_LPCR, PACA_HOST_LPIDR, PACA_HOST_LR,
     PACA_HOST_NVGPR, PACA_HOST_R1, PACA_HOST_R2, PACA_HOST_SDR1, PACA_SCRATCH,
 };
-use crate::regs::{GuestRegs, PartitionRegs};
+use crate::regs::{GuestRegs, PartitionRegs, VcpuEntry};
 use crate::sizes::{RESERVED_LPID, SLB_SIZE};
 use core::arch::global_asm;
 use core::mem::offset_of;
@@ -59,10 +66,11 @@ const G_SLB: usize = offset_of!(GuestRegs, slb);
 const P_LPID: usize = offset_of!(PartitionRegs, lpid);
 const P_SDR1: usize = offset_of!(PartitionRegs, sdr1);
 const P_LPCR: usize = offset_of!(PartitionRegs, lpcr);
-const P_HDEC: usize = offset_of!(PartitionRegs, hdec);
 const P_FLUSH: usize = offset_of!(PartitionRegs, flush_tlb);
 const P_SETS: usize = offset_of!(PartitionRegs, tlb_sets);
-const P_HFSCR: usize = offset_of!(PartitionRegs, hfscr);
+const V_LPCR: usize = offset_of!(VcpuEntry, lpcr);
+const V_HDEC: usize = offset_of!(VcpuEntry, hdec);
+const V_HFSCR: usize = offset_of!(VcpuEntry, hfscr);
 
 // Every slot is addressed with a 16-bit displacement.
 const _: () = assert!(core::mem::size_of::<GuestRegs>() < 0x8000);
@@ -72,68 +80,17 @@ global_asm!(
     r#"
     .pushsection .text.guest, "ax", @progbits
     .balign 16
-    .global __guest_enter
-    # u64 __guest_enter(GuestRegs *regs /* r3 */, const PartitionRegs *part /* r4 */)
-    __guest_enter:
+    .global __vcpu_run
+    # u64 __vcpu_run(GuestRegs *regs /* r3 */, const VcpuEntry *entry /* r4 */)
+    __vcpu_run:
     "#,
     crate::save_nv_asm!(),
     r#"
         std 3, {guest_regs}(13)
-        mfspr 0, {spr_lpcr}
-        std 0, {h_lpcr}(13)
-        mfspr 0, {spr_sdr1}
-        std 0, {h_sdr1}(13)
-        mfspr 0, {spr_lpidr}
-        std 0, {h_lpidr}(13)
-
-        # Partition switch: LPIDR to the reserved LPID, then SDR1, then the
-        # guest LPID (so no translation ever mixes one partition's SDR1 with
-        # another's LPID), then LPCR.
-        li 0, {rsvd}
-        mtspr {spr_lpidr}, 0
-        ptesync
-        ld 0, {p_sdr1}(4)
-        mtspr {spr_sdr1}, 0
-        ld 0, {p_lpid}(4)
-        mtspr {spr_lpidr}, 0
-        isync
-        ld 0, {p_lpcr}(4)
+        # This entry's LPCR (MER, the interrupt mode); the partition
+        # itself (LPIDR, SDR1, the SLB) is already loaded.
+        ld 0, {v_lpcr}(4)
         mtspr {spr_lpcr}, 0
-        isync
-
-        # Flush this core's TLB for the guest LPID if asked (tlbiel with
-        # IS=0b10, one congruence class at a time).
-        ld 0, {p_flush}(4)
-        cmpdi 0, 0
-        beq 2f
-        ld 5, {p_sets}(4)
-        mtctr 5
-        li 6, 0x800
-        ptesync
-    1:  tlbiel 6
-        addi 6, 6, 0x1000
-        bdnz 1b
-        ptesync
-    2:
-        # Guest SLB: clear (entry 0 explicitly: slbia keeps it), then load
-        # the valid entries with their index.
-        li 0, 0
-        slbmte 0, 0
-        slbia
-        isync
-        addi 5, 3, {g_slb}
-        li 6, 0
-        li 7, {slb_size}
-        mtctr 7
-    3:  ld 7, 0(5)
-        andis. 0, 7, 0x0800
-        beq 4f
-        ld 8, 8(5)
-        or 7, 7, 6
-        slbmte 8, 7
-    4:  addi 5, 5, 16
-        addi 6, 6, 1
-        bdnz 3b
         isync
 
         ld 0, {g_sprg}+0(3)
@@ -151,7 +108,7 @@ global_asm!(
         ld 0, {g_amr}(3)
         mtspr {spr_amr}, 0
         # HFSCR and AMOR first: they decide what the guest may touch.
-        ld 0, {p_hfscr}(4)
+        ld 0, {v_hfscr}(4)
         mtspr {spr_hfscr}, 0
         li 0, -1
         mtspr {spr_amor}, 0
@@ -223,7 +180,7 @@ global_asm!(
         mtspr {spr_srr1}, 0
         ld 0, {g_dec}(3)
         mtspr {spr_dec}, 0
-        ld 0, {p_hdec}(4)
+        ld 0, {v_hdec}(4)
         mtspr {spr_hdec}, 0
         ld 0, {g_pc}(3)
         mtspr {spr_hsrr0}, 0
@@ -379,36 +336,6 @@ global_asm!(
         mfspr 0, {spr_heir}
         std 0, {g_heir}(11)
 
-        # Guest SLB.
-        addi 5, 11, {g_slb}
-        li 6, 0
-        li 7, {slb_size}
-        mtctr 7
-    7:  slbmfee 7, 6
-        std 7, 0(5)
-        slbmfev 8, 6
-        std 8, 8(5)
-        addi 5, 5, 16
-        addi 6, 6, 1
-        bdnz 7b
-
-        # Back to the hypervisor's partition.
-        li 0, {rsvd}
-        mtspr {spr_lpidr}, 0
-        ptesync
-        ld 0, {h_sdr1}(13)
-        mtspr {spr_sdr1}, 0
-        ld 0, {h_lpidr}(13)
-        mtspr {spr_lpidr}, 0
-        isync
-        ld 0, {h_lpcr}(13)
-        mtspr {spr_lpcr}, 0
-        isync
-        li 0, 0
-        slbmte 0, 0
-        slbia
-        isync
-
         lis 5, __exc_common@ha
         addi 5, 5, __exc_common@l
         std 5, {exc_entry}(13)
@@ -431,12 +358,7 @@ global_asm!(
     sv_nv = const PACA_HOST_NVGPR,
     sv_cr = const PACA_HOST_CR,
     sv_lr = const PACA_HOST_LR,
-    h_lpcr = const PACA_HOST_LPCR,
-    h_sdr1 = const PACA_HOST_SDR1,
-    h_lpidr = const PACA_HOST_LPIDR,
-    rsvd = const RESERVED_LPID,
     hsrr_flag = const crate::trap::VEC_HSRR_FLAG,
-    slb_size = const SLB_SIZE,
     g_gpr = const G_GPR,
     g_cr = const G_CR,
     g_xer = const G_XER,
@@ -458,7 +380,8 @@ global_asm!(
     g_pspb = const G_PSPB,
     g_iamr = const G_IAMR,
     g_uamor = const G_UAMOR,
-    p_hfscr = const P_HFSCR,
+    v_hfscr = const V_HFSCR,
+    v_lpcr = const V_LPCR,
     g_pmu = const G_PMU,
     g_ebb = const G_EBB,
     g_ic = const G_IC,
@@ -497,16 +420,8 @@ global_asm!(
     g_hdsisr = const G_HDSISR,
     g_heir = const G_HEIR,
     g_exit = const G_EXIT,
-    g_slb = const G_SLB,
-    p_lpid = const P_LPID,
-    p_sdr1 = const P_SDR1,
-    p_lpcr = const P_LPCR,
-    p_hdec = const P_HDEC,
-    p_flush = const P_FLUSH,
-    p_sets = const P_SETS,
+    v_hdec = const V_HDEC,
     spr_lpcr = const crate::spr::LPCR,
-    spr_sdr1 = const crate::spr::SDR1,
-    spr_lpidr = const crate::spr::LPIDR,
     spr_hsprg1 = const crate::spr::HSPRG1,
     spr_hsrr0 = const crate::spr::HSRR0,
     spr_hsrr1 = const crate::spr::HSRR1,
@@ -535,24 +450,192 @@ global_asm!(
     spr_hdec = const crate::spr::HDEC,
 );
 
+// The partition switch (thread 0 of a vcore, at vcore boundaries only)
+// and the SLB load and save around it.
+global_asm!(
+    r#"
+    .pushsection .text.guest, "ax", @progbits
+    .balign 16
+    .global __partition_enter
+    # void __partition_enter(const PartitionRegs *part /* r3 */): saves the
+    # hypervisor's LPCR, SDR1 and LPIDR in the per-thread area, switches to
+    # the guest's (LPIDR through the reserved LPID, then SDR1, then the
+    # guest LPID, so no translation ever mixes one partition's SDR1 with
+    # another's LPID, then LPCR), and flushes this core's TLB for the guest
+    # LPID when asked (tlbiel IS=0b10, one congruence class at a time).
+    __partition_enter:
+        mfspr 0, {spr_lpcr}
+        std 0, {h_lpcr}(13)
+        mfspr 0, {spr_sdr1}
+        std 0, {h_sdr1}(13)
+        mfspr 0, {spr_lpidr}
+        std 0, {h_lpidr}(13)
+        li 0, {rsvd}
+        mtspr {spr_lpidr}, 0
+        ptesync
+        ld 0, {p_sdr1}(3)
+        mtspr {spr_sdr1}, 0
+        ld 0, {p_lpid}(3)
+        mtspr {spr_lpidr}, 0
+        isync
+        ld 0, {p_lpcr}(3)
+        mtspr {spr_lpcr}, 0
+        isync
+        ld 0, {p_flush}(3)
+        cmpdi 0, 0
+        beqlr
+        ld 5, {p_sets}(3)
+        mtctr 5
+        li 6, 0x800
+        ptesync
+    1:  tlbiel 6
+        addi 6, 6, 0x1000
+        bdnz 1b
+        ptesync
+        blr
+
+    .global __partition_exit
+    # void __partition_exit(void): back to the hypervisor's LPCR, SDR1 and
+    # LPIDR saved by __partition_enter, through the reserved LPID.
+    __partition_exit:
+        li 0, {rsvd}
+        mtspr {spr_lpidr}, 0
+        ptesync
+        ld 0, {h_sdr1}(13)
+        mtspr {spr_sdr1}, 0
+        ld 0, {h_lpidr}(13)
+        mtspr {spr_lpidr}, 0
+        isync
+        ld 0, {h_lpcr}(13)
+        mtspr {spr_lpcr}, 0
+        isync
+        blr
+
+    .global __slb_load
+    # void __slb_load(const GuestRegs *regs /* r3 */): clears the SLB (entry
+    # 0 explicitly: slbia keeps it), then loads the valid entries with
+    # their index.
+    __slb_load:
+        li 0, 0
+        slbmte 0, 0
+        slbia
+        isync
+        addi 5, 3, {g_slb}
+        li 6, 0
+        li 7, {slb_size}
+        mtctr 7
+    1:  ld 7, 0(5)
+        andis. 0, 7, 0x0800
+        beq 2f
+        ld 8, 8(5)
+        or 7, 7, 6
+        slbmte 8, 7
+    2:  addi 5, 5, 16
+        addi 6, 6, 1
+        bdnz 1b
+        isync
+        blr
+
+    .global __slb_save_clear
+    # void __slb_save_clear(GuestRegs *regs /* r3 */): stores every SLB
+    # entry, then clears the SLB.
+    __slb_save_clear:
+        addi 5, 3, {g_slb}
+        li 6, 0
+        li 7, {slb_size}
+        mtctr 7
+    1:  slbmfee 7, 6
+        std 7, 0(5)
+        slbmfev 8, 6
+        std 8, 8(5)
+        addi 5, 5, 16
+        addi 6, 6, 1
+        bdnz 1b
+        li 0, 0
+        slbmte 0, 0
+        slbia
+        isync
+        blr
+    .popsection
+    "#,
+    h_lpcr = const PACA_HOST_LPCR,
+    h_sdr1 = const PACA_HOST_SDR1,
+    h_lpidr = const PACA_HOST_LPIDR,
+    rsvd = const RESERVED_LPID,
+    slb_size = const SLB_SIZE,
+    g_slb = const G_SLB,
+    p_lpid = const P_LPID,
+    p_sdr1 = const P_SDR1,
+    p_lpcr = const P_LPCR,
+    p_flush = const P_FLUSH,
+    p_sets = const P_SETS,
+    spr_lpcr = const crate::spr::LPCR,
+    spr_sdr1 = const crate::spr::SDR1,
+    spr_lpidr = const crate::spr::LPIDR,
+);
+
 unsafe extern "C" {
-    fn __guest_enter(regs: *mut GuestRegs, part: *const PartitionRegs) -> u64;
+    fn __vcpu_run(regs: *mut GuestRegs, entry: *const VcpuEntry) -> u64;
+    fn __partition_enter(part: *const PartitionRegs);
+    fn __partition_exit();
+    fn __slb_load(regs: *const GuestRegs);
+    fn __slb_save_clear(regs: *mut GuestRegs);
 }
 
-/// Runs the guest until its next exit; returns the exit vector (bit 0 set
-/// when the interrupt used HSRR0/1).
+/// Switches this thread to the guest's partition (LPIDR, SDR1, LPCR),
+/// flushing this core's TLB for its LPID first when `part` says so.
 ///
 /// # Safety
-/// `part` must describe a partition whose HPT (SDR1) maps only memory owned
-/// by that guest (the MSR bits a guest may not hold are forced here on
-/// every entry). The per-thread
-/// area must be this thread's (HSPRG0/r13).
-pub unsafe fn enter(regs: &mut GuestRegs, part: &PartitionRegs) -> u64 {
+/// `part` must describe a partition whose HPT (SDR1) maps only memory
+/// owned by that guest, and the thread must be in hypervisor real mode
+/// (nothing it does translates through the partition) until
+/// [`partition_exit`]. The per-thread area must be this thread's.
+pub unsafe fn partition_enter(part: &PartitionRegs) {
+    // SAFETY: as the caller promises; the asm saves the hypervisor's
+    // partition registers in the per-thread area and clobbers only
+    // volatile registers.
+    unsafe { __partition_enter(part) }
+}
+
+/// Switches back to the hypervisor's partition registers saved by
+/// [`partition_enter`].
+///
+/// # Safety
+/// [`partition_enter`] must have run on this thread, and no vcpu of the
+/// partition may still be running on it.
+pub unsafe fn partition_exit() {
+    // SAFETY: restores what partition_enter saved; volatile registers only.
+    unsafe { __partition_exit() }
+}
+
+/// Loads the vcpu's SLB (after clearing the thread's).
+pub fn slb_load(regs: &GuestRegs) {
+    // SAFETY: the hypervisor runs in real mode and never uses the SLB, so
+    // replacing it cannot disturb it; volatile registers only.
+    unsafe { __slb_load(regs) }
+}
+
+/// Saves the thread's SLB into the vcpu's register image and clears it.
+pub fn slb_save_clear(regs: &mut GuestRegs) {
+    // SAFETY: as for slb_load.
+    unsafe { __slb_save_clear(regs) }
+}
+
+/// Runs the vcpu in the partition already loaded on this thread until its
+/// next exit; returns the exit vector (bit 0 set when the interrupt used
+/// HSRR0/1). The partition and the SLB stay loaded.
+///
+/// # Safety
+/// [`partition_enter`] must have loaded the vcpu's partition and
+/// [`slb_load`] its SLB on this thread (the MSR bits a guest may not hold
+/// are forced here on every entry). The per-thread area must be this
+/// thread's (HSPRG0/r13).
+pub unsafe fn run(regs: &mut GuestRegs, entry: &VcpuEntry) -> u64 {
     // The exit path stores the guest's own SRR1/HSRR1 in `regs.msr`, and
     // hypervisor code edits it: force what a guest may never run with.
     regs.msr = crate::regs::guest_msr(regs.msr);
-    // SAFETY: `__guest_enter` saves every non-volatile register and LR of
+    // SAFETY: `__vcpu_run` saves every non-volatile register and LR of
     // the caller and restores them before returning, like a normal call;
     // the caller vouches for the partition.
-    unsafe { __guest_enter(regs, part) }
+    unsafe { __vcpu_run(regs, entry) }
 }

@@ -115,19 +115,27 @@ impl Default for GuestRegs {
     }
 }
 
-/// What the partition switch loads, prepared by Rust for each entry.
+/// What the partition switch loads (thread 0, when a vcore starts).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PartitionRegs {
     pub lpid: u64,
     pub sdr1: u64,
     pub lpcr: u64,
-    /// Time slice in timebase ticks (HDEC, 32 bits on POWER8).
-    pub hdec: u64,
     /// Non-zero: flush this core's TLB for the LPID before entering.
     pub flush_tlb: u64,
     /// TLB congruence classes to walk for the flush (512 on POWER8).
     pub tlb_sets: u64,
+}
+
+/// What one vcpu entry loads besides the vcpu's registers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VcpuEntry {
+    /// LPCR for this entry (MER when an interrupt waits for MSR[EE]).
+    pub lpcr: u64,
+    /// Time slice in timebase ticks (HDEC, 32 bits on POWER8).
+    pub hdec: u64,
     /// Facilities the guest may use (HFSCR); others trap to the hypervisor.
     pub hfscr: u64,
 }
