@@ -1022,12 +1022,16 @@ impl Vm {
 
     fn hpt_hcall(&mut self, op: HptCall, a: [u64; 8]) -> hcall::Ret {
         let entries = self.hpt.size() / 16;
-        // SAFETY: the HPT belongs to this VM alone and no vcpu of it runs
-        // while its thread handles this hypercall.
+        // SAFETY: the HPT belongs to this VM alone; its entries are only
+        // changed under their HPTE lock (kernel::hcall), by atomic
+        // accesses, so vcpus on several threads may share it.
         let table = unsafe {
-            core::slice::from_raw_parts_mut(self.hpt.base as *mut u64, 2 * entries as usize)
+            core::slice::from_raw_parts(
+                self.hpt.base as *const core::sync::atomic::AtomicU64,
+                2 * entries as usize,
+            )
         };
-        let mut p = hcall::Partition {
+        let p = hcall::Partition {
             hpt: table,
             mem_base: self.mem_base,
             mem_size: self.mem_size,

@@ -11,6 +11,7 @@
 //! `global_invalidates()` policy (tlb.rs).
 
 use crate::tlb::{TlbOps, VmTlb};
+use core::sync::atomic::{fence, AtomicU64, Ordering};
 use ppc64::hpte::{self, Hpte};
 
 // The PAPR hypercall ABI (numbers, return codes, flags) is shared with the
@@ -103,10 +104,18 @@ pub fn name(nr: u64) -> &'static str {
     CALLS.iter().find(|c| c.0 == nr).map_or("unknown", |c| c.2)
 }
 
+/// Software lock bit in an HPTE's first doubleword (one of the
+/// architecture's software-use bits 57:60, which the MMU ignores; KVM-HV's
+/// HPTE_V_HVLOCK). Held while a hypercall changes the entry, so vcpus of
+/// one VM (sibling threads, other cores) can update the table at once.
+pub const HPTE_V_HVLOCK: u64 = 0x40;
+
 /// A guest's HPT (big-endian doublewords in host memory) and memory.
+/// Shared by every vcpu of the VM: entries are changed only under their
+/// lock, in the architecture's store order.
 pub struct Partition<'a> {
-    /// The HPT as 2 u64 per entry, stored big-endian.
-    pub hpt: &'a mut [u64],
+    /// The HPT as 2 doublewords per entry, stored big-endian.
+    pub hpt: &'a [AtomicU64],
     /// Host-physical base of guest memory (guest-physical 0).
     pub mem_base: u64,
     /// Bytes of guest memory.
@@ -168,23 +177,84 @@ pub fn tlbie_rb(e: Hpte, index: u64) -> u64 {
     rb
 }
 
+/// One HPTE, locked by this hypercall: unlocked when dropped (unchanged)
+/// or by [`Locked::finish`] (with its new value).
+struct Locked<'a> {
+    v: &'a AtomicU64,
+    r: &'a AtomicU64,
+    /// The entry as it was when locked (without the lock bit).
+    e: Hpte,
+    done: bool,
+}
+
+impl Locked<'_> {
+    /// Stores `e` and keeps the lock: R first, then a full barrier (the
+    /// MMU must never see the new V with the old R), then V.
+    fn store(&mut self, e: Hpte) {
+        self.r.store(e.r.to_be(), Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        self.v
+            .store((e.v | HPTE_V_HVLOCK).to_be(), Ordering::Relaxed);
+    }
+
+    /// Stores `e` as [`Locked::store`] does and releases the lock.
+    fn finish(mut self, e: Hpte) {
+        self.r.store(e.r.to_be(), Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        self.v
+            .store((e.v & !HPTE_V_HVLOCK).to_be(), Ordering::Release);
+        self.done = true;
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let v = u64::from_be(self.v.load(Ordering::Relaxed));
+            self.v
+                .store((v & !HPTE_V_HVLOCK).to_be(), Ordering::Release);
+        }
+    }
+}
+
 impl Partition<'_> {
     fn entries(&self) -> u64 {
         self.hpt.len() as u64 / 2
     }
 
+    /// Entry `i` as it is (for tests).
+    #[cfg(test)]
     fn read(&self, i: u64) -> Hpte {
-        Hpte::new(
-            u64::from_be(self.hpt[2 * i as usize]),
-            u64::from_be(self.hpt[2 * i as usize + 1]),
-        )
+        self.lock(i).e
     }
 
-    /// Writes R then V (the caller issues the barriers on hardware; the
-    /// firmware's HPT lives in plain memory that the MMU reads).
-    fn write(&mut self, i: u64, e: Hpte) {
-        self.hpt[2 * i as usize + 1] = e.r.to_be();
-        self.hpt[2 * i as usize] = e.v.to_be();
+    /// Locks entry `i` (waiting while another vcpu holds it) and returns
+    /// it; `i` must be below [`Partition::entries`].
+    fn lock(&self, i: u64) -> Locked<'_> {
+        let v = &self.hpt[2 * i as usize];
+        let r = &self.hpt[2 * i as usize + 1];
+        loop {
+            let raw = v.load(Ordering::Relaxed);
+            let cur = u64::from_be(raw);
+            if cur & HPTE_V_HVLOCK == 0
+                && v.compare_exchange_weak(
+                    raw,
+                    (cur | HPTE_V_HVLOCK).to_be(),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                let e = Hpte::new(cur, u64::from_be(r.load(Ordering::Relaxed)));
+                return Locked {
+                    v,
+                    r,
+                    e,
+                    done: false,
+                };
+            }
+            core::hint::spin_loop();
+        }
     }
 
     fn invalidate(&self, ops: &mut impl TlbOps, flags: u64, e: Hpte, i: u64) {
@@ -205,7 +275,7 @@ impl Partition<'_> {
     }
 
     /// H_ENTER(flags, pte_index, v, r) -> index used.
-    pub fn h_enter(&mut self, flags: u64, index: u64, v: u64, r: u64) -> Ret {
+    pub fn h_enter(&self, flags: u64, index: u64, v: u64, r: u64) -> Ret {
         if index >= self.entries() {
             return code(H_PARAMETER);
         }
@@ -230,43 +300,47 @@ impl Partition<'_> {
         let Some(host_r) = hpte::hpte_r_with_rpn(r, self.mem_base + gpa, ps) else {
             return code(H_PARAMETER);
         };
-        let slot = if flags & H_EXACT != 0 {
-            if self.read(index).is_valid() {
-                return code(H_PTEG_FULL);
-            }
-            index
+        // The lock bit is the hypervisor's, never the guest's.
+        let new = Hpte::new((v & !HPTE_V_HVLOCK) | hpte::HPTE_V_VALID, host_r);
+        let slots = if flags & H_EXACT != 0 {
+            index..index + 1
         } else {
-            let base = index & !7;
-            match (base..base + 8).find(|i| !self.read(*i).is_valid()) {
-                Some(i) => i,
-                None => return code(H_PTEG_FULL),
-            }
+            (index & !7)..(index & !7) + 8
         };
-        self.write(slot, Hpte::new(v | hpte::HPTE_V_VALID, host_r));
-        ok(&[slot])
+        for slot in slots {
+            let l = self.lock(slot);
+            if !l.e.is_valid() {
+                l.finish(new);
+                return ok(&[slot]);
+            }
+        }
+        code(H_PTEG_FULL)
     }
 
-    /// Finds a valid entry at `index` matching the H_AVPN/H_ANDCOND test.
-    fn matching(&self, flags: u64, index: u64, avpn: u64) -> Result<Hpte, i64> {
+    /// Locks the valid entry at `index` if it matches the H_AVPN /
+    /// H_ANDCOND test.
+    fn matching(&self, flags: u64, index: u64, avpn: u64) -> Result<Locked<'_>, i64> {
         if index >= self.entries() {
             return Err(H_PARAMETER);
         }
-        let e = self.read(index);
+        let l = self.lock(index);
+        let e = l.e;
         if !e.is_valid()
             || (flags & H_AVPN != 0 && (e.v & !0x7f) != avpn)
             || (flags & H_ANDCOND != 0 && e.v & avpn != 0)
         {
             return Err(H_NOT_FOUND);
         }
-        Ok(e)
+        Ok(l)
     }
 
     /// H_REMOVE(flags, pte_index, avpn) -> old (v, r).
-    pub fn h_remove(&mut self, ops: &mut impl TlbOps, flags: u64, index: u64, avpn: u64) -> Ret {
+    pub fn h_remove(&self, ops: &mut impl TlbOps, flags: u64, index: u64, avpn: u64) -> Ret {
         match self.matching(flags, index, avpn) {
             Err(c) => code(c),
-            Ok(e) => {
-                self.write(index, Hpte::new(0, 0));
+            Ok(l) => {
+                let e = l.e;
+                l.finish(Hpte::new(0, 0));
                 self.invalidate(ops, flags, e, index);
                 let g = self.to_guest(e);
                 ok(&[g.v, g.r])
@@ -286,7 +360,7 @@ impl Partition<'_> {
         };
         let mut r = Ret::default();
         for k in 0..n {
-            let g = self.to_guest(self.read(first + k));
+            let g = self.to_guest(self.lock(first + k).e);
             r.vals[2 * k as usize] = g.v;
             r.vals[2 * k as usize + 1] = g.r;
         }
@@ -294,48 +368,51 @@ impl Partition<'_> {
     }
 
     /// H_PROTECT(flags, pte_index, avpn): new pp0/pp/N/key from `flags`.
-    pub fn h_protect(&mut self, ops: &mut impl TlbOps, flags: u64, index: u64, avpn: u64) -> Ret {
-        let e = match self.matching(flags, index, avpn) {
+    pub fn h_protect(&self, ops: &mut impl TlbOps, flags: u64, index: u64, avpn: u64) -> Ret {
+        let mut l = match self.matching(flags, index, avpn) {
             Err(c) => return code(c),
-            Ok(e) => e,
+            Ok(l) => l,
         };
+        let e = l.e;
         let mask = hpte::HPTE_R_PP0 | hpte::HPTE_R_PP | hpte::HPTE_R_N | hpte::HPTE_R_KEY;
         let mut bits = (flags << 55) & hpte::HPTE_R_PP0;
         bits |= (flags << 48) & hpte::HPTE_R_KEY_HI;
         bits |= flags & (hpte::HPTE_R_PP | hpte::HPTE_R_N | hpte::HPTE_R_KEY_LO);
         let new = Hpte::new(e.v, (e.r & !mask) | bits);
-        // Invalidate the old translation before the new one is visible.
-        self.write(index, Hpte::new(0, e.r));
+        // Invalidate the old translation before the new one is visible
+        // (the entry stays locked, and invalid to the MMU, meanwhile).
+        l.store(Hpte::new(0, e.r));
         self.invalidate(ops, flags, e, index);
-        self.write(index, new);
+        l.finish(new);
         ok(&[])
     }
 
-    fn clear_bit(&mut self, ops: &mut impl TlbOps, index: u64, bit: u64) -> Ret {
-        let e = match self.matching(0, index, 0) {
+    fn clear_bit(&self, ops: &mut impl TlbOps, index: u64, bit: u64) -> Ret {
+        let l = match self.matching(0, index, 0) {
             Err(c) => return code(c),
-            Ok(e) => e,
+            Ok(l) => l,
         };
+        let e = l.e;
         if e.r & bit != 0 {
-            self.write(index, Hpte::new(e.v, e.r & !bit));
+            l.finish(Hpte::new(e.v, e.r & !bit));
             self.invalidate(ops, 0, e, index);
         }
         ok(&[self.to_guest(e).r])
     }
 
     /// H_CLEAR_REF(flags, pte_index) -> old r.
-    pub fn h_clear_ref(&mut self, ops: &mut impl TlbOps, index: u64) -> Ret {
+    pub fn h_clear_ref(&self, ops: &mut impl TlbOps, index: u64) -> Ret {
         self.clear_bit(ops, index, hpte::HPTE_R_R)
     }
 
     /// H_CLEAR_MOD(flags, pte_index) -> old r.
-    pub fn h_clear_mod(&mut self, ops: &mut impl TlbOps, index: u64) -> Ret {
+    pub fn h_clear_mod(&self, ops: &mut impl TlbOps, index: u64) -> Ret {
         self.clear_bit(ops, index, hpte::HPTE_R_C)
     }
 
     /// H_BULK_REMOVE: up to four (specifier, avpn) pairs in `args`, each
     /// answered in place (returned in the same registers).
-    pub fn h_bulk_remove(&mut self, ops: &mut impl TlbOps, args: [u64; 8]) -> Ret {
+    pub fn h_bulk_remove(&self, ops: &mut impl TlbOps, args: [u64; 8]) -> Ret {
         let mut out = args;
         for k in 0..4 {
             let tsh = args[2 * k];

@@ -1,6 +1,7 @@
 //! HPT hypercalls against an HPT in a Vec and a recording TLB fake.
 
 use super::*;
+use core::sync::atomic::{AtomicU64, Ordering};
 use ppc64::hpte::PageSize;
 use ppc64::hpte::{hpte_encode_r, hpte_encode_v, primary_hash, SegmentSize};
 
@@ -23,7 +24,7 @@ const MEM: u64 = 64 << 20;
 const ORDER: u32 = 18; // 16384 entries
 
 struct Fixture {
-    hpt: Vec<u64>,
+    hpt: Vec<AtomicU64>,
     tlb: VmTlb,
 }
 
@@ -32,13 +33,13 @@ impl Fixture {
         let tlb = VmTlb::new(3, 2);
         tlb.set_online_vcores(vcores);
         Fixture {
-            hpt: vec![0; (1 << ORDER) / 8],
+            hpt: (0..(1 << ORDER) / 8).map(|_| AtomicU64::new(0)).collect(),
             tlb,
         }
     }
-    fn part(&mut self) -> Partition<'_> {
+    fn part(&self) -> Partition<'_> {
         Partition {
-            hpt: &mut self.hpt,
+            hpt: &self.hpt,
             mem_base: MEM_BASE,
             mem_size: MEM,
             tlb: &self.tlb,
@@ -59,8 +60,8 @@ fn guest_pte(vsid: u64, ea: u64, page: PageSize, gpa: u64, pp: u64) -> (u64, u64
 
 #[test]
 fn enter_translates_rpn_and_read_translates_back() {
-    let mut f = Fixture::new(1);
-    let mut p = f.part();
+    let f = Fixture::new(1);
+    let p = f.part();
     let (idx, v, r) = guest_pte(0x123, 0x5000, PageSize::P4K, 0x20_0000, 2);
     let ret = p.h_enter(0, idx, v, r);
     assert_eq!(ret.code, H_SUCCESS);
@@ -68,7 +69,10 @@ fn enter_translates_rpn_and_read_translates_back() {
     // Stored with the host address, big-endian.
     let stored = p.read(idx);
     assert_eq!(stored.real_address(PageSize::P4K), MEM_BASE + 0x20_0000);
-    assert_eq!(u64::from_be(p.hpt[2 * idx as usize]), v);
+    assert_eq!(
+        u64::from_be(p.hpt[2 * idx as usize].load(Ordering::Relaxed)),
+        v
+    );
     // Read back with the guest address.
     let rd = p.h_read(0, idx);
     assert_eq!((rd.code, rd.vals[0], rd.vals[1]), (H_SUCCESS, v, r));
@@ -84,8 +88,8 @@ fn enter_translates_rpn_and_read_translates_back() {
 
 #[test]
 fn a_full_pteg_is_reported() {
-    let mut f = Fixture::new(1);
-    let mut p = f.part();
+    let f = Fixture::new(1);
+    let p = f.part();
     let (idx, v, r) = guest_pte(0x77, 0x1000, PageSize::P4K, 0x1000, 2);
     for k in 0..8 {
         assert_eq!(p.h_enter(0, idx, v, r).vals[0], idx + k);
@@ -95,8 +99,8 @@ fn a_full_pteg_is_reported() {
 
 #[test]
 fn bad_arguments_are_h_parameter_and_touch_nothing() {
-    let mut f = Fixture::new(1);
-    let mut p = f.part();
+    let f = Fixture::new(1);
+    let p = f.part();
     let n = p.entries();
     let (idx, v, r) = guest_pte(0x1, 0x0, PageSize::P4K, 0x3000, 2);
     // PTE index outside the HPT.
@@ -142,8 +146,8 @@ fn bad_arguments_are_h_parameter_and_touch_nothing() {
 
 #[test]
 fn remove_honours_avpn_and_andcond_and_invalidates() {
-    let mut f = Fixture::new(1);
-    let mut p = f.part();
+    let f = Fixture::new(1);
+    let p = f.part();
     let (idx, v, r) = guest_pte(0x42, 0x9000, PageSize::P4K, 0x9000, 2);
     p.h_enter(H_EXACT, idx, v, r);
     let mut rec = Rec::default();
@@ -173,8 +177,8 @@ fn remove_honours_avpn_and_andcond_and_invalidates() {
 
 #[test]
 fn two_vcores_invalidate_globally() {
-    let mut f = Fixture::new(2);
-    let mut p = f.part();
+    let f = Fixture::new(2);
+    let p = f.part();
     let (idx, v, r) = guest_pte(0x42, 0x9000, PageSize::P4K, 0x9000, 2);
     p.h_enter(H_EXACT, idx, v, r);
     let mut rec = Rec::default();
@@ -186,8 +190,8 @@ fn two_vcores_invalidate_globally() {
 
 #[test]
 fn protect_sets_pp_n_and_key_from_flags() {
-    let mut f = Fixture::new(1);
-    let mut p = f.part();
+    let f = Fixture::new(1);
+    let p = f.part();
     let (idx, v, r) = guest_pte(0x5, 0x2000, PageSize::P4K, 0x2000, 2);
     p.h_enter(H_EXACT, idx, v, r);
     let mut rec = Rec::default();
@@ -212,8 +216,8 @@ fn protect_sets_pp_n_and_key_from_flags() {
 
 #[test]
 fn clear_ref_and_mod_return_old_bits() {
-    let mut f = Fixture::new(1);
-    let mut p = f.part();
+    let f = Fixture::new(1);
+    let p = f.part();
     let (idx, v, r) = guest_pte(0x5, 0x2000, PageSize::P4K, 0x2000, 2);
     p.h_enter(H_EXACT, idx, v, r | hpte::HPTE_R_R | hpte::HPTE_R_C);
     let mut rec = Rec::default();
@@ -230,8 +234,8 @@ fn clear_ref_and_mod_return_old_bits() {
 
 #[test]
 fn bulk_remove_answers_each_request_in_place() {
-    let mut f = Fixture::new(1);
-    let mut p = f.part();
+    let f = Fixture::new(1);
+    let p = f.part();
     let (i1, v1, r1) = guest_pte(0x10, 0x1000, PageSize::P4K, 0x1000, 2);
     let (i2, v2, r2) = guest_pte(0x11, 0x2000, PageSize::P4K, 0x2000, 2);
     p.h_enter(H_EXACT, i1, v1, r1 | hpte::HPTE_R_C);
@@ -301,4 +305,65 @@ fn every_implemented_hypercall_has_one_number_and_its_linux_name() {
         assert_eq!(Hcall::decode(nr), None);
         assert_eq!(super::name(nr), "unknown");
     }
+}
+
+#[test]
+fn vcpus_on_several_threads_share_one_table_without_losing_an_entry() {
+    // Four "vcpus" enter, read, protect and remove their own entries in
+    // the same two PTEGs at once. Each holds at most one entry at a time,
+    // so every H_ENTER must find a slot, and every entry must read back as
+    // its owner wrote it until its owner removes it: a slot taken twice
+    // (no lock between the search and the store) shows up as a wrong
+    // H_READ or a failed H_REMOVE.
+    const THREADS: u64 = 4;
+    const ROUNDS: u64 = 5000;
+    let f = Fixture::new(2);
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let f = &f;
+            s.spawn(move || {
+                let p = f.part();
+                let mut ops = Rec::default();
+                for k in 0..ROUNDS {
+                    let vsid = 0x10_0000 + t * ROUNDS + k;
+                    let (_, v, r) = guest_pte(vsid, 0x7000, PageSize::P4K, 0x10_0000, 2);
+                    let base = (k % 2) * 8;
+                    let ret = p.h_enter(0, base, v, r);
+                    assert_eq!(ret.code, H_SUCCESS, "thread {t} round {k}: no free slot");
+                    let slot = ret.vals[0];
+                    let rd = p.h_read(0, slot);
+                    assert_eq!(
+                        (rd.vals[0], rd.vals[1]),
+                        (v, r),
+                        "thread {t}: slot {slot} taken twice"
+                    );
+                    let avpn = v & !0x7f;
+                    assert_eq!(
+                        p.h_protect(&mut ops, H_AVPN | 1, slot, avpn).code,
+                        H_SUCCESS
+                    );
+                    let rm = p.h_remove(&mut ops, H_AVPN, slot, avpn);
+                    assert_eq!(rm.code, H_SUCCESS, "thread {t}: lost slot {slot}");
+                    assert_eq!(rm.vals[0], v);
+                }
+            });
+        }
+    });
+    // Nothing left valid or locked.
+    assert!(f.hpt.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+}
+
+#[test]
+fn a_guest_cannot_set_the_hypervisors_lock_bit() {
+    let f = Fixture::new(1);
+    let p = f.part();
+    let (idx, v, r) = guest_pte(0x77, 0x1000, PageSize::P4K, 0x3000, 2);
+    assert_eq!(
+        p.h_enter(H_EXACT, idx, v | HPTE_V_HVLOCK, r).code,
+        H_SUCCESS
+    );
+    // Stored unlocked (another call can take the entry) and read back
+    // without it.
+    assert_eq!(p.h_read(0, idx).vals[0], v);
+    assert_eq!(p.h_remove(&mut Rec::default(), 0, idx, 0).code, H_SUCCESS);
 }
