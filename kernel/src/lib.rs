@@ -33,6 +33,7 @@ pub mod smp;
 pub mod time;
 pub mod tlb;
 pub mod units;
+pub mod vcore;
 pub mod vpa;
 pub mod vterm;
 pub mod xics;
