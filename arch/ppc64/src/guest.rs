@@ -72,6 +72,14 @@ const V_LPCR: usize = offset_of!(VcpuEntry, lpcr);
 const V_HDEC: usize = offset_of!(VcpuEntry, hdec);
 const V_HFSCR: usize = offset_of!(VcpuEntry, hfscr);
 
+/// `tlbiel` RB for a whole-LPID flush: IS = 0b10 (all entries of the
+/// current LPID in one congruence class), the class index in steps of
+/// 0x1000.
+const TLBIEL_RB_IS_LPID: u64 = 2 << 10;
+const TLBIEL_RB_SET_STEP: u64 = 1 << 12;
+/// SLB entry valid bit in the ESID doubleword (`slbmte`/`slbmfee`).
+const SLB_ESID_V: u64 = 1 << 27;
+
 // Every slot is addressed with a 16-bit displacement.
 const _: () = assert!(core::mem::size_of::<GuestRegs>() < 0x8000);
 const _: () = assert!(G_SLB.is_multiple_of(8) && G_GPR == 0);
@@ -286,7 +294,7 @@ global_asm!(
         mfspr 0, {spr_mmcr0}
         std 0, {g_pmu}+0*8(11)
         li 0, 1
-        sldi 0, 0, 31
+        sldi 0, 0, {mmcr0_fc_bit}
         mtspr {spr_mmcr0}, 0
         isync
         mfspr 0, {spr_mmcr1}
@@ -396,6 +404,7 @@ global_asm!(
     spr_purr = const crate::spr::PURR,
     spr_spurr = const crate::spr::SPURR,
     spr_mmcr0 = const crate::spr::MMCR0,
+    mmcr0_fc_bit = const crate::spr::MMCR0_FC.trailing_zeros(),
     spr_mmcr1 = const crate::spr::MMCR1,
     spr_mmcr2 = const crate::spr::MMCR2,
     spr_mmcra = const crate::spr::MMCRA,
@@ -486,10 +495,10 @@ global_asm!(
         beqlr
         ld 5, {p_sets}(3)
         mtctr 5
-        li 6, 0x800
+        li 6, {rb_is_lpid}
         ptesync
     1:  tlbiel 6
-        addi 6, 6, 0x1000
+        addi 6, 6, {rb_set_step}
         bdnz 1b
         ptesync
         blr
@@ -525,7 +534,7 @@ global_asm!(
         li 7, {slb_size}
         mtctr 7
     1:  ld 7, 0(5)
-        andis. 0, 7, 0x0800
+        andis. 0, 7, {slb_v_hi}
         beq 2f
         ld 8, 8(5)
         or 7, 7, 6
@@ -569,6 +578,9 @@ global_asm!(
     p_lpcr = const P_LPCR,
     p_flush = const P_FLUSH,
     p_sets = const P_SETS,
+    rb_is_lpid = const TLBIEL_RB_IS_LPID,
+    rb_set_step = const TLBIEL_RB_SET_STEP,
+    slb_v_hi = const SLB_ESID_V >> 16,
     spr_lpcr = const crate::spr::LPCR,
     spr_sdr1 = const crate::spr::SDR1,
     spr_lpidr = const crate::spr::LPIDR,

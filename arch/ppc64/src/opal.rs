@@ -83,8 +83,8 @@ global_asm!(
         lis 12, __opal_return@ha
         addi 12, 12, __opal_return@l
         mtlr 12
-        li 12, 0x31
-        ori 12, 12, 0x8000
+        li 12, 0
+        ori 12, 12, {msr_off}
         andc 11, 11, 12
         mtspr {spr_hsrr1}, 11
         hrfid
@@ -103,6 +103,8 @@ global_asm!(
     "#,
     entry = sym OPAL_ENTRY,
     base = sym OPAL_BASE,
+    // OPAL runs big-endian, untranslated, with external interrupts off.
+    msr_off = const crate::spr::MSR_EE | crate::spr::MSR_IR | crate::spr::MSR_DR | crate::spr::MSR_LE,
     spr_hsrr0 = const crate::spr::HSRR0,
     spr_hsrr1 = const crate::spr::HSRR1,
 );

@@ -76,8 +76,8 @@ global_asm!(
     r#"
         mfspr 12, {spr_srr1}
         std 12, {wake}(13)
-        rldicl 11, 12, 48, 62
-        cmpdi 11, 3
+        rldicl 11, 12, 64 - {ws_shift}, 62
+        cmpdi 11, {ws_hvloss}
         bne 2f
         # Hypervisor state lost (never after nap): restore the partition
         # registers saved before the power-saving instruction.
@@ -94,7 +94,7 @@ global_asm!(
     r#"
         # The wake-up cleared MSR[RI] (and may have cleared ME).
         mfmsr 11
-        ori 11, 11, 0x1002
+        ori 11, 11, {msr_me_ri}
         mtmsrd 11
         mr 3, 12
         blr
@@ -128,6 +128,9 @@ global_asm!(
     "#,
     table = sym PACA_BY_PIR,
     pir_mask = const PIR_MASK,
+    ws_shift = const crate::spr::SRR1_WS_MASK.trailing_zeros(),
+    ws_hvloss = const crate::spr::SRR1_WS_HVLOSS >> crate::spr::SRR1_WS_MASK.trailing_zeros(),
+    msr_me_ri = const crate::spr::MSR_ME | crate::spr::MSR_RI,
     sv_r1 = const PACA_NAP_R1,
     sv_r2 = const PACA_NAP_R2,
     sv_nv = const PACA_NAP_NVGPR,

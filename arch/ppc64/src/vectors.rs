@@ -33,7 +33,7 @@ global_asm!(
     .org 0x100
         mtspr {spr_hsprg1}, 13
         mfspr 13, {spr_srr1}
-        rldicl 13, 13, 48, 62
+        rldicl 13, 13, 64 - {ws_shift}, 62
         cmpdi 13, 0
         beq 1f
         lis 13, __nap_wake@ha
@@ -42,7 +42,7 @@ global_asm!(
         bctr
     1:  mfspr 13, {spr_hsprg0}
         std 12, {scratch0}(13)
-        li 12, 0x100
+        li 12, {vec_reset}
         b __exc_low
     .set __vec_slot, 0x1e0
     .rept 0x70
@@ -76,6 +76,8 @@ global_asm!(
     spr_srr1 = const crate::spr::SRR1,
     spr_hsprg0 = const crate::spr::HSPRG0,
     spr_hsprg1 = const crate::spr::HSPRG1,
+    ws_shift = const crate::spr::SRR1_WS_MASK.trailing_zeros(),
+    vec_reset = const crate::trap::vector::SYSTEM_RESET,
 );
 
 /// Restores CR, LR, CTR, XER and every GPR from the frame at r11; r11 last.
