@@ -471,13 +471,15 @@ impl Vm {
 
     /// The guest's LPCR: the host's, with VRMA real mode (VPM0, VRMASD),
     /// guest faults kept in the guest (VPM1=0), external interrupts to the
-    /// hypervisor (LPES=0), HDEC interrupts on, no power-saving exits, the
+    /// hypervisor (LPES=0), HDEC interrupts on, the host's power-saving
+    /// exit enables (the guest cannot nap; a ceding vcpu's thread naps
+    /// with this LPCR loaded and must wake as the host's would), the
     /// guest's interrupt endianness and location (H_SET_MODE), and MER when
     /// an external interrupt waits for the guest to enable MSR[EE].
     fn lpcr(&self, host: u64, mer: bool) -> u64 {
         use spr::{
             LPCR_AIL, LPCR_AIL_SHIFT, LPCR_HDICE, LPCR_ILE, LPCR_LPES0, LPCR_LPES1, LPCR_MER,
-            LPCR_PECE, LPCR_VPM0, LPCR_VPM1,
+            LPCR_VPM0, LPCR_VPM1,
         };
         let clear = LPCR_VPM0
             | LPCR_VPM1
@@ -487,8 +489,7 @@ impl Vm {
             | LPCR_MER
             | LPCR_LPES0
             | LPCR_LPES1
-            | LPCR_HDICE
-            | LPCR_PECE;
+            | LPCR_HDICE;
         let ile = if self.irq_mode.little_endian {
             LPCR_ILE
         } else {
@@ -553,6 +554,15 @@ impl Vm {
 
     /// Runs the VM on this thread until it stops.
     pub fn run(&mut self, core: usize) -> Outcome {
+        // One partition per core at a time: its LPIDR/SDR1/LPCR are the
+        // core's on POWER8 (and `partition_enter` keeps one saved copy of
+        // the hypervisor's per thread).
+        if cpu::lpidr() != u64::from(kernel::lpid::HOST_LPID) {
+            return Outcome::Crashed(alloc::format!(
+                "core {core} already has partition {} loaded",
+                cpu::lpidr()
+            ));
+        }
         self.vcpus_running.fetch_add(1, Ordering::AcqRel);
         RUNNING.lock().push((self.id, self.name.clone()));
         // The thread's FP/VMX/VSX registers become this guest's (zeros for

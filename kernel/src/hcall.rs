@@ -188,22 +188,35 @@ struct Locked<'a> {
 }
 
 impl Locked<'_> {
-    /// Stores `e` and keeps the lock: R first, then a full barrier (the
-    /// MMU must never see the new V with the old R), then V.
-    fn store(&mut self, e: Hpte) {
-        self.r.store(e.r.to_be(), Ordering::Relaxed);
+    /// Makes the entry invalid to the MMU, keeping the lock (the first
+    /// step of deleting or changing a valid entry: V := 0, then a full
+    /// barrier, before the TLB invalidation).
+    fn invalidate(&mut self) {
+        self.v.store(HPTE_V_HVLOCK.to_be(), Ordering::Relaxed);
         fence(Ordering::SeqCst);
-        self.v
-            .store((e.v | HPTE_V_HVLOCK).to_be(), Ordering::Relaxed);
     }
 
-    /// Stores `e` as [`Locked::store`] does and releases the lock.
+    /// R as it is now: with the entry invalid and its translations gone
+    /// from the TLBs, including the reference and change bits the MMU set
+    /// meanwhile.
+    fn current_r(&self) -> u64 {
+        u64::from_be(self.r.load(Ordering::Relaxed))
+    }
+
+    /// Stores `e` and releases the lock: R first, then a full barrier (the
+    /// MMU must never see a valid V with a stale R), then V.
     fn finish(mut self, e: Hpte) {
         self.r.store(e.r.to_be(), Ordering::Relaxed);
         fence(Ordering::SeqCst);
         self.v
             .store((e.v & !HPTE_V_HVLOCK).to_be(), Ordering::Release);
         self.done = true;
+    }
+
+    /// Clears `bits` of R in place, atomically with any R/C update by the
+    /// MMU (the entry stays valid); returns R before.
+    fn clear_r_bits(&self, bits: u64) -> u64 {
+        u64::from_be(self.r.fetch_and(!bits.to_be(), Ordering::AcqRel))
     }
 }
 
@@ -338,11 +351,15 @@ impl Partition<'_> {
     pub fn h_remove(&self, ops: &mut impl TlbOps, flags: u64, index: u64, avpn: u64) -> Ret {
         match self.matching(flags, index, avpn) {
             Err(c) => code(c),
-            Ok(l) => {
+            Ok(mut l) => {
+                // V := 0, barrier, TLB invalidation (ISA "deleting a page
+                // table entry"); then the final R with the MMU's R/C.
                 let e = l.e;
-                l.finish(Hpte::new(0, 0));
+                l.invalidate();
                 self.invalidate(ops, flags, e, index);
-                let g = self.to_guest(e);
+                let old = Hpte::new(e.v, l.current_r());
+                l.finish(Hpte::new(0, 0));
+                let g = self.to_guest(old);
                 ok(&[g.v, g.r])
             }
         }
@@ -378,12 +395,13 @@ impl Partition<'_> {
         let mut bits = (flags << 55) & hpte::HPTE_R_PP0;
         bits |= (flags << 48) & hpte::HPTE_R_KEY_HI;
         bits |= flags & (hpte::HPTE_R_PP | hpte::HPTE_R_N | hpte::HPTE_R_KEY_LO);
-        let new = Hpte::new(e.v, (e.r & !mask) | bits);
         // Invalidate the old translation before the new one is visible
-        // (the entry stays locked, and invalid to the MMU, meanwhile).
-        l.store(Hpte::new(0, e.r));
+        // (the entry stays locked, and invalid to the MMU, meanwhile);
+        // the new R keeps the R/C bits the MMU set up to then.
+        l.invalidate();
         self.invalidate(ops, flags, e, index);
-        l.finish(new);
+        let r = l.current_r();
+        l.finish(Hpte::new(e.v, (r & !mask) | bits));
         ok(&[])
     }
 
@@ -393,11 +411,14 @@ impl Partition<'_> {
             Ok(l) => l,
         };
         let e = l.e;
-        if e.r & bit != 0 {
-            l.finish(Hpte::new(e.v, e.r & !bit));
+        // In place and atomically: the entry stays valid, and an R/C
+        // update the MMU makes meanwhile is not lost.
+        let old = l.clear_r_bits(bit);
+        if old & bit != 0 {
             self.invalidate(ops, 0, e, index);
         }
-        ok(&[self.to_guest(e).r])
+        drop(l);
+        ok(&[self.to_guest(Hpte::new(e.v, old)).r])
     }
 
     /// H_CLEAR_REF(flags, pte_index) -> old r.

@@ -136,22 +136,24 @@ pub fn can_run(states: impl IntoIterator<Item = VcpuState>) -> bool {
 /// number in the upper half. Once any thread has left, no thread may
 /// enter: a vcore exit is all or nothing. A thread woken for an earlier
 /// run cannot join this one by mistake (it names the run it was woken
-/// for). Thread 0 switches the partition back only when every thread that
-/// entered has left.
+/// for). Thread 0 drives the run, so it is in it from the start (whether
+/// or not its own vcpu runs) and leaves last: it switches the partition
+/// back only when every thread that entered has left, itself included.
 #[derive(Debug, Default)]
 pub struct EntryExit(AtomicU32);
 
 const RUN_SHIFT: u32 = 16;
 
 impl EntryExit {
-    /// Run `run` starts (thread 0, before waking the others; the number
-    /// wraps at 16 bits).
+    /// Run `run` starts with thread 0 in it (thread 0, before waking the
+    /// others; the number wraps at 16 bits).
     pub fn start(&self, run: u32) {
-        self.0.store(run << RUN_SHIFT, Ordering::Release);
+        self.0
+            .store((run & 0xffff) << RUN_SHIFT | 1, Ordering::Release);
     }
 
-    /// Thread `ptid` enters run `run`; refused once the vcore is exiting
-    /// or when another run has started since.
+    /// Secondary thread `ptid` enters run `run`; refused once the vcore is
+    /// exiting or when another run has started since.
     pub fn try_enter(&self, ptid: u32, run: u32) -> bool {
         let run = run & 0xffff;
         self.0

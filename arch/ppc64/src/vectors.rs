@@ -29,7 +29,10 @@ global_asm!(
     .balign 4096
     # 0x100 system reset: a wake-up from a power-saving state sets
     # SRR1[46:47]; those go to __nap_wake (power.rs), anything else is a
-    # real reset and takes the common path (with CR0 already clobbered).
+    # real reset and takes the common path (with CR0 already clobbered,
+    # and CFAR: the branch here overwrites it before a register is free
+    # to save it, so a system reset taken in a guest, which stops the VM,
+    # does not report the guest's CFAR).
     .org 0x100
         mtspr {spr_hsprg1}, 13
         mfspr 13, {spr_srr1}

@@ -367,3 +367,63 @@ fn a_guest_cannot_set_the_hypervisors_lock_bit() {
     assert_eq!(p.h_read(0, idx).vals[0], v);
     assert_eq!(p.h_remove(&mut Rec::default(), 0, idx, 0).code, H_SUCCESS);
 }
+
+/// A TLB fake that looks at the table when asked to invalidate: the entry
+/// must already be invalid to the MMU, and it plays the MMU setting the
+/// change bit just before the translation goes.
+struct MmuAtInvalidate<'a> {
+    hpt: &'a [AtomicU64],
+    idx: usize,
+    seen_valid: bool,
+}
+impl TlbOps for MmuAtInvalidate<'_> {
+    fn local(&mut self, _: u32, _: u64) {
+        self.look();
+    }
+    fn global(&mut self, _: u32, _: u64) {
+        self.look();
+    }
+    fn flush_lpid_here(&mut self, _: u32) {}
+}
+impl MmuAtInvalidate<'_> {
+    fn look(&mut self) {
+        let v = u64::from_be(self.hpt[2 * self.idx].load(Ordering::Relaxed));
+        self.seen_valid |= v & hpte::HPTE_V_VALID != 0;
+        let r = &self.hpt[2 * self.idx + 1];
+        let now = u64::from_be(r.load(Ordering::Relaxed));
+        r.store((now | hpte::HPTE_R_C).to_be(), Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn entries_are_invalid_before_the_tlb_is_and_mmu_rc_updates_are_kept() {
+    let f = Fixture::new(1);
+    let p = f.part();
+    let (idx, v, r) = guest_pte(0x55, 0x2000, PageSize::P4K, 0x4000, 2);
+    assert_eq!(p.h_enter(H_EXACT, idx, v, r).code, H_SUCCESS);
+    let mut mmu = MmuAtInvalidate {
+        hpt: &f.hpt,
+        idx: idx as usize,
+        seen_valid: false,
+    };
+    // H_PROTECT: invalid during the invalidation; the MMU's C bit survives.
+    assert_eq!(p.h_protect(&mut mmu, 1, idx, 0).code, H_SUCCESS);
+    assert!(
+        !mmu.seen_valid,
+        "H_PROTECT invalidated the TLB with the entry still valid"
+    );
+    let e = p.read(idx);
+    assert!(e.is_valid() && e.r & hpte::HPTE_R_C != 0 && e.r & hpte::HPTE_R_PP == 1);
+    // H_REMOVE: V cleared before the invalidation, and the old R it
+    // returns carries what the MMU set meanwhile.
+    let rm = p.h_remove(&mut mmu, 0, idx, 0);
+    assert!(
+        !mmu.seen_valid,
+        "H_REMOVE invalidated the TLB with the entry still valid"
+    );
+    assert_eq!(rm.code, H_SUCCESS);
+    assert_ne!(rm.vals[1] & hpte::HPTE_R_C, 0);
+    assert!(f.hpt[2 * idx as usize..][..2]
+        .iter()
+        .all(|w| w.load(Ordering::Relaxed) == 0));
+}
