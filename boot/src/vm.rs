@@ -397,7 +397,11 @@ impl Vm {
         let tokens = rtas::tokens();
         let fdt = guestfdt::build(&GuestFdtConfig {
             name,
-            vcpus: 1,
+            // One vcpu per VM until SMT vcores are wired (vcore.rs).
+            layout: kernel::vcore::Layout {
+                vcpus: 1,
+                threads: 1,
+            },
             memory: mem_size,
             hpt_order: hpt.order,
             timebase_frequency: kernel::time::timebase_hz() as u32,

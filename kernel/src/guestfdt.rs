@@ -84,9 +84,11 @@ pub const CACHE_LINE: u32 = 128;
 pub struct GuestFdtConfig<'a> {
     /// Root `ibm,partition-name`.
     pub name: &'a str,
-    /// At least 1. Vcpu `i` gets node `PowerPC,POWER8@i`, `reg` and
-    /// interrupt server number `i`; vcpu 0 is the boot CPU.
-    pub vcpus: u32,
+    /// How vcpus form vcores: one cpu node per vcore, named and `reg`'d
+    /// after its first vcpu, listing its threads' interrupt server numbers
+    /// (= vcpu ids) in `ibm,ppc-interrupt-server#s`, as QEMU's pseries
+    /// does; vcpu 0 is the boot CPU.
+    pub layout: crate::vcore::Layout,
     /// Guest RAM in bytes, at guest-physical 0.
     pub memory: u64,
     /// log2 of the HPT actually allocated for the guest (`ibm,pft-size`).
@@ -126,10 +128,10 @@ const RTAS_RESERVED: [&str; 8] = [
 ///
 /// # Panics
 ///
-/// If `vcpus` is 0, or an RTAS token is named like one of the other `/rtas`
-/// properties (both are bugs in the caller).
+/// If an RTAS token is named like one of the other `/rtas` properties (a
+/// bug in the caller).
 pub fn build(cfg: &GuestFdtConfig<'_>) -> Vec<u8> {
-    assert!(cfg.vcpus >= 1, "a guest needs at least one vcpu");
+    let vcpus = cfg.layout.vcpus;
     let mut w = FdtWriter::new();
     w.set_boot_cpuid(0);
     w.reserve(u64::from(cfg.rtas_base), u64::from(cfg.rtas_size));
@@ -145,12 +147,17 @@ pub fn build(cfg: &GuestFdtConfig<'_>) -> Vec<u8> {
     w.begin_node("cpus");
     w.prop_u32("#address-cells", 1);
     w.prop_u32("#size-cells", 0);
-    for i in 0..cfg.vcpus {
-        w.begin_node(&format!("PowerPC,POWER8@{i:x}"));
+    for vcore in 0..cfg.layout.vcores() {
+        let threads: Vec<u32> = (0..cfg.layout.threads)
+            .filter_map(|t| cfg.layout.vcpu(vcore, t))
+            .collect();
+        let first = threads[0];
+        w.begin_node(&format!("PowerPC,POWER8@{first:x}"));
         w.prop_str("device_type", "cpu");
-        w.prop_u32("reg", i);
-        w.prop_cells("ibm,ppc-interrupt-server#s", &[i]);
-        w.prop_cells("ibm,ppc-interrupt-gserver#s", &[i, 0]);
+        w.prop_u32("reg", first);
+        w.prop_cells("ibm,ppc-interrupt-server#s", &threads);
+        let gservers: Vec<u32> = threads.iter().flat_map(|&t| [t, 0]).collect();
+        w.prop_cells("ibm,ppc-interrupt-gserver#s", &gservers);
         w.prop("ibm,pa-features", &PA_FEATURES);
         // Facilities Linux learns from the tree in the FDT boot path:
         // VMX and VSX (2), decimal floating point, PURR and SPURR.
@@ -193,7 +200,7 @@ pub fn build(cfg: &GuestFdtConfig<'_>) -> Vec<u8> {
     w.prop_str("device_type", "PowerPC-External-Interrupt-Presentation");
     w.prop_str("compatible", "IBM,ppc-xicp");
     w.prop_empty("interrupt-controller");
-    w.prop_cells("ibm,interrupt-server-ranges", &[0, cfg.vcpus]);
+    w.prop_cells("ibm,interrupt-server-ranges", &[0, vcpus]);
     w.prop_u32("#interrupt-cells", 2);
     w.prop_u32("linux,phandle", PHANDLE_XICP);
     w.prop_u32("phandle", PHANDLE_XICP);
@@ -254,9 +261,13 @@ mod tests {
     ];
 
     fn config(vcpus: u32, initrd: Option<(u64, u64)>) -> GuestFdtConfig<'static> {
+        smt(vcpus, 1, initrd)
+    }
+
+    fn smt(vcpus: u32, threads: u32, initrd: Option<(u64, u64)>) -> GuestFdtConfig<'static> {
         GuestFdtConfig {
             name: "web",
-            vcpus,
+            layout: crate::vcore::Layout::new(vcpus, threads, 8).unwrap(),
             memory: 0x1_4000_0000, // 5 GiB: both halves of the size matter
             hpt_order: 24,
             timebase_frequency: 512_000_000,
@@ -347,16 +358,19 @@ mod tests {
         assert_eq!(cells(cpus, "#address-cells"), [1]);
         assert_eq!(cells(cpus, "#size-cells"), [0]);
         let names: Vec<_> = cpus.children().map(|n| n.name).collect();
-        let expected: Vec<_> = (0..cfg.vcpus)
-            .map(|i| format!("PowerPC,POWER8@{i:x}"))
+        let t = cfg.layout.threads;
+        let expected: Vec<_> = (0..cfg.layout.vcores())
+            .map(|c| format!("PowerPC,POWER8@{:x}", c * t))
             .collect();
         assert_eq!(names, expected);
-        for (i, cpu) in cpus.children().enumerate() {
-            let i = i as u32;
+        for (c, cpu) in cpus.children().enumerate() {
+            let first = c as u32 * t;
+            let threads: Vec<u32> = (first..first + t).collect();
+            let gservers: Vec<u32> = threads.iter().flat_map(|&i| [i, 0]).collect();
             assert_eq!(string(cpu, "device_type"), "cpu");
-            assert_eq!(cells(cpu, "reg"), [i]);
-            assert_eq!(cells(cpu, "ibm,ppc-interrupt-server#s"), [i]);
-            assert_eq!(cells(cpu, "ibm,ppc-interrupt-gserver#s"), [i, 0]);
+            assert_eq!(cells(cpu, "reg"), [first]);
+            assert_eq!(cells(cpu, "ibm,ppc-interrupt-server#s"), threads);
+            assert_eq!(cells(cpu, "ibm,ppc-interrupt-gserver#s"), gservers);
             let pa = raw(cpu, "ibm,pa-features");
             assert_eq!(pa[0] as usize + 2, pa.len());
             assert_eq!(pa[2 + 22] & 0x80, 0, "no TM");
@@ -433,7 +447,10 @@ mod tests {
             string(icp, "device_type"),
             "PowerPC-External-Interrupt-Presentation"
         );
-        assert_eq!(cells(icp, "ibm,interrupt-server-ranges"), [0, cfg.vcpus]);
+        assert_eq!(
+            cells(icp, "ibm,interrupt-server-ranges"),
+            [0, cfg.layout.vcpus]
+        );
 
         // RTAS.
         let rtas = node(&fdt, "/rtas");
@@ -467,6 +484,14 @@ mod tests {
     #[test]
     fn two_vcpus_with_initrd_above_4g() {
         check(&config(2, Some((0x1_0000_0000, 0x1_0100_0000))));
+    }
+
+    #[test]
+    fn smt_vcores_get_one_cpu_node_listing_their_threads() {
+        // vcpus = 8, threads = 4: two nodes, @0 with servers 0-3 and @4
+        // with 4-7 (QEMU pseries' -smp 8,threads=4 layout).
+        check(&smt(8, 4, None));
+        check(&smt(4, 4, Some((0x0200_0000, 0x0280_1234))));
     }
 
     #[test]
