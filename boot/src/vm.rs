@@ -198,7 +198,8 @@ pub struct Vm {
     tlb: VmTlb,
     /// Interrupt endianness and location (H_SET_MODE: LPCR[ILE], [AIL]).
     irq_mode: InterruptMode,
-    vcpu: Vcpu,
+    /// The vcpus, by id; each is taken out by the thread that runs it.
+    vcpus: Vec<Option<Vcpu>>,
     /// Interrupt controller: one ICP per vcpu, the vty's source.
     xics: Xics,
     /// The vty: output lines (the last one is a guest panic's reason),
@@ -457,7 +458,7 @@ impl Vm {
             hpt,
             tlb,
             irq_mode: InterruptMode::default(),
-            vcpu: Vcpu::new(0, regs),
+            vcpus: alloc::vec![Some(Vcpu::new(0, regs))],
             xics: Xics::new(1, &[true]),
             term: Vterm::default(),
             id,
@@ -523,7 +524,7 @@ impl Vm {
     /// vcpu runs), mark every core for a TLB flush, reload the image,
     /// initrd and device tree, re-establish the VRMA and restart at the
     /// entry point. Guest memory outside those is kept, as on a real reset.
-    fn reboot(&mut self) -> Result<(), VmError> {
+    fn reboot(&mut self, v: &mut Vcpu) -> Result<(), VmError> {
         hpt::reset(
             &mut FirmwareHptMemory,
             &self.hpt,
@@ -546,11 +547,11 @@ impl Vm {
         let f = self.fdt_gpa as usize;
         mem[f..f + self.fdt.len()].copy_from_slice(&self.fdt);
         map_vrma(&self.hpt, self.mem_base, self.mem_size)?;
-        self.vcpu = Vcpu::new(0, self.boot_regs);
+        *v = Vcpu::new(0, self.boot_regs);
         self.xics.reset();
         self.irq_mode = InterruptMode::default();
         self.fwnmi.reset();
-        ppc64::fpu::load(&self.vcpu.fp);
+        ppc64::fpu::load(&v.fp);
         self.reboots += 1;
         info!(target: "vm", "{}: system-reboot #{}: HPT cleared, image reloaded", self.name, self.reboots);
         Ok(())
@@ -567,15 +568,20 @@ impl Vm {
                 cpu::lpidr()
             ));
         }
+        // The thread that runs a vcpu owns it meanwhile.
+        let Some(mut v) = self.vcpus.first_mut().and_then(Option::take) else {
+            return Outcome::Crashed(String::from("vcpu 0 is already running"));
+        };
         self.vcpus_running.fetch_add(1, Ordering::AcqRel);
         RUNNING.lock().push((self.id, self.name.clone()));
         // The thread's FP/VMX/VSX registers become this guest's (zeros for
         // a new VM), and are saved again when it stops: no other partition
         // ever sees them.
-        ppc64::fpu::load(&self.vcpu.fp);
-        let o = self.run_vcpu(core);
+        ppc64::fpu::load(&v.fp);
+        let o = self.run_vcpu(&mut v, core);
         self.flush_raw();
-        ppc64::fpu::save(&mut self.vcpu.fp);
+        ppc64::fpu::save(&mut v.fp);
+        self.vcpus[0] = Some(v);
         RUNNING.lock().retain(|(id, _)| *id != self.id);
         if self.owns_console() {
             pass_console_on(self.id);
@@ -584,7 +590,7 @@ impl Vm {
         o
     }
 
-    fn run_vcpu(&mut self, core: usize) -> Outcome {
+    fn run_vcpu(&mut self, v: &mut Vcpu, core: usize) -> Outcome {
         self.core = core;
         let n = match map_vrma(&self.hpt, self.mem_base, self.mem_size) {
             Ok(n) => n,
@@ -618,11 +624,11 @@ impl Vm {
             // SAFETY: the HPT maps only this VM's memory; the hypervisor
             // runs in real mode until partition_exit.
             unsafe { guest::partition_enter(&part) };
-            guest::slb_load(&self.vcpu.regs);
+            guest::slb_load(&v.regs);
             self.partition_switches += 1;
-            let next = self.run_in_partition(host_lpcr);
+            let next = self.run_in_partition(v, host_lpcr);
             // The whole vcore is out: back to the hypervisor's partition.
-            guest::slb_save_clear(&mut self.vcpu.regs);
+            guest::slb_save_clear(&mut v.regs);
             // SAFETY: this VM's only vcpu is out of the guest.
             unsafe { guest::partition_exit() };
             match next {
@@ -630,7 +636,7 @@ impl Vm {
                     // Stop the vcpu, then reset; refused (and the VM
                     // stopped) if anything else still ran it.
                     self.vcpus_running.fetch_sub(1, Ordering::AcqRel);
-                    let r = self.reboot();
+                    let r = self.reboot(v);
                     self.vcpus_running.fetch_add(1, Ordering::AcqRel);
                     if let Err(e) = r {
                         return Outcome::Crashed(alloc::format!("reboot failed: {e}"));
@@ -644,9 +650,9 @@ impl Vm {
     /// Runs the vcpu with its partition loaded: every exit handled on the
     /// thread goes straight back into the guest, without a partition
     /// switch or an SLB save and load. Returns when the vcore must leave.
-    fn run_in_partition(&mut self, host_lpcr: u64) -> VcoreExit {
+    fn run_in_partition(&mut self, v: &mut Vcpu, host_lpcr: u64) -> VcoreExit {
         loop {
-            let mer = self.deliver_external();
+            let mer = self.deliver_external(v);
             let entry = VcpuEntry {
                 lpcr: self.lpcr(host_lpcr, mer),
                 hdec: kernel::time::ms_to_ticks(SLICE_MS),
@@ -656,17 +662,17 @@ impl Vm {
             // runs: load what is left of it (the timebase is shared). A
             // negative value makes the guest take its decrementer
             // interrupt as soon as it enables MSR[EE].
-            if let Some(expires) = self.vcpu.dec_expires {
-                self.vcpu.regs.dec = deliver::dec_remaining(expires, cpu::mftb());
+            if let Some(expires) = v.dec_expires {
+                v.regs.dec = deliver::dec_remaining(expires, cpu::mftb());
             }
             // SAFETY: this vcpu's partition and SLB are loaded on this
             // thread (run_vcpu); `run` forces the MSR bits a guest may
             // not hold.
-            let vec = unsafe { guest::run(&mut self.vcpu.regs, &entry) };
-            self.vcpu.dec_expires = Some(cpu::mftb().wrapping_add(self.vcpu.regs.dec));
+            let vec = unsafe { guest::run(&mut v.regs, &entry) };
+            v.dec_expires = Some(cpu::mftb().wrapping_add(v.regs.dec));
             self.exits += 1;
             let next = match Exit::decode(vec) {
-                Exit::Hcall => self.hcall(),
+                Exit::Hcall => self.hcall(v),
                 // The slice ended: show the console owner's unfinished
                 // line and read what was typed (so hypercall exits never
                 // pay for an OPAL call). With nothing else to run on this
@@ -685,32 +691,32 @@ impl Vm {
                 // it does not have (TM, BHRB): to the guest it is an
                 // illegal-instruction program interrupt.
                 Exit::HvEmulation | Exit::HvFacility => {
-                    self.reflect_fault(vector::PROGRAM, spr::SRR1_PROGRAM_ILLEGAL, vec)
+                    self.reflect_fault(v, vector::PROGRAM, spr::SRR1_PROGRAM_ILLEGAL, vec)
                 }
                 // A real-mode access beyond guest memory: a machine check
                 // for the guest, as on QEMU's pseries machine.
-                Exit::Hdsi if self.vcpu.regs.msr & spr::MSR_DR == 0 => {
-                    let r = &self.vcpu.regs;
+                Exit::Hdsi if v.regs.msr & spr::MSR_DR == 0 => {
+                    let r = &v.regs;
                     info!(target: "vm", "{}: real-mode data access beyond guest memory at pc {:#x} (HDAR {:#x}): machine check", self.name, r.pc, r.hdar);
-                    self.machine_check(Cause::LoadStore(r.hdar), vec)
+                    self.machine_check(v, Cause::LoadStore(r.hdar), vec)
                 }
-                Exit::Hisi if self.vcpu.regs.msr & spr::MSR_IR == 0 => {
-                    info!(target: "vm", "{}: real-mode instruction fetch at {:#x} beyond guest memory: machine check", self.name, self.vcpu.regs.pc);
-                    self.machine_check(Cause::Fetch(self.vcpu.regs.pc), vec)
+                Exit::Hisi if v.regs.msr & spr::MSR_IR == 0 => {
+                    info!(target: "vm", "{}: real-mode instruction fetch at {:#x} beyond guest memory: machine check", self.name, v.regs.pc);
+                    self.machine_check(v, Cause::Fetch(v.regs.pc), vec)
                 }
-                _ => Next::Stop(self.unexpected(vec)),
+                _ => Next::Stop(self.unexpected(v, vec)),
             };
             match next {
                 Next::Resume => {}
-                Next::Cede => self.cede_wait(),
+                Next::Cede => self.cede_wait(v),
                 Next::Reboot => return VcoreExit::Reboot,
                 Next::Stop(o) => return VcoreExit::Stop(o),
             }
         }
     }
 
-    fn unexpected(&self, vec: u64) -> Outcome {
-        let r = &self.vcpu.regs;
+    fn unexpected(&self, v: &Vcpu, vec: u64) -> Outcome {
+        let r = &v.regs;
         let v = vec & !ppc64::trap::VEC_HSRR_FLAG;
         Outcome::Crashed(alloc::format!(
             "unexpected exit {:#x} ({}) at pc {:#x} msr {:#x} hdar {:#x}",
@@ -725,15 +731,12 @@ impl Vm {
     /// Makes the presented external interrupt the guest's: delivered now
     /// (0x500) when its MSR[EE] allows, else left to LPCR[MER] so it is
     /// taken the moment the guest enables EE. Returns whether MER is needed.
-    fn deliver_external(&mut self) -> bool {
-        let presented = self
-            .xics
-            .icp(self.vcpu.id)
-            .is_some_and(|i| i.pending().is_some());
-        match deliver::external(presented, self.vcpu.regs.msr) {
+    fn deliver_external(&mut self, v: &mut Vcpu) -> bool {
+        let presented = self.xics.icp(v.id).is_some_and(|i| i.pending().is_some());
+        match deliver::external(presented, v.regs.msr) {
             External::None => false,
             External::Inject => {
-                self.reflect(vector::EXTERNAL, 0);
+                self.reflect(v, vector::EXTERNAL, 0);
                 self.externals += 1;
                 true
             }
@@ -742,25 +745,25 @@ impl Vm {
     }
 
     /// Delivers an interrupt to the guest (kernel::deliver says how).
-    fn reflect(&mut self, vector: u64, reason: u64) -> u64 {
+    fn reflect(&mut self, v: &mut Vcpu, vector: u64, reason: u64) -> u64 {
         self.reflected += 1;
-        deliver::deliver(&mut self.vcpu.regs, self.irq_mode, vector, reason)
+        deliver::deliver(&mut v.regs, self.irq_mode, vector, reason)
     }
 
     /// Reflects a fault, unless it happened on the first instruction of
     /// the vector this hypervisor last sent the guest to: then the guest
     /// has no handler there and would fault forever; the VM stops.
-    fn reflect_fault(&mut self, vector: u64, reason: u64, exit: u64) -> Next {
-        if let Some((at, sent)) = self.vcpu.last_vector.filter(|l| l.0 == self.vcpu.regs.pc) {
-            let v = exit & !ppc64::trap::VEC_HSRR_FLAG;
+    fn reflect_fault(&mut self, v: &mut Vcpu, vector: u64, reason: u64, exit: u64) -> Next {
+        if let Some((at, sent)) = v.last_vector.filter(|l| l.0 == v.regs.pc) {
+            let offset = exit & !ppc64::trap::VEC_HSRR_FLAG;
             return Next::Stop(Outcome::Crashed(alloc::format!(
                 "no handler at the guest's {sent:#x} vector: {} at {at:#x} (msr {:#x})",
-                ppc64::trap::vector_name(v),
-                self.vcpu.regs.msr
+                ppc64::trap::vector_name(offset),
+                v.regs.msr
             )));
         }
-        let at = self.reflect(vector, reason);
-        self.vcpu.last_vector = Some((at, vector));
+        let at = self.reflect(v, vector, reason);
+        v.last_vector = Some((at, vector));
         Next::Resume
     }
 
@@ -771,27 +774,27 @@ impl Vm {
     /// 0x200. A machine check while this vcpu has not yet released the
     /// previous log (`ibm,nmi-interlock`) stops the VM, as a nested
     /// machine check checkstops a machine.
-    fn machine_check(&mut self, cause: Cause, exit: u64) -> Next {
+    fn machine_check(&mut self, v: &mut Vcpu, cause: Cause, exit: u64) -> Next {
         let reason = match cause {
             Cause::LoadStore(addr) => {
-                self.vcpu.regs.dar = addr;
+                v.regs.dar = addr;
                 spr::SRR1_MC_DATA_SIDE
             }
             Cause::Fetch(_) => 0,
         };
-        let handler = match self.fwnmi.begin_machine_check(self.vcpu.id) {
+        let handler = match self.fwnmi.begin_machine_check(v.id) {
             Ok(v) => v,
-            Err(Refused::NotRegistered) => return self.reflect_fault(vector::MACHINE_CHECK, reason, exit),
+            Err(Refused::NotRegistered) => return self.reflect_fault(v, vector::MACHINE_CHECK, reason, exit),
             // One vcpu per VM: no other vcpu can hold the log yet.
             Err(Refused::Nested | Refused::Busy(_)) => {
                 return Next::Stop(Outcome::Crashed(alloc::format!(
                     "machine check at pc {:#x} before the guest released the previous one (ibm,nmi-interlock)",
-                    self.vcpu.regs.pc
+                    v.regs.pc
                 )))
             }
         };
         let log_gpa = self.rtas_base + fwnmi::ERROR_LOG_OFFSET;
-        let log = fwnmi::machine_check_log(self.vcpu.regs.gpr[3], cause);
+        let log = fwnmi::machine_check_log(v.regs.gpr[3], cause);
         match self.mem().slice(log_gpa, log.len() as u64) {
             Some(dst) => dst.copy_from_slice(&log),
             None => {
@@ -799,34 +802,27 @@ impl Vm {
             }
         }
         self.reflected += 1;
-        deliver::deliver_fwnmi(&mut self.vcpu.regs, self.irq_mode, handler, log_gpa, reason);
+        deliver::deliver_fwnmi(&mut v.regs, self.irq_mode, handler, log_gpa, reason);
         Next::Resume
     }
 
     /// H_CEDE: the vcpu sleeps (its thread naps) until an interrupt is
     /// presented to it, its decrementer expires, or it is prodded. A prod
     /// that came first ends the cede at once (PAPR).
-    fn cede_wait(&mut self) {
+    fn cede_wait(&mut self, v: &mut Vcpu) {
         let smp = crate::smp::smp();
         let me = crate::smp::me();
         self.flush_raw();
-        let vpa = self.vcpu.vpa;
+        let vpa = v.vpa;
         vpa.bump_yield_count(&mut self.mem());
         loop {
             let now = cpu::mftb();
-            let dec_due = self
-                .vcpu
-                .dec_expires
-                .is_some_and(|e| deliver::dec_expired(e, now));
-            let irq = self
-                .xics
-                .icp(self.vcpu.id)
-                .is_some_and(|i| i.pending().is_some());
-            if core::mem::take(&mut self.vcpu.prodded) || irq || dec_due {
+            let dec_due = v.dec_expires.is_some_and(|e| deliver::dec_expired(e, now));
+            let irq = self.xics.icp(v.id).is_some_and(|i| i.pending().is_some());
+            if core::mem::take(&mut v.prodded) || irq || dec_due {
                 break;
             }
-            let mut wait = self
-                .vcpu
+            let mut wait = v
                 .dec_expires
                 .map_or(spr::DEC_MAX, |e| deliver::dec_remaining(e, now));
             if self.owns_console() {
@@ -883,60 +879,59 @@ impl Vm {
 
     /// Handles `sc 1`. From guest problem state nothing is done: the
     /// caller gets H_PRIVILEGE, as on QEMU's pseries machine.
-    fn hcall(&mut self) -> Next {
-        let r = &self.vcpu.regs.gpr;
+    fn hcall(&mut self, v: &mut Vcpu) -> Next {
+        let r = &v.regs.gpr;
         let (nr, a) = (r[3], [r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11]]);
-        if self.vcpu.regs.msr & spr::MSR_PR != 0 {
+        if v.regs.msr & spr::MSR_PR != 0 {
             self.privileged += 1;
-            self.vcpu.regs.gpr[3] = hcall::H_PRIVILEGE as u64;
+            v.regs.gpr[3] = hcall::H_PRIVILEGE as u64;
             return Next::Resume;
         }
         self.hcalls += 1;
         *self.hcall_counts.entry(nr).or_insert(0) += 1;
         let Some(call) = Hcall::decode(nr) else {
-            self.vcpu.regs.gpr[3] = hcall::H_FUNCTION as u64;
+            v.regs.gpr[3] = hcall::H_FUNCTION as u64;
             return Next::Resume;
         };
         let (ret, next) = match call {
             Hcall::PutTermChar => (self.h_put_term_char(a[0], a[1], a[2], a[3]), Next::Resume),
-            Hcall::GetTermChar => (self.h_get_term_char(a[0]), Next::Resume),
-            Hcall::SetMode => (self.h_set_mode(a[0], a[1], a[2], a[3]), Next::Resume),
-            Hcall::Rtas => self.rtas(a[0]),
+            Hcall::GetTermChar => (self.h_get_term_char(v, a[0]), Next::Resume),
+            Hcall::SetMode => (self.h_set_mode(v, a[0], a[1], a[2], a[3]), Next::Resume),
+            Hcall::Rtas => self.rtas(v, a[0]),
             Hcall::Hpt(op) => {
                 let ret = self.hpt_hcall(op, a);
-                self.vcpu.regs.gpr[4..12].copy_from_slice(&ret.vals);
+                v.regs.gpr[4..12].copy_from_slice(&ret.vals);
                 (ret.code, Next::Resume)
             }
             Hcall::Xirr | Hcall::XirrX => {
-                let (xirr, _) = self.xics.accept(self.vcpu.id);
-                self.vcpu.regs.gpr[4] = u64::from(xirr);
+                let (xirr, _) = self.xics.accept(v.id);
+                v.regs.gpr[4] = u64::from(xirr);
                 if call == Hcall::XirrX {
-                    self.vcpu.regs.gpr[5] = cpu::mftb();
+                    v.regs.gpr[5] = cpu::mftb();
                 }
                 (H_SUCCESS, Next::Resume)
             }
-            Hcall::Eoi => (xics_ret(self.xics.eoi(self.vcpu.id, a[0])), Next::Resume),
-            Hcall::Cppr => (
-                xics_ret(self.xics.set_cppr(self.vcpu.id, a[0])),
-                Next::Resume,
-            ),
+            Hcall::Eoi => (xics_ret(self.xics.eoi(v.id, a[0])), Next::Resume),
+            Hcall::Cppr => (xics_ret(self.xics.set_cppr(v.id, a[0])), Next::Resume),
             Hcall::Ipi => (xics_ret(self.xics.set_mfrr(a[0], a[1])), Next::Resume),
             Hcall::Ipoll => match self.xics.poll(a[0]) {
                 Ok((xirr, mfrr)) => {
-                    self.vcpu.regs.gpr[4] = u64::from(xirr);
-                    self.vcpu.regs.gpr[5] = u64::from(mfrr);
+                    v.regs.gpr[4] = u64::from(xirr);
+                    v.regs.gpr[5] = u64::from(mfrr);
                     (H_SUCCESS, Next::Resume)
                 }
                 Err(_) => (H_PARAMETER, Next::Resume),
             },
             Hcall::Cede => {
                 // PAPR: H_CEDE returns with MSR[EE] set.
-                self.vcpu.regs.msr |= spr::MSR_EE;
+                v.regs.msr |= spr::MSR_EE;
                 (H_SUCCESS, Next::Cede)
             }
+            // With one vcpu per VM the target is the caller; prods to
+            // vcpus on other threads go through vcore::CedeState.
             Hcall::Prod => match self.vcpu_id(a[0]) {
                 Some(_) => {
-                    self.vcpu.prodded = true;
+                    v.prodded = true;
                     (H_SUCCESS, Next::Resume)
                 }
                 None => (H_PARAMETER, Next::Resume),
@@ -949,15 +944,15 @@ impl Vm {
             },
             Hcall::RegisterVpa => match self.vcpu_id(a[1]) {
                 Some(_) => {
-                    let mut vpa = self.vcpu.vpa;
+                    let mut vpa = v.vpa;
                     let rc = vpa.register(a[0], a[2], &mut self.mem());
-                    self.vcpu.vpa = vpa;
+                    v.vpa = vpa;
                     (rc, Next::Resume)
                 }
                 None => (H_PARAMETER, Next::Resume),
             },
             Hcall::SetSprg0 => {
-                self.vcpu.regs.sprg[0] = a[0];
+                v.regs.sprg[0] = a[0];
                 (H_SUCCESS, Next::Resume)
             }
             Hcall::PageInit => (self.h_page_init(a[0], a[1], a[2]), Next::Resume),
@@ -966,18 +961,18 @@ impl Vm {
                     .get()
                     .copied()
                     .unwrap_or(kernel::cpuchar::CONSERVATIVE);
-                self.vcpu.regs.gpr[4] = c.character;
-                self.vcpu.regs.gpr[5] = c.behaviour;
+                v.regs.gpr[4] = c.character;
+                v.regs.gpr[5] = c.behaviour;
                 (H_SUCCESS, Next::Resume)
             }
         };
-        self.vcpu.regs.gpr[3] = ret as u64;
+        v.regs.gpr[3] = ret as u64;
         next
     }
 
     /// The vcpu a guest names by its id (its interrupt server number).
     fn vcpu_id(&self, id: u64) -> Option<u32> {
-        (id == u64::from(self.vcpu.id)).then_some(self.vcpu.id)
+        (id < self.vcpus.len() as u64).then_some(id as u32)
     }
 
     /// H_PUT_TERM_CHAR(vtermno, len, chars 0-7, chars 8-15).
@@ -993,14 +988,14 @@ impl Vm {
     }
 
     /// H_GET_TERM_CHAR(vtermno): up to 16 typed bytes in r5, r6; count in r4.
-    fn h_get_term_char(&mut self, term: u64) -> i64 {
+    fn h_get_term_char(&mut self, v: &mut Vcpu, term: u64) -> i64 {
         if term != u64::from(guestfdt::VTY_REG) {
             return H_PARAMETER;
         }
         self.flush_raw();
         self.poll_console();
         let (n, hi, lo) = self.term.read();
-        let r = &mut self.vcpu.regs.gpr;
+        let r = &mut v.regs.gpr;
         (r[4], r[5], r[6]) = (n, hi, lo);
         self.update_vty_line();
         H_SUCCESS
@@ -1008,8 +1003,8 @@ impl Vm {
 
     /// H_SET_MODE (kernel::mode checks it): breakpoints go into the
     /// vcpu's registers, AIL and endianness into the interrupt mode.
-    fn h_set_mode(&mut self, mflags: u64, resource: u64, v1: u64, v2: u64) -> i64 {
-        let r = &mut self.vcpu.regs;
+    fn h_set_mode(&mut self, v: &mut Vcpu, mflags: u64, resource: u64, v1: u64, v2: u64) -> i64 {
+        let r = &mut v.regs;
         match mode::set_mode(mflags, resource, v1, v2) {
             Ok(ModeChange::Ciabr(v)) => r.ciabr = v,
             Ok(ModeChange::Dawr { dawr, dawrx }) => (r.dawr, r.dawrx) = (dawr, dawrx),
@@ -1072,7 +1067,7 @@ impl Vm {
 
     /// H_RTAS: the argument buffer is big-endian (token, nargs, nret,
     /// args, rets); a buffer outside guest memory is H_PARAMETER.
-    fn rtas(&mut self, gpa: u64) -> (i64, Next) {
+    fn rtas(&mut self, v: &mut Vcpu, gpa: u64) -> (i64, Next) {
         let Some(call) = rtas::Call::read(&mut self.mem(), gpa) else {
             return (H_PARAMETER, Next::Resume);
         };
@@ -1085,7 +1080,7 @@ impl Vm {
             .entry(RTAS_COUNT_BASE | u64::from(call.token))
             .or_insert(0) += 1;
         let mut rets: [i32; 8] = [0; 8];
-        let (status, next) = self.rtas_service(service, &call, &mut rets);
+        let (status, next) = self.rtas_service(v, service, &call, &mut rets);
         let mut mem = self.mem();
         call.set_ret(&mut mem, 0, status);
         for (i, v) in rets
@@ -1099,7 +1094,13 @@ impl Vm {
     }
 
     /// One RTAS service: its status and further return values.
-    fn rtas_service(&mut self, s: Service, c: &rtas::Call, rets: &mut [i32; 8]) -> (i32, Next) {
+    fn rtas_service(
+        &mut self,
+        v: &mut Vcpu,
+        s: Service,
+        c: &rtas::Call,
+        rets: &mut [i32; 8],
+    ) -> (i32, Next) {
         use rtas::{PARAMETER_ERROR as BAD, SUCCESS as OK};
         let args = &c.args;
         let xics_status = |r: Result<kernel::xics::Kick, XicsError>| match r {
@@ -1156,7 +1157,7 @@ impl Vm {
                 false => (BAD, Next::Resume),
             },
             Service::NmiInterlock => match c.shape(0, 1) {
-                true => (self.fwnmi.interlock(self.vcpu.id), Next::Resume),
+                true => (self.fwnmi.interlock(v.id), Next::Resume),
                 false => (BAD, Next::Resume),
             },
             Service::OsTerm => {
