@@ -156,6 +156,7 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
     let smp = smp::smp();
     let me = smp::me();
     let cores = smp.cpus.iter().map(|c| c.core).max().unwrap_or(0) + 1;
+    let threads_per_core = smp.cpus.iter().map(|c| c.thread).max().unwrap_or(0) + 1;
     let mut vms = alloc::vec::Vec::new();
     let mut configs = alloc::vec::Vec::new();
     // The VM asked to own the console (`console = yes`), by config index.
@@ -163,7 +164,7 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
     let manifest;
     match archive {
         Some(a) => {
-            manifest = kernel::archive::parse_manifest(&a);
+            manifest = kernel::archive::parse_manifest(&a, threads_per_core as u32);
             for e in &manifest.errors {
                 log::error!(target: "archive", "{e}");
             }

@@ -44,6 +44,7 @@
 //! | key | value | |
 //! |---|---|---|
 //! | `vcpus` | decimal number | optional, default 1; only 1 is accepted for now |
+//! | `threads` | 1, 2, 4 or 8: vcpus per virtual core, at most the machine's threads per core, dividing `vcpus` (as QEMU's `-smp N,threads=T`) | optional, default 1 |
 //! | `memory` | size: bytes, or with `K`/`M`/`G` suffix (`256M`, `0x1000000`); a non-zero multiple of 16 MiB (the VRMA page) | required |
 //! | `hpt_order` | log2 of the hashed page table size, 18..=46 | optional (the hypervisor picks) |
 //! | `image` | path of the guest kernel inside the archive | required |
@@ -71,6 +72,8 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::units::{parse_size, MIB};
+use crate::vcore::Layout;
+use alloc::string::ToString;
 
 /// The manifest's name inside the archive.
 pub const MANIFEST_NAME: &str = "manifest";
@@ -444,7 +447,8 @@ pub struct VmSpec<'a> {
     pub name: &'a str,
     /// Line of the `[vm NAME]` header.
     pub line: usize,
-    pub vcpus: u32,
+    /// vcpus and how they form virtual cores.
+    pub layout: Layout,
     /// Guest memory in bytes.
     pub memory: u64,
     pub hpt_order: Option<u32>,
@@ -496,7 +500,7 @@ pub struct Manifest<'a> {
 }
 
 /// Reads [`MANIFEST_NAME`] from `archive` and checks it against the archive.
-pub fn parse_manifest<'a>(archive: &Archive<'a>) -> Manifest<'a> {
+pub fn parse_manifest<'a>(archive: &Archive<'a>, machine_threads: u32) -> Manifest<'a> {
     let file_error = |message: String| Manifest {
         vms: Vec::new(),
         errors: alloc::vec![ManifestError {
@@ -510,7 +514,7 @@ pub fn parse_manifest<'a>(archive: &Archive<'a>) -> Manifest<'a> {
         return file_error(format!("no file '{MANIFEST_NAME}' in the boot archive"));
     };
     match core::str::from_utf8(bytes) {
-        Ok(text) => parse_manifest_text(text, archive),
+        Ok(text) => parse_manifest_text(text, archive, machine_threads),
         Err(e) => file_error(format!(
             "not UTF-8 text (bad byte at offset {})",
             e.valid_up_to()
@@ -527,6 +531,7 @@ struct Draft<'a> {
     /// (key, line) of each key seen, to report duplicates.
     seen: Vec<(&'static str, usize)>,
     vcpus: Option<u32>,
+    threads: Option<u32>,
     memory: Option<u64>,
     hpt_order: Option<u32>,
     image: Option<(&'a str, &'a [u8])>,
@@ -537,8 +542,9 @@ struct Draft<'a> {
     console: bool,
 }
 
-const KEYS: [&str; 9] = [
+const KEYS: [&str; 10] = [
     "vcpus",
+    "threads",
     "memory",
     "hpt_order",
     "image",
@@ -568,7 +574,13 @@ fn comment_hint(v: &str) -> &'static str {
 }
 
 /// Parses manifest `text`, resolving `image` and `initrd` paths in `archive`.
-pub fn parse_manifest_text<'a>(text: &'a str, archive: &Archive<'a>) -> Manifest<'a> {
+/// `machine_threads`: threads per core of this machine (the most a
+/// vcore may have).
+pub fn parse_manifest_text<'a>(
+    text: &'a str,
+    archive: &Archive<'a>,
+    machine_threads: u32,
+) -> Manifest<'a> {
     let mut out = Manifest::default();
     let mut drafts: Vec<Draft<'a>> = Vec::new();
     // Index of the VM being read, `None` before the first section or after
@@ -647,6 +659,7 @@ pub fn parse_manifest_text<'a>(text: &'a str, archive: &Archive<'a>) -> Manifest
                 bad,
                 seen: Vec::new(),
                 vcpus: None,
+                threads: None,
                 memory: None,
                 hpt_order: None,
                 image: None,
@@ -698,14 +711,13 @@ pub fn parse_manifest_text<'a>(text: &'a str, archive: &Archive<'a>) -> Manifest
             continue;
         }
         match key {
-            "vcpus" => match value.parse::<u32>() {
-                Ok(0) => fail(d, String::from("vcpus must be at least 1")),
-                Ok(1) => d.vcpus = Some(1),
-                Ok(n) => fail(d, format!("SMT guests are not supported yet (vcpus={n})")),
+            "vcpus" | "threads" => match value.parse::<u32>() {
+                Ok(n) if key == "vcpus" => d.vcpus = Some(n),
+                Ok(n) => d.threads = Some(n),
                 Err(_) => fail(
                     d,
                     format!(
-                        "invalid vcpus '{value}' (expected a number){}",
+                        "invalid {key} '{value}' (expected a number){}",
                         comment_hint(value)
                     ),
                 ),
@@ -794,6 +806,35 @@ pub fn parse_manifest_text<'a>(text: &'a str, archive: &Archive<'a>) -> Manifest
         if d.image.is_none() && absent("image") {
             missing("image", &mut bad);
         }
+        // vcpus and threads together, against the machine.
+        let line_of = |k| d.seen.iter().find(|(s, _)| *s == k).map(|(_, l)| *l);
+        let layout = match Layout::new(
+            d.vcpus.unwrap_or(1),
+            d.threads.unwrap_or(1),
+            machine_threads,
+        ) {
+            Ok(l) if l.vcpus > 1 => {
+                let at = line_of("vcpus").unwrap_or(d.line);
+                error(
+                    &mut out.errors,
+                    at,
+                    Some(d.name),
+                    format!("SMT guests are not supported yet (vcpus={})", l.vcpus),
+                );
+                bad = true;
+                l
+            }
+            Ok(l) => l,
+            Err(e) => {
+                let at = line_of("threads").or(line_of("vcpus")).unwrap_or(d.line);
+                error(&mut out.errors, at, Some(d.name), e.to_string());
+                bad = true;
+                Layout {
+                    vcpus: 1,
+                    threads: 1,
+                }
+            }
+        };
         if bad {
             continue;
         }
@@ -803,7 +844,7 @@ pub fn parse_manifest_text<'a>(text: &'a str, archive: &Archive<'a>) -> Manifest
         out.vms.push(VmSpec {
             name: d.name,
             line: d.line,
-            vcpus: d.vcpus.unwrap_or(1),
+            layout,
             memory,
             hpt_order: d.hpt_order,
             image_path,
@@ -1091,7 +1132,7 @@ mod tests {
 
     fn manifest_of(bytes: &[u8]) -> Manifest<'_> {
         let a = Archive::parse(bytes).unwrap();
-        parse_manifest(&a)
+        parse_manifest(&a, 4)
     }
 
     fn messages(m: &Manifest<'_>) -> Vec<String> {
@@ -1126,7 +1167,10 @@ image = vmlinux
             VmSpec {
                 name: "web",
                 line: 4,
-                vcpus: 1,
+                layout: Layout {
+                    vcpus: 1,
+                    threads: 1
+                },
                 memory: 256 * MIB,
                 hpt_order: Some(24),
                 image_path: "vmlinux",
@@ -1141,7 +1185,7 @@ image = vmlinux
         let db = &m.vms[1];
         assert_eq!(db.name, "db");
         assert_eq!(db.line, 12);
-        assert_eq!(db.vcpus, 1);
+        assert_eq!(db.layout.vcpus, 1);
         assert_eq!(db.memory, 1024 * MIB);
         assert_eq!(db.hpt_order, None);
         assert_eq!(db.bootargs, "");
@@ -1339,5 +1383,53 @@ image = vmlinux
     fn empty_manifest_has_no_vms_and_no_errors() {
         let bytes = archive_with("# nothing yet\n\n", &[]);
         assert_eq!(manifest_of(&bytes), Manifest::default());
+    }
+
+    #[test]
+    fn threads_must_fit_the_machine_and_divide_vcpus() {
+        let text = "\
+[vm three]
+threads = 3
+memory = 16M
+image = vmlinux
+[vm eight]
+threads = 8
+memory = 16M
+image = vmlinux
+[vm uneven]
+threads = 2
+memory = 16M
+image = vmlinux
+[vm word]
+threads = four
+memory = 16M
+image = vmlinux
+[vm one]
+threads = 1
+memory = 16M
+image = vmlinux
+";
+        let bytes = archive_with(text, FILES);
+        // manifest_of reads it for a machine with 4 threads per core.
+        let m = manifest_of(&bytes);
+        let names: Vec<_> = m.vms.iter().map(|v| v.name).collect();
+        assert_eq!(names, ["one"]);
+        assert_eq!(
+            m.vms[0].layout,
+            Layout {
+                vcpus: 1,
+                threads: 1
+            }
+        );
+        let errors: Vec<_> = m.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            errors,
+            [
+                "manifest:2: threads = 3: must be 1, 2, 4 or 8 (vm 'three' skipped)",
+                "manifest:6: threads = 8 is more than the 4 threads per core this machine has (vm 'eight' skipped)",
+                "manifest:10: vcpus = 1 is not a multiple of threads = 2 (vm 'uneven' skipped)",
+                "manifest:14: invalid threads 'four' (expected a number) (vm 'word' skipped)",
+            ]
+        );
     }
 }
