@@ -1225,9 +1225,22 @@ impl Vm {
                     None => (BAD, Next::Resume),
                 }
             }
-            // One vcpu, and it is running: there is nothing to start or
-            // (without a vcpu left to run) to stop.
-            Service::StartCpu | Service::StopSelf => (BAD, Next::Resume),
+            // start-cpu(id, address, r3): every vcpu of a VM runs (one
+            // per VM today), so starting one is a hardware error, as on
+            // QEMU's pseries for a running cpu; an unknown id a parameter
+            // error.
+            Service::StartCpu => match c.nargs >= 3 && self.vcpu_id(args[0].into()).is_some() {
+                true => (rtas::HARDWARE_ERROR, Next::Resume),
+                false => (BAD, Next::Resume),
+            },
+            // The caller stops until another vcpu starts it again; with no
+            // other vcpu left running nothing ever can: the VM ends.
+            Service::StopSelf => (
+                OK,
+                Next::Stop(Outcome::Crashed(String::from(
+                    "stop-self on the last running vcpu",
+                ))),
+            ),
         }
     }
 

@@ -281,7 +281,7 @@ const SMOKES: &[Smoke] = &[
             has(b, "hello: guest running, 64 MiB")?;
             has(b, "hv: vm hello lpid=1 result=ok")?;
             has(b, "hv: vm bad lpid=2 result=ok")?;
-            has(b, "bad: all 31 checks passed")?;
+            has(b, "bad: all 34 checks passed")?;
             // The illegal instruction came to the hypervisor (0xE40) and
             // was reflected into the guest.
             has(b, "reflected=1")?;
@@ -335,7 +335,7 @@ const SMOKES: &[Smoke] = &[
             // One core: the two demo guests run one after the other.
             has(b, "hv: vm hello lpid=1 result=ok")?;
             has(b, "hv: vm bad lpid=2 result=ok")?;
-            has(b, "bad: all 31 checks passed")
+            has(b, "bad: all 34 checks passed")
         },
     },
     Smoke {
@@ -450,7 +450,7 @@ const SMOKES: &[Smoke] = &[
                 b,
                 "hello: guest running, 32 MiB, bootargs \"from the archive\"",
             )?;
-            has(b, "bad: all 31 checks passed")?;
+            has(b, "bad: all 34 checks passed")?;
             has(b, "hv: vm greeter lpid=1 result=ok")?;
             has(b, "hv: vm checker lpid=2 result=ok")?;
             expect(
@@ -553,7 +553,7 @@ const SMOKES: &[Smoke] = &[
         status: 0,
         typing: &[],
         check: |b| {
-            has(b, "bad: all 31 checks passed")?;
+            has(b, "bad: all 34 checks passed")?;
             expect(b.find("FAIL").is_none(), "a guest check failed")?;
             has(b, "hv: vm bad lpid=1 result=ok")?;
             has(b, "reflected=1")
@@ -696,7 +696,7 @@ const SMOKES: &[Smoke] = &[
         typing: &[(crate::linux::SHELL_MARKER, ""), (PROMPT, "poweroff -f\n")],
         check: |b| {
             linux_booted(b)?;
-            has(b, "bad: all 31 checks passed")?;
+            has(b, "bad: all 34 checks passed")?;
             has(b, "hv: vm linux lpid=1 result=ok")?;
             has(b, "hv: vm bad lpid=2 result=ok")?;
             has(b, "hv: all VMs stopped: 2 ran, 2 ok, 0 not ok")

@@ -236,6 +236,27 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
         1,
     );
 
+    // The vcpus RTAS knows: this one (id 0, running) and no other.
+    if let Some(f) = fdt.as_ref() {
+        let token = |n| guest_common::rtas_token(f, n).unwrap_or(0);
+        let (query, start) = (token("query-cpu-stopped-state"), token("start-cpu"));
+        check(
+            "query-cpu-stopped-state of vcpu 0",
+            guest_common::rtas_call(query, &[0], 2).into(),
+            0,
+        );
+        check(
+            "start-cpu of the running vcpu 0",
+            guest_common::rtas_call(start, &[0, 0x100, 0], 1).into(),
+            -1,
+        );
+        check(
+            "start-cpu of a vcpu that does not exist",
+            guest_common::rtas_call(start, &[7, 0x100, 0], 1).into(),
+            -3,
+        );
+    }
+
     // A 4K page of segment VSID 0x100 at EA 0, guest-physical 1 MiB.
     let v = (0x100u64 << 12) | V_VALID;
     let r = 0x10_0000 | R_M | 2;
