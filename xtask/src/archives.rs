@@ -28,7 +28,7 @@ pub fn prepare() -> Result<(), String> {
     write(
         "crash",
         &[
-            ("manifest", b"[vm crasher]\nmemory = 16M\nimage = bad.elf\nbootargs = crash\n\n[vm survivor]\nmemory = 16M\nimage = hello.elf\n\n[vm nmi]\nmemory = 16M\nimage = bad.elf\nbootargs = fwnmi\n"),
+            ("manifest", b"[vm crasher]\nmemory = 16M\nimage = bad.elf\nbootargs = crash\n\n[vm survivor]\nmemory = 16M\nimage = hello.elf\n\n[vm nmi]\nmemory = 16M\nimage = bad.elf\nbootargs = fwnmi\n\n[vm stopper]\nmemory = 16M\nimage = bad.elf\nbootargs = stopself\n"),
             ("bad.elf", &bad),
             ("hello.elf", &hello),
         ],

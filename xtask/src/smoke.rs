@@ -593,7 +593,17 @@ const SMOKES: &[Smoke] = &[
                 b.find("nested machine check FAIL").is_none(),
                 "survived a nested machine check",
             )?;
-            has(b, "hv: all VMs stopped: 3 ran, 1 ok, 2 not ok")?;
+            // stop-self on the only vcpu ends the VM.
+            has(b, "bad: stop-self on my only vcpu")?;
+            expect(
+                b.find("stop-self returned FAIL").is_none(),
+                "stop-self returned",
+            )?;
+            has(
+                b,
+                "result=crashed reason=\"stop-self on the last running vcpu\"",
+            )?;
+            has(b, "hv: all VMs stopped: 4 ran, 1 ok, 3 not ok")?;
             has(b, "hv: power off (ok)")
         },
     },

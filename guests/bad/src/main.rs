@@ -190,6 +190,18 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
         let v = unsafe { core::ptr::read_volatile(0x4000_0000 as *const u64) };
         println!("bad: read {v:#x} outside my memory FAIL");
     }
+    if args.split_whitespace().any(|w| w == "stopself") {
+        // The only vcpu stops itself: nothing can start it again.
+        println!("bad: stop-self on my only vcpu");
+        if let Some(t) = fdt
+            .as_ref()
+            .and_then(|f| guest_common::rtas_token(f, "stop-self"))
+        {
+            guest_common::rtas_call(t, &[], 1);
+        }
+        println!("bad: stop-self returned FAIL");
+        power_off(fdt.as_ref());
+    }
     if args.split_whitespace().any(|w| w == "fwnmi") {
         fwnmi(fdt.as_ref(), mem);
     }
