@@ -129,7 +129,7 @@ static VMS_OK: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize
 static VMS_DONE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
 /// Runs a created VM on the calling thread and destroys it.
-fn run_vm(mut v: alloc::boxed::Box<vm::Vm>) -> bool {
+fn run_vm(v: alloc::boxed::Box<vm::Vm>) -> bool {
     let o = v.run(smp::me().core);
     let ok = o == vm::Outcome::Ok;
     v.destroy(&o);

@@ -188,7 +188,8 @@ impl fmt::Display for Outcome {
     }
 }
 
-pub struct Vm {
+/// Everything of a VM but its vcpus: what exit handlers share.
+struct VmState {
     pub name: String,
     pub lpid: u32,
     mem_base: u64,
@@ -198,8 +199,8 @@ pub struct Vm {
     tlb: VmTlb,
     /// Interrupt endianness and location (H_SET_MODE: LPCR[ILE], [AIL]).
     irq_mode: InterruptMode,
-    /// The vcpus, by id; each is taken out by the thread that runs it.
-    vcpus: Vec<Option<Vcpu>>,
+    /// How many vcpus the VM has (their ids are 0..).
+    nr_vcpus: u32,
     /// Interrupt controller: one ICP per vcpu, the vty's source.
     xics: Xics,
     /// The vty: output lines (the last one is a guest panic's reason),
@@ -237,6 +238,190 @@ pub struct Vm {
     reboots: u32,
     /// Interrupts reflected into the guest.
     reflected: u64,
+}
+
+/// A guest partition: its shared state under one lock, taken by a thread
+/// to handle an exit of its vcpu and never held while that vcpu runs or
+/// naps, and its vcpus, each owned by the thread that runs it meanwhile.
+pub struct Vm {
+    st: spin::Mutex<VmState>,
+    vcpus: spin::Mutex<Vec<Option<Vcpu>>>,
+}
+
+impl Vm {
+    /// Prepares a VM; nothing is left behind on failure.
+    pub fn create(cfg: &VmConfig<'static>, cores: usize, id: usize) -> Result<Vm, VmError> {
+        let (st, vcpu0) = VmState::create(cfg, cores, id)?;
+        Ok(Vm {
+            st: spin::Mutex::new(st),
+            vcpus: spin::Mutex::new(alloc::vec![Some(vcpu0)]),
+        })
+    }
+
+    /// Prints the stop line and returns every resource.
+    pub fn destroy(self, outcome: &Outcome) {
+        self.st.into_inner().destroy(outcome);
+    }
+
+    /// Runs the VM's vcpu 0 on this thread until the VM stops.
+    pub fn run(&self, core: usize) -> Outcome {
+        // One partition per core at a time: its LPIDR/SDR1/LPCR are the
+        // core's on POWER8 (and `partition_enter` keeps one saved copy of
+        // the hypervisor's per thread).
+        if cpu::lpidr() != u64::from(kernel::lpid::HOST_LPID) {
+            return Outcome::Crashed(alloc::format!(
+                "core {core} already has partition {} loaded",
+                cpu::lpidr()
+            ));
+        }
+        // The thread that runs a vcpu owns it meanwhile.
+        let Some(mut v) = self.vcpus.lock().first_mut().and_then(Option::take) else {
+            return Outcome::Crashed(String::from("vcpu 0 is already running"));
+        };
+        let (id, name) = {
+            let st = self.st.lock();
+            st.vcpus_running.fetch_add(1, Ordering::AcqRel);
+            (st.id, st.name.clone())
+        };
+        RUNNING.lock().push((id, name));
+        // The thread's FP/VMX/VSX registers become this guest's (zeros for
+        // a new VM), and are saved again when it stops: no other partition
+        // ever sees them.
+        ppc64::fpu::load(&v.fp);
+        let o = self.run_vcpu(&mut v, core);
+        ppc64::fpu::save(&mut v.fp);
+        self.vcpus.lock()[0] = Some(v);
+        let mut st = self.st.lock();
+        st.flush_raw();
+        RUNNING.lock().retain(|(i, _)| *i != id);
+        if st.owns_console() {
+            pass_console_on(id);
+        }
+        st.vcpus_running.fetch_sub(1, Ordering::AcqRel);
+        o
+    }
+
+    fn run_vcpu(&self, v: &mut Vcpu, core: usize) -> Outcome {
+        {
+            let mut st = self.st.lock();
+            st.core = core;
+            let n = match map_vrma(&st.hpt, st.mem_base, st.mem_size) {
+                Ok(n) => n,
+                Err(e) => return Outcome::Crashed(alloc::format!("{e}")),
+            };
+            info!(
+                target: "vm",
+                "{}: lpid {} memory {} MiB at {:#x}, HPT order {} at {:#x}{}, {n} VRMA HPTEs",
+                st.name,
+                st.lpid,
+                st.mem_size >> 20,
+                st.mem_base,
+                st.hpt.order,
+                st.hpt.base,
+                if st.hpt.from_pool { " (pool)" } else { "" }
+            );
+        }
+        let host_lpcr = cpu::mfspr::<{ ppc64::spr::LPCR }>();
+        loop {
+            // The vcore enters the guest: thread 0 switches the partition
+            // and flushes this core's TLB for the LPID if the VM ran
+            // elsewhere since (need_tlb_flush).
+            let part = {
+                let mut st = self.st.lock();
+                let mut flush = EntryFlush(false);
+                st.tlb.on_entry(&mut flush, core);
+                st.partition_switches += 1;
+                PartitionRegs {
+                    lpid: st.lpid as u64,
+                    sdr1: st.hpt.sdr1(),
+                    lpcr: st.lpcr(host_lpcr, false),
+                    flush_tlb: flush.0 as u64,
+                    tlb_sets: ppc64::sizes::TLB_SETS,
+                }
+            };
+            // SAFETY: the HPT maps only this VM's memory; the hypervisor
+            // runs in real mode until partition_exit.
+            unsafe { guest::partition_enter(&part) };
+            guest::slb_load(&v.regs);
+            let next = self.run_in_partition(v, host_lpcr);
+            // The whole vcore is out: back to the hypervisor's partition.
+            guest::slb_save_clear(&mut v.regs);
+            // SAFETY: this VM's only vcpu is out of the guest.
+            unsafe { guest::partition_exit() };
+            match next {
+                VcoreExit::Reboot => {
+                    // Stop the vcpu, then reset; refused (and the VM
+                    // stopped) if anything else still ran it.
+                    let mut st = self.st.lock();
+                    st.vcpus_running.fetch_sub(1, Ordering::AcqRel);
+                    let r = st.reboot(v);
+                    st.vcpus_running.fetch_add(1, Ordering::AcqRel);
+                    if let Err(e) = r {
+                        return Outcome::Crashed(alloc::format!("reboot failed: {e}"));
+                    }
+                }
+                VcoreExit::Stop(o) => return o,
+            }
+        }
+    }
+
+    /// Runs the vcpu with its partition loaded: every exit handled on the
+    /// thread goes straight back into the guest, without a partition
+    /// switch or an SLB save and load. The VM's lock is held only to
+    /// prepare an entry and to handle an exit. Returns when the vcore must
+    /// leave.
+    fn run_in_partition(&self, v: &mut Vcpu, host_lpcr: u64) -> VcoreExit {
+        loop {
+            let entry = self.st.lock().prepare_entry(v, host_lpcr);
+            // SAFETY: this vcpu's partition and SLB are loaded on this
+            // thread (run_vcpu); `run` forces the MSR bits a guest may
+            // not hold.
+            let vec = unsafe { guest::run(&mut v.regs, &entry) };
+            v.dec_expires = Some(cpu::mftb().wrapping_add(v.regs.dec));
+            let next = self.st.lock().handle_exit(v, vec);
+            if Exit::decode(vec) == Exit::External {
+                // An IPI for this thread: run the call it brought.
+                crate::smp::external_exit();
+            }
+            match next {
+                Next::Resume => {}
+                Next::Cede => self.cede_wait(v),
+                Next::Reboot => return VcoreExit::Reboot,
+                Next::Stop(o) => return VcoreExit::Stop(o),
+            }
+        }
+    }
+
+    /// H_CEDE: the vcpu sleeps (its thread naps, without the VM's lock)
+    /// until an interrupt is presented to it, its decrementer expires, or
+    /// it is prodded. A prod that came first ends the cede at once (PAPR).
+    fn cede_wait(&self, v: &mut Vcpu) {
+        let smp = crate::smp::smp();
+        let me = crate::smp::me();
+        {
+            let mut st = self.st.lock();
+            st.flush_raw();
+            v.vpa.bump_yield_count(&mut st.mem());
+        }
+        loop {
+            let owner = {
+                let mut st = self.st.lock();
+                if st.cede_ends(v) {
+                    break;
+                }
+                st.owns_console()
+            };
+            let mut wait = v
+                .dec_expires
+                .map_or(spr::DEC_MAX, |e| deliver::dec_remaining(e, cpu::mftb()));
+            if owner {
+                wait = wait.min(kernel::time::ms_to_ticks(CONSOLE_POLL_MS));
+            }
+            smp.wait_until(me, Some(wait), || false);
+            self.st.lock().poll_console();
+        }
+        v.vpa.bump_yield_count(&mut self.st.lock().mem());
+    }
 }
 
 /// One virtual processor: registers, the registrations and wake-up state
@@ -349,9 +534,13 @@ impl Drop for Reserved {
     }
 }
 
-impl Vm {
+impl VmState {
     /// Prepares a VM; nothing is left behind on failure.
-    pub fn create(cfg: &VmConfig<'static>, cores: usize, id: usize) -> Result<Vm, VmError> {
+    fn create(
+        cfg: &VmConfig<'static>,
+        cores: usize,
+        id: usize,
+    ) -> Result<(VmState, Vcpu), VmError> {
         let (name, image, mem_size, bootargs) = (cfg.name, cfg.image, cfg.memory, cfg.bootargs);
         if mem_size == 0 || !mem_size.is_multiple_of(VRMA_PAGE.bytes()) {
             return Err(VmError::MemorySize(mem_size));
@@ -440,7 +629,7 @@ impl Vm {
         held.mem = None;
         held.hpt = None;
         held.lpid = None;
-        Ok(Vm {
+        let state = VmState {
             image,
             initrd: initrd_copy,
             fdt,
@@ -458,7 +647,7 @@ impl Vm {
             hpt,
             tlb,
             irq_mode: InterruptMode::default(),
-            vcpus: alloc::vec![Some(Vcpu::new(0, regs))],
+            nr_vcpus: 1,
             xics: Xics::new(1, &[true]),
             term: Vterm::default(),
             id,
@@ -471,7 +660,8 @@ impl Vm {
             exits: 0,
             partition_switches: 0,
             core: 0,
-        })
+        };
+        Ok((state, Vcpu::new(0, regs)))
     }
 
     /// The guest's LPCR: the host's, with VRMA real mode (VPM0, VRMASD),
@@ -557,162 +747,70 @@ impl Vm {
         Ok(())
     }
 
-    /// Runs the VM on this thread until it stops.
-    pub fn run(&mut self, core: usize) -> Outcome {
-        // One partition per core at a time: its LPIDR/SDR1/LPCR are the
-        // core's on POWER8 (and `partition_enter` keeps one saved copy of
-        // the hypervisor's per thread).
-        if cpu::lpidr() != u64::from(kernel::lpid::HOST_LPID) {
-            return Outcome::Crashed(alloc::format!(
-                "core {core} already has partition {} loaded",
-                cpu::lpidr()
-            ));
+    /// What the next entry of `v` loads: the interrupt it takes now (or
+    /// MER), this VM's LPCR, the time slice, the guest's decrementer.
+    fn prepare_entry(&mut self, v: &mut Vcpu, host_lpcr: u64) -> VcpuEntry {
+        let mer = self.deliver_external(v);
+        // The guest's decrementer keeps counting while the hypervisor
+        // runs: load what is left of it (the timebase is shared). A
+        // negative value makes the guest take its decrementer interrupt
+        // as soon as it enables MSR[EE].
+        if let Some(expires) = v.dec_expires {
+            v.regs.dec = deliver::dec_remaining(expires, cpu::mftb());
         }
-        // The thread that runs a vcpu owns it meanwhile.
-        let Some(mut v) = self.vcpus.first_mut().and_then(Option::take) else {
-            return Outcome::Crashed(String::from("vcpu 0 is already running"));
-        };
-        self.vcpus_running.fetch_add(1, Ordering::AcqRel);
-        RUNNING.lock().push((self.id, self.name.clone()));
-        // The thread's FP/VMX/VSX registers become this guest's (zeros for
-        // a new VM), and are saved again when it stops: no other partition
-        // ever sees them.
-        ppc64::fpu::load(&v.fp);
-        let o = self.run_vcpu(&mut v, core);
-        self.flush_raw();
-        ppc64::fpu::save(&mut v.fp);
-        self.vcpus[0] = Some(v);
-        RUNNING.lock().retain(|(id, _)| *id != self.id);
-        if self.owns_console() {
-            pass_console_on(self.id);
-        }
-        self.vcpus_running.fetch_sub(1, Ordering::AcqRel);
-        o
-    }
-
-    fn run_vcpu(&mut self, v: &mut Vcpu, core: usize) -> Outcome {
-        self.core = core;
-        let n = match map_vrma(&self.hpt, self.mem_base, self.mem_size) {
-            Ok(n) => n,
-            Err(e) => return Outcome::Crashed(alloc::format!("{e}")),
-        };
-        info!(
-            target: "vm",
-            "{}: lpid {} memory {} MiB at {:#x}, HPT order {} at {:#x}{}, {n} VRMA HPTEs",
-            self.name,
-            self.lpid,
-            self.mem_size >> 20,
-            self.mem_base,
-            self.hpt.order,
-            self.hpt.base,
-            if self.hpt.from_pool { " (pool)" } else { "" }
-        );
-        let host_lpcr = cpu::mfspr::<{ ppc64::spr::LPCR }>();
-        loop {
-            // The vcore enters the guest: thread 0 switches the partition
-            // and flushes this core's TLB for the LPID if the VM ran
-            // elsewhere since (need_tlb_flush).
-            let mut flush = EntryFlush(false);
-            self.tlb.on_entry(&mut flush, core);
-            let part = PartitionRegs {
-                lpid: self.lpid as u64,
-                sdr1: self.hpt.sdr1(),
-                lpcr: self.lpcr(host_lpcr, false),
-                flush_tlb: flush.0 as u64,
-                tlb_sets: ppc64::sizes::TLB_SETS,
-            };
-            // SAFETY: the HPT maps only this VM's memory; the hypervisor
-            // runs in real mode until partition_exit.
-            unsafe { guest::partition_enter(&part) };
-            guest::slb_load(&v.regs);
-            self.partition_switches += 1;
-            let next = self.run_in_partition(v, host_lpcr);
-            // The whole vcore is out: back to the hypervisor's partition.
-            guest::slb_save_clear(&mut v.regs);
-            // SAFETY: this VM's only vcpu is out of the guest.
-            unsafe { guest::partition_exit() };
-            match next {
-                VcoreExit::Reboot => {
-                    // Stop the vcpu, then reset; refused (and the VM
-                    // stopped) if anything else still ran it.
-                    self.vcpus_running.fetch_sub(1, Ordering::AcqRel);
-                    let r = self.reboot(v);
-                    self.vcpus_running.fetch_add(1, Ordering::AcqRel);
-                    if let Err(e) = r {
-                        return Outcome::Crashed(alloc::format!("reboot failed: {e}"));
-                    }
-                }
-                VcoreExit::Stop(o) => return o,
-            }
+        VcpuEntry {
+            lpcr: self.lpcr(host_lpcr, mer),
+            hdec: kernel::time::ms_to_ticks(SLICE_MS),
+            hfscr: regs::HFSCR_GUEST,
         }
     }
 
-    /// Runs the vcpu with its partition loaded: every exit handled on the
-    /// thread goes straight back into the guest, without a partition
-    /// switch or an SLB save and load. Returns when the vcore must leave.
-    fn run_in_partition(&mut self, v: &mut Vcpu, host_lpcr: u64) -> VcoreExit {
-        loop {
-            let mer = self.deliver_external(v);
-            let entry = VcpuEntry {
-                lpcr: self.lpcr(host_lpcr, mer),
-                hdec: kernel::time::ms_to_ticks(SLICE_MS),
-                hfscr: regs::HFSCR_GUEST,
-            };
-            // The guest's decrementer keeps counting while the hypervisor
-            // runs: load what is left of it (the timebase is shared). A
-            // negative value makes the guest take its decrementer
-            // interrupt as soon as it enables MSR[EE].
-            if let Some(expires) = v.dec_expires {
-                v.regs.dec = deliver::dec_remaining(expires, cpu::mftb());
+    /// Handles an exit of `v` on its thread (the partition still loaded).
+    fn handle_exit(&mut self, v: &mut Vcpu, vec: u64) -> Next {
+        self.exits += 1;
+        match Exit::decode(vec) {
+            Exit::Hcall => self.hcall(v),
+            // The slice ended: show the console owner's unfinished line
+            // and read what was typed (so hypercall exits never pay for an
+            // OPAL call). With nothing else to run on this core the vcpu
+            // goes straight back in.
+            Exit::Hdec => {
+                self.flush_raw();
+                self.poll_console();
+                Next::Resume
             }
-            // SAFETY: this vcpu's partition and SLB are loaded on this
-            // thread (run_vcpu); `run` forces the MSR bits a guest may
-            // not hold.
-            let vec = unsafe { guest::run(&mut v.regs, &entry) };
-            v.dec_expires = Some(cpu::mftb().wrapping_add(v.regs.dec));
-            self.exits += 1;
-            let next = match Exit::decode(vec) {
-                Exit::Hcall => self.hcall(v),
-                // The slice ended: show the console owner's unfinished
-                // line and read what was typed (so hypercall exits never
-                // pay for an OPAL call). With nothing else to run on this
-                // core the vcpu goes straight back in.
-                Exit::Hdec => {
-                    self.flush_raw();
-                    self.poll_console();
-                    Next::Resume
-                }
-                Exit::HvDoorbell => Next::Resume,
-                Exit::External => {
-                    crate::smp::external_exit();
-                    Next::Resume
-                }
-                // An instruction the guest may not execute, or a facility
-                // it does not have (TM, BHRB): to the guest it is an
-                // illegal-instruction program interrupt.
-                Exit::HvEmulation | Exit::HvFacility => {
-                    self.reflect_fault(v, vector::PROGRAM, spr::SRR1_PROGRAM_ILLEGAL, vec)
-                }
-                // A real-mode access beyond guest memory: a machine check
-                // for the guest, as on QEMU's pseries machine.
-                Exit::Hdsi if v.regs.msr & spr::MSR_DR == 0 => {
-                    let r = &v.regs;
-                    info!(target: "vm", "{}: real-mode data access beyond guest memory at pc {:#x} (HDAR {:#x}): machine check", self.name, r.pc, r.hdar);
-                    self.machine_check(v, Cause::LoadStore(r.hdar), vec)
-                }
-                Exit::Hisi if v.regs.msr & spr::MSR_IR == 0 => {
-                    info!(target: "vm", "{}: real-mode instruction fetch at {:#x} beyond guest memory: machine check", self.name, v.regs.pc);
-                    self.machine_check(v, Cause::Fetch(v.regs.pc), vec)
-                }
-                _ => Next::Stop(self.unexpected(v, vec)),
-            };
-            match next {
-                Next::Resume => {}
-                Next::Cede => self.cede_wait(v),
-                Next::Reboot => return VcoreExit::Reboot,
-                Next::Stop(o) => return VcoreExit::Stop(o),
+            // Doorbells and IPIs for this thread: the caller runs what
+            // they brought, without the VM's lock.
+            Exit::HvDoorbell | Exit::External => Next::Resume,
+            // An instruction the guest may not execute, or a facility it
+            // does not have (TM, BHRB): to the guest it is an
+            // illegal-instruction program interrupt.
+            Exit::HvEmulation | Exit::HvFacility => {
+                self.reflect_fault(v, vector::PROGRAM, spr::SRR1_PROGRAM_ILLEGAL, vec)
             }
+            // A real-mode access beyond guest memory: a machine check for
+            // the guest, as on QEMU's pseries machine.
+            Exit::Hdsi if v.regs.msr & spr::MSR_DR == 0 => {
+                let r = &v.regs;
+                info!(target: "vm", "{}: real-mode data access beyond guest memory at pc {:#x} (HDAR {:#x}): machine check", self.name, r.pc, r.hdar);
+                self.machine_check(v, Cause::LoadStore(r.hdar), vec)
+            }
+            Exit::Hisi if v.regs.msr & spr::MSR_IR == 0 => {
+                info!(target: "vm", "{}: real-mode instruction fetch at {:#x} beyond guest memory: machine check", self.name, v.regs.pc);
+                self.machine_check(v, Cause::Fetch(v.regs.pc), vec)
+            }
+            _ => Next::Stop(self.unexpected(v, vec)),
         }
+    }
+
+    /// Whether a ceded `v` must wake: prodded, an interrupt presented, or
+    /// its decrementer expired.
+    fn cede_ends(&mut self, v: &mut Vcpu) -> bool {
+        let dec_due = v
+            .dec_expires
+            .is_some_and(|e| deliver::dec_expired(e, cpu::mftb()));
+        let irq = self.xics.icp(v.id).is_some_and(|i| i.pending().is_some());
+        core::mem::take(&mut v.prodded) || irq || dec_due
     }
 
     fn unexpected(&self, v: &Vcpu, vec: u64) -> Outcome {
@@ -804,34 +902,6 @@ impl Vm {
         self.reflected += 1;
         deliver::deliver_fwnmi(&mut v.regs, self.irq_mode, handler, log_gpa, reason);
         Next::Resume
-    }
-
-    /// H_CEDE: the vcpu sleeps (its thread naps) until an interrupt is
-    /// presented to it, its decrementer expires, or it is prodded. A prod
-    /// that came first ends the cede at once (PAPR).
-    fn cede_wait(&mut self, v: &mut Vcpu) {
-        let smp = crate::smp::smp();
-        let me = crate::smp::me();
-        self.flush_raw();
-        let vpa = v.vpa;
-        vpa.bump_yield_count(&mut self.mem());
-        loop {
-            let now = cpu::mftb();
-            let dec_due = v.dec_expires.is_some_and(|e| deliver::dec_expired(e, now));
-            let irq = self.xics.icp(v.id).is_some_and(|i| i.pending().is_some());
-            if core::mem::take(&mut v.prodded) || irq || dec_due {
-                break;
-            }
-            let mut wait = v
-                .dec_expires
-                .map_or(spr::DEC_MAX, |e| deliver::dec_remaining(e, now));
-            if self.owns_console() {
-                wait = wait.min(kernel::time::ms_to_ticks(CONSOLE_POLL_MS));
-            }
-            smp.wait_until(me, Some(wait), || false);
-            self.poll_console();
-        }
-        vpa.bump_yield_count(&mut self.mem());
     }
 
     /// Writes out the console owner's unfinished line.
@@ -972,7 +1042,7 @@ impl Vm {
 
     /// The vcpu a guest names by its id (its interrupt server number).
     fn vcpu_id(&self, id: u64) -> Option<u32> {
-        (id < self.vcpus.len() as u64).then_some(id as u32)
+        (id < u64::from(self.nr_vcpus)).then_some(id as u32)
     }
 
     /// H_PUT_TERM_CHAR(vtermno, len, chars 0-7, chars 8-15).
@@ -1252,7 +1322,7 @@ impl Vm {
     }
 
     /// Prints the stop line and returns every resource.
-    pub fn destroy(self, outcome: &Outcome) {
+    fn destroy(self, outcome: &Outcome) {
         info!(
             target: "hv",
             "vm {} lpid={} {} hcalls={} exits={} partition-switches={} reboots={} reflected={} external-irqs={} refused-from-user={}",
