@@ -19,6 +19,7 @@ use kernel::lpid::LpidAllocator;
 use kernel::mode::{self, ModeChange};
 use kernel::rtas::{self, Service};
 use kernel::tlb::{TlbOps, VmTlb};
+use kernel::vcore::{Cede, CedeState};
 use kernel::vpa::Vpa;
 use kernel::vterm::{self, Typed, Vterm};
 use kernel::xics::{Xics, XicsError};
@@ -201,6 +202,8 @@ struct VmState {
     irq_mode: InterruptMode,
     /// How many vcpus the VM has (their ids are 0..).
     nr_vcpus: u32,
+    /// Each vcpu's prod/cede handshake (a prod before the cede is kept).
+    cede: Vec<CedeState>,
     /// Interrupt controller: one ICP per vcpu, the vty's source.
     xics: Xics,
     /// The vty: output lines (the last one is a guest panic's reason),
@@ -432,8 +435,6 @@ struct Vcpu {
     /// FP/VMX/VSX registers while the vcpu is not on a thread.
     fp: ppc64::fpu::FpState,
     vpa: Vpa,
-    /// H_PROD arrived (remembered if it came before the cede).
-    prodded: bool,
     /// Timebase value at which the guest decrementer reaches zero.
     dec_expires: Option<u64>,
     /// (guest address, vector) of the interrupt last delivered by
@@ -449,7 +450,6 @@ impl Vcpu {
             regs,
             fp: Default::default(),
             vpa: Vpa::default(),
-            prodded: false,
             dec_expires: None,
             last_vector: None,
         }
@@ -648,6 +648,7 @@ impl VmState {
             tlb,
             irq_mode: InterruptMode::default(),
             nr_vcpus: 1,
+            cede: alloc::vec![CedeState::default()],
             xics: Xics::new(1, &[true]),
             term: Vterm::default(),
             id,
@@ -741,6 +742,7 @@ impl VmState {
         self.xics.reset();
         self.irq_mode = InterruptMode::default();
         self.fwnmi.reset();
+        self.cede = (0..self.nr_vcpus).map(|_| CedeState::default()).collect();
         ppc64::fpu::load(&v.fp);
         self.reboots += 1;
         info!(target: "vm", "{}: system-reboot #{}: HPT cleared, image reloaded", self.name, self.reboots);
@@ -810,7 +812,14 @@ impl VmState {
             .dec_expires
             .is_some_and(|e| deliver::dec_expired(e, cpu::mftb()));
         let irq = self.xics.icp(v.id).is_some_and(|i| i.pending().is_some());
-        core::mem::take(&mut v.prodded) || irq || dec_due
+        let cede = &self.cede[v.id as usize];
+        if cede.take_wake() {
+            return true;
+        }
+        if irq || dec_due {
+            cede.end();
+        }
+        irq || dec_due
     }
 
     fn unexpected(&self, v: &Vcpu, vec: u64) -> Outcome {
@@ -995,13 +1004,17 @@ impl VmState {
             Hcall::Cede => {
                 // PAPR: H_CEDE returns with MSR[EE] set.
                 v.regs.msr |= spr::MSR_EE;
-                (H_SUCCESS, Next::Cede)
+                match self.cede[v.id as usize].cede() {
+                    Cede::Resume => (H_SUCCESS, Next::Resume),
+                    Cede::Sleep => (H_SUCCESS, Next::Cede),
+                }
             }
-            // With one vcpu per VM the target is the caller; prods to
-            // vcpus on other threads go through vcore::CedeState.
+            // Remembered if the target has not ceded yet. A ceded target
+            // is woken through its thread: with one vcpu per VM the
+            // caller is the only vcpu and is running.
             Hcall::Prod => match self.vcpu_id(a[0]) {
-                Some(_) => {
-                    v.prodded = true;
+                Some(id) => {
+                    self.cede[id as usize].prod();
                     (H_SUCCESS, Next::Resume)
                 }
                 None => (H_PARAMETER, Next::Resume),
