@@ -374,15 +374,17 @@ impl Vm {
     /// prepare an entry and to handle an exit. Returns when the vcore must
     /// leave.
     fn run_in_partition(&self, v: &mut Vcpu, host_lpcr: u64) -> VcoreExit {
+        let slice = kernel::time::ms_to_ticks(SLICE_MS);
         loop {
-            let entry = self.st.lock().prepare_entry(v, host_lpcr);
+            let entry = self.st.lock().prepare_entry(v, host_lpcr, slice);
             // SAFETY: this vcpu's partition and SLB are loaded on this
             // thread (run_vcpu); `run` forces the MSR bits a guest may
             // not hold.
             let vec = unsafe { guest::run(&mut v.regs, &entry) };
             v.dec_expires = Some(cpu::mftb().wrapping_add(v.regs.dec));
-            let next = self.st.lock().handle_exit(v, vec);
-            if Exit::decode(vec) == Exit::External {
+            let exit = Exit::decode(vec);
+            let next = self.st.lock().handle_exit(v, exit, vec);
+            if exit == Exit::External {
                 // An IPI for this thread: run the call it brought.
                 crate::smp::external_exit();
             }
@@ -751,7 +753,7 @@ impl VmState {
 
     /// What the next entry of `v` loads: the interrupt it takes now (or
     /// MER), this VM's LPCR, the time slice, the guest's decrementer.
-    fn prepare_entry(&mut self, v: &mut Vcpu, host_lpcr: u64) -> VcpuEntry {
+    fn prepare_entry(&mut self, v: &mut Vcpu, host_lpcr: u64, slice: u64) -> VcpuEntry {
         let mer = self.deliver_external(v);
         // The guest's decrementer keeps counting while the hypervisor
         // runs: load what is left of it (the timebase is shared). A
@@ -762,15 +764,16 @@ impl VmState {
         }
         VcpuEntry {
             lpcr: self.lpcr(host_lpcr, mer),
-            hdec: kernel::time::ms_to_ticks(SLICE_MS),
+            hdec: slice,
             hfscr: regs::HFSCR_GUEST,
         }
     }
 
     /// Handles an exit of `v` on its thread (the partition still loaded).
-    fn handle_exit(&mut self, v: &mut Vcpu, vec: u64) -> Next {
+    /// `vec` is the raw exit vector `exit` was decoded from.
+    fn handle_exit(&mut self, v: &mut Vcpu, exit: Exit, vec: u64) -> Next {
         self.exits += 1;
-        match Exit::decode(vec) {
+        match exit {
             Exit::Hcall => self.hcall(v),
             // The slice ended: show the console owner's unfinished line
             // and read what was typed (so hypercall exits never pay for an

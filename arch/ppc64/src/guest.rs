@@ -459,6 +459,34 @@ global_asm!(
     spr_hdec = const crate::spr::HDEC,
 );
 
+/// The partition switch, the same both ways: LPIDR to the reserved LPID,
+/// then SDR1, then the new LPID (so no translation ever mixes one
+/// partition's SDR1 with another's LPID), then LPCR; each operand names
+/// where its value is loaded from. Needs the `rsvd` and `spr_*` operands.
+macro_rules! switch_partition_asm {
+    ($sdr1:literal, $lpid:literal, $lpcr:literal) => {
+        concat!(
+            "li 0, {rsvd}\n",
+            "mtspr {spr_lpidr}, 0\n",
+            "ptesync\n",
+            "ld 0, ",
+            $sdr1,
+            "\n",
+            "mtspr {spr_sdr1}, 0\n",
+            "ld 0, ",
+            $lpid,
+            "\n",
+            "mtspr {spr_lpidr}, 0\n",
+            "isync\n",
+            "ld 0, ",
+            $lpcr,
+            "\n",
+            "mtspr {spr_lpcr}, 0\n",
+            "isync\n",
+        )
+    };
+}
+
 // The partition switch (thread 0 of a vcore, at vcore boundaries only)
 // and the SLB load and save around it.
 global_asm!(
@@ -479,17 +507,9 @@ global_asm!(
         std 0, {h_sdr1}(13)
         mfspr 0, {spr_lpidr}
         std 0, {h_lpidr}(13)
-        li 0, {rsvd}
-        mtspr {spr_lpidr}, 0
-        ptesync
-        ld 0, {p_sdr1}(3)
-        mtspr {spr_sdr1}, 0
-        ld 0, {p_lpid}(3)
-        mtspr {spr_lpidr}, 0
-        isync
-        ld 0, {p_lpcr}(3)
-        mtspr {spr_lpcr}, 0
-        isync
+    "#,
+    switch_partition_asm!("{p_sdr1}(3)", "{p_lpid}(3)", "{p_lpcr}(3)"),
+    r#"
         ld 0, {p_flush}(3)
         cmpdi 0, 0
         beqlr
@@ -507,17 +527,9 @@ global_asm!(
     # void __partition_exit(void): back to the hypervisor's LPCR, SDR1 and
     # LPIDR saved by __partition_enter, through the reserved LPID.
     __partition_exit:
-        li 0, {rsvd}
-        mtspr {spr_lpidr}, 0
-        ptesync
-        ld 0, {h_sdr1}(13)
-        mtspr {spr_sdr1}, 0
-        ld 0, {h_lpidr}(13)
-        mtspr {spr_lpidr}, 0
-        isync
-        ld 0, {h_lpcr}(13)
-        mtspr {spr_lpcr}, 0
-        isync
+    "#,
+    switch_partition_asm!("{h_sdr1}(13)", "{h_lpidr}(13)", "{h_lpcr}(13)"),
+    r#"
         blr
 
     .global __slb_load
