@@ -218,6 +218,9 @@ struct VmState {
     hcalls: u64,
     /// Hypercalls by number (RTAS by service), for the stop report.
     hcall_counts: BTreeMap<u64, u64>,
+    /// Implemented hypercalls by table index (no map lookup on the
+    /// hypercall path); `hcall_counts` has the others and RTAS services.
+    known_counts: [u64; hcall::IMPLEMENTED],
     /// `sc 1` from guest user space, refused.
     privileged: u64,
     /// External interrupts delivered by the hypervisor (the rest are taken
@@ -658,6 +661,7 @@ impl VmState {
             fwnmi: Fwnmi::default(),
             hcalls: 0,
             hcall_counts: BTreeMap::new(),
+            known_counts: [0; hcall::IMPLEMENTED],
             privileged: 0,
             externals: 0,
             exits: 0,
@@ -970,11 +974,12 @@ impl VmState {
             return Next::Resume;
         }
         self.hcalls += 1;
-        *self.hcall_counts.entry(nr).or_insert(0) += 1;
-        let Some(call) = Hcall::decode(nr) else {
+        let Some((index, call)) = Hcall::decode(nr) else {
+            *self.hcall_counts.entry(nr).or_insert(0) += 1;
             v.regs.gpr[3] = hcall::H_FUNCTION as u64;
             return Next::Resume;
         };
+        self.known_counts[index] += 1;
         let (ret, next) = match call {
             Hcall::PutTermChar => (self.h_put_term_char(a[0], a[1], a[2], a[3]), Next::Resume),
             Hcall::GetTermChar => (self.h_get_term_char(v, a[0]), Next::Resume),
@@ -1373,7 +1378,15 @@ impl VmState {
     /// One line per hypercall (and RTAS service) the VM made, most used
     /// first: where a guest's time in the hypervisor went.
     fn print_hcall_counts(&self) {
-        let mut v: Vec<_> = self.hcall_counts.iter().map(|(k, n)| (*n, *k)).collect();
+        let known = self
+            .known_counts
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0);
+        let mut v: Vec<_> = known
+            .map(|(i, n)| (*n, hcall::number(i)))
+            .chain(self.hcall_counts.iter().map(|(k, n)| (*n, *k)))
+            .collect();
         v.sort_by(|a, b| b.cmp(a));
         for (n, k) in v {
             let name = if k & RTAS_COUNT_BASE != 0 {

@@ -92,11 +92,23 @@ const CALLS: &[(u64, Hcall, &str)] = &[
     (H_RTAS, Hcall::Rtas, "H_RTAS"),
 ];
 
+/// How many hypercalls are implemented (indexes of [`Hcall::decode`]).
+pub const IMPLEMENTED: usize = CALLS.len();
+
 impl Hcall {
-    /// The call with hypercall number `nr`, if implemented.
-    pub fn decode(nr: u64) -> Option<Hcall> {
-        CALLS.iter().find(|c| c.0 == nr).map(|c| c.1)
+    /// The call with hypercall number `nr`, if implemented, and its index
+    /// below [`IMPLEMENTED`] (for per-call counters).
+    pub fn decode(nr: u64) -> Option<(usize, Hcall)> {
+        CALLS
+            .iter()
+            .position(|c| c.0 == nr)
+            .map(|i| (i, CALLS[i].1))
     }
+}
+
+/// The number of the implemented hypercall with index `i`.
+pub fn number(i: usize) -> u64 {
+    CALLS[i].0
 }
 
 /// The name of hypercall `nr` (for reports); "unknown" if not implemented.
