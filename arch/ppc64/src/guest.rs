@@ -20,7 +20,8 @@
 
 use crate::paca::{
     PACA_EXC_ENTRY, PACA_GUEST_REGS, PACA_HOST_CR, PACA_HOST_LPCR, PACA_HOST_LPIDR, PACA_HOST_LR,
-    PACA_HOST_NVGPR, PACA_HOST_R1, PACA_HOST_R2, PACA_HOST_SDR1, PACA_SCRATCH,
+    PACA_HOST_NVGPR, PACA_HOST_R1, PACA_HOST_R2, PACA_HOST_SDR1, PACA_SCRATCH_CFAR,
+    PACA_SCRATCH_CTR, PACA_SCRATCH_R11, PACA_SCRATCH_R12,
 };
 use crate::regs::{GuestRegs, PartitionRegs, VcpuEntry};
 use crate::sizes::{RESERVED_LPID, SLB_SIZE};
@@ -357,10 +358,10 @@ global_asm!(
     "#,
     guest_regs = const PACA_GUEST_REGS,
     exc_entry = const PACA_EXC_ENTRY,
-    scratch0 = const PACA_SCRATCH,
-    scratch1 = const PACA_SCRATCH + 8,
-    scratch2 = const PACA_SCRATCH + 16,
-    scratch3 = const PACA_SCRATCH + 24,
+    scratch0 = const PACA_SCRATCH_R12,
+    scratch1 = const PACA_SCRATCH_R11,
+    scratch2 = const PACA_SCRATCH_CTR,
+    scratch3 = const PACA_SCRATCH_CFAR,
     sv_r1 = const PACA_HOST_R1,
     sv_r2 = const PACA_HOST_R2,
     sv_nv = const PACA_HOST_NVGPR,

@@ -10,7 +10,7 @@ use core::mem::offset_of;
 pub struct Paca {
     /// Scratch slots for the vector stubs: r12, r11, CTR and CFAR of the
     /// interrupted context, saved before `exc_common` runs.
-    pub scratch: [u64; 4],
+    pub scratch: [u64; SCRATCH_SLOTS],
     /// Absolute address of `exc_common`, loaded by the low-memory stub.
     pub exc_entry: u64,
     /// Top of this thread's exception stack (16-byte aligned).
@@ -73,7 +73,7 @@ impl HostContext {
 impl Paca {
     pub const fn new() -> Self {
         Paca {
-            scratch: [0; 4],
+            scratch: [0; SCRATCH_SLOTS],
             exc_entry: 0,
             exc_stack_top: 0,
             exceptions: 0,
@@ -110,6 +110,14 @@ impl Default for Paca {
 }
 
 pub const PACA_SCRATCH: usize = offset_of!(Paca, scratch);
+/// The scratch slots by use: the interrupted r12, r11, CTR and CFAR.
+pub const PACA_SCRATCH_R12: usize = PACA_SCRATCH;
+pub const PACA_SCRATCH_R11: usize = PACA_SCRATCH + 8;
+pub const PACA_SCRATCH_CTR: usize = PACA_SCRATCH + 16;
+pub const PACA_SCRATCH_CFAR: usize = PACA_SCRATCH + 24;
+/// Scratch slots in the per-thread area: one per use above.
+pub const SCRATCH_SLOTS: usize = 4;
+const _: () = assert!(PACA_SCRATCH_CFAR + 8 == PACA_SCRATCH + 8 * SCRATCH_SLOTS);
 pub const PACA_EXC_ENTRY: usize = offset_of!(Paca, exc_entry);
 pub const PACA_EXC_STACK_TOP: usize = offset_of!(Paca, exc_stack_top);
 pub const PACA_EXCEPTIONS: usize = offset_of!(Paca, exceptions);

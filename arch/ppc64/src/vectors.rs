@@ -14,7 +14,10 @@
 //! context is restored from the frame and the interrupt returns with `rfid`
 //! or `hrfid` according to the same bit.
 
-use crate::paca::{PACA_EXCEPTIONS, PACA_EXC_ENTRY, PACA_EXC_STACK_TOP, PACA_FRAME, PACA_SCRATCH};
+use crate::paca::{
+    PACA_EXCEPTIONS, PACA_EXC_ENTRY, PACA_EXC_STACK_TOP, PACA_FRAME, PACA_SCRATCH_CFAR,
+    PACA_SCRATCH_CTR, PACA_SCRATCH_R11, PACA_SCRATCH_R12,
+};
 use crate::trap::{
     FRAME_CR, FRAME_CTR, FRAME_DAR, FRAME_DSISR, FRAME_GPR, FRAME_HDAR, FRAME_HDSISR, FRAME_HEIR,
     FRAME_LR, FRAME_MSR, FRAME_PC, FRAME_PIR, FRAME_VECTOR, FRAME_XER, VEC_HSRR_FLAG,
@@ -70,10 +73,10 @@ global_asm!(
         bctr
     .popsection
     "#,
-    scratch0 = const PACA_SCRATCH,
-    scratch1 = const PACA_SCRATCH + 8,
-    scratch2 = const PACA_SCRATCH + 16,
-    scratch3 = const PACA_SCRATCH + 24,
+    scratch0 = const PACA_SCRATCH_R12,
+    scratch1 = const PACA_SCRATCH_R11,
+    scratch2 = const PACA_SCRATCH_CTR,
+    scratch3 = const PACA_SCRATCH_CFAR,
     spr_cfar = const crate::spr::CFAR,
     exc_entry = const PACA_EXC_ENTRY,
     spr_srr1 = const crate::spr::SRR1,
@@ -238,9 +241,9 @@ global_asm!(
     .popsection
     "#,
     frame = const PACA_FRAME,
-    scratch0 = const PACA_SCRATCH,
-    scratch1 = const PACA_SCRATCH + 8,
-    scratch2 = const PACA_SCRATCH + 16,
+    scratch0 = const PACA_SCRATCH_R12,
+    scratch1 = const PACA_SCRATCH_R11,
+    scratch2 = const PACA_SCRATCH_CTR,
     exceptions = const PACA_EXCEPTIONS,
     stack_top = const PACA_EXC_STACK_TOP,
     hsrr_flag = const VEC_HSRR_FLAG,

@@ -273,6 +273,11 @@ pub struct TrapLog {
 }
 
 // The handlers below address the fields by these offsets.
+const _: () = assert!(core::mem::offset_of!(TrapLog, vector) == 0);
+const _: () = assert!(core::mem::offset_of!(TrapLog, srr0) == 8);
+const _: () = assert!(core::mem::offset_of!(TrapLog, srr1) == 16);
+const _: () = assert!(core::mem::offset_of!(TrapLog, dar) == 24);
+const _: () = assert!(core::mem::offset_of!(TrapLog, dsisr) == 32);
 const _: () = assert!(core::mem::offset_of!(TrapLog, count) == 40);
 const _: () = assert!(core::mem::offset_of!(TrapLog, fwnmi_log) == 48);
 
