@@ -10,6 +10,7 @@ extern crate alloc;
 
 mod entry;
 mod mem;
+mod sched;
 mod selftest;
 mod smp;
 mod trap;
@@ -121,40 +122,12 @@ static DEMO_GUESTS: &[(&str, &[u8], u64)] = &[
     ("bad", include_bytes!(env!("HV_GUEST_BAD")), 64 << 20),
 ];
 
-/// VMs still running on other cores.
-static DEMOS_RUNNING: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
-
-/// VMs that stopped with result=ok, and all that stopped.
-static VMS_OK: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
-static VMS_DONE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
-
-/// Runs a created VM on the calling thread and destroys it.
-fn run_vm(v: alloc::boxed::Box<vm::Vm>) -> bool {
-    let o = v.run(smp::me().core);
-    let ok = o == vm::Outcome::Ok;
-    v.destroy(&o);
-    VMS_OK.fetch_add(ok as usize, core::sync::atomic::Ordering::AcqRel);
-    VMS_DONE.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
-    ok
-}
-
-/// Cross-thread entry: `arg` is a `Box<Vm>` turned into a raw pointer.
-fn run_vm_remote(arg: u64) -> u64 {
-    // SAFETY: `run_demo_guests` leaked this box for exactly this call.
-    let v = unsafe { alloc::boxed::Box::from_raw(arg as *mut vm::Vm) };
-    let ok = run_vm(v);
-    DEMOS_RUNNING.fetch_sub(1, core::sync::atomic::Ordering::AcqRel);
-    ok as u64
-}
-
 /// Creates every VM first (each gets its own LPID, memory and HPT) — from
 /// the boot archive's manifest when there is one, else the built-in demo
-/// guests — then runs them at once, one per core: the first on this
-/// thread, the k-th on thread 0 of the k-th other core (or here, after,
-/// when there are fewer cores).
+/// guests — then runs their vcores on every core at once (sched.rs:
+/// thread 0 of each core takes vcores from one run queue).
 fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
     let smp = smp::smp();
-    let me = smp::me();
     let cores = smp.cpus.iter().map(|c| c.core).max().unwrap_or(0) + 1;
     let threads_per_core = smp.cpus.iter().map(|c| c.thread).max().unwrap_or(0) + 1;
     let mut vms = alloc::vec::Vec::new();
@@ -174,6 +147,7 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
                 }
                 configs.push(vm::VmConfig {
                     name: v.name,
+                    layout: v.layout,
                     image: v.image,
                     memory: v.memory,
                     hpt_order: v.hpt_order,
@@ -189,6 +163,10 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
             for (name, image, mem) in DEMO_GUESTS {
                 configs.push(vm::VmConfig {
                     name,
+                    layout: kernel::vcore::Layout {
+                        vcpus: 1,
+                        threads: 1,
+                    },
                     image,
                     memory: *mem,
                     hpt_order: None,
@@ -204,7 +182,7 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
     for (id, cfg) in configs.iter().enumerate() {
         match vm::Vm::create(cfg, cores, id) {
             Ok(v) => {
-                vms.push(alloc::boxed::Box::new(v));
+                vms.push(alloc::sync::Arc::new(v));
                 created.push(id);
             }
             Err(e) => log::error!(target: "hv", "vm {} not created: {e}", cfg.name),
@@ -218,41 +196,7 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
         vm::set_console_owner(id);
         log::info!(target: "console", "input goes to vm {} (Ctrl-] n: next VM)", configs[id].name);
     }
-    let others: alloc::vec::Vec<_> = smp
-        .cpus
-        .iter()
-        .filter(|c| c.thread == 0 && c.core != me.core && c.is_online())
-        .collect();
-    let mut vms = vms.into_iter();
-    let first = vms.next();
-    let mut here = alloc::vec::Vec::new();
-    for (k, v) in vms.enumerate() {
-        match others.get(k) {
-            Some(c) => {
-                DEMOS_RUNNING.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
-                let raw = alloc::boxed::Box::into_raw(v);
-                if smp
-                    .call(me, c.pir, run_vm_remote, raw as u64, false)
-                    .is_err()
-                {
-                    DEMOS_RUNNING.fetch_sub(1, core::sync::atomic::Ordering::AcqRel);
-                    // SAFETY: the call was refused, so the box is still ours.
-                    here.push(unsafe { alloc::boxed::Box::from_raw(raw) });
-                }
-            }
-            None => here.push(v),
-        }
-    }
-    for v in first.into_iter().chain(here) {
-        run_vm(v);
-    }
-    while DEMOS_RUNNING.load(core::sync::atomic::Ordering::Acquire) != 0 {
-        smp.wait_until(me, Some(kernel::time::ms_to_ticks(1)), || {
-            DEMOS_RUNNING.load(core::sync::atomic::Ordering::Acquire) == 0
-        });
-    }
-    let done = VMS_DONE.load(core::sync::atomic::Ordering::Acquire);
-    let ok = VMS_OK.load(core::sync::atomic::Ordering::Acquire);
+    let (done, ok) = sched::run(vms);
     let free = mem::PAGES.lock().free_bytes() >> 20;
     log::info!(
         target: "hv",

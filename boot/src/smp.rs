@@ -235,7 +235,7 @@ pub extern "C" fn hv_secondary_main(paca: &'static mut Paca) -> ! {
         .ipis_sent
         .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     smp.machine.send_ipi(boot_cpu());
-    smp.idle_loop(me)
+    smp.idle_loop_with(me, crate::sched::thread_work)
 }
 
 /// Waits `us` microseconds in nap (woken by the decrementer).
@@ -264,4 +264,12 @@ fn paca_of(pir: u32) -> Option<&'static Paca> {
         .load(core::sync::atomic::Ordering::Acquire);
     // SAFETY: registered pointers are leaked boxes that live forever.
     (p != 0).then(|| unsafe { &*(p as *const Paca) })
+}
+
+/// Hardware thread `thread` of physical core `core`, if online.
+pub fn thread_at(core: usize, thread: usize) -> Option<&'static CpuState> {
+    smp()
+        .cpus
+        .iter()
+        .find(|c| c.core == core && c.thread == thread && c.is_online())
 }

@@ -3,11 +3,13 @@
 //! hypercalls guests use.
 
 use crate::mem::{HPT_POOL, PAGES};
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use kernel::deliver::{self, External, InterruptMode};
 use kernel::fwnmi::{self, Cause, Fwnmi, Refused};
 use kernel::gmem::GuestMemory;
@@ -18,8 +20,9 @@ use kernel::layout::{self, LayoutError};
 use kernel::lpid::LpidAllocator;
 use kernel::mode::{self, ModeChange};
 use kernel::rtas::{self, Service};
+use kernel::smp::{CpuState, ThreadMode};
 use kernel::tlb::{TlbOps, VmTlb};
-use kernel::vcore::{Cede, CedeState};
+use kernel::vcore::{Cede, CedeState, EntryExit, Layout};
 use kernel::vpa::Vpa;
 use kernel::vterm::{self, Typed, Vterm};
 use kernel::xics::{Xics, XicsError};
@@ -49,6 +52,8 @@ const HYPERTAS_FUNCTIONS: &[&str] = &[
 const CONSOLE_POLL_MS: u64 = 10;
 /// The guest time slice (HDEC).
 const SLICE_MS: u64 = 10;
+/// How long thread 0 waits for a woken secondary to take its work.
+const WAKE_TIMEOUT_MS: u64 = 100;
 
 /// Id (creation order) of the VM that owns the serial console.
 static CONSOLE_OWNER: AtomicUsize = AtomicUsize::new(0);
@@ -200,10 +205,9 @@ struct VmState {
     tlb: VmTlb,
     /// Interrupt endianness and location (H_SET_MODE: LPCR[ILE], [AIL]).
     irq_mode: InterruptMode,
-    /// How many vcpus the VM has (their ids are 0..).
-    nr_vcpus: u32,
-    /// Each vcpu's prod/cede handshake (a prod before the cede is kept).
-    cede: Vec<CedeState>,
+    /// What the threads running its vcpus share (layout, per-vcpu wake
+    /// state, vcores).
+    sh: Arc<Shared>,
     /// Interrupt controller: one ICP per vcpu, the vty's source.
     xics: Xics,
     /// The vty: output lines (the last one is a guest panic's reason),
@@ -227,10 +231,8 @@ struct VmState {
     /// through LPCR[MER]).
     externals: u64,
     exits: u64,
-    /// Times the vcore entered the guest (partition switches).
+    /// Times a vcore entered the guest (partition switches).
     partition_switches: u64,
-    /// Physical core this VM runs on (set by `run`).
-    core: usize,
     /// What a reboot reloads: the image, the initrd, the device tree and
     /// the entry registers.
     image: &'static [u8],
@@ -239,209 +241,542 @@ struct VmState {
     fdt_gpa: u64,
     rtas_base: u64,
     boot_regs: GuestRegs,
-    /// Vcpus of this VM inside `run` (the HPT cannot be reset meanwhile).
-    vcpus_running: core::sync::atomic::AtomicU32,
     reboots: u32,
     /// Interrupts reflected into the guest.
     reflected: u64,
 }
 
-/// A guest partition: its shared state under one lock, taken by a thread
-/// to handle an exit of its vcpu and never held while that vcpu runs or
-/// naps, and its vcpus, each owned by the thread that runs it meanwhile.
+/// What takes every vcore of a VM out of the guest for good (until the
+/// last one out acts on it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmEvent {
+    /// `system-reboot`: every vcpu stops, the HPT is cleared, vcpu 0
+    /// restarts at the entry point with the others stopped.
+    Reboot,
+    Stop(Outcome),
+}
+
+/// A vcpu's state that other vcpus change while it may run elsewhere.
+#[derive(Default)]
+struct VcpuShared {
+    /// H_PROD / H_CEDE handshake (a prod before the cede is kept).
+    cede: CedeState,
+    /// Stopped (never started, or `stop-self`): its thread naps in the
+    /// vcore until RTAS `start-cpu`.
+    stopped: AtomicBool,
+    /// `start-cpu`'s (entry, r3), applied by the thread that runs the
+    /// vcpu next; the lock also orders start-cpu against stop-self.
+    start: spin::Mutex<Option<(u64, u64)>>,
+    /// H_REGISTER_VPA registrations (any vcpu may register for another).
+    vpa: spin::Mutex<Vpa>,
+}
+
+/// No physical core (a vcore waiting in the run queue).
+pub const NO_CORE: usize = usize::MAX;
+
+/// One virtual core: its gang entry/exit word and where it runs.
+pub struct Vcore {
+    pub index: u32,
+    ee: EntryExit,
+    run: AtomicU32,
+    /// Physical core running it, [`NO_CORE`] when it waits.
+    core: AtomicUsize,
+    /// Secondaries that took their wake-up for the current run.
+    arrived: AtomicU32,
+    /// Timebase at which the current time slice ends (HDEC, core-wide).
+    deadline: AtomicU64,
+    /// Doorbells (`msgsndp`) pending for its threads while it waits: the
+    /// core's DPDES, saved by thread 0 once every thread is out.
+    dpdes: AtomicU64,
+}
+
+/// What every thread running a VM's vcpus shares without the VM's lock.
+struct Shared {
+    layout: Layout,
+    vcpus: Vec<VcpuShared>,
+    vcores: Vec<Vcore>,
+    /// A `VmEvent` is pending (the scheduler holds the event itself).
+    leaving: AtomicBool,
+    /// Vcores in the guest partition now; an HPT reset is refused unless 0.
+    running: AtomicU32,
+    /// HPT and VRMA set up: entries are gated on it (ordered against
+    /// `running`, so a reset never races an entry).
+    mmu_ready: AtomicBool,
+}
+
+impl Shared {
+    /// Wakes the thread running vcpu `id`, wherever it is: in the guest
+    /// (it exits and takes what is now pending), napping in H_CEDE or
+    /// stopped (it re-checks), or not on a core (the scheduler is told).
+    fn kick_vcpu(&self, id: u32) {
+        let Some((vc, ptid)) = self.layout.place(id) else {
+            return;
+        };
+        let core = self.vcores[vc as usize].core.load(Ordering::Acquire);
+        if core == NO_CORE {
+            crate::sched::wake_idle();
+            return;
+        }
+        kick_thread(core, ptid as usize);
+    }
+
+    /// Every thread of every vcore on a core (they see `leaving`).
+    fn kick_all(&self) {
+        for vc in &self.vcores {
+            let core = vc.core.load(Ordering::Acquire);
+            if core != NO_CORE {
+                for t in 0..self.layout.threads as usize {
+                    kick_thread(core, t);
+                }
+            }
+        }
+    }
+
+    fn all_stopped(&self) -> bool {
+        self.vcpus.iter().all(|v| v.stopped.load(Ordering::Acquire))
+    }
+}
+
+/// IPIs hardware thread `thread` of `core` (not the caller itself).
+fn kick_thread(core: usize, thread: usize) {
+    let me = crate::smp::me();
+    match crate::smp::thread_at(core, thread) {
+        Some(t) if t.id != me.id => crate::smp::smp().kick(me, t),
+        _ => {}
+    }
+}
+
+/// Work thread 0 posts in a secondary's hypervisor-state block: join run
+/// `run` of vcore `vcore` of `vm`.
+pub struct Join {
+    pub vm: Arc<Vm>,
+    pub vcore: u32,
+    pub run: u32,
+}
+
+/// A guest partition: its state under one lock (taken to prepare an
+/// entry and to handle an exit, never while a vcpu runs or naps), the
+/// state shared lock-free between the threads that run it, and its
+/// vcpus, each owned by the thread running it meanwhile.
 pub struct Vm {
     st: spin::Mutex<VmState>,
-    vcpus: spin::Mutex<Vec<Option<Vcpu>>>,
+    sh: Arc<Shared>,
+    vcpus: Vec<spin::Mutex<Option<Vcpu>>>,
+    pub name: String,
+    pub id: usize,
 }
 
 impl Vm {
     /// Prepares a VM; nothing is left behind on failure.
     pub fn create(cfg: &VmConfig<'static>, cores: usize, id: usize) -> Result<Vm, VmError> {
-        let (st, vcpu0) = VmState::create(cfg, cores, id)?;
+        let layout = cfg.layout;
+        let sh = Arc::new(Shared {
+            layout,
+            vcpus: (0..layout.vcpus).map(|_| VcpuShared::default()).collect(),
+            vcores: (0..layout.vcores())
+                .map(|index| Vcore {
+                    index,
+                    ee: EntryExit::default(),
+                    run: AtomicU32::new(0),
+                    core: AtomicUsize::new(NO_CORE),
+                    arrived: AtomicU32::new(0),
+                    deadline: AtomicU64::new(0),
+                    dpdes: AtomicU64::new(0),
+                })
+                .collect(),
+            leaving: AtomicBool::new(false),
+            running: AtomicU32::new(0),
+            mmu_ready: AtomicBool::new(false),
+        });
+        let (st, boot) = VmState::create(cfg, cores, id, sh.clone())?;
+        let vcpus = (0..layout.vcpus)
+            .map(|i| {
+                // Vcpu 0 starts at the entry point, the others stopped
+                // until the guest starts them (RTAS start-cpu).
+                sh.vcpus[i as usize]
+                    .stopped
+                    .store(i != 0, Ordering::Release);
+                let regs = if i == 0 { boot } else { GuestRegs::default() };
+                spin::Mutex::new(Some(Vcpu::new(i, regs)))
+            })
+            .collect();
+        sh.mmu_ready.store(true, Ordering::SeqCst);
         Ok(Vm {
+            name: st.name.clone(),
+            id,
             st: spin::Mutex::new(st),
-            vcpus: spin::Mutex::new(alloc::vec![Some(vcpu0)]),
+            sh,
+            vcpus,
         })
     }
 
-    /// Prints the stop line and returns every resource.
-    pub fn destroy(self, outcome: &Outcome) {
-        self.st.into_inner().destroy(outcome);
+    pub fn vcores(&self) -> u32 {
+        self.sh.layout.vcores()
     }
 
-    /// Runs the VM's vcpu 0 on this thread until the VM stops.
-    pub fn run(&self, core: usize) -> Outcome {
-        // One partition per core at a time: its LPIDR/SDR1/LPCR are the
-        // core's on POWER8 (and `partition_enter` keeps one saved copy of
-        // the hypervisor's per thread).
+    /// Whether the scheduler should put vcore `index` on a core: some
+    /// vcpu of it has been started (stopped ones wait for start-cpu).
+    pub fn vcore_wants_core(&self, index: u32) -> bool {
+        let l = self.sh.layout;
+        (0..l.threads)
+            .filter_map(|t| l.vcpu(index, t))
+            .any(|id| !self.sh.vcpus[id as usize].stopped.load(Ordering::Acquire))
+    }
+
+    /// The event has been posted (the scheduler's lock orders it against
+    /// vcores being put on cores): everything running leaves.
+    pub fn begin_leaving(&self) {
+        self.sh.leaving.store(true, Ordering::Release);
+        self.sh.kick_all();
+    }
+
+    /// Runs vcore `index` on this thread, thread 0 of its core, for one
+    /// time slice or until it must leave: switches the partition, wakes
+    /// the secondaries (each finds its work in its hypervisor-state block
+    /// and enters its own vcpu), runs virtual thread 0, and switches back
+    /// once every thread that entered has left and saved its vcpu.
+    pub fn run_vcore(self: &Arc<Self>, index: u32, me: &CpuState) {
+        let vc = &self.sh.vcores[index as usize];
+        let smp = crate::smp::smp();
+        // One partition per core at a time: its LPIDR/SDR1 are the
+        // core's on POWER8.
         if cpu::lpidr() != u64::from(kernel::lpid::HOST_LPID) {
-            return Outcome::Crashed(alloc::format!(
-                "core {core} already has partition {} loaded",
+            let why = alloc::format!(
+                "core {} already has partition {} loaded",
+                me.core,
                 cpu::lpidr()
-            ));
-        }
-        // The thread that runs a vcpu owns it meanwhile.
-        let Some(mut v) = self.vcpus.lock().first_mut().and_then(Option::take) else {
-            return Outcome::Crashed(String::from("vcpu 0 is already running"));
-        };
-        let (id, name) = {
-            let st = self.st.lock();
-            st.vcpus_running.fetch_add(1, Ordering::AcqRel);
-            (st.id, st.name.clone())
-        };
-        RUNNING.lock().push((id, name));
-        // The thread's FP/VMX/VSX registers become this guest's (zeros for
-        // a new VM), and are saved again when it stops: no other partition
-        // ever sees them.
-        ppc64::fpu::load(&v.fp);
-        let o = self.run_vcpu(&mut v, core);
-        ppc64::fpu::save(&mut v.fp);
-        self.vcpus.lock()[0] = Some(v);
-        let mut st = self.st.lock();
-        st.flush_raw();
-        RUNNING.lock().retain(|(i, _)| *i != id);
-        if st.owns_console() {
-            pass_console_on(id);
-        }
-        st.vcpus_running.fetch_sub(1, Ordering::AcqRel);
-        o
-    }
-
-    fn run_vcpu(&self, v: &mut Vcpu, core: usize) -> Outcome {
-        {
-            let mut st = self.st.lock();
-            st.core = core;
-            let n = match map_vrma(&st.hpt, st.mem_base, st.mem_size) {
-                Ok(n) => n,
-                Err(e) => return Outcome::Crashed(alloc::format!("{e}")),
-            };
-            info!(
-                target: "vm",
-                "{}: lpid {} memory {} MiB at {:#x}, HPT order {} at {:#x}{}, {n} VRMA HPTEs",
-                st.name,
-                st.lpid,
-                st.mem_size >> 20,
-                st.mem_base,
-                st.hpt.order,
-                st.hpt.base,
-                if st.hpt.from_pool { " (pool)" } else { "" }
             );
+            crate::sched::post_event(self, VmEvent::Stop(Outcome::Crashed(why)));
+            return;
         }
-        let host_lpcr = cpu::mfspr::<{ ppc64::spr::LPCR }>();
-        loop {
-            // The vcore enters the guest: thread 0 switches the partition
-            // and flushes this core's TLB for the LPID if the VM ran
-            // elsewhere since (need_tlb_flush).
-            let part = {
-                let mut st = self.st.lock();
-                let mut flush = EntryFlush(false);
-                st.tlb.on_entry(&mut flush, core);
-                st.partition_switches += 1;
-                PartitionRegs {
-                    lpid: st.lpid as u64,
-                    sdr1: st.hpt.sdr1(),
-                    lpcr: st.lpcr(host_lpcr, false),
-                    flush_tlb: flush.0 as u64,
-                    tlb_sets: ppc64::sizes::TLB_SETS,
-                }
+        // The MMU gate: count this vcore in first, then check; an HPT
+        // reset clears the gate first, then checks the count.
+        self.sh.running.fetch_add(1, Ordering::SeqCst);
+        if !self.sh.mmu_ready.load(Ordering::SeqCst) {
+            self.sh.running.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        let host_lpcr = cpu::mfspr::<{ spr::LPCR }>();
+        let part = self.st.lock().partition_regs(host_lpcr, Some(me.core));
+        // SAFETY: the HPT maps only this VM's memory; the hypervisor
+        // runs in real mode until partition_exit.
+        unsafe { guest::partition_enter(&part) };
+        // Doorbells saved when the vcore last left.
+        // SAFETY: DPDES only holds doorbells for this core's threads.
+        unsafe { cpu::mtspr::<{ spr::DPDES }>(vc.dpdes.load(Ordering::Acquire)) };
+        let run = vc.run.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+        vc.arrived.store(0, Ordering::Release);
+        vc.deadline.store(
+            cpu::mftb() + kernel::time::ms_to_ticks(SLICE_MS),
+            Ordering::Release,
+        );
+        vc.core.store(me.core, Ordering::Release);
+        vc.ee.start(run);
+        // Wake the secondaries: the work goes into each one's
+        // hypervisor-state block before its IPI.
+        let mut woken: Vec<(&CpuState, usize)> = Vec::new();
+        for ptid in 1..self.sh.layout.threads as usize {
+            let Some(t) = crate::smp::thread_at(me.core, ptid) else {
+                break;
             };
-            // SAFETY: the HPT maps only this VM's memory; the hypervisor
-            // runs in real mode until partition_exit.
-            unsafe { guest::partition_enter(&part) };
-            guest::slb_load(&v.regs);
-            let next = self.run_in_partition(v, host_lpcr);
-            // The whole vcore is out: back to the hypervisor's partition.
-            guest::slb_save_clear(&mut v.regs);
-            // SAFETY: this VM's only vcpu is out of the guest.
-            unsafe { guest::partition_exit() };
-            match next {
-                VcoreExit::Reboot => {
-                    // Stop the vcpu, then reset; refused (and the VM
-                    // stopped) if anything else still ran it.
-                    let mut st = self.st.lock();
-                    st.vcpus_running.fetch_sub(1, Ordering::AcqRel);
-                    let r = st.reboot(v);
-                    st.vcpus_running.fetch_add(1, Ordering::AcqRel);
-                    if let Err(e) = r {
-                        return Outcome::Crashed(alloc::format!("reboot failed: {e}"));
-                    }
-                }
-                VcoreExit::Stop(o) => return o,
+            let work = Box::new(crate::sched::Work::Join(Join {
+                vm: self.clone(),
+                vcore: index,
+                run,
+            }));
+            let token = Box::into_raw(work) as usize;
+            if t.hv.post(token) {
+                smp.kick(me, t);
+                woken.push((t, token));
+            } else {
+                // SAFETY: the token was never published.
+                drop(unsafe { Box::from_raw(token as *mut crate::sched::Work) });
             }
         }
+        let n = woken.len() as u32;
+        let came = smp.wait_until(me, Some(kernel::time::ms_to_ticks(WAKE_TIMEOUT_MS)), || {
+            vc.arrived.load(Ordering::Acquire) >= n
+        });
+        if !came || n + 1 != self.sh.layout.threads {
+            let mut missing = String::new();
+            for (t, token) in &woken {
+                if t.hv.reclaim(*token) {
+                    // SAFETY: reclaimed, so the thread never took it.
+                    drop(unsafe { Box::from_raw(*token as *mut crate::sched::Work) });
+                    missing.push_str(&alloc::format!(" {:#x}", t.pir));
+                }
+            }
+            let why = alloc::format!(
+                "vcore {index}: thread(s) PIR{missing} of core {} did not answer the wake-up within {WAKE_TIMEOUT_MS} ms",
+                me.core
+            );
+            log::error!(target: "vcore", "{}: {why}", self.name);
+            crate::sched::post_event(self, VmEvent::Stop(Outcome::Crashed(why)));
+        }
+        self.vcpu_thread(vc, 0, me, host_lpcr);
+        self.leave(vc, 0, me);
+        // Every thread that entered was told to leave; each IPIs thread
+        // 0 once its vcpu is saved.
+        smp.wait_until(me, None, || vc.ee.all_out());
+        vc.dpdes
+            .store(cpu::mfspr::<{ spr::DPDES }>(), Ordering::Release);
+        // SAFETY: no thread of the core is in the guest; the next
+        // partition must not see this one's doorbells.
+        unsafe { cpu::mtspr::<{ spr::DPDES }>(0) };
+        vc.core.store(NO_CORE, Ordering::Release);
+        // SAFETY: every thread of this vcore is out of the guest.
+        unsafe { guest::partition_exit() };
+        self.sh.running.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Runs the vcpu with its partition loaded: every exit handled on the
-    /// thread goes straight back into the guest, without a partition
-    /// switch or an SLB save and load. The VM's lock is held only to
-    /// prepare an entry and to handle an exit. Returns when the vcore must
-    /// leave.
-    fn run_in_partition(&self, v: &mut Vcpu, host_lpcr: u64) -> VcoreExit {
-        let slice = kernel::time::ms_to_ticks(SLICE_MS);
+    /// A secondary's part of a vcore run (from its idle loop, where it
+    /// found `Join` in its hypervisor-state block).
+    pub fn join(self: &Arc<Self>, index: u32, run: u32, me: &CpuState) {
+        let vc = &self.sh.vcores[index as usize];
+        let ptid = me.thread as u32;
+        let entered = vc.ee.try_enter(ptid, run);
+        vc.arrived.fetch_add(1, Ordering::AcqRel);
+        kick_thread(me.core, 0);
+        if !entered {
+            return;
+        }
+        let host_lpcr = cpu::mfspr::<{ spr::LPCR }>();
+        let part = self.st.lock().partition_regs(host_lpcr, None);
+        // SAFETY: thread 0 switched this core to `part` before waking us.
+        let j = unsafe { guest::secondary_join_partition(&part) };
+        self.vcpu_thread(vc, ptid, me, host_lpcr);
+        // SAFETY: this thread's vcpu is out and saved.
+        unsafe { guest::secondary_leave_partition(j) };
+        self.leave(vc, ptid, me);
+    }
+
+    /// Thread `ptid` has saved its vcpu: it leaves the vcore. The first
+    /// to leave tells the others; every secondary tells thread 0, which
+    /// waits for the last.
+    fn leave(&self, vc: &Vcore, ptid: u32, me: &CpuState) {
+        let others = vc.ee.exit(ptid);
+        for t in 0..8 {
+            if others & (1 << t) != 0 {
+                kick_thread(me.core, t);
+            }
+        }
+        if ptid != 0 && others & 1 == 0 {
+            kick_thread(me.core, 0);
+        }
+    }
+
+    fn must_leave(&self, vc: &Vcore) -> bool {
+        vc.ee.exiting() || self.sh.leaving.load(Ordering::Acquire)
+    }
+
+    /// Runs virtual thread `ptid` of `vc` on this thread until the vcore
+    /// leaves: every exit handled on the thread goes straight back into
+    /// the guest, without a partition switch or an SLB save and load.
+    fn vcpu_thread(&self, vc: &Vcore, ptid: u32, me: &CpuState, host_lpcr: u64) {
+        let Some(id) = self.sh.layout.vcpu(vc.index, ptid) else {
+            return;
+        };
+        let Some(mut v) = self.vcpus[id as usize].lock().take() else {
+            let why = alloc::format!("vcpu {id} is already running");
+            crate::sched::post_event(self, VmEvent::Stop(Outcome::Crashed(why)));
+            return;
+        };
+        v.core = me.core;
+        // The thread's FP/VMX/VSX registers become this vcpu's, saved
+        // again when it leaves: no other partition ever sees them.
+        ppc64::fpu::load(&v.fp);
+        guest::slb_load(&v.regs);
+        me.hv.set_mode(ThreadMode::InHost);
+        self.vcpu_loop(&mut v, vc, me, host_lpcr);
+        guest::slb_save_clear(&mut v.regs);
+        ppc64::fpu::save(&mut v.fp);
+        me.hv.set_mode(ThreadMode::Idle);
+        *self.vcpus[id as usize].lock() = Some(v);
+    }
+
+    fn vcpu_loop(&self, v: &mut Vcpu, vc: &Vcore, me: &CpuState, host_lpcr: u64) {
+        let shv = &self.sh.vcpus[v.id as usize];
         loop {
-            let entry = self.st.lock().prepare_entry(v, host_lpcr, slice);
+            if self.must_leave(vc) {
+                return;
+            }
+            if shv.stopped.load(Ordering::Acquire) {
+                if !self.block(v, vc, me, Block::Stopped) {
+                    return;
+                }
+                continue;
+            }
+            if let Some((pc, r3)) = shv.start.lock().take() {
+                v.start_at(pc, r3);
+            }
+            if v.ceded && !self.block(v, vc, me, Block::Ceded) {
+                return;
+            }
+            let entry =
+                self.st
+                    .lock()
+                    .prepare_entry(v, host_lpcr, vc.deadline.load(Ordering::Acquire));
+            me.hv.set_mode(ThreadMode::InGuest);
             // SAFETY: this vcpu's partition and SLB are loaded on this
-            // thread (run_vcpu); `run` forces the MSR bits a guest may
-            // not hold.
+            // thread (run_vcore / join); `run` forces the MSR bits a guest
+            // may not hold.
             let vec = unsafe { guest::run(&mut v.regs, &entry) };
+            me.hv.set_mode(ThreadMode::InHost);
             v.dec_expires = Some(cpu::mftb().wrapping_add(v.regs.dec));
             let exit = Exit::decode(vec);
             let next = self.st.lock().handle_exit(v, exit, vec);
             if exit == Exit::External {
-                // An IPI for this thread: run the call it brought.
+                // An IPI for this thread: run any call it brought.
                 crate::smp::external_exit();
             }
             match next {
-                Next::Resume => {}
-                Next::Cede => self.cede_wait(v),
-                Next::Reboot => return VcoreExit::Reboot,
-                Next::Stop(o) => return VcoreExit::Stop(o),
+                Next::Resume | Next::Stopped => {}
+                Next::Cede => v.ceded = true,
+                Next::SliceEnd => {
+                    if self.slice_over(vc) {
+                        return;
+                    }
+                }
+                Next::Reboot => crate::sched::post_event(self, VmEvent::Reboot),
+                Next::Stop(o) => crate::sched::post_event(self, VmEvent::Stop(o)),
             }
         }
     }
 
-    /// H_CEDE: the vcpu sleeps (its thread naps, without the VM's lock)
-    /// until an interrupt is presented to it, its decrementer expires, or
-    /// it is prodded. A prod that came first ends the cede at once (PAPR).
-    fn cede_wait(&self, v: &mut Vcpu) {
+    /// The time slice has ended: true when the vcore must give the core
+    /// to a waiting vcore, else the slice is renewed.
+    fn slice_over(&self, vc: &Vcore) -> bool {
+        let now = cpu::mftb();
+        if now < vc.deadline.load(Ordering::Acquire) {
+            return false;
+        }
+        if crate::sched::others_waiting() {
+            return true;
+        }
+        vc.deadline
+            .store(now + kernel::time::ms_to_ticks(SLICE_MS), Ordering::Release);
+        false
+    }
+
+    /// The vcpu is blocked (H_CEDE, or stopped): its thread naps in the
+    /// partition, without the VM's lock, until the block ends (true) or
+    /// the vcore must leave (false). A cede ends when an interrupt is
+    /// presented to the vcpu, a doorbell is pending for its thread, its
+    /// decrementer expires or it is prodded; a stop with `start-cpu`.
+    fn block(&self, v: &mut Vcpu, vc: &Vcore, me: &CpuState, why: Block) -> bool {
         let smp = crate::smp::smp();
-        let me = crate::smp::me();
-        {
+        let shv = &self.sh.vcpus[v.id as usize];
+        if why == Block::Ceded {
             let mut st = self.st.lock();
             st.flush_raw();
-            v.vpa.bump_yield_count(&mut st.mem());
+            shv.vpa.lock().bump_yield_count(&mut st.mem());
         }
-        loop {
+        me.hv.set_mode(ThreadMode::Napping);
+        let woken = loop {
             let owner = {
                 let mut st = self.st.lock();
-                if st.cede_ends(v) {
-                    break;
+                let ended = match why {
+                    Block::Ceded => st.cede_ends(v, me.thread),
+                    Block::Stopped => !shv.stopped.load(Ordering::Acquire),
+                };
+                if ended {
+                    break true;
                 }
                 st.owns_console()
             };
-            let mut wait = v
-                .dec_expires
-                .map_or(spr::DEC_MAX, |e| deliver::dec_remaining(e, cpu::mftb()));
+            if self.must_leave(vc) || self.slice_over(vc) {
+                break false;
+            }
+            let now = cpu::mftb();
+            let mut wait = vc
+                .deadline
+                .load(Ordering::Acquire)
+                .saturating_sub(now)
+                .max(1);
+            if let (Block::Ceded, Some(e)) = (why, v.dec_expires) {
+                wait = wait.min(deliver::dec_remaining(e, now).max(1));
+            }
             if owner {
                 wait = wait.min(kernel::time::ms_to_ticks(CONSOLE_POLL_MS));
             }
             smp.wait_until(me, Some(wait), || false);
             self.st.lock().poll_console();
+        };
+        me.hv.set_mode(ThreadMode::InHost);
+        if why == Block::Ceded && woken {
+            v.ceded = false;
+            shv.vpa.lock().bump_yield_count(&mut self.st.lock().mem());
         }
-        v.vpa.bump_yield_count(&mut self.st.lock().mem());
+        woken
+    }
+
+    /// With every vcpu out (no vcore on a core): the reset
+    /// `system-reboot` asked for. The VM stops if it fails.
+    pub fn reboot(&self) -> Result<(), VmError> {
+        let mut st = self.st.lock();
+        self.sh.mmu_ready.store(false, Ordering::SeqCst);
+        st.reboot(self.sh.running.load(Ordering::SeqCst))?;
+        for (i, slot) in self.vcpus.iter().enumerate() {
+            let shv = &self.sh.vcpus[i];
+            shv.stopped.store(i != 0, Ordering::Release);
+            *shv.start.lock() = None;
+            *shv.vpa.lock() = Vpa::default();
+            // The CedeState word: a fresh one (nothing ceded or prodded).
+            shv.cede.reset();
+            let regs = if i == 0 {
+                st.boot_regs
+            } else {
+                GuestRegs::default()
+            };
+            *slot.lock() = Some(Vcpu::new(i as u32, regs));
+        }
+        for vc in &self.sh.vcores {
+            vc.dpdes.store(0, Ordering::Release);
+        }
+        drop(st);
+        self.sh.leaving.store(false, Ordering::Release);
+        self.sh.mmu_ready.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Prints the stop line and returns every resource. The scheduler
+    /// calls it once, with every vcore off the cores and out of the queue.
+    pub fn finish(&self, outcome: &Outcome) {
+        let mut st = self.st.lock();
+        st.flush_raw();
+        RUNNING.lock().retain(|(i, _)| *i != self.id);
+        if st.owns_console() {
+            pass_console_on(self.id);
+        }
+        st.destroy(outcome);
+    }
+
+    /// Lists the VM where Ctrl-] n can move the console.
+    pub fn started(&self) {
+        RUNNING.lock().push((self.id, self.name.clone()));
     }
 }
 
-/// One virtual processor: registers, the registrations and wake-up state
-/// PAPR keeps per vcpu.
+/// Why a vcpu's thread naps in the partition.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Block {
+    Ceded,
+    Stopped,
+}
+
+/// One virtual processor: registers and the state PAPR keeps per vcpu
+/// that only its own thread touches.
 struct Vcpu {
     id: u32,
     regs: GuestRegs,
     /// FP/VMX/VSX registers while the vcpu is not on a thread.
     fp: ppc64::fpu::FpState,
-    vpa: Vpa,
     /// Timebase value at which the guest decrementer reaches zero.
     dec_expires: Option<u64>,
+    /// In H_CEDE (kept across vcore runs until the cede ends).
+    ceded: bool,
+    /// Physical core its thread is on (for TLB accounting).
+    core: usize,
     /// (guest address, vector) of the interrupt last delivered by
     /// reflection: a fault at that address means the guest has no handler
     /// there (the VM stops instead of faulting forever).
@@ -454,10 +789,23 @@ impl Vcpu {
             id,
             regs,
             fp: Default::default(),
-            vpa: Vpa::default(),
             dec_expires: None,
+            ceded: false,
+            core: 0,
             last_vector: None,
         }
+    }
+
+    /// RTAS `start-cpu`: as QEMU's pseries starts a cpu, 64-bit real mode,
+    /// big-endian, machine checks on, at `pc` with `r3`.
+    fn start_at(&mut self, pc: u64, r3: u64) {
+        self.regs.pc = pc;
+        self.regs.gpr[3] = r3;
+        self.regs.msr = spr::MSR_SF | spr::MSR_ME;
+        self.regs.dec = spr::DEC_MAX;
+        self.dec_expires = None;
+        self.ceded = false;
+        self.last_vector = None;
     }
 }
 
@@ -465,12 +813,10 @@ impl Vcpu {
 enum Next {
     Resume,
     Cede,
-    Reboot,
-    Stop(Outcome),
-}
-
-/// Why the vcore left the guest (the partition is switched back).
-enum VcoreExit {
+    /// The vcpu stopped itself (`stop-self`).
+    Stopped,
+    /// The time slice may be over (HDEC).
+    SliceEnd,
     Reboot,
     Stop(Outcome),
 }
@@ -507,6 +853,8 @@ static LPIDS: spin::Mutex<LpidAllocator> = spin::Mutex::new(LpidAllocator::new()
 /// What a VM is made from.
 pub struct VmConfig<'a> {
     pub name: &'a str,
+    /// vcpus and how they group into vcores.
+    pub layout: Layout,
     pub image: &'a [u8],
     pub memory: u64,
     pub hpt_order: Option<u32>,
@@ -545,7 +893,8 @@ impl VmState {
         cfg: &VmConfig<'static>,
         cores: usize,
         id: usize,
-    ) -> Result<(VmState, Vcpu), VmError> {
+        sh: Arc<Shared>,
+    ) -> Result<(VmState, GuestRegs), VmError> {
         let (name, image, mem_size, bootargs) = (cfg.name, cfg.image, cfg.memory, cfg.bootargs);
         if mem_size == 0 || !mem_size.is_multiple_of(VRMA_PAGE.bytes()) {
             return Err(VmError::MemorySize(mem_size));
@@ -585,18 +934,14 @@ impl VmState {
         let lpid = LPIDS.lock().alloc().map_err(VmError::Lpid)?;
         held.lpid = Some(lpid);
         let tlb = VmTlb::new(lpid, cores);
-        tlb.set_online_vcores(1);
+        tlb.set_online_vcores(cfg.layout.vcores());
         let rtas_base = layout::rtas_base(mem_size);
         mem[rtas_base as usize..rtas_base as usize + rtas::RTAS_BLOB.len()]
             .copy_from_slice(&rtas::RTAS_BLOB);
         let tokens = rtas::tokens();
         let fdt = guestfdt::build(&GuestFdtConfig {
             name,
-            // One vcpu per VM until SMT vcores are wired (vcore.rs).
-            layout: kernel::vcore::Layout {
-                vcpus: 1,
-                threads: 1,
-            },
+            layout: cfg.layout,
             memory: mem_size,
             hpt_order: hpt.order,
             timebase_frequency: kernel::time::timebase_hz() as u32,
@@ -630,6 +975,19 @@ impl VmState {
             (Some((start, _)), Some(data)) => Some((start, data)),
             _ => None,
         };
+        let n = map_vrma(&hpt, mem_base, mem_size)?;
+        let l = cfg.layout;
+        info!(
+            target: "vm",
+            "{name}: lpid {lpid} memory {} MiB at {mem_base:#x}, HPT order {} at {:#x}{}, {n} VRMA HPTEs, {} vcpus in {} vcores of {} threads",
+            mem_size >> 20,
+            hpt.order,
+            hpt.base,
+            if hpt.from_pool { " (pool)" } else { "" },
+            l.vcpus,
+            l.vcores(),
+            l.threads,
+        );
         // Commit: from here the VM owns its memory, HPT and LPID.
         held.mem = None;
         held.hpt = None;
@@ -641,7 +999,6 @@ impl VmState {
             fdt_gpa,
             rtas_base,
             boot_regs: regs,
-            vcpus_running: core::sync::atomic::AtomicU32::new(0),
             reboots: 0,
             reflected: 0,
             name: name.into(),
@@ -652,9 +1009,8 @@ impl VmState {
             hpt,
             tlb,
             irq_mode: InterruptMode::default(),
-            nr_vcpus: 1,
-            cede: alloc::vec![CedeState::default()],
-            xics: Xics::new(1, &[true]),
+            xics: Xics::new(cfg.layout.vcpus, &[true]),
+            sh,
             term: Vterm::default(),
             id,
             tod_offset: 0,
@@ -666,9 +1022,8 @@ impl VmState {
             externals: 0,
             exits: 0,
             partition_switches: 0,
-            core: 0,
         };
-        Ok((state, Vcpu::new(0, regs)))
+        Ok((state, regs))
     }
 
     /// The guest's LPCR: the host's, with VRMA real mode (VPM0, VRMASD),
@@ -717,19 +1072,15 @@ impl VmState {
         })
     }
 
-    /// `system-reboot`: with the vcpu stopped, clear the HPT (never while a
-    /// vcpu runs), mark every core for a TLB flush, reload the image,
-    /// initrd and device tree, re-establish the VRMA and restart at the
-    /// entry point. Guest memory outside those is kept, as on a real reset.
-    fn reboot(&mut self, v: &mut Vcpu) -> Result<(), VmError> {
-        hpt::reset(
-            &mut FirmwareHptMemory,
-            &self.hpt,
-            self.vcpus_running.load(Ordering::Acquire),
-        )
-        .map_err(VmError::Hpt)?;
+    /// `system-reboot`, with every vcpu stopped: clear the HPT (refused
+    /// unless no vcore is in the guest), mark every core for a TLB flush,
+    /// reload the image, initrd and device tree (the caller re-establishes
+    /// the VRMA and restarts the vcpus). Guest memory outside those is
+    /// kept, as on a real reset.
+    fn reboot(&mut self, vcores_running: u32) -> Result<(), VmError> {
+        hpt::reset(&mut FirmwareHptMemory, &self.hpt, vcores_running).map_err(VmError::Hpt)?;
         self.tlb.mark_all();
-        // SAFETY: this VM's own memory; its only vcpu is stopped.
+        // SAFETY: this VM's own memory; every vcpu is stopped.
         let mem = unsafe {
             core::slice::from_raw_parts_mut(self.mem_base as *mut u8, self.mem_size as usize)
         };
@@ -744,20 +1095,19 @@ impl VmState {
         let f = self.fdt_gpa as usize;
         mem[f..f + self.fdt.len()].copy_from_slice(&self.fdt);
         map_vrma(&self.hpt, self.mem_base, self.mem_size)?;
-        *v = Vcpu::new(0, self.boot_regs);
         self.xics.reset();
         self.irq_mode = InterruptMode::default();
         self.fwnmi.reset();
-        self.cede = (0..self.nr_vcpus).map(|_| CedeState::default()).collect();
-        ppc64::fpu::load(&v.fp);
         self.reboots += 1;
         info!(target: "vm", "{}: system-reboot #{}: HPT cleared, image reloaded", self.name, self.reboots);
         Ok(())
     }
 
     /// What the next entry of `v` loads: the interrupt it takes now (or
-    /// MER), this VM's LPCR, the time slice, the guest's decrementer.
-    fn prepare_entry(&mut self, v: &mut Vcpu, host_lpcr: u64, slice: u64) -> VcpuEntry {
+    /// MER), this VM's LPCR, what is left of the vcore's time slice (HDEC
+    /// is core-wide: every thread loads the same deadline), the guest's
+    /// decrementer.
+    fn prepare_entry(&mut self, v: &mut Vcpu, host_lpcr: u64, deadline: u64) -> VcpuEntry {
         let mer = self.deliver_external(v);
         // The guest's decrementer keeps counting while the hypervisor
         // runs: load what is left of it (the timebase is shared). A
@@ -768,7 +1118,7 @@ impl VmState {
         }
         VcpuEntry {
             lpcr: self.lpcr(host_lpcr, mer),
-            hdec: slice,
+            hdec: deadline.saturating_sub(cpu::mftb()).clamp(1, spr::DEC_MAX),
             hfscr: regs::HFSCR_GUEST,
         }
     }
@@ -786,7 +1136,7 @@ impl VmState {
             Exit::Hdec => {
                 self.flush_raw();
                 self.poll_console();
-                Next::Resume
+                Next::SliceEnd
             }
             // Doorbells and IPIs for this thread: the caller runs what
             // they brought, without the VM's lock.
@@ -812,14 +1162,16 @@ impl VmState {
         }
     }
 
-    /// Whether a ceded `v` must wake: prodded, an interrupt presented, or
-    /// its decrementer expired.
-    fn cede_ends(&mut self, v: &mut Vcpu) -> bool {
+    /// Whether a ceded `v` on hardware thread `thread` must wake: prodded,
+    /// an interrupt presented, a doorbell pending (DPDES), or its
+    /// decrementer expired.
+    fn cede_ends(&mut self, v: &mut Vcpu, thread: usize) -> bool {
         let dec_due = v
             .dec_expires
             .is_some_and(|e| deliver::dec_expired(e, cpu::mftb()));
-        let irq = self.xics.icp(v.id).is_some_and(|i| i.pending().is_some());
-        let cede = &self.cede[v.id as usize];
+        let irq = self.xics.icp(v.id).is_some_and(|i| i.pending().is_some())
+            || cpu::mfspr::<{ spr::DPDES }>() & (1 << thread) != 0;
+        let cede = &self.sh.vcpus[v.id as usize].cede;
         if cede.take_wake() {
             return true;
         }
@@ -899,7 +1251,10 @@ impl VmState {
         let handler = match self.fwnmi.begin_machine_check(v.id) {
             Ok(v) => v,
             Err(Refused::NotRegistered) => return self.reflect_fault(v, vector::MACHINE_CHECK, reason, exit),
-            // One vcpu per VM: no other vcpu can hold the log yet.
+            // A nested machine check, or one while another vcpu holds the
+            // log: QEMU makes the second wait, which a vcpu whose thread
+            // must keep going cannot here; the VM stops, as on a
+            // checkstop.
             Err(Refused::Nested | Refused::Busy(_)) => {
                 return Next::Stop(Outcome::Crashed(alloc::format!(
                     "machine check at pc {:#x} before the guest released the previous one (ibm,nmi-interlock)",
@@ -948,7 +1303,8 @@ impl VmState {
     }
 
     fn update_vty_line(&mut self) {
-        self.xics.set_line(guestfdt::VTY_IRQ, self.term.has_input());
+        let k = self.xics.set_line(guestfdt::VTY_IRQ, self.term.has_input());
+        self.kick(k);
     }
 
     /// Guest console output: passed through as it is when this VM owns
@@ -986,7 +1342,7 @@ impl VmState {
             Hcall::SetMode => (self.h_set_mode(v, a[0], a[1], a[2], a[3]), Next::Resume),
             Hcall::Rtas => self.rtas(v, a[0]),
             Hcall::Hpt(op) => {
-                let ret = self.hpt_hcall(op, a);
+                let ret = self.hpt_hcall(op, a, v.core);
                 v.regs.gpr[4..12].copy_from_slice(&ret.vals);
                 (ret.code, Next::Resume)
             }
@@ -998,9 +1354,19 @@ impl VmState {
                 }
                 (H_SUCCESS, Next::Resume)
             }
-            Hcall::Eoi => (xics_ret(self.xics.eoi(v.id, a[0])), Next::Resume),
-            Hcall::Cppr => (xics_ret(self.xics.set_cppr(v.id, a[0])), Next::Resume),
-            Hcall::Ipi => (xics_ret(self.xics.set_mfrr(a[0], a[1])), Next::Resume),
+            Hcall::Eoi => {
+                let r = self.xics.eoi(v.id, a[0]);
+                (self.xics_ret(r), Next::Resume)
+            }
+            Hcall::Cppr => {
+                let r = self.xics.set_cppr(v.id, a[0]);
+                (self.xics_ret(r), Next::Resume)
+            }
+            // To any vcpu of the VM, woken wherever it is.
+            Hcall::Ipi => {
+                let r = self.xics.set_mfrr(a[0], a[1]);
+                (self.xics_ret(r), Next::Resume)
+            }
             Hcall::Ipoll => match self.xics.poll(a[0]) {
                 Ok((xirr, mfrr)) => {
                     v.regs.gpr[4] = u64::from(xirr);
@@ -1012,32 +1378,37 @@ impl VmState {
             Hcall::Cede => {
                 // PAPR: H_CEDE returns with MSR[EE] set.
                 v.regs.msr |= spr::MSR_EE;
-                match self.cede[v.id as usize].cede() {
+                match self.sh.vcpus[v.id as usize].cede.cede() {
                     Cede::Resume => (H_SUCCESS, Next::Resume),
                     Cede::Sleep => (H_SUCCESS, Next::Cede),
                 }
             }
-            // Remembered if the target has not ceded yet. A ceded target
-            // is woken through its thread: with one vcpu per VM the
-            // caller is the only vcpu and is running.
+            // Remembered if the target has not ceded yet; a ceded target
+            // is woken wherever its thread naps.
             Hcall::Prod => match self.vcpu_id(a[0]) {
                 Some(id) => {
-                    self.cede[id as usize].prod();
+                    if self.sh.vcpus[id as usize].cede.prod() {
+                        self.sh.kick_vcpu(id);
+                    }
                     (H_SUCCESS, Next::Resume)
                 }
                 None => (H_PARAMETER, Next::Resume),
             },
-            // Yield to another vcpu (-1: any): with every vcpu of the VM
-            // on its own thread there is nothing to give the time to.
+            // Yield to another vcpu (-1: any): the vcpus of a vcore run
+            // together on their own threads, so there is nothing to give
+            // the time to.
             Hcall::Confer => match (a[0] as i64 == -1) || self.vcpu_id(a[0]).is_some() {
                 true => (H_SUCCESS, Next::Resume),
                 false => (H_PARAMETER, Next::Resume),
             },
+            // For any vcpu of the VM (Linux registers each from itself).
             Hcall::RegisterVpa => match self.vcpu_id(a[1]) {
-                Some(_) => {
-                    let mut vpa = v.vpa;
-                    let rc = vpa.register(a[0], a[2], &mut self.mem());
-                    v.vpa = vpa;
+                Some(id) => {
+                    let sh = self.sh.clone();
+                    let rc = sh.vcpus[id as usize]
+                        .vpa
+                        .lock()
+                        .register(a[0], a[2], &mut self.mem());
                     (rc, Next::Resume)
                 }
                 None => (H_PARAMETER, Next::Resume),
@@ -1063,7 +1434,43 @@ impl VmState {
 
     /// The vcpu a guest names by its id (its interrupt server number).
     fn vcpu_id(&self, id: u64) -> Option<u32> {
-        (id < u64::from(self.nr_vcpus)).then_some(id as u32)
+        (id < u64::from(self.sh.layout.vcpus)).then_some(id as u32)
+    }
+
+    /// A XICS hypercall's answer; the vcpus it changed are woken.
+    fn xics_ret(&self, r: Result<kernel::xics::Kick, XicsError>) -> i64 {
+        match r {
+            Ok(k) => {
+                self.kick(k);
+                H_SUCCESS
+            }
+            Err(_) => H_PARAMETER,
+        }
+    }
+
+    /// Wakes the vcpus whose presented interrupt may have changed.
+    fn kick(&self, k: kernel::xics::Kick) {
+        for s in k.servers() {
+            self.sh.kick_vcpu(s);
+        }
+    }
+
+    /// The partition registers of this VM. With `switch_on` (thread 0
+    /// switching `core`): counts the switch and asks for the core's TLB
+    /// flush for the LPID if the VM ran elsewhere since (need_tlb_flush).
+    fn partition_regs(&mut self, host_lpcr: u64, switch_on: Option<usize>) -> PartitionRegs {
+        let mut flush = EntryFlush(false);
+        if let Some(core) = switch_on {
+            self.tlb.on_entry(&mut flush, core);
+            self.partition_switches += 1;
+        }
+        PartitionRegs {
+            lpid: self.lpid as u64,
+            sdr1: self.hpt.sdr1(),
+            lpcr: self.lpcr(host_lpcr, false),
+            flush_tlb: flush.0 as u64,
+            tlb_sets: ppc64::sizes::TLB_SETS,
+        }
     }
 
     /// H_PUT_TERM_CHAR(vtermno, len, chars 0-7, chars 8-15).
@@ -1120,7 +1527,7 @@ impl VmState {
         }
     }
 
-    fn hpt_hcall(&mut self, op: HptCall, a: [u64; 8]) -> hcall::Ret {
+    fn hpt_hcall(&mut self, op: HptCall, a: [u64; 8], core: usize) -> hcall::Ret {
         let entries = self.hpt.size() / 16;
         // SAFETY: the HPT belongs to this VM alone; its entries are only
         // changed under their HPTE lock (kernel::hcall), by atomic
@@ -1136,7 +1543,7 @@ impl VmState {
             mem_base: self.mem_base,
             mem_size: self.mem_size,
             tlb: &self.tlb,
-            core: self.core,
+            core,
             running_here: true,
         };
         let ops = &mut Power8Tlb;
@@ -1194,8 +1601,11 @@ impl VmState {
     ) -> (i32, Next) {
         use rtas::{PARAMETER_ERROR as BAD, SUCCESS as OK};
         let args = &c.args;
-        let xics_status = |r: Result<kernel::xics::Kick, XicsError>| match r {
-            Ok(_) => OK,
+        let xics_status = |st: &Self, r: Result<kernel::xics::Kick, XicsError>| match r {
+            Ok(k) => {
+                st.kick(k);
+                OK
+            }
             Err(_) => BAD,
         };
         match s {
@@ -1277,7 +1687,7 @@ impl VmState {
                 let r = self
                     .xics
                     .set_xive(args[0].into(), args[1].into(), args[2].into());
-                (xics_status(r), Next::Resume)
+                (xics_status(self, r), Next::Resume)
             }
             Service::GetXive => {
                 if c.nargs < 1 {
@@ -1302,36 +1712,58 @@ impl VmState {
                 } else {
                     self.xics.int_on(irq)
                 };
-                (xics_status(r), Next::Resume)
+                (xics_status(self, r), Next::Resume)
             }
             Service::QueryCpuStoppedState => {
                 if c.nargs < 1 {
                     return (BAD, Next::Resume);
                 }
                 match self.vcpu_id(args[0].into()) {
-                    Some(_) => {
-                        rets[0] = rtas::CPU_RUNNING;
+                    Some(id) => {
+                        let stopped = self.sh.vcpus[id as usize].stopped.load(Ordering::Acquire);
+                        rets[0] = if stopped {
+                            rtas::CPU_STOPPED
+                        } else {
+                            rtas::CPU_RUNNING
+                        };
                         (OK, Next::Resume)
                     }
                     None => (BAD, Next::Resume),
                 }
             }
-            // start-cpu(id, address, r3): every vcpu of a VM runs (one
-            // per VM today), so starting one is a hardware error, as on
-            // QEMU's pseries for a running cpu; an unknown id a parameter
-            // error.
-            Service::StartCpu => match c.nargs >= 3 && self.vcpu_id(args[0].into()).is_some() {
-                true => (rtas::HARDWARE_ERROR, Next::Resume),
-                false => (BAD, Next::Resume),
+            // start-cpu(id, address, r3), as QEMU's pseries: a running
+            // vcpu is a hardware error, an unknown id a parameter error.
+            Service::StartCpu => match (c.nargs >= 3)
+                .then(|| self.vcpu_id(args[0].into()))
+                .flatten()
+            {
+                Some(id) => {
+                    let shv = &self.sh.vcpus[id as usize];
+                    let mut start = shv.start.lock();
+                    if !shv.stopped.load(Ordering::Acquire) {
+                        return (rtas::HARDWARE_ERROR, Next::Resume);
+                    }
+                    *start = Some((u64::from(args[1]), u64::from(args[2])));
+                    shv.stopped.store(false, Ordering::Release);
+                    drop(start);
+                    self.sh.kick_vcpu(id);
+                    (OK, Next::Resume)
+                }
+                None => (BAD, Next::Resume),
             },
             // The caller stops until another vcpu starts it again; with no
             // other vcpu left running nothing ever can: the VM ends.
-            Service::StopSelf => (
-                OK,
-                Next::Stop(Outcome::Crashed(String::from(
-                    "stop-self on the last running vcpu",
-                ))),
-            ),
+            Service::StopSelf => {
+                let shv = &self.sh.vcpus[v.id as usize];
+                let start = shv.start.lock();
+                shv.stopped.store(true, Ordering::Release);
+                drop(start);
+                if self.sh.all_stopped() {
+                    let why = String::from("stop-self on the last running vcpu");
+                    return (OK, Next::Stop(Outcome::Crashed(why)));
+                }
+                (OK, Next::Stopped)
+            }
         }
     }
 
@@ -1342,8 +1774,9 @@ impl VmState {
         }
     }
 
-    /// Prints the stop line and returns every resource.
-    fn destroy(self, outcome: &Outcome) {
+    /// Prints the stop line and returns every resource (once: nothing
+    /// runs the VM afterwards).
+    fn destroy(&mut self, outcome: &Outcome) {
         info!(
             target: "hv",
             "vm {} lpid={} {} hcalls={} exits={} partition-switches={} reboots={} reflected={} external-irqs={} refused-from-user={}",
@@ -1422,13 +1855,6 @@ pub fn host_epoch() -> Option<i64> {
 
 /// Keys of RTAS services in the hypercall histogram.
 const RTAS_COUNT_BASE: u64 = 1 << 32;
-
-fn xics_ret(r: Result<kernel::xics::Kick, XicsError>) -> i64 {
-    match r {
-        Ok(_) => H_SUCCESS,
-        Err(_) => H_PARAMETER,
-    }
-}
 
 /// Moves the console to the next running VM after `from` (in creation
 /// order, wrapping), and says so.

@@ -72,7 +72,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::units::{parse_size, MIB};
-use crate::vcore::Layout;
+use crate::vcore::{Layout, LayoutError};
 use alloc::string::ToString;
 
 /// The manifest's name inside the archive.
@@ -813,20 +813,13 @@ pub fn parse_manifest_text<'a>(
             d.threads.unwrap_or(1),
             machine_threads,
         ) {
-            Ok(l) if l.vcpus > 1 => {
-                let at = line_of("vcpus").unwrap_or(d.line);
-                error(
-                    &mut out.errors,
-                    at,
-                    Some(d.name),
-                    format!("SMT guests are not supported yet (vcpus={})", l.vcpus),
-                );
-                bad = true;
-                l
-            }
             Ok(l) => l,
             Err(e) => {
-                let at = line_of("threads").or(line_of("vcpus")).unwrap_or(d.line);
+                let at = match e {
+                    LayoutError::NoVcpus | LayoutError::TooMany { .. } => line_of("vcpus"),
+                    _ => line_of("threads").or(line_of("vcpus")),
+                }
+                .unwrap_or(d.line);
                 error(&mut out.errors, at, Some(d.name), e.to_string());
                 bad = true;
                 Layout {
@@ -1225,7 +1218,7 @@ image = vmlinux
         let text = "\
 memory = 1G
 [vm smt]
-vcpus = 4
+vcpus = 4096
 memory = 1G
 image = vmlinux
 [vm zero]
@@ -1288,7 +1281,7 @@ image = vmlinux
         assert_eq!(names, ["ok"]);
         let expected = [
             "manifest:1: 'memory = 1G' outside a [vm NAME] section",
-            "manifest:3: SMT guests are not supported yet (vcpus=4) (vm 'smt' skipped)",
+            "manifest:3: vcpus = 4096 is more than the 256 a VM may have (vm 'smt' skipped)",
             "manifest:7: vcpus must be at least 1 (vm 'zero' skipped)",
             "manifest:10: missing required key 'memory' (vm 'nomem' skipped)",
             "manifest:12: missing required key 'image' (vm 'noimage' skipped)",

@@ -241,6 +241,86 @@ impl Mailbox {
     }
 }
 
+/// What a thread is doing, as its hypervisor-state block records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ThreadMode {
+    /// In the hypervisor's idle loop, no vcore.
+    Idle = 0,
+    /// Napping for a vcpu (ceded or stopped), partition loaded.
+    Napping = 1,
+    /// In the hypervisor for a vcpu (handling an exit), partition loaded.
+    InHost = 2,
+    /// Running guest code.
+    InGuest = 3,
+}
+
+impl ThreadMode {
+    fn from_u32(v: u32) -> ThreadMode {
+        match v {
+            1 => ThreadMode::Napping,
+            2 => ThreadMode::InHost,
+            3 => ThreadMode::InGuest,
+            _ => ThreadMode::Idle,
+        }
+    }
+}
+
+/// The per-thread hypervisor-state block (what KVM keeps in the PACA's
+/// `kvm_hstate`), reached from the per-thread area through `cpu_id`:
+/// what the thread is doing, and the work word thread 0 (or the
+/// scheduler) fills before it wakes the thread with an IPI. The idle
+/// loop reads the word after every wake-up and goes straight to the
+/// work. The word is an opaque non-zero token the firmware owns (a boxed
+/// request); exactly one side ever owns it: the poster until the thread
+/// takes it, or again if it reclaims it first.
+#[derive(Debug, Default)]
+pub struct HvThread {
+    work: AtomicUsize,
+    mode: AtomicU32,
+}
+
+impl HvThread {
+    pub const fn new() -> Self {
+        HvThread {
+            work: AtomicUsize::new(0),
+            mode: AtomicU32::new(ThreadMode::Idle as u32),
+        }
+    }
+
+    /// Posts work (non-zero); refused while earlier work is still posted.
+    pub fn post(&self, token: usize) -> bool {
+        debug_assert_ne!(token, 0);
+        self.work
+            .compare_exchange(0, token, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// The thread takes its posted work, if any.
+    pub fn take(&self) -> Option<usize> {
+        match self.work.swap(0, Ordering::Acquire) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    /// The poster takes back work the thread has not taken (true: it is
+    /// the poster's again; false: the thread has it).
+    pub fn reclaim(&self, token: usize) -> bool {
+        self.work
+            .compare_exchange(token, 0, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    pub fn set_mode(&self, m: ThreadMode) {
+        self.mode.store(m as u32, Ordering::Release);
+    }
+
+    pub fn mode(&self) -> ThreadMode {
+        ThreadMode::from_u32(self.mode.load(Ordering::Acquire))
+    }
+}
+
 /// One hardware thread.
 #[derive(Debug)]
 pub struct CpuState {
@@ -254,6 +334,8 @@ pub struct CpuState {
     online: AtomicBool,
     pub mailbox: Mailbox,
     pub stats: Counters,
+    /// The hypervisor-state block (vcore work, thread mode).
+    pub hv: HvThread,
 }
 
 impl CpuState {
@@ -267,6 +349,7 @@ impl CpuState {
             online: AtomicBool::new(false),
             mailbox: Mailbox::new(),
             stats: Counters::default(),
+            hv: HvThread::new(),
         }
     }
 
@@ -348,6 +431,12 @@ impl<M: Machine> Smp<M> {
         n
     }
 
+    /// Wakes `to` (an IPI, counted; merged with one it has not taken):
+    /// it then looks at whatever state changed for it.
+    pub fn kick(&self, me: &CpuState, to: &CpuState) {
+        self.ipi(me, to)
+    }
+
     fn ipi(&self, me: &CpuState, to: &CpuState) {
         // Counted before the IPI goes out, so whoever it wakes sees it
         // counted. A call posted while the target's previous IPI is not
@@ -402,9 +491,18 @@ impl<M: Machine> Smp<M> {
     /// left pending after its call was served (it would otherwise be taken
     /// later and counted against some other call).
     pub fn idle_loop(&self, me: &CpuState) -> ! {
+        self.idle_loop_with(me, |_, _| {})
+    }
+
+    /// The idle loop, also running `work(me, token)` for work posted in
+    /// the thread's hypervisor-state block (checked after every wake-up).
+    pub fn idle_loop_with(&self, me: &CpuState, mut work: impl FnMut(&CpuState, usize)) -> ! {
         loop {
             self.machine.idle(me, None);
             self.service(me);
+            while let Some(t) = me.hv.take() {
+                work(me, t);
+            }
         }
     }
 

@@ -23,6 +23,9 @@ use core::sync::atomic::{AtomicU32, Ordering};
 /// per core.
 pub const THREAD_CHOICES: [u32; 4] = [1, 2, 4, 8];
 
+/// The most vcpus a VM may have (its XICS servers, per-vcpu state).
+pub const MAX_VCPUS: u32 = 256;
+
 /// How a VM's vcpus map onto vcores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -33,6 +36,10 @@ pub struct Layout {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayoutError {
     NoVcpus,
+    /// More than [`MAX_VCPUS`].
+    TooMany {
+        vcpus: u32,
+    },
     /// Not 1, 2, 4 or 8.
     Threads(u32),
     /// More threads per vcore than the machine has per core.
@@ -51,6 +58,12 @@ impl fmt::Display for LayoutError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LayoutError::NoVcpus => write!(f, "vcpus must be at least 1"),
+            LayoutError::TooMany { vcpus } => {
+                write!(
+                    f,
+                    "vcpus = {vcpus} is more than the {MAX_VCPUS} a VM may have"
+                )
+            }
             LayoutError::Threads(t) => write!(f, "threads = {t}: must be 1, 2, 4 or 8"),
             LayoutError::MoreThanMachine { threads, machine } => write!(
                 f,
@@ -70,6 +83,9 @@ impl Layout {
     pub fn new(vcpus: u32, threads: u32, machine_threads: u32) -> Result<Layout, LayoutError> {
         if vcpus == 0 {
             return Err(LayoutError::NoVcpus);
+        }
+        if vcpus > MAX_VCPUS {
+            return Err(LayoutError::TooMany { vcpus });
         }
         if !THREAD_CHOICES.contains(&threads) {
             return Err(LayoutError::Threads(threads));
@@ -240,6 +256,11 @@ impl CedeState {
     pub fn end(&self) {
         self.0.fetch_and(!CEDED, Ordering::AcqRel);
     }
+
+    /// Neither ceded nor prodded (a reset vcpu).
+    pub fn reset(&self) {
+        self.0.store(0, Ordering::Release);
+    }
 }
 
 /// Vcores waiting for a physical core, in round-robin order. Any free
@@ -252,7 +273,7 @@ pub struct RunQueue<T> {
 }
 
 impl<T> RunQueue<T> {
-    pub fn new() -> Self {
+    pub const fn new() -> Self {
         RunQueue {
             waiting: VecDeque::new(),
         }
@@ -272,6 +293,17 @@ impl<T> RunQueue<T> {
 
     pub fn len(&self) -> usize {
         self.waiting.len()
+    }
+
+    /// Whether some waiting vcore satisfies `f`.
+    pub fn any(&self, f: impl FnMut(&T) -> bool) -> bool {
+        self.waiting.iter().any(f)
+    }
+
+    /// Drops the waiting vcores `keep` refuses (their VM is going away or
+    /// being reset); the others keep their order.
+    pub fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
+        self.waiting.retain(keep)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -664,3 +664,54 @@ pub unsafe fn run(regs: &mut GuestRegs, entry: &VcpuEntry) -> u64 {
     // the caller vouches for the partition.
     unsafe { __vcpu_run(regs, entry) }
 }
+
+/// How a secondary thread joined its core's partition: see
+/// [`secondary_join_partition`].
+#[must_use]
+pub struct SecondaryJoin {
+    /// The thread loaded its own copy of the partition registers.
+    own_copy: bool,
+    /// Its LPCR before joining (vcpu entries write LPCR on every thread).
+    lpcr: u64,
+}
+
+/// **QEMU quirk, the only place it lives.** On POWER8 LPIDR and SDR1
+/// belong to the core: once thread 0 has switched the partition
+/// ([`partition_enter`]), a secondary reads the guest's LPIDR and must
+/// not write it (that would pull translation from under its siblings).
+/// QEMU models LPIDR, SDR1 and LPCR per thread (PLATFORM.md): there the
+/// secondary still reads the host's LPIDR and loads its own copy. Which
+/// case applies is read from the thread's LPIDR, not guessed from the
+/// machine's name.
+///
+/// # Safety
+/// As for [`partition_enter`], and thread 0 of the core must already have
+/// switched to `part`.
+pub unsafe fn secondary_join_partition(part: &PartitionRegs) -> SecondaryJoin {
+    let lpcr = crate::cpu::mfspr::<{ crate::spr::LPCR }>();
+    let own_copy = crate::cpu::lpidr() != part.lpid;
+    if own_copy {
+        let mine = PartitionRegs {
+            flush_tlb: 0,
+            ..*part
+        };
+        // SAFETY: as the caller promises; this thread's own registers.
+        unsafe { partition_enter(&mine) };
+    }
+    SecondaryJoin { own_copy, lpcr }
+}
+
+/// Undoes [`secondary_join_partition`] once the thread's vcpu is saved:
+/// its own copy of the partition registers (QEMU), else only its LPCR.
+///
+/// # Safety
+/// The thread's vcpu must be out of the guest and saved.
+pub unsafe fn secondary_leave_partition(j: SecondaryJoin) {
+    if j.own_copy {
+        // SAFETY: the join loaded this thread's copy; its vcpu is out.
+        unsafe { partition_exit() }
+    } else {
+        // SAFETY: the value this thread ran the hypervisor with before.
+        unsafe { crate::cpu::set_lpcr(j.lpcr) }
+    }
+}

@@ -146,9 +146,11 @@ pub const PPR_DEFAULT: u64 = 0b011 << 50;
 /// HFSCR facilities given to guests: FP, VMX/VSX, DSCR, PM, EBB, TAR (the
 /// state this hypervisor switches). BHRB and TM are withheld (a guest use
 /// traps to the hypervisor, which answers with a program interrupt; the
-/// device tree's ibm,pa-features says there is no TM); MSGP comes with SMT
-/// guests.
+/// device tree's ibm,pa-features says there is no TM). MSGP lets a guest
+/// send `msgsndp` doorbells to the other threads of its vcore (virtual
+/// thread N is physical thread N, and DPDES is saved per vcore).
 pub const HFSCR_GUEST: u64 = spr::HFSCR_FP
+    | spr::HFSCR_MSGP
     | spr::HFSCR_VECVSX
     | spr::HFSCR_DSCR
     | spr::HFSCR_PM

@@ -34,6 +34,9 @@ pub const DAWR: u16 = 180;
 pub const CIABR: u16 = 187;
 pub const DAWRX: u16 = 188;
 pub const HFSCR: u16 = 190;
+/// Directed privileged doorbell exception state: one bit per thread of
+/// the core (bit t = thread t), shared by the core's threads.
+pub const DPDES: u16 = 176;
 pub const HSPRG0: u16 = 304;
 pub const HSPRG1: u16 = 305;
 pub const HDSISR: u16 = 306;
@@ -99,6 +102,7 @@ pub const LPCR_ILE: u64 = 1 << 25; // 38: guest interrupts little-endian
 /// All power-saving exit enables (47-51; KVM calls bit 49 "PECE0", the ISA
 /// "PECE2"). The names below say what each enables.
 pub const LPCR_PECE: u64 = 0x1f << 12;
+pub const LPCR_PECE_DOORBELL: u64 = 1 << 16; // 47: privileged doorbells
 pub const LPCR_PECE_EXTERNAL: u64 = 1 << 14; // 49
 pub const LPCR_PECE_DEC: u64 = 1 << 13; // 50
 /// Mediated external request (52): the guest takes an external interrupt

@@ -273,3 +273,39 @@ fn wake_reasons_decode_from_srr1() {
     assert_eq!(WakeReason::from_srr1(SRR1_WAKE_DBELL), WakeReason::Doorbell);
     assert_eq!(WakeReason::from_srr1(0x0010_0000), WakeReason::Other);
 }
+
+#[test]
+fn work_posted_in_the_state_block_runs_from_the_idle_loop_exactly_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    let smp = machine();
+    // Thread 5 idles and runs posted work; thread 0 posts and kicks.
+    let s = smp.clone();
+    std::thread::spawn(move || {
+        s.idle_loop_with(&s.cpus[5], |_, t| {
+            SEEN.fetch_add(t, Ordering::AcqRel);
+        })
+    });
+    let (me, t) = (&smp.cpus[0], &smp.cpus[5]);
+    for i in 1..=200usize {
+        while !t.hv.post(i) {
+            std::thread::yield_now();
+        }
+        smp.kick(me, t);
+    }
+    let want: usize = (1..=200).sum();
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while SEEN.load(Ordering::Acquire) != want {
+        assert!(Instant::now() < deadline, "posted work was lost");
+        std::thread::yield_now();
+    }
+    // Work the thread never took is the poster's again, exactly once.
+    let idle = &smp.cpus[6];
+    assert!(idle.hv.post(7));
+    assert!(!idle.hv.post(8), "a second post must wait for the first");
+    assert!(idle.hv.reclaim(7));
+    assert!(!idle.hv.reclaim(7));
+    assert_eq!(idle.hv.take(), None);
+    idle.hv.set_mode(ThreadMode::InGuest);
+    assert_eq!(idle.hv.mode(), ThreadMode::InGuest);
+}

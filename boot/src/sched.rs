@@ -1,0 +1,270 @@
+//! The vcore scheduler. Every vcore of every VM waits in one round-robin
+//! run queue (`kernel::vcore::RunQueue`); thread 0 of each physical core
+//! takes the next vcore that wants a core, runs it for a time slice (or
+//! until it must leave: its VM reboots or stops) and puts it back. A vcore
+//! can come back on another core: its VM's `need_tlb_flush` mask makes
+//! that core flush the LPID's stale translations on entry.
+//!
+//! A VM event (reboot, stop) is posted under the queue's lock, so it is
+//! ordered against vcores being taken: once it is posted no vcore of the
+//! VM is put on a core, and the last one off acts on it (reboot: reset
+//! and queue every vcore again; stop: destroy the VM).
+
+use crate::vm::{Join, Outcome, Vm, VmEvent};
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use kernel::smp::CpuState;
+use kernel::vcore::RunQueue;
+use log::info;
+
+/// A vcore waiting for a core.
+struct Slot {
+    vm: Arc<Vm>,
+    vcore: u32,
+}
+
+struct Queue {
+    waiting: RunQueue<Slot>,
+    /// Posted VM events, by VM id.
+    events: Vec<(usize, VmEvent)>,
+    /// Vcores of each VM taken off the queue and not yet back, by VM id.
+    on_core: Vec<(usize, u32)>,
+}
+
+impl Queue {
+    fn event(&self, vm: usize) -> Option<&VmEvent> {
+        self.events.iter().find(|(i, _)| *i == vm).map(|(_, e)| e)
+    }
+    fn on_core(&mut self, vm: usize) -> &mut u32 {
+        if let Some(i) = self.on_core.iter().position(|(v, _)| *v == vm) {
+            return &mut self.on_core[i].1;
+        }
+        self.on_core.push((vm, 0));
+        &mut self.on_core.last_mut().expect("just pushed").1
+    }
+    fn takeable(s: &Slot, events: &[(usize, VmEvent)]) -> bool {
+        !events.iter().any(|(i, _)| *i == s.vm.id) && s.vm.vcore_wants_core(s.vcore)
+    }
+}
+
+static QUEUE: spin::Mutex<Queue> = spin::Mutex::new(Queue {
+    waiting: RunQueue::new(),
+    events: Vec::new(),
+    on_core: Vec::new(),
+});
+/// VMs not yet stopped.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static DONE: AtomicUsize = AtomicUsize::new(0);
+static OK: AtomicUsize = AtomicUsize::new(0);
+/// Cores whose thread 0 waits in the scheduler for work (bit = core).
+static IDLE_CORES: AtomicU64 = AtomicU64::new(0);
+
+/// Work posted in a thread's hypervisor-state block.
+pub enum Work {
+    /// Thread 0 of a core: run the scheduler until every VM has stopped.
+    Schedule,
+    /// A secondary: join a vcore run.
+    Join(Join),
+}
+
+/// Runs the work found in `me`'s hypervisor-state block (from the idle
+/// loop).
+pub fn thread_work(me: &CpuState, token: usize) {
+    // SAFETY: tokens are only ever made by `Box::into_raw` of a `Work`
+    // (`post_work`, `Vm::run_vcore`), and the thread that takes one from
+    // its block owns it.
+    let work = unsafe { Box::from_raw(token as *mut Work) };
+    match *work {
+        Work::Schedule => schedule(me),
+        Work::Join(j) => j.vm.join(j.vcore, j.run, me),
+    }
+}
+
+/// Posts `w` to thread `to` and wakes it.
+fn post_work(me: &CpuState, to: &CpuState, w: Work) -> bool {
+    let token = Box::into_raw(Box::new(w)) as usize;
+    if to.hv.post(token) {
+        crate::smp::smp().kick(me, to);
+        true
+    } else {
+        // SAFETY: never published.
+        drop(unsafe { Box::from_raw(token as *mut Work) });
+        false
+    }
+}
+
+/// Queues every vcore of `vms` and runs the scheduler on thread 0 of every
+/// core (this thread too when it is one) until every VM has stopped.
+/// Returns (VMs that ran, VMs that stopped with `result=ok`).
+pub fn run(vms: Vec<Arc<Vm>>) -> (usize, usize) {
+    let smp = crate::smp::smp();
+    let me = crate::smp::me();
+    LIVE.store(vms.len(), Ordering::Release);
+    {
+        let mut q = QUEUE.lock();
+        for vm in &vms {
+            vm.started();
+            for vcore in 0..vm.vcores() {
+                q.waiting.push(Slot {
+                    vm: vm.clone(),
+                    vcore,
+                });
+            }
+        }
+    }
+    drop(vms);
+    for c in smp
+        .cpus
+        .iter()
+        .filter(|c| c.thread == 0 && c.id != me.id && c.is_online())
+    {
+        if !post_work(me, c, Work::Schedule) {
+            log::warn!(target: "sched", "PIR {:#x} is busy: its core runs no vcores", c.pir);
+        }
+    }
+    if me.thread == 0 {
+        schedule(me);
+    }
+    smp.wait_until(me, None, || LIVE.load(Ordering::Acquire) == 0);
+    (DONE.load(Ordering::Acquire), OK.load(Ordering::Acquire))
+}
+
+/// Thread 0's loop: take a vcore, run it, give it back.
+fn schedule(me: &CpuState) {
+    let smp = crate::smp::smp();
+    let bit = 1u64 << me.core;
+    while LIVE.load(Ordering::Acquire) != 0 {
+        let Some(s) = take() else {
+            IDLE_CORES.fetch_or(bit, Ordering::AcqRel);
+            smp.wait_until(me, None, || {
+                LIVE.load(Ordering::Acquire) == 0 || takeable_waiting()
+            });
+            IDLE_CORES.fetch_and(!bit, Ordering::AcqRel);
+            continue;
+        };
+        s.vm.run_vcore(s.vcore, me);
+        give_back(s);
+    }
+}
+
+fn take() -> Option<Slot> {
+    let mut q = QUEUE.lock();
+    let q = &mut *q;
+    let events = &q.events;
+    let s = q.waiting.take(|s| Queue::takeable(s, events))?;
+    *q.on_core(s.vm.id) += 1;
+    Some(s)
+}
+
+fn takeable_waiting() -> bool {
+    let q = QUEUE.lock();
+    q.waiting.any(|s| Queue::takeable(s, &q.events))
+}
+
+/// Whether a vcore that could run is waiting (a time slice that ends then
+/// gives the core up).
+pub fn others_waiting() -> bool {
+    takeable_waiting()
+}
+
+/// Wakes the cores whose thread 0 waits for work (a vcore became able to
+/// run).
+pub fn wake_idle() {
+    let idle = IDLE_CORES.load(Ordering::Acquire);
+    if idle == 0 {
+        return;
+    }
+    let smp = crate::smp::smp();
+    let me = crate::smp::me();
+    for c in smp
+        .cpus
+        .iter()
+        .filter(|c| c.thread == 0 && idle & (1 << c.core) != 0)
+    {
+        if c.id != me.id {
+            smp.kick(me, c);
+        }
+    }
+}
+
+/// A vcore is off its core: back in the queue, or, when its VM has an
+/// event and it was the last one on a core, the event happens.
+fn give_back(s: Slot) {
+    let mut q = QUEUE.lock();
+    let id = s.vm.id;
+    let left = {
+        let n = q.on_core(id);
+        *n -= 1;
+        *n
+    };
+    let Some(event) = q.event(id).cloned() else {
+        q.waiting.push(s);
+        drop(q);
+        wake_idle();
+        return;
+    };
+    if left != 0 {
+        // The last of the VM's vcores to come off acts.
+        drop(q);
+        return;
+    }
+    q.waiting.retain(|w| w.vm.id != id);
+    q.events.retain(|(i, _)| *i != id);
+    drop(q);
+    let vm = s.vm;
+    match event {
+        VmEvent::Reboot => match vm.reboot() {
+            Ok(()) => {
+                let mut q = QUEUE.lock();
+                for vcore in 0..vm.vcores() {
+                    q.waiting.push(Slot {
+                        vm: vm.clone(),
+                        vcore,
+                    });
+                }
+                drop(q);
+                wake_idle();
+            }
+            Err(e) => finish(&vm, Outcome::Crashed(alloc::format!("reboot failed: {e}"))),
+        },
+        VmEvent::Stop(o) => finish(&vm, o),
+    }
+}
+
+fn finish(vm: &Vm, o: Outcome) {
+    vm.finish(&o);
+    OK.fetch_add((o == Outcome::Ok) as usize, Ordering::AcqRel);
+    DONE.fetch_add(1, Ordering::AcqRel);
+    if LIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
+        info!(target: "sched", "every VM has stopped");
+        // Every thread 0 (and the boot thread) returns from its wait.
+        let smp = crate::smp::smp();
+        let me = crate::smp::me();
+        for c in smp
+            .cpus
+            .iter()
+            .filter(|c| c.id != me.id && (c.thread == 0 || c.id == crate::smp::boot_cpu().id))
+        {
+            smp.kick(me, c);
+        }
+    }
+}
+
+/// Posts `e` for `vm` (a stop replaces a pending reboot; otherwise the
+/// first event stands) and makes every vcore of it leave its core.
+pub fn post_event(vm: &Vm, e: VmEvent) {
+    let mut q = QUEUE.lock();
+    match q.events.iter().position(|(i, _)| *i == vm.id) {
+        None => q.events.push((vm.id, e)),
+        Some(i) => {
+            if q.events[i].1 == VmEvent::Reboot && matches!(e, VmEvent::Stop(_)) {
+                q.events[i].1 = e;
+            }
+        }
+    }
+    // Queued vcores of the VM are no longer taken; those on cores leave.
+    vm.begin_leaving();
+    drop(q);
+}
