@@ -24,6 +24,10 @@ pub static HPT_POOL: spin::Once<spin::Mutex<HptPool>> = spin::Once::new();
 /// (H_GET_CPU_CHARACTERISTICS), from the host firmware's device tree.
 pub static CPU_CHARACTERISTICS: spin::Once<kernel::cpuchar::Characteristics> = spin::Once::new();
 
+/// `tlbiel` flushes only the executing thread (QEMU; see kernel::quirks).
+pub static TLBIEL_REACHES_ONE_THREAD: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
 /// Heap size: 1/64 of RAM, between 4 and 64 MiB.
 fn heap_size(ram: u64) -> u64 {
     (ram / 64).clamp(4 * MIB, 64 * MIB)
@@ -175,6 +179,10 @@ pub fn init(fdt_addr: u64) -> BootInfo {
         None => warn!(target: "cpu", "no clock-frequency in /cpus: guests are told 0 Hz"),
     }
     let icps = devtree::icp_windows(&fdt).unwrap_or_else(|e| fatal(format_args!("{e}")));
+    if kernel::quirks::tlbiel_reaches_one_thread(devtree::machine_compatible(&fdt)) {
+        TLBIEL_REACHES_ONE_THREAD.store(true, core::sync::atomic::Ordering::Release);
+        info!(target: "cpu", "QEMU machine: tlbiel reaches one thread, so vcores of more than one thread invalidate with tlbie");
+    }
     let features = devtree::fw_features(&fdt);
     let chars = CPU_CHARACTERISTICS
         .call_once(|| kernel::cpuchar::from_fw_features(features.iter().copied()));

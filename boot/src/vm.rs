@@ -671,6 +671,18 @@ impl Vm {
             st.flush_raw();
             shv.vpa.lock().bump_yield_count(&mut st.mem());
         }
+        // A ceded vcpu also wakes for a doorbell from a sibling thread
+        // (msgsndp); a stopped one must not (it would never sleep).
+        let lpcr = cpu::mfspr::<{ spr::LPCR }>();
+        let want = match why {
+            Block::Ceded => lpcr | spr::LPCR_PECE_DOORBELL,
+            Block::Stopped => lpcr & !spr::LPCR_PECE_DOORBELL,
+        };
+        if want != lpcr {
+            // SAFETY: only the doorbell wake-up enable changes; the next
+            // entry loads the guest's LPCR again.
+            unsafe { cpu::set_lpcr(want) };
+        }
         me.hv.set_mode(ThreadMode::Napping);
         let woken = loop {
             let owner = {
@@ -935,6 +947,10 @@ impl VmState {
         held.lpid = Some(lpid);
         let tlb = VmTlb::new(lpid, cores);
         tlb.set_online_vcores(cfg.layout.vcores());
+        tlb.set_local_reaches_vcore(
+            cfg.layout.threads == 1
+                || !crate::mem::TLBIEL_REACHES_ONE_THREAD.load(Ordering::Acquire),
+        );
         let rtas_base = layout::rtas_base(mem_size);
         mem[rtas_base as usize..rtas_base as usize + rtas::RTAS_BLOB.len()]
             .copy_from_slice(&rtas::RTAS_BLOB);

@@ -167,6 +167,14 @@ fn root<'b, 'a>(fdt: &'b Fdt<'a>) -> Result<FdtNode<'b, 'a>, DtError<'a>> {
         .ok_or(err("", "", "", Problem::MissingNode))
 }
 
+/// The root node's `compatible` strings (what machine this is).
+pub fn machine_compatible<'a>(fdt: &Fdt<'a>) -> Vec<&'a str> {
+    match fdt.find_node("/").and_then(|r| r.compatible()) {
+        Some(c) => c.all().collect(),
+        None => Vec::new(),
+    }
+}
+
 fn is_type(node: FdtNode<'_, '_>, ty: &str) -> bool {
     node.property("device_type").and_then(|p| p.as_str()) == Some(ty)
 }

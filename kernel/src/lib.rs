@@ -28,6 +28,7 @@ pub mod lpid;
 pub mod memmap;
 pub mod mode;
 pub mod pagealloc;
+pub mod quirks;
 pub mod rtas;
 pub mod smp;
 pub mod time;

@@ -15,7 +15,7 @@
 
 use crate::cpumask::{AtomicCpuMask, CpuMask};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// PAPR H_LOCAL hypercall flag (Linux hvcall.h: bit 35 from the top).
 pub const H_LOCAL: u64 = 1 << (63 - 35);
@@ -48,6 +48,11 @@ pub struct VmTlb {
     cores: usize,
     need_tlb_flush: AtomicCpuMask,
     online_vcores: AtomicU32,
+    /// `tlbiel` on one thread reaches every thread of the VM's vcore
+    /// (POWER8: the TLB is per core). False for a multi-thread vcore
+    /// under QEMU (`quirks::tlbiel_reaches_one_thread`): then every
+    /// invalidation is a `tlbie`.
+    local_reaches_vcore: AtomicBool,
     stats: Vec<CoreTlbStats>,
 }
 
@@ -60,6 +65,7 @@ impl VmTlb {
             cores,
             need_tlb_flush: AtomicCpuMask::new(),
             online_vcores: AtomicU32::new(0),
+            local_reaches_vcore: AtomicBool::new(true),
             stats: (0..cores).map(|_| CoreTlbStats::default()).collect(),
         };
         t.mark_all();
@@ -75,6 +81,11 @@ impl VmTlb {
         self.online_vcores.store(n, Ordering::Release);
     }
 
+    /// Whether a `tlbiel` reaches every thread of the VM's vcore.
+    pub fn set_local_reaches_vcore(&self, yes: bool) {
+        self.local_reaches_vcore.store(yes, Ordering::Release);
+    }
+
     pub fn needs_flush(&self, core: usize) -> bool {
         self.need_tlb_flush.test(core)
     }
@@ -88,6 +99,9 @@ impl VmTlb {
         flags: u64,
         honour_h_local: bool,
     ) -> bool {
+        if !self.local_reaches_vcore.load(Ordering::Acquire) {
+            return true;
+        }
         let global = match running_core {
             Some(_) if self.online_vcores.load(Ordering::Acquire) == 1 => false,
             _ if !honour_h_local => true,
@@ -241,6 +255,25 @@ mod tests {
         t.on_entry(&mut r, 1);
         t.global_invalidates(Some(0), H_LOCAL, true);
         assert!(t.needs_flush(1));
+    }
+
+    #[test]
+    fn a_tlbiel_that_reaches_one_thread_is_never_used_for_a_multi_thread_vcore() {
+        // One SMT4 vcore under QEMU: even H_LOCAL must broadcast, or the
+        // siblings keep the stale translation.
+        let t = VmTlb::new(6, 2);
+        let mut r = Recorder::default();
+        t.on_entry(&mut r, 0);
+        t.on_entry(&mut r, 1);
+        r.ops.clear();
+        t.set_online_vcores(1);
+        t.set_local_reaches_vcore(false);
+        t.invalidate(&mut r, 0, Some(0), H_LOCAL, 0x4000);
+        assert!(t.global_invalidates(Some(0), H_LOCAL, true));
+        assert_eq!(r.ops, vec!["tlbie lpid=6 rb=0x4000"]);
+        assert!(!t.needs_flush(1), "tlbie needs no entry flush");
+        t.set_local_reaches_vcore(true);
+        assert!(!t.global_invalidates(Some(0), 0, true));
     }
 
     #[test]

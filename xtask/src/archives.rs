@@ -25,6 +25,18 @@ pub fn prepare() -> Result<(), String> {
     let bad = guest("bad")?;
     let reboot = guest("reboot")?;
     let mmu = guest("mmu")?;
+    let smp = guest("smp")?;
+    // The SMP guest as one SMT4 vcore, as two SMT4 vcores (both cores),
+    // and as four 1-thread vcores on the two cores (time-sliced).
+    for (name, vcpus, threads) in [("smp4x1", 4, 4), ("smp4x2", 8, 4), ("smp1x4", 4, 1)] {
+        let manifest = format!(
+            "[vm {name}]\nmemory = 64M\nimage = smp.elf\nvcpus = {vcpus}\nthreads = {threads}\n"
+        );
+        write(
+            name,
+            &[("manifest", manifest.as_bytes()), ("smp.elf", &smp)],
+        )?;
+    }
     write(
         "crash",
         &[
@@ -103,7 +115,7 @@ pub fn prepare() -> Result<(), String> {
         &[
             (
                 "manifest",
-                b"[vm notelf]\nmemory = 16M\nimage = manifest\n\n[vm good]\nmemory = 16M\nimage = hello.elf\n\n[vm broken]\nmemroy = 16M\nimage = hello.elf\n\n[vm smt]\nvcpus = 4\nmemory = 16M\nimage = hello.elf\n\n[vm missing]\nmemory = 16M\nimage = nothere.elf\n",
+                b"[vm notelf]\nmemory = 16M\nimage = manifest\n\n[vm good]\nmemory = 16M\nimage = hello.elf\n\n[vm broken]\nmemroy = 16M\nimage = hello.elf\n\n[vm smt]\nvcpus = 6\nthreads = 4\nmemory = 16M\nimage = hello.elf\n\n[vm missing]\nmemory = 16M\nimage = nothere.elf\n",
             ),
             ("hello.elf", &hello),
         ],

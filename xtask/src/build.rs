@@ -12,6 +12,7 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("guest-bad", "bad"),
     ("guest-reboot", "reboot"),
     ("guest-mmu", "mmu"),
+    ("guest-smp", "smp"),
 ];
 
 /// Builds the test guests into build/guests/NAME.elf.

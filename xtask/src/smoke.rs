@@ -513,7 +513,10 @@ const SMOKES: &[Smoke] = &[
                 free_at_boot(b) == free_at_end(b),
                 "memory leaked by a failed or stopped VM",
             )?;
-            has(b, "SMT guests are not supported yet (vcpus=4)")?;
+            has(
+                b,
+                "vcpus = 6 is not a multiple of threads = 4 (vm 'smt' skipped)",
+            )?;
             has(b, "nothere.elf")?;
             has(b, "archive: 2 VMs in the manifest, ")?;
             has(b, "hv: vm good lpid=1 result=ok")?;
@@ -648,6 +651,51 @@ const SMOKES: &[Smoke] = &[
         },
     },
     Smoke {
+        name: "archive-smp-one-smt4-vcore",
+        args: &["--initrd", "build/archives/smp4x1.cpio", "--timeout", "120"],
+        status: 0,
+        typing: &[],
+        check: |b| {
+            has(b, "smp: 4 vcpus in 1 vcores of 4 threads")?;
+            has(b, "smp: counter 80000 from 4 vcpus")?;
+            has(b, "smp: 60 doorbells to 3 sibling threads")?;
+            has(b, "smp: 100 H_PROD/H_CEDE round trips, 0 lost wake-ups")?;
+            expect(b.find("FAIL").is_none(), "a guest check failed")?;
+            has(b, "smp: all 20 checks passed")?;
+            // One vcore: HPT changes would use tlbiel; it ran on one core
+            // at a time.
+            has(b, "hv: vm smp4x1 lpid=1 result=ok")
+        },
+    },
+    Smoke {
+        name: "archive-smp-two-smt4-vcores",
+        args: &["--initrd", "build/archives/smp4x2.cpio", "--timeout", "120"],
+        status: 0,
+        typing: &[],
+        check: |b| {
+            has(b, "smp: 8 vcpus in 2 vcores of 4 threads")?;
+            has(b, "smp: counter 160000 from 8 vcpus")?;
+            has(b, "smp: 60 doorbells to 3 sibling threads")?;
+            expect(b.find("FAIL").is_none(), "a guest check failed")?;
+            has(b, "smp: all 20 checks passed")?;
+            has(b, "hv: vm smp4x2 lpid=1 result=ok")
+        },
+    },
+    Smoke {
+        name: "archive-smp-four-1-thread-vcores-time-sliced",
+        args: &["--initrd", "build/archives/smp1x4.cpio", "--timeout", "180"],
+        status: 0,
+        typing: &[],
+        check: |b| {
+            has(b, "smp: 4 vcpus in 4 vcores of 1 threads")?;
+            has(b, "smp: counter 80000 from 4 vcpus")?;
+            expect(b.find("FAIL").is_none(), "a guest check failed")?;
+            // No siblings: the doorbell checks do not apply.
+            has(b, "smp: all 18 checks passed")?;
+            has(b, "hv: vm smp1x4 lpid=1 result=ok")
+        },
+    },
+    Smoke {
         name: "runner-timeout-exit-2",
         args: &["--timeout", "1"],
         status: 2,
@@ -769,6 +817,8 @@ pub fn test(args: &[String]) -> Result<(), String> {
                     "guest-reboot",
                     "--package",
                     "guest-mmu",
+                    "--package",
+                    "guest-smp",
                     "--release",
                     "--target",
                     "ppc64le-hv.json",
