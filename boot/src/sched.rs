@@ -1,5 +1,6 @@
-//! The vcore scheduler. Every vcore of every VM waits in one round-robin
-//! run queue (`kernel::vcore::RunQueue`); thread 0 of each physical core
+//! The vcore scheduler on the machine. Every vcore of every VM waits in
+//! one round-robin run queue (the portable, host-tested decisions are
+//! `kernel::vcore::sched`); thread 0 of each physical core
 //! takes the next vcore that wants a core, runs it for a time slice (or
 //! until it must leave: its VM reboots or stops) and puts it back. A vcore
 //! can come back on another core: its VM's `need_tlb_flush` mask makes
@@ -8,7 +9,8 @@
 //! A VM event (reboot, stop) is posted under the queue's lock, so it is
 //! ordered against vcores being taken: once it is posted no vcore of the
 //! VM is put on a core, and the last one off acts on it (reboot: reset
-//! and queue every vcore again; stop: destroy the VM).
+//! and queue every vcore again; stop: destroy the VM). The VM's `leaving`
+//! flag, set under the same lock, makes its running vcores leave.
 
 use crate::vm::{Join, Outcome, Vm, VmEvent};
 use alloc::boxed::Box;
@@ -16,44 +18,20 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use kernel::smp::CpuState;
-use kernel::vcore::RunQueue;
+use kernel::vcore::sched::{GiveBack, SchedVm, Scheduler};
 use log::info;
 
-/// A vcore waiting for a core.
-struct Slot {
-    vm: Arc<Vm>,
-    vcore: u32,
-}
-
-struct Queue {
-    waiting: RunQueue<Slot>,
-    /// Posted VM events, by VM id.
-    events: Vec<(usize, VmEvent)>,
-    /// Vcores of each VM taken off the queue and not yet back, by VM id.
-    on_core: Vec<(usize, u32)>,
-}
-
-impl Queue {
-    fn event(&self, vm: usize) -> Option<&VmEvent> {
-        self.events.iter().find(|(i, _)| *i == vm).map(|(_, e)| e)
+impl SchedVm for Vm {
+    fn id(&self) -> usize {
+        self.id
     }
-    fn on_core(&mut self, vm: usize) -> &mut u32 {
-        if let Some(i) = self.on_core.iter().position(|(v, _)| *v == vm) {
-            return &mut self.on_core[i].1;
-        }
-        self.on_core.push((vm, 0));
-        &mut self.on_core.last_mut().expect("just pushed").1
-    }
-    fn takeable(s: &Slot, events: &[(usize, VmEvent)]) -> bool {
-        !events.iter().any(|(i, _)| *i == s.vm.id) && s.vm.vcore_wants_core(s.vcore)
+    fn wants_core(&self, vcore: u32) -> bool {
+        self.vcore_wants_core(vcore)
     }
 }
 
-static QUEUE: spin::Mutex<Queue> = spin::Mutex::new(Queue {
-    waiting: RunQueue::new(),
-    events: Vec::new(),
-    on_core: Vec::new(),
-});
+/// The run queue and VM events (kernel::vcore::sched decides).
+static QUEUE: spin::Mutex<Scheduler<Arc<Vm>, Outcome>> = spin::Mutex::new(Scheduler::new());
 /// VMs not yet stopped.
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static DONE: AtomicUsize = AtomicUsize::new(0);
@@ -106,12 +84,7 @@ pub fn run(vms: Vec<Arc<Vm>>) -> (usize, usize) {
         let mut q = QUEUE.lock();
         for vm in &vms {
             vm.started();
-            for vcore in 0..vm.vcores() {
-                q.waiting.push(Slot {
-                    vm: vm.clone(),
-                    vcore,
-                });
-            }
+            q.add(vm, vm.vcores());
         }
     }
     drop(vms);
@@ -136,37 +109,23 @@ fn schedule(me: &CpuState) {
     let smp = crate::smp::smp();
     let bit = 1u64 << me.core;
     while LIVE.load(Ordering::Acquire) != 0 {
-        let Some(s) = take() else {
+        let Some((vm, vcore)) = QUEUE.lock().take() else {
             IDLE_CORES.fetch_or(bit, Ordering::AcqRel);
             smp.wait_until(me, None, || {
-                LIVE.load(Ordering::Acquire) == 0 || takeable_waiting()
+                LIVE.load(Ordering::Acquire) == 0 || others_waiting()
             });
             IDLE_CORES.fetch_and(!bit, Ordering::AcqRel);
             continue;
         };
-        s.vm.run_vcore(s.vcore, me);
-        give_back(s);
+        vm.run_vcore(vcore, me);
+        give_back(vm, vcore);
     }
-}
-
-fn take() -> Option<Slot> {
-    let mut q = QUEUE.lock();
-    let q = &mut *q;
-    let events = &q.events;
-    let s = q.waiting.take(|s| Queue::takeable(s, events))?;
-    *q.on_core(s.vm.id) += 1;
-    Some(s)
-}
-
-fn takeable_waiting() -> bool {
-    let q = QUEUE.lock();
-    q.waiting.any(|s| Queue::takeable(s, &q.events))
 }
 
 /// Whether a vcore that could run is waiting (a time slice that ends then
 /// gives the core up).
 pub fn others_waiting() -> bool {
-    takeable_waiting()
+    QUEUE.lock().others_waiting()
 }
 
 /// Wakes the cores whose thread 0 waits for work (a vcore became able to
@@ -191,45 +150,19 @@ pub fn wake_idle() {
 
 /// A vcore is off its core: back in the queue, or, when its VM has an
 /// event and it was the last one on a core, the event happens.
-fn give_back(s: Slot) {
-    let mut q = QUEUE.lock();
-    let id = s.vm.id;
-    let left = {
-        let n = q.on_core(id);
-        *n -= 1;
-        *n
-    };
-    let Some(event) = q.event(id).cloned() else {
-        q.waiting.push(s);
-        drop(q);
-        wake_idle();
-        return;
-    };
-    if left != 0 {
-        // The last of the VM's vcores to come off acts.
-        drop(q);
-        return;
-    }
-    q.waiting.retain(|w| w.vm.id != id);
-    q.events.retain(|(i, _)| *i != id);
-    drop(q);
-    let vm = s.vm;
-    match event {
-        VmEvent::Reboot => match vm.reboot() {
+fn give_back(vm: Arc<Vm>, vcore: u32) {
+    let g = QUEUE.lock().give_back(vm, vcore);
+    match g {
+        GiveBack::Queued => wake_idle(),
+        GiveBack::Others => {}
+        GiveBack::Act(vm, VmEvent::Reboot) => match vm.reboot() {
             Ok(()) => {
-                let mut q = QUEUE.lock();
-                for vcore in 0..vm.vcores() {
-                    q.waiting.push(Slot {
-                        vm: vm.clone(),
-                        vcore,
-                    });
-                }
-                drop(q);
+                QUEUE.lock().add(&vm, vm.vcores());
                 wake_idle();
             }
             Err(e) => finish(&vm, Outcome::Crashed(alloc::format!("reboot failed: {e}"))),
         },
-        VmEvent::Stop(o) => finish(&vm, o),
+        GiveBack::Act(vm, VmEvent::Stop(o)) => finish(&vm, o),
     }
 }
 
@@ -256,15 +189,9 @@ fn finish(vm: &Vm, o: Outcome) {
 /// first event stands) and makes every vcore of it leave its core.
 pub fn post_event(vm: &Vm, e: VmEvent) {
     let mut q = QUEUE.lock();
-    match q.events.iter().position(|(i, _)| *i == vm.id) {
-        None => q.events.push((vm.id, e)),
-        Some(i) => {
-            if q.events[i].1 == VmEvent::Reboot && matches!(e, VmEvent::Stop(_)) {
-                q.events[i].1 = e;
-            }
-        }
+    if q.post(vm.id, e) {
+        // Under the queue's lock: no vcore of the VM is taken from now
+        // on, and those on cores leave.
+        vm.begin_leaving();
     }
-    // Queued vcores of the VM are no longer taken; those on cores leave.
-    vm.begin_leaving();
-    drop(q);
 }

@@ -246,15 +246,10 @@ struct VmState {
     reflected: u64,
 }
 
-/// What takes every vcore of a VM out of the guest for good (until the
-/// last one out acts on it).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum VmEvent {
-    /// `system-reboot`: every vcpu stops, the HPT is cleared, vcpu 0
-    /// restarts at the entry point with the others stopped.
-    Reboot,
-    Stop(Outcome),
-}
+/// What takes every vcore of a VM out of the guest: `system-reboot`
+/// (every vcpu stops, the HPT is cleared, vcpu 0 restarts at the entry
+/// point with the others stopped) or a stop with its outcome.
+pub type VmEvent = kernel::vcore::sched::Event<Outcome>;
 
 /// A vcpu's state that other vcpus change while it may run elsewhere.
 #[derive(Default)]
@@ -684,6 +679,8 @@ impl Vm {
             unsafe { cpu::set_lpcr(want) };
         }
         me.hv.set_mode(ThreadMode::Napping);
+        let poll_every = kernel::time::ms_to_ticks(CONSOLE_POLL_MS);
+        let mut next_poll = cpu::mftb() + poll_every;
         let woken = loop {
             let owner = {
                 let mut st = self.st.lock();
@@ -709,11 +706,19 @@ impl Vm {
                 wait = wait.min(deliver::dec_remaining(e, now).max(1));
             }
             if owner {
-                wait = wait.min(kernel::time::ms_to_ticks(CONSOLE_POLL_MS));
+                wait = wait.min(next_poll.saturating_sub(now).max(1));
             }
-            smp.wait_until(me, Some(wait), || false);
-            self.st.lock().poll_console();
+            // One nap, then every wake-up condition is checked again.
+            smp.idle_once(me, wait);
+            if owner && cpu::mftb() >= next_poll {
+                self.st.lock().poll_console();
+                next_poll = cpu::mftb() + poll_every;
+            }
         };
+        if want != lpcr {
+            // SAFETY: back to the LPCR this thread had before the block.
+            unsafe { cpu::set_lpcr(lpcr) };
+        }
         me.hv.set_mode(ThreadMode::InHost);
         if why == Block::Ceded && woken {
             v.ceded = false;

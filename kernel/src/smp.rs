@@ -471,6 +471,17 @@ impl<M: Machine> Smp<M> {
         }
     }
 
+    /// Sleeps once, until anything wakes `me` (an IPI, a doorbell, the
+    /// timer) or `timeout` ticks pass, serving calls before and after: for
+    /// a caller that re-checks its own wake-up conditions after every
+    /// wake (a ceded vcpu: a prod, an interrupt, a doorbell).
+    pub fn idle_once(&self, me: &CpuState, timeout: u64) {
+        self.service(me);
+        let deadline = self.machine.now().saturating_add(timeout);
+        self.machine.idle(me, Some(deadline));
+        self.service(me);
+    }
+
     /// Sleeps until `done` yields a value. Every reply comes with an IPI,
     /// so this idles *first*: the reply's IPI is always acknowledged here
     /// (at once if it is already pending) and never left to coalesce with

@@ -15,6 +15,8 @@
 //! switch), so the protocol is tested here with host threads standing in
 //! for hardware threads.
 
+pub mod sched;
+
 use alloc::collections::VecDeque;
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};

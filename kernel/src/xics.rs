@@ -299,10 +299,15 @@ impl Xics {
             return Kick::default();
         };
         let s = &mut self.sources[i];
+        let before = (s.asserted, s.latched);
         if s.level {
             s.asserted = high;
         } else if high {
             s.latched = true;
+        }
+        // Nothing changed (a level line polled again): nobody to wake.
+        if (s.asserted, s.latched) == before {
+            return Kick::default();
         }
         let server = s.server;
         self.update(server);
@@ -379,6 +384,17 @@ mod tests {
         x.int_on(u64::from(VTY)).unwrap();
         assert_eq!(x.get_xive(u64::from(VTY)), Ok((0, 5)));
         assert_eq!(x.icp(0).unwrap().pending(), Some(5));
+    }
+
+    #[test]
+    fn a_line_that_does_not_change_wakes_nobody() {
+        let mut x = xics();
+        x.set_xive(u64::from(VTY), 1, 5).unwrap();
+        assert_eq!(x.set_line(VTY, true).servers().collect::<Vec<_>>(), [1]);
+        // Polled again while input still waits: no kick each time.
+        assert_eq!(x.set_line(VTY, true), Kick::default());
+        assert_eq!(x.set_line(VTY, false).servers().collect::<Vec<_>>(), [1]);
+        assert_eq!(x.set_line(VTY, false), Kick::default());
     }
 
     #[test]

@@ -26,6 +26,17 @@ pub fn prepare() -> Result<(), String> {
     let reboot = guest("reboot")?;
     let mmu = guest("mmu")?;
     let smp = guest("smp")?;
+    // Three VMs on two cores: two SMP guests of two 1-thread vcores each
+    // and a one-vcore guest changing its HPT (tlbiel) from whichever core
+    // it is on, time-sliced and migrating.
+    write(
+        "three-vms",
+        &[
+            ("manifest", b"[vm smp-a]\nmemory = 64M\nimage = smp.elf\nvcpus = 2\n\n[vm smp-b]\nmemory = 64M\nimage = smp.elf\nvcpus = 2\n\n[vm paging]\nmemory = 32M\nimage = mmu.elf\nbootargs = rounds=40\n"),
+            ("smp.elf", &smp),
+            ("mmu.elf", &mmu),
+        ],
+    )?;
     // The SMP guest as one SMT4 vcore, as two SMT4 vcores (both cores),
     // and as four 1-thread vcores on the two cores (time-sliced).
     for (name, vcpus, threads) in [("smp4x1", 4, 4), ("smp4x2", 8, 4), ("smp1x4", 4, 1)] {

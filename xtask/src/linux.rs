@@ -189,6 +189,17 @@ pub fn kernel_release() -> Result<String, String> {
 /// The archives the Linux smoke tests boot.
 pub fn prepare() -> Result<(), String> {
     archive("linux", &manifest("linux", "1G", ""), &[])?;
+    // SMP: one SMT4 vcore (siblings signal with msgsndp), and two.
+    archive(
+        "linux-smp4",
+        &manifest("linux", "1G", "vcpus = 4\nthreads = 4\n"),
+        &[],
+    )?;
+    archive(
+        "linux-smp8",
+        &manifest("linux", "1G", "vcpus = 8\nthreads = 4\n"),
+        &[],
+    )?;
     let bad = std::fs::read(root().join("build/guests/bad.elf")).map_err(|e| e.to_string())?;
     archive(
         "linux-and-bad",

@@ -5,6 +5,20 @@ use crate::qemu::{boot, boot_typing, Boot};
 use crate::root;
 use std::process::Command;
 
+/// The per-cpu counts of a `/proc/interrupts` row (e.g. `DBL:`), from
+/// the line the shell printed.
+fn interrupt_row(b: &Boot, row: &str) -> Vec<u64> {
+    b.lines()
+        .find(|l| l.trim_start().starts_with(row))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .map_while(|w| w.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// (tlbiel, tlbie, entry flushes) of VM `vm`, summed over the cores it
 /// ran on (its `tlb: vm NAME core N: …` stop lines).
 fn tlb_counts(b: &Boot, vm: &str) -> (u64, u64, u64) {
@@ -696,6 +710,44 @@ const SMOKES: &[Smoke] = &[
         },
     },
     Smoke {
+        name: "archive-three-vms-on-two-cores",
+        args: &[
+            "--initrd",
+            "build/archives/three-vms.cpio",
+            "--timeout",
+            "180",
+        ],
+        status: 0,
+        typing: &[],
+        check: |b| {
+            has(b, "hv: vm smp-a lpid=")?;
+            expect(b.find("FAIL").is_none(), "a guest check failed")?;
+            for vm in ["smp-a", "smp-b", "paging"] {
+                expect(
+                    b.lines().any(|l| {
+                        l.contains(&format!("hv: vm {vm} lpid=")) && l.contains("result=ok")
+                    }),
+                    &format!("vm {vm} did not end with result=ok"),
+                )?;
+            }
+            has(b, "mmu: 40 rounds of map, use and unmap")?;
+            has(b, "hv: all VMs stopped: 3 ran, 3 ok, 0 not ok")?;
+            // The one-vcore guest invalidated with tlbiel, which marks the
+            // other core; it ran on both, so it flushed there on entry
+            // after moving, more than the one first flush per core.
+            let (local, _, flushes) = tlb_counts(b, "paging");
+            expect(local > 40, &format!("tlbiel={local}, want > 40"))?;
+            expect(
+                flushes > 2,
+                &format!("{flushes} entry flushes, want > 2 (flushes after migration)"),
+            )?;
+            expect(
+                free_at_boot(b) == free_at_end(b),
+                "memory not all returned after the VMs stopped",
+            )
+        },
+    },
+    Smoke {
         name: "runner-timeout-exit-2",
         args: &["--timeout", "1"],
         status: 2,
@@ -749,6 +801,74 @@ const SMOKES: &[Smoke] = &[
             )?;
             has(b, "rfi-flush: fallback displacement flush available")?;
             has(b, "hcall: vm linux: H_REGISTER_VPA (0xdc)")
+        },
+    },
+    Smoke {
+        name: "linux-smp-one-smt4-vcore",
+        args: &[
+            "--initrd",
+            "build/archives/linux-smp4.cpio",
+            "--timeout",
+            "300",
+        ],
+        status: 0,
+        typing: &[
+            (crate::linux::SHELL_MARKER, ""),
+            (
+                PROMPT,
+                "echo \"cpus=$(nproc) cpuinfo=$(grep -c ^processor /proc/cpuinfo)\"\n",
+            ),
+            ("cpus=", ""),
+            (PROMPT, "grep -E '^ *(DBL|IPI):' /proc/interrupts\n"),
+            ("DBL:", ""),
+            (PROMPT, "poweroff -f\n"),
+        ],
+        check: |b| {
+            linux_booted(b)?;
+            has(b, "smp: Brought up 1 node, 4 CPUs")?;
+            has(b, "cpus=4 cpuinfo=4")?;
+            // Siblings of one vcore signal each other with msgsndp: the
+            // doorbell row counts on the secondaries.
+            let dbl = interrupt_row(b, "DBL:");
+            expect(
+                dbl.len() == 4 && dbl[1..].iter().all(|n| *n > 0),
+                &format!("doorbell interrupts per cpu {dbl:?}, want 4 with cpus 1-3 above 0"),
+            )?;
+            has(b, "vm: linux: lpid 1 memory 1024 MiB")?;
+            has(b, "4 vcpus in 1 vcores of 4 threads")?;
+            has(b, "hv: vm linux lpid=1 result=ok")
+        },
+    },
+    Smoke {
+        name: "linux-smp-two-smt4-vcores",
+        args: &[
+            "--initrd",
+            "build/archives/linux-smp8.cpio",
+            "--timeout",
+            "600",
+        ],
+        status: 0,
+        typing: &[
+            (crate::linux::SHELL_MARKER, ""),
+            (
+                PROMPT,
+                "echo \"cpus=$(nproc) cpuinfo=$(grep -c ^processor /proc/cpuinfo)\"\n",
+            ),
+            ("cpus=", ""),
+            (PROMPT, "poweroff -f\n"),
+        ],
+        check: |b| {
+            linux_booted(b)?;
+            has(b, "smp: Brought up 1 node, 8 CPUs")?;
+            has(b, "cpus=8 cpuinfo=8")?;
+            has(b, "8 vcpus in 2 vcores of 4 threads")?;
+            // Two vcores: HPT changes broadcast (tlbie), none local.
+            let (local, global, _) = tlb_counts(b, "linux");
+            expect(
+                local == 0 && global > 0,
+                &format!("tlbiel={local} tlbie={global}, want only tlbie"),
+            )?;
+            has(b, "hv: vm linux lpid=1 result=ok")
         },
     },
     Smoke {

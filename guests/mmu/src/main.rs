@@ -33,6 +33,13 @@ fn real_write(gpa: u64, v: u64) {
     unsafe { core::ptr::write_volatile(gpa as *mut u64, v) }
 }
 
+fn mftb() -> u64 {
+    let t: u64;
+    // SAFETY: reads the timebase.
+    unsafe { core::arch::asm!("mftb {0}", out(reg) t) };
+    t
+}
+
 #[unsafe(no_mangle)]
 pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
     let fdt = device_tree(fdt_addr);
@@ -122,6 +129,36 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
         "H_REMOVE of the read-only page",
         hcall(H_REMOVE, [0, ro_idx, 0, 0, 0, 0]).0 == 0,
     );
+
+    // `rounds=N`: map, use and unmap a page N times, ~20 ms apart, so a
+    // time-sliced vcore does it on whichever core it runs on now: each
+    // unmap must be seen there (a stale translation would not fault).
+    let rounds = fdt
+        .as_ref()
+        .and_then(|f| f.chosen().bootargs())
+        .and_then(|a| a.split_whitespace().find_map(|w| w.strip_prefix("rounds=")))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    let mut seen = 0;
+    for round in 0..rounds {
+        let (rc, idx) = hcall(H_ENTER, [0, pteg(EA_RW), v, GPA_RW | 0x10 | 2, 0, 0]);
+        translated_store(EA_RW, 0x5000 + round);
+        let mapped = rc == 0 && real_read(GPA_RW) == 0x5000 + round;
+        let faults = trap_log().count;
+        let removed = hcall(H_REMOVE, [0, idx[0], 0, 0, 0, 0]).0 == 0;
+        translated_load(EA_RW);
+        if mapped && removed && trap_log().count == faults + 1 {
+            seen += 1;
+        }
+        let end = mftb() + 20 * 512_000;
+        while mftb() < end {
+            core::hint::spin_loop();
+        }
+    }
+    if rounds > 0 {
+        check("every unmap of the rounds is seen", seen == rounds);
+        println!("mmu: {rounds} rounds of map, use and unmap");
+    }
 
     if fail == 0 {
         println!("mmu: all {pass} checks passed");

@@ -1,0 +1,238 @@
+//! The scheduler against fake VMs, and with host threads as the cores of
+//! a machine racing to take, run and give back vcores while vcpus post
+//! events.
+
+use super::*;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::vec;
+
+/// A fake VM: which of its vcores want a core.
+struct Fake {
+    id: usize,
+    stopped: Vec<AtomicBool>,
+}
+
+impl SchedVm for Fake {
+    fn id(&self) -> usize {
+        self.id
+    }
+    fn wants_core(&self, vcore: u32) -> bool {
+        !self.stopped[vcore as usize].load(Ordering::Acquire)
+    }
+}
+
+fn vm(id: usize, vcores: usize) -> Arc<Fake> {
+    Arc::new(Fake {
+        id,
+        stopped: (0..vcores).map(|_| AtomicBool::new(false)).collect(),
+    })
+}
+
+type S = Scheduler<Arc<Fake>, &'static str>;
+
+fn ids(got: &Option<(Arc<Fake>, u32)>) -> Option<(usize, u32)> {
+    got.as_ref().map(|(v, c)| (v.id, *c))
+}
+
+#[test]
+fn three_vms_on_two_cores_take_turns_round_robin() {
+    let mut s = S::new();
+    let vms = [vm(0, 1), vm(1, 1), vm(2, 1)];
+    for v in &vms {
+        s.add(v, 1);
+    }
+    let mut order = vec![];
+    for _ in 0..6 {
+        let (a, b) = (s.take().unwrap(), s.take().unwrap());
+        order.push(a.0.id);
+        order.push(b.0.id);
+        assert!(s.others_waiting(), "the third VM waits");
+        assert!(matches!(s.give_back(a.0, a.1), GiveBack::Queued));
+        assert!(matches!(s.give_back(b.0, b.1), GiveBack::Queued));
+    }
+    // Every VM gets the same share: 4 slices each out of 12.
+    for id in 0..3 {
+        assert_eq!(order.iter().filter(|i| **i == id).count(), 4, "{order:?}");
+    }
+    assert_eq!(&order[..6], &[0, 1, 2, 0, 1, 2]);
+}
+
+#[test]
+fn a_vcore_whose_vcpus_are_all_stopped_is_skipped_until_started() {
+    let mut s = S::new();
+    let v = vm(0, 2);
+    v.stopped[1].store(true, Ordering::Release);
+    s.add(&v, 2);
+    let a = s.take();
+    assert_eq!(ids(&a), Some((0, 0)));
+    assert!(s.take().is_none(), "vcore 1 has no started vcpu");
+    assert!(!s.others_waiting());
+    v.stopped[1].store(false, Ordering::Release);
+    assert!(s.others_waiting());
+    assert_eq!(ids(&s.take()), Some((0, 1)));
+}
+
+#[test]
+fn an_event_waits_for_the_last_vcore_off_and_removes_the_waiting_ones() {
+    let mut s = S::new();
+    let v = vm(7, 3);
+    let other = vm(8, 1);
+    s.add(&v, 3);
+    s.add(&other, 1);
+    let a = s.take().unwrap();
+    let b = s.take().unwrap();
+    assert_eq!(s.on_core(7), 2);
+    assert!(s.post(7, Event::Stop("crashed")));
+    assert!(!s.post(7, Event::Reboot), "the first event stands");
+    // Vcore 2 of the VM still waits but is never taken now.
+    assert_eq!(ids(&s.take()), Some((8, 0)));
+    assert!(s.take().is_none());
+    assert!(matches!(s.give_back(a.0, a.1), GiveBack::Others));
+    match s.give_back(b.0, b.1) {
+        GiveBack::Act(vm, Event::Stop(why)) => {
+            assert_eq!((vm.id, why), (7, "crashed"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.waiting(), 0, "vcore 2 of the stopped VM is gone");
+    assert_eq!(s.on_core(7), 0);
+}
+
+#[test]
+fn a_stop_replaces_a_pending_reboot_and_a_reboot_requeues() {
+    let mut s = S::new();
+    let v = vm(1, 1);
+    s.add(&v, 1);
+    let a = s.take().unwrap();
+    assert!(s.post(1, Event::Reboot));
+    assert!(!s.post(1, Event::Stop("ok")));
+    assert!(matches!(
+        s.give_back(a.0, a.1),
+        GiveBack::Act(_, Event::Stop("ok"))
+    ));
+
+    let a = {
+        s.add(&v, 1);
+        s.take().unwrap()
+    };
+    s.post(1, Event::Reboot);
+    let GiveBack::Act(vm, Event::Reboot) = s.give_back(a.0, a.1) else {
+        panic!("reboot expected");
+    };
+    // The reset is done by the caller; the VM's vcores wait again.
+    s.add(&vm, 1);
+    assert_eq!(ids(&s.take()), Some((1, 0)));
+}
+
+impl std::fmt::Debug for Fake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "vm{}", self.id)
+    }
+}
+
+/// Four host threads are the cores; each repeatedly takes a vcore, marks
+/// it running (it must not already run anywhere), sometimes posts an
+/// event from it, and gives it back. Every event must be acted on
+/// exactly once, by the last vcore off, with none of its VM's vcores on a
+/// core; rebooted VMs come back and are stopped in the end.
+#[test]
+fn cores_racing_never_run_a_vcore_twice_and_act_on_each_event_once() {
+    const VMS: usize = 6;
+    const VCORES: u32 = 3;
+    let sched = Arc::new(Mutex::new(S::new()));
+    let vms: Vec<_> = (0..VMS).map(|i| vm(i, VCORES as usize)).collect();
+    // Which core runs each vcore (usize::MAX: none).
+    let running: Arc<Vec<AtomicUsize>> = Arc::new(
+        (0..VMS * VCORES as usize)
+            .map(|_| AtomicUsize::new(usize::MAX))
+            .collect(),
+    );
+    let reboots: Arc<Vec<AtomicU32>> = Arc::new((0..VMS).map(|_| AtomicU32::new(0)).collect());
+    let stops: Arc<Vec<AtomicU32>> = Arc::new((0..VMS).map(|_| AtomicU32::new(0)).collect());
+    for v in &vms {
+        sched.lock().unwrap().add(v, VCORES);
+    }
+    let live = Arc::new(AtomicUsize::new(VMS));
+    let threads: Vec<_> = (0..4)
+        .map(|core| {
+            let (sched, running, reboots, stops, live) = (
+                sched.clone(),
+                running.clone(),
+                reboots.clone(),
+                stops.clone(),
+                live.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ core as u64;
+                let mut next = move || {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    rng
+                };
+                while live.load(Ordering::Acquire) != 0 {
+                    let Some((vm, vc)) = sched.lock().unwrap().take() else {
+                        std::thread::yield_now();
+                        continue;
+                    };
+                    let slot = &running[vm.id * VCORES as usize + vc as usize];
+                    assert_eq!(
+                        slot.swap(core, Ordering::AcqRel),
+                        usize::MAX,
+                        "vcore {vc} of vm {} on two cores",
+                        vm.id
+                    );
+                    // A vcpu of it reboots the VM, or stops it after a few
+                    // reboots.
+                    let r = next() % 16;
+                    if r == 0 {
+                        let e = if reboots[vm.id].load(Ordering::Acquire) >= 3 {
+                            Event::Stop("done")
+                        } else {
+                            Event::Reboot
+                        };
+                        sched.lock().unwrap().post(vm.id, e);
+                    }
+                    std::thread::yield_now();
+                    slot.store(usize::MAX, Ordering::Release);
+                    let g = sched.lock().unwrap().give_back(vm.clone(), vc);
+                    match g {
+                        GiveBack::Queued | GiveBack::Others => {}
+                        GiveBack::Act(vm, e) => {
+                            let base = vm.id * VCORES as usize;
+                            for i in 0..VCORES as usize {
+                                assert_eq!(
+                                    running[base + i].load(Ordering::Acquire),
+                                    usize::MAX,
+                                    "acting on vm {} with vcore {i} still on a core",
+                                    vm.id
+                                );
+                            }
+                            match e {
+                                Event::Reboot => {
+                                    reboots[vm.id].fetch_add(1, Ordering::AcqRel);
+                                    sched.lock().unwrap().add(&vm, VCORES);
+                                }
+                                Event::Stop(_) => {
+                                    assert_eq!(stops[vm.id].fetch_add(1, Ordering::AcqRel), 0);
+                                    live.fetch_sub(1, Ordering::AcqRel);
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let s = sched.lock().unwrap();
+    assert_eq!(s.waiting(), 0, "stopped VMs leave nothing queued");
+    for i in 0..VMS {
+        assert_eq!(stops[i].load(Ordering::Acquire), 1);
+        assert_eq!(reboots[i].load(Ordering::Acquire), 3);
+        assert_eq!(s.on_core(i), 0);
+    }
+}
