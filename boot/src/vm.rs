@@ -22,7 +22,7 @@ use kernel::mode::{self, ModeChange};
 use kernel::rtas::{self, Service};
 use kernel::smp::{CpuState, ThreadMode};
 use kernel::tlb::{TlbOps, VmTlb};
-use kernel::vcore::{Cede, CedeState, EntryExit, Layout};
+use kernel::vcore::{Cede, CedeState, EntryExit, Layout, VcpuState};
 use kernel::vpa::Vpa;
 use kernel::vterm::{self, Typed, Vterm};
 use kernel::xics::{Xics, XicsError};
@@ -233,6 +233,8 @@ struct VmState {
     exits: u64,
     /// Times a vcore entered the guest (partition switches).
     partition_switches: u64,
+    /// Vcore entry and exit times of the runs where every thread ran.
+    timings: VcoreTimings,
     /// What a reboot reloads: the image, the initrd, the device tree and
     /// the entry registers.
     image: &'static [u8],
@@ -283,6 +285,11 @@ pub struct Vcore {
     /// Doorbells (`msgsndp`) pending for its threads while it waits: the
     /// core's DPDES, saved by thread 0 once every thread is out.
     dpdes: AtomicU64,
+    /// This run's timings: threads that entered the guest, the timebase
+    /// at the last first entry, when the first thread began leaving.
+    threads_in: AtomicU32,
+    last_in: AtomicU64,
+    leaving_since: AtomicU64,
 }
 
 /// What every thread running a VM's vcpus shares without the VM's lock.
@@ -377,6 +384,9 @@ impl Vm {
                     arrived: AtomicU32::new(0),
                     deadline: AtomicU64::new(0),
                     dpdes: AtomicU64::new(0),
+                    threads_in: AtomicU32::new(0),
+                    last_in: AtomicU64::new(0),
+                    leaving_since: AtomicU64::new(0),
                 })
                 .collect(),
             leaving: AtomicBool::new(false),
@@ -413,9 +423,16 @@ impl Vm {
     /// vcpu of it has been started (stopped ones wait for start-cpu).
     pub fn vcore_wants_core(&self, index: u32) -> bool {
         let l = self.sh.layout;
-        (0..l.threads)
-            .filter_map(|t| l.vcpu(index, t))
-            .any(|id| !self.sh.vcpus[id as usize].stopped.load(Ordering::Acquire))
+        kernel::vcore::wants_core((0..l.threads).filter_map(|t| l.vcpu(index, t)).map(|id| {
+            let shv = &self.sh.vcpus[id as usize];
+            // Exits are handled on the vcpu's thread within the vcore run,
+            // so no vcpu is ever busy in the hypervisor off its vcore.
+            if shv.stopped.load(Ordering::Acquire) {
+                VcpuState::Stopped
+            } else {
+                VcpuState::Runnable
+            }
+        }))
     }
 
     /// The event has been posted (the scheduler's lock orders it against
@@ -466,6 +483,9 @@ impl Vm {
             Ordering::Release,
         );
         vc.core.store(me.core, Ordering::Release);
+        vc.threads_in.store(0, Ordering::Relaxed);
+        vc.leaving_since.store(0, Ordering::Relaxed);
+        let first_ipi = cpu::mftb();
         vc.ee.start(run);
         // Wake the secondaries: the work goes into each one's
         // hypervisor-state block before its IPI.
@@ -522,6 +542,11 @@ impl Vm {
         // SAFETY: every thread of this vcore is out of the guest.
         unsafe { guest::partition_exit() };
         self.sh.running.fetch_sub(1, Ordering::SeqCst);
+        if vc.threads_in.load(Ordering::Acquire) == self.sh.layout.threads {
+            let entry = vc.last_in.load(Ordering::Acquire).saturating_sub(first_ipi);
+            let exit = cpu::mftb().saturating_sub(vc.leaving_since.load(Ordering::Acquire));
+            self.st.lock().timings.record(entry, exit);
+        }
     }
 
     /// A secondary's part of a vcore run (from its idle loop, where it
@@ -549,6 +574,9 @@ impl Vm {
     /// to leave tells the others; every secondary tells thread 0, which
     /// waits for the last.
     fn leave(&self, vc: &Vcore, ptid: u32, me: &CpuState) {
+        let _ =
+            vc.leaving_since
+                .compare_exchange(0, cpu::mftb(), Ordering::AcqRel, Ordering::Relaxed);
         let others = vc.ee.exit(ptid);
         for t in 0..8 {
             if others & (1 << t) != 0 {
@@ -591,6 +619,16 @@ impl Vm {
 
     fn vcpu_loop(&self, v: &mut Vcpu, vc: &Vcore, me: &CpuState, host_lpcr: u64) {
         let shv = &self.sh.vcpus[v.id as usize];
+        let mut entered = false;
+        // start-cpu's entry point, taken once per run (it may have come
+        // while the vcore waited) and after every stop, never on the path
+        // of an ordinary exit.
+        let take_start = |v: &mut Vcpu| {
+            if let Some((pc, r3)) = shv.start.lock().take() {
+                v.start_at(pc, r3);
+            }
+        };
+        take_start(v);
         loop {
             if self.must_leave(vc) {
                 return;
@@ -599,10 +637,8 @@ impl Vm {
                 if !self.block(v, vc, me, Block::Stopped) {
                     return;
                 }
+                take_start(v);
                 continue;
-            }
-            if let Some((pc, r3)) = shv.start.lock().take() {
-                v.start_at(pc, r3);
             }
             if v.ceded && !self.block(v, vc, me, Block::Ceded) {
                 return;
@@ -611,6 +647,11 @@ impl Vm {
                 self.st
                     .lock()
                     .prepare_entry(v, host_lpcr, vc.deadline.load(Ordering::Acquire));
+            if !entered {
+                entered = true;
+                vc.last_in.fetch_max(cpu::mftb(), Ordering::AcqRel);
+                vc.threads_in.fetch_add(1, Ordering::AcqRel);
+            }
             me.hv.set_mode(ThreadMode::InGuest);
             // SAFETY: this vcpu's partition and SLB are loaded on this
             // thread (run_vcore / join); `run` forces the MSR bits a guest
@@ -771,6 +812,48 @@ impl Vm {
     /// Lists the VM where Ctrl-] n can move the console.
     pub fn started(&self) {
         RUNNING.lock().push((self.id, self.name.clone()));
+    }
+}
+
+/// Vcore run timings (timebase ticks), kept for the VM's stop report:
+/// entry is thread 0's first wake-up IPI to the last thread's first
+/// instruction in the guest, exit the first thread leaving to thread 0
+/// having switched the partition back.
+#[derive(Default)]
+struct VcoreTimings {
+    entry: Vec<u64>,
+    exit: Vec<u64>,
+}
+
+impl VcoreTimings {
+    /// Samples kept (the first runs of a long-lived VM).
+    const MAX: usize = 4096;
+
+    fn record(&mut self, entry: u64, exit: u64) {
+        if self.entry.len() < Self::MAX {
+            self.entry.push(entry);
+            self.exit.push(exit);
+        }
+    }
+
+    fn print(&mut self, vm: &str, threads: u32) {
+        if self.entry.is_empty() || threads < 2 {
+            return;
+        }
+        let n = self.entry.len();
+        for (what, v) in [
+            (
+                alloc::format!("entry (first IPI -> all {threads} threads in the guest)"),
+                &mut self.entry,
+            ),
+            (
+                String::from("exit (first thread out -> partition switched back)"),
+                &mut self.exit,
+            ),
+        ] {
+            v.sort_unstable();
+            info!(target: "vcore", "vm {vm}: {what}: median={} min={} max={} ticks ({n} runs)", v[n / 2], v[0], v[n - 1]);
+        }
     }
 }
 
@@ -1043,6 +1126,7 @@ impl VmState {
             externals: 0,
             exits: 0,
             partition_switches: 0,
+            timings: VcoreTimings::default(),
         };
         Ok((state, regs))
     }
@@ -1813,6 +1897,7 @@ impl VmState {
             self.privileged
         );
         self.print_hcall_counts();
+        self.timings.print(&self.name, self.sh.layout.threads);
         for c in 0..self.tlb.cores() {
             let (l, g, f) = self.tlb.counts(c);
             if l + g + f > 0 {

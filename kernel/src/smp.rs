@@ -312,12 +312,14 @@ impl HvThread {
             .is_ok()
     }
 
+    /// Records what the thread does (for reports and kicks that want to
+    /// know; nothing waits on it, so no ordering).
     pub fn set_mode(&self, m: ThreadMode) {
-        self.mode.store(m as u32, Ordering::Release);
+        self.mode.store(m as u32, Ordering::Relaxed);
     }
 
     pub fn mode(&self) -> ThreadMode {
-        ThreadMode::from_u32(self.mode.load(Ordering::Acquire))
+        ThreadMode::from_u32(self.mode.load(Ordering::Relaxed))
     }
 }
 

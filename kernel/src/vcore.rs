@@ -133,19 +133,23 @@ pub enum VcpuState {
     BusyInHost,
 }
 
-/// Whether a vcore with vcpus in these states can be put on a core: every
-/// vcpu runnable or blocked (none busy in the hypervisor) and at least one
-/// runnable.
-pub fn can_run(states: impl IntoIterator<Item = VcpuState>) -> bool {
-    let mut runnable = false;
+/// Whether a vcore with vcpus in these states should be put on a core:
+/// none busy in the hypervisor, and some vcpu runnable or ceded. A ceded
+/// vcpu counts: its thread naps in the vcore and itself notices its
+/// decrementer and interrupts (there is no host timer to queue it again),
+/// and a vcore that has nothing but ceded vcpus gives its core up at the
+/// end of its slice when another vcore waits. Only a vcore whose vcpus
+/// are all stopped waits for `start-cpu` without a core.
+pub fn wants_core(states: impl IntoIterator<Item = VcpuState>) -> bool {
+    let mut wants = false;
     for s in states {
         match s {
             VcpuState::BusyInHost => return false,
-            VcpuState::Runnable => runnable = true,
-            VcpuState::Ceded | VcpuState::Stopped => {}
+            VcpuState::Runnable | VcpuState::Ceded => wants = true,
+            VcpuState::Stopped => {}
         }
     }
-    runnable
+    wants
 }
 
 /// The gang protocol of one vcore run (after KVM-HV's `entry_exit_map`):

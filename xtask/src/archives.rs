@@ -37,6 +37,31 @@ pub fn prepare() -> Result<(), String> {
             ("mmu.elf", &mmu),
         ],
     )?;
+    // system-reboot of an SMP guest of two vcores.
+    write(
+        "smp-reboot",
+        &[
+            ("manifest", b"[vm smpreboot]\nmemory = 64M\nimage = smp.elf\nvcpus = 4\nthreads = 2\nbootargs = reboot\n"),
+            ("smp.elf", &smp),
+        ],
+    )?;
+    // Benchmarks (cargo xtask bench): round trips between the vcpus of
+    // one SMT4 vcore alone on the machine, and two busy SMT4 vcores
+    // time-sliced on one core (vcore entry and exit).
+    write(
+        "smp-bench",
+        &[
+            ("manifest", b"[vm smpbench]\nmemory = 64M\nimage = smp.elf\nvcpus = 4\nthreads = 4\nbootargs = bench\n"),
+            ("smp.elf", &smp),
+        ],
+    )?;
+    write(
+        "vcore-bench",
+        &[
+            ("manifest", b"[vm spin]\nmemory = 64M\nimage = smp.elf\nvcpus = 8\nthreads = 4\nbootargs = spin\n"),
+            ("smp.elf", &smp),
+        ],
+    )?;
     // The SMP guest as one SMT4 vcore, as two SMT4 vcores (both cores),
     // and as four 1-thread vcores on the two cores (time-sliced).
     for (name, vcpus, threads) in [("smp4x1", 4, 4), ("smp4x2", 8, 4), ("smp1x4", 4, 1)] {

@@ -10,6 +10,16 @@ use std::process::Command;
 const BENCHES: &[(&str, &[&str])] = &[
     ("ipi", &["--append", "hv.bench=ipi:1000"]),
     ("hcall", &["--initrd", "build/archives/bench.cpio"]),
+    ("smp", &["--initrd", "build/archives/smp-bench.cpio"]),
+    (
+        "vcore",
+        &[
+            "--cores",
+            "1",
+            "--initrd",
+            "build/archives/vcore-bench.cpio",
+        ],
+    ),
 ];
 
 pub fn bench(args: &[String]) -> Result<(), String> {
@@ -36,7 +46,12 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         }
         let mut rows = 0;
         for l in b.lines() {
-            let Some((_, rest)) = l.split_once("bench: ") else {
+            // A guest's "bench: PATH: median=…", or the hypervisor's vcore
+            // timings "vcore: vm NAME: PATH: median=…".
+            let Some((_, rest)) = l
+                .split_once("bench: ")
+                .or_else(|| l.split_once("vcore: vm "))
+            else {
                 continue;
             };
             // "ipi same-core send->handler PIR 0x8->0x9: median=208 min=207 max=208 ticks (1000 trials)"

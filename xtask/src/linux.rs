@@ -186,20 +186,27 @@ pub fn kernel_release() -> Result<String, String> {
         .ok_or_else(|| format!("unexpected versions file: {v}"))
 }
 
+/// The Linux archives users boot: one vcpu; SMP as one SMT4 vcore
+/// (siblings signal with msgsndp) and as two.
+fn linux_archives() -> Result<Vec<PathBuf>, String> {
+    Ok(vec![
+        archive("linux", &manifest("linux", "1G", ""), &[])?,
+        archive(
+            "linux-smp4",
+            &manifest("linux", "1G", "vcpus = 4\nthreads = 4\n"),
+            &[],
+        )?,
+        archive(
+            "linux-smp8",
+            &manifest("linux", "1G", "vcpus = 8\nthreads = 4\n"),
+            &[],
+        )?,
+    ])
+}
+
 /// The archives the Linux smoke tests boot.
 pub fn prepare() -> Result<(), String> {
-    archive("linux", &manifest("linux", "1G", ""), &[])?;
-    // SMP: one SMT4 vcore (siblings signal with msgsndp), and two.
-    archive(
-        "linux-smp4",
-        &manifest("linux", "1G", "vcpus = 4\nthreads = 4\n"),
-        &[],
-    )?;
-    archive(
-        "linux-smp8",
-        &manifest("linux", "1G", "vcpus = 8\nthreads = 4\n"),
-        &[],
-    )?;
+    linux_archives()?;
     let bad = std::fs::read(root().join("build/guests/bad.elf")).map_err(|e| e.to_string())?;
     archive(
         "linux-and-bad",
@@ -212,13 +219,15 @@ pub fn prepare() -> Result<(), String> {
     Ok(())
 }
 
-/// `cargo xtask linux`: fetch, build the initramfs and `build/archives/linux.cpio`.
+/// `cargo xtask linux`: fetch, build the initramfs and
+/// `build/archives/linux{,-smp4,-smp8}.cpio`.
 pub fn command(_args: &[String]) -> Result<(), String> {
-    let out = archive("linux", &manifest("linux", "1G", ""), &[])?;
-    eprintln!(
-        "xtask: wrote {} (boot it: ./qemu-run.sh --initrd {})",
-        out.display(),
-        out.display()
-    );
+    for out in linux_archives()? {
+        eprintln!(
+            "xtask: wrote {} (boot it: ./qemu-run.sh --initrd {})",
+            out.display(),
+            out.display()
+        );
+    }
     Ok(())
 }

@@ -710,6 +710,29 @@ const SMOKES: &[Smoke] = &[
         },
     },
     Smoke {
+        name: "archive-smp-reboot",
+        args: &[
+            "--initrd",
+            "build/archives/smp-reboot.cpio",
+            "--timeout",
+            "120",
+        ],
+        status: 0,
+        typing: &[],
+        check: |b| {
+            has(b, "smp: 4 vcpus in 2 vcores of 2 threads")?;
+            has(
+                b,
+                "smp: reboot: 8 checks passed with every vcpu started, rebooting",
+            )?;
+            has(b, "system-reboot #1: HPT cleared, image reloaded")?;
+            has(b, "smp: reboot: all 8 checks passed again after the reboot")?;
+            expect(b.find("FAIL").is_none(), "a guest check failed")?;
+            has(b, "hv: vm smpreboot lpid=1 result=ok")?;
+            has(b, "reboots=1")
+        },
+    },
+    Smoke {
         name: "archive-three-vms-on-two-cores",
         args: &[
             "--initrd",

@@ -58,6 +58,18 @@ const PHASE_ADD: u32 = 1;
 const PHASE_WAIT: u32 = 2;
 const PHASE_PONG: u32 = 3;
 const PHASE_STOP: u32 = 4;
+/// Benchmarks: vcpu 1 answers doorbells with a doorbell, IPIs with an
+/// IPI, and records when it returns from a cede; vcpu 2 makes null
+/// hypercalls while the others stay in the guest.
+const PHASE_BENCH: u32 = 5;
+const BENCH_TRIALS: usize = 200;
+/// Every vcpu busy in the guest (time-sliced vcores: entries timed with
+/// every thread runnable).
+const PHASE_SPIN: u32 = 6;
+/// Timebase when vcpu 1 came back from H_CEDE (H_PROD benchmark).
+static WOKE_AT: AtomicU64 = AtomicU64::new(0);
+static NULL_TICKS: [AtomicU64; BENCH_TRIALS] = [const { AtomicU64::new(0) }; BENCH_TRIALS];
+static NULL_DONE: AtomicBool = AtomicBool::new(false);
 
 // Secondary entry (RTAS start-cpu: real mode, big-endian, r3 = vcpu id):
 // the same endian trampoline as the boot entry, then the vcpu's own
@@ -265,6 +277,9 @@ extern "C" fn smp_irq(vector: u64) {
             if xirr & 0xff_ffff == XISR_IPI {
                 hcall(H_IPI, [me as u64, MFRR_NONE, 0, 0, 0, 0]);
                 IPIS[me].fetch_add(1, Ordering::AcqRel);
+                if me == 1 && PHASE.load(Ordering::Acquire) == PHASE_BENCH {
+                    hcall(H_IPI, [0, 0, 0, 0, 0, 0]);
+                }
             } else {
                 OTHER_IRQS.fetch_add(1, Ordering::Relaxed);
             }
@@ -276,6 +291,9 @@ extern "C" fn smp_irq(vector: u64) {
         }
         0xa00 => {
             DBELLS[me].fetch_add(1, Ordering::AcqRel);
+            if me == 1 && PHASE.load(Ordering::Acquire) == PHASE_BENCH {
+                send_doorbell(0);
+            }
         }
         _ => {
             OTHER_IRQS.fetch_add(1, Ordering::Relaxed);
@@ -363,6 +381,138 @@ fn cpus(fdt: &guest_common::fdt::Fdt<'_>) -> Cpus {
     c
 }
 
+fn report(what: &str, v: &mut [u64]) {
+    v.sort_unstable();
+    say!(
+        "bench: {what}: median={} min={} max={} ticks ({} trials)",
+        v[v.len() / 2],
+        v[0],
+        v[v.len() - 1],
+        v.len()
+    );
+}
+
+/// Guest-side timings between vcpus (meant for QEMU -icount): vcpu 1 is
+/// a sibling thread of vcpu 0 when the vcores have more than one thread.
+fn bench(c: &Cpus) {
+    PHASE.store(PHASE_BENCH, Ordering::Release);
+    let mut t = [0u64; BENCH_TRIALS];
+    if c.place[1].0 == c.place[0].0 {
+        // msgsndp to thread 1, whose handler answers with msgsndp.
+        // Both wait in H_CEDE (under -icount a spinning waiter would be
+        // counted too).
+        for x in t.iter_mut() {
+            let before = DBELLS[0].load(Ordering::Acquire);
+            let t0 = mftb();
+            send_doorbell(c.place[1].1);
+            while DBELLS[0].load(Ordering::Acquire) == before {
+                cede();
+            }
+            *x = mftb() - t0;
+        }
+        report("msgsndp round trip, both threads in H_CEDE", &mut t);
+    }
+    // H_IPI to vcpu 1 (in H_CEDE), whose handler answers with H_IPI.
+    for x in t.iter_mut() {
+        let before = IPIS[0].load(Ordering::Acquire);
+        let t0 = mftb();
+        hcall(H_IPI, [1, 0, 0, 0, 0, 0]);
+        while IPIS[0].load(Ordering::Acquire) == before {
+            cede();
+        }
+        *x = mftb() - t0;
+    }
+    report("H_IPI round trip, both vcpus in H_CEDE", &mut t);
+    // H_PROD to vcpu 1 in H_CEDE until it runs again (it time-stamps its
+    // return from H_CEDE and prods back).
+    for x in t.iter_mut() {
+        WOKE_AT.store(0, Ordering::Release);
+        let t0 = mftb();
+        hcall(H_PROD, [1, 0, 0, 0, 0, 0]);
+        while WOKE_AT.load(Ordering::Acquire) == 0 {
+            cede();
+        }
+        *x = WOKE_AT.load(Ordering::Acquire) - t0;
+    }
+    report("H_PROD to a ceded vcpu -> it runs", &mut t);
+    if c.n > 2 {
+        wait_for(ms(20_000), || NULL_DONE.load(Ordering::Acquire));
+        for (x, n) in t.iter_mut().zip(NULL_TICKS.iter()) {
+            *x = n.load(Ordering::Acquire);
+        }
+        report("null hypercall on vcpu 2, siblings in the guest", &mut t);
+    }
+}
+
+/// Survives a reboot: guest memory outside the image is kept.
+const BOOT_MARK: *mut u64 = 0x0200_0000 as *mut u64;
+const MARK: u64 = 0x5eb0_07ed_5eb0_07ed;
+
+/// `reboot` in bootargs: the start-up checks ran with every vcpu started
+/// (the first of them: every vcpu but 0 starts stopped); the first boot
+/// then reboots with `system-reboot`, and the second, having passed the
+/// same checks again (so the reboot stopped every other vcpu and they
+/// all started once more), reports.
+fn reboot_check(reboot: u32, fdt: Option<&guest_common::fdt::Fdt<'_>>) -> ! {
+    // SAFETY: guest RAM above the image, used only for this mark.
+    let second = unsafe { core::ptr::read_volatile(BOOT_MARK) } == MARK;
+    let (p, fl) = (
+        PASSED.load(Ordering::Acquire),
+        FAILED.load(Ordering::Acquire),
+    );
+    if !second {
+        say!("smp: reboot: {p} checks passed with every vcpu started, rebooting");
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(BOOT_MARK, MARK) };
+        rtas_call(reboot, &[], 1);
+        say!("smp: FAIL system-reboot returned");
+        power_off(fdt)
+    }
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(BOOT_MARK, 0) };
+    if fl == 0 {
+        say!("smp: reboot: all {p} checks passed again after the reboot");
+    } else {
+        say!(
+            "smp: reboot: {fl} of {} checks failed after the reboot",
+            p + fl
+        );
+    }
+    power_off(fdt)
+}
+
+/// An RTAS call's status and first return value.
+fn rtas_call_rets(token: u32, args: &[u32], nret: usize) -> (i32, i32) {
+    let mut buf = [0u32; 16];
+    buf[0] = token.to_be();
+    buf[1] = (args.len() as u32).to_be();
+    buf[2] = (nret as u32).to_be();
+    for (i, a) in args.iter().enumerate() {
+        buf[3 + i] = a.to_be();
+    }
+    hcall(
+        guest_common::papr::H_RTAS,
+        [buf.as_ptr() as u64, 0, 0, 0, 0, 0],
+    );
+    let r = |i: usize| i32::from_be(buf[3 + args.len() + i] as i32);
+    (r(0), r(1))
+}
+
+/// `spin` in bootargs: every vcpu busy for 200 ms, so that vcores sharing
+/// a core are time-sliced with every thread runnable; the hypervisor
+/// times their entries and exits (its stop report).
+fn spin(c: &Cpus) {
+    PHASE.store(PHASE_SPIN, Ordering::Release);
+    for i in 1..c.n {
+        hcall(H_PROD, [i as u64, 0, 0, 0, 0, 0]);
+    }
+    let end = mftb() + ms(200);
+    while mftb() < end {
+        core::hint::spin_loop();
+    }
+    PHASE.store(PHASE_WAIT, Ordering::Release);
+}
+
 #[unsafe(no_mangle)]
 pub extern "C" fn smp_secondary_main(id: u64) -> ! {
     let id = id as usize;
@@ -404,6 +554,29 @@ pub extern "C" fn smp_secondary_main(id: u64) -> ! {
                 say!("smp: FAIL stop-self returned on vcpu {id}");
                 loop {
                     cede();
+                }
+            }
+            PHASE_BENCH if id == 2 && !NULL_DONE.load(Ordering::Acquire) => {
+                for t in NULL_TICKS.iter() {
+                    let t0 = mftb();
+                    hcall(0x7f00, [0; 6]);
+                    t.store(mftb() - t0, Ordering::Relaxed);
+                }
+                NULL_DONE.store(true, Ordering::Release);
+            }
+            PHASE_BENCH if id == 1 => {
+                // Answers arrive in the interrupt handlers; a return from
+                // H_CEDE is time-stamped and answered for the H_PROD
+                // benchmark.
+                cede();
+                if WOKE_AT.load(Ordering::Acquire) == 0 {
+                    WOKE_AT.store(mftb(), Ordering::Release);
+                    hcall(H_PROD, [0, 0, 0, 0, 0, 0]);
+                }
+            }
+            PHASE_SPIN => {
+                while PHASE.load(Ordering::Acquire) == PHASE_SPIN {
+                    core::hint::spin_loop();
                 }
             }
             // Waiting for IPIs and doorbells: sleep in H_CEDE.
@@ -460,18 +633,7 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
     STOP_SELF_TOKEN.store(0, Ordering::Release);
 
     // 1. Stopped states before start-up.
-    let q = |id: u32| {
-        let mut buf = [0u32; 16];
-        buf[0] = query.to_be();
-        buf[1] = 1u32.to_be();
-        buf[2] = 2u32.to_be();
-        buf[3] = id.to_be();
-        hcall(
-            guest_common::papr::H_RTAS,
-            [buf.as_ptr() as u64, 0, 0, 0, 0, 0],
-        );
-        (i32::from_be(buf[4] as i32), i32::from_be(buf[5] as i32))
-    };
+    let q = |id: u32| rtas_call_rets(query, &[id], 2);
     check(
         "query-cpu-stopped-state of vcpu 0 is running (2)",
         q(0) == (0, 2),
@@ -505,6 +667,23 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
         "every vcpu's TIR is its device-tree thread",
         (0..n).all(|i| TIR[i].load(Ordering::Acquire) == c.place[i].1),
     );
+
+    let arg = |w: &str| {
+        f.chosen()
+            .bootargs()
+            .is_some_and(|a| a.split_whitespace().any(|x| x == w))
+    };
+    if arg("bench") {
+        bench(&c);
+        power_off(fdt.as_ref())
+    }
+    if arg("spin") {
+        spin(&c);
+        power_off(fdt.as_ref())
+    }
+    if arg("reboot") {
+        reboot_check(token("system-reboot"), fdt.as_ref());
+    }
 
     // 3. One counter, every vcpu, lwarx/stwcx.
     PHASE.store(PHASE_ADD, Ordering::Release);

@@ -50,12 +50,16 @@ fn layout_errors_say_what_is_wrong() {
 }
 
 #[test]
-fn a_vcore_runs_when_no_vcpu_is_busy_and_one_is_runnable() {
+fn a_vcore_wants_a_core_unless_a_vcpu_is_busy_or_all_are_stopped() {
     use VcpuState::*;
-    assert!(can_run([Runnable, Ceded, Stopped, Runnable]));
-    assert!(!can_run([Ceded, Stopped]));
-    assert!(!can_run([Runnable, BusyInHost]));
-    assert!(!can_run([]));
+    assert!(wants_core([Runnable, Ceded, Stopped, Runnable]));
+    assert!(
+        wants_core([Ceded, Stopped]),
+        "a ceded vcpu naps on its core"
+    );
+    assert!(!wants_core([Stopped, Stopped]), "waits for start-cpu");
+    assert!(!wants_core([Runnable, BusyInHost]));
+    assert!(!wants_core([]));
 }
 
 #[test]
