@@ -101,9 +101,10 @@ impl HptMemory for FirmwareHptMemory {
         }
     }
     fn zero(&mut self, addr: u64, len: u64) {
-        // SAFETY: `addr..addr+len` was just allocated for this HPT and is
-        // RAM that nothing else references (real mode: identity mapped).
-        unsafe { core::ptr::write_bytes(addr as *mut u8, 0, len as usize) };
+        // SAFETY: `addr..addr+len` was just allocated for this HPT (or it
+        // is being reset with no vcpu running) and is RAM that nothing
+        // else references (real mode: identity mapped).
+        unsafe { cpu::zero_real(addr, len) };
     }
 }
 
@@ -314,7 +315,12 @@ impl Shared {
         let Some((vc, ptid)) = self.layout.place(id) else {
             return;
         };
-        let core = self.vcores[vc as usize].core.load(Ordering::Acquire);
+        // The wake state was written first; the fence orders it before
+        // this read of where the vcore runs, against run_vcore's store of
+        // its core and then its threads' checks (host test:
+        // a_wake_sent_while_the_vcore_migrates_is_never_lost).
+        core::sync::atomic::fence(Ordering::SeqCst);
+        let core = self.vcores[vc as usize].core.load(Ordering::SeqCst);
         if core == NO_CORE {
             crate::sched::wake_idle();
             return;
@@ -482,7 +488,10 @@ impl Vm {
             cpu::mftb() + kernel::time::ms_to_ticks(SLICE_MS),
             Ordering::Release,
         );
-        vc.core.store(me.core, Ordering::Release);
+        vc.core.store(me.core, Ordering::SeqCst);
+        // Where the vcore runs is published before any of its threads
+        // checks its vcpu's wake state (see Shared::kick_vcpu).
+        core::sync::atomic::fence(Ordering::SeqCst);
         vc.threads_in.store(0, Ordering::Relaxed);
         vc.leaving_since.store(0, Ordering::Relaxed);
         let first_ipi = cpu::mftb();
@@ -521,10 +530,19 @@ impl Vm {
                     missing.push_str(&alloc::format!(" {:#x}", t.pir));
                 }
             }
-            let why = alloc::format!(
-                "vcore {index}: thread(s) PIR{missing} of core {} did not answer the wake-up within {WAKE_TIMEOUT_MS} ms",
-                me.core
-            );
+            let why = if missing.is_empty() {
+                alloc::format!(
+                    "vcore {index} needs {} threads, core {} could wake only {}",
+                    self.sh.layout.threads,
+                    me.core,
+                    n + 1
+                )
+            } else {
+                alloc::format!(
+                    "vcore {index}: thread(s) PIR{missing} of core {} did not answer the wake-up within {WAKE_TIMEOUT_MS} ms",
+                    me.core
+                )
+            };
             log::error!(target: "vcore", "{}: {why}", self.name);
             crate::sched::post_event(self, VmEvent::Stop(Outcome::Crashed(why)));
         }
@@ -1013,10 +1031,12 @@ impl VmState {
             .unwrap_or_else(|| hpt::default_order(mem_size));
         let hpt = hpt::alloc(&mut FirmwareHptMemory, want_order).map_err(VmError::Hpt)?;
         held.hpt = Some(hpt);
-        // SAFETY: guest memory was just allocated for this VM alone.
+        // SAFETY: guest memory was just allocated for this VM alone: it
+        // must never show what a previous owner left there.
+        unsafe { cpu::zero_real(mem_base, mem_size) };
+        // SAFETY: as above.
         let mem =
             unsafe { core::slice::from_raw_parts_mut(mem_base as *mut u8, mem_size as usize) };
-        mem.fill(0);
         let loaded = kernel::elf::load(image, mem, cfg.load_addr).map_err(VmError::Image)?;
         if hpt.order != want_order {
             info!(target: "vm", "{name}: HPT order {want_order} not available, got order {}{}", hpt.order, if hpt.from_pool { " from the pool" } else { "" });

@@ -10,5 +10,7 @@ pub const NR_LPIDS: u32 = 1 << LPID_BITS;
 pub const RESERVED_LPID: u32 = NR_LPIDS - 1;
 /// SLB entries per thread.
 pub const SLB_SIZE: usize = 32;
+/// Cache line size (`dcbz`, `dcbst`, `icbi` work on whole lines).
+pub const CACHE_LINE: u64 = 128;
 /// TLB congruence classes (what `tlbiel` walks for a whole-LPID flush).
 pub const TLB_SETS: u64 = 512;

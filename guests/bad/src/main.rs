@@ -13,20 +13,13 @@ use guest_common::papr::{
     H_PTEG_FULL, H_READ, H_REMOVE, H_SUCCESS,
 };
 use guest_common::{
-    device_tree, hcall, install_trap_handlers, power_off, println, trap_log, vsr_nonzero,
+    device_tree, hcall, install_trap_handlers, mftb, power_off, println, trap_log, vsr_nonzero,
 };
 
 const V_VALID: u64 = 1;
 const V_LARGE: u64 = 4;
 const R_M: u64 = 0x10;
 const R_I: u64 = 0x20;
-
-fn mftb() -> u64 {
-    let t: u64;
-    // SAFETY: reading the timebase has no side effects.
-    unsafe { core::arch::asm!("mftb {0}", out(reg) t) };
-    t
-}
 
 const TRIALS: usize = 1000;
 

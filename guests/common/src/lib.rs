@@ -19,18 +19,19 @@ struct Stack([u8; STACK_SIZE]);
 #[unsafe(no_mangle)]
 static mut GUEST_STACK: Stack = Stack([0; STACK_SIZE]);
 
-// Entry (as on QEMU's pseries machine): real mode, 64-bit, big-endian,
-// r3 = device tree, r4 = image start. The first instructions switch to
-// little-endian when entered big-endian, as every pseries image does: in
-// big-endian `tdi 0,0,0x48` reads as `b .+8`, into a trampoline encoded
-// big-endian (mfmsr r11; xori r11,r11,MSR_LE; li r10,0; mtmsrd r10,1;
-// bcl 20,31,$+4; mflr r10; addi r10,r10,20; mtsrr0 r10; mtsrr1 r11; rfid)
-// that returns to the code after it with MSR[LE] flipped.
-global_asm!(
-    r#"
-    .pushsection .text.entry, "ax", @progbits
-    .global _start
-    _start:
+/// The first instructions of an entry point that may be reached
+/// big-endian (the boot entry, RTAS `start-cpu`): they switch to
+/// little-endian, as every pseries image does. In big-endian
+/// `tdi 0,0,0x48` reads as `b .+8`, into a trampoline encoded big-endian
+/// (mfmsr r11; xori r11,r11,MSR_LE; li r10,0; mtmsrd r10,1; bcl 20,31,$+4;
+/// mflr r10; addi r10,r10,20; mtsrr0 r10; mtsrr1 r11; rfid) that returns
+/// to the code after it (local label `9:`) with MSR[LE] flipped; entered
+/// little-endian, `tdi` does nothing and `b 9f` skips the trampoline.
+/// Clobbers r10, r11.
+#[macro_export]
+macro_rules! endian_fixup_asm {
+    () => {
+        r#"
         tdi 0, 0, 0x48
         b 9f
         .long 0xa600607d
@@ -43,7 +44,22 @@ global_asm!(
         .long 0xa6035a7d
         .long 0xa6037b7d
         .long 0x2400004c
-    9:  mr 14, 3
+    9:
+        "#
+    };
+}
+
+// Entry (as on QEMU's pseries machine): real mode, 64-bit, big-endian,
+// r3 = device tree, r4 = image start.
+global_asm!(
+    r#"
+    .pushsection .text.entry, "ax", @progbits
+    .global _start
+    _start:
+    "#,
+    endian_fixup_asm!(),
+    r#"
+        mr 14, 3
         lis 5, __bss_start@ha
         addi 5, 5, __bss_start@l
         lis 6, __bss_end@ha
@@ -171,6 +187,14 @@ pub fn rtas_token(fdt: &fdt::Fdt<'_>, name: &str) -> Option<u32> {
 /// One RTAS call through H_RTAS: big-endian argument buffer
 /// (token, nargs, nret, args..., rets...). Returns the first return value.
 pub fn rtas_call(token: u32, args: &[u32], nret: usize) -> i32 {
+    let mut rets = [0; 1];
+    rtas_call_rets(token, args, nret, &mut rets);
+    rets[0]
+}
+
+/// An RTAS call with `nret` return values (at most 12 cells in all),
+/// the first `rets.len()` of them copied to `rets` (the status first).
+pub fn rtas_call_rets(token: u32, args: &[u32], nret: usize, rets: &mut [i32]) {
     let mut buf = [0u32; 16];
     buf[0] = token.to_be();
     buf[1] = (args.len() as u32).to_be();
@@ -179,7 +203,17 @@ pub fn rtas_call(token: u32, args: &[u32], nret: usize) -> i32 {
         buf[3 + i] = a.to_be();
     }
     hcall(H_RTAS, [buf.as_ptr() as u64, 0, 0, 0, 0, 0]);
-    i32::from_be(buf[3 + args.len()] as i32)
+    for (i, r) in rets.iter_mut().enumerate().take(nret) {
+        *r = i32::from_be(buf[3 + args.len() + i] as i32);
+    }
+}
+
+/// The timebase.
+pub fn mftb() -> u64 {
+    let t: u64;
+    // SAFETY: reading the timebase has no side effects.
+    unsafe { asm!("mftb {0}", out(reg) t) };
+    t
 }
 
 /// Powers the partition off through RTAS `power-off`.
@@ -363,23 +397,25 @@ unsafe extern "C" {
 }
 
 /// Asks for little-endian interrupts (H_SET_MODE) and installs the
-/// recording handlers at 0x300, 0x400 and 0x700 (an absolute branch each).
+/// recording handlers at 0x300, 0x400 and 0x700.
 pub fn install_trap_handlers() -> i64 {
     let (rc, _) = hcall(H_SET_MODE, [1, H_SET_MODE_RESOURCE_LE, 0, 0, 0, 0]);
-    for (vec, f) in [
-        (0x300u64, __guest_trap_300 as *const () as u64),
-        (0x400, __guest_trap_400 as *const () as u64),
-        (0x700, __guest_trap_700 as *const () as u64),
-    ] {
-        // `ba f`: opcode 18, AA=1.
-        let insn = 0x4800_0002u32 | (f as u32 & 0x03ff_fffc);
-        // SAFETY: the guest's own vector area in its real memory.
-        unsafe {
-            core::ptr::write_volatile(vec as *mut u32, insn);
-            asm!("dcbst 0, {0}", "sync", "icbi 0, {0}", "isync", in(reg) vec);
-        }
-    }
+    install_vector(0x300, __guest_trap_300 as *const () as u64);
+    install_vector(0x400, __guest_trap_400 as *const () as u64);
+    install_vector(0x700, __guest_trap_700 as *const () as u64);
     rc
+}
+
+/// Makes interrupt vector `vec` (real address, below 0x2000) branch to
+/// `handler` (an absolute branch: the image lies below 64 MiB).
+pub fn install_vector(vec: u64, handler: u64) {
+    // `ba handler`: opcode 18, AA=1.
+    let insn = 0x4800_0002u32 | (handler as u32 & 0x03ff_fffc);
+    // SAFETY: the guest's own vector area in its real memory.
+    unsafe {
+        core::ptr::write_volatile(vec as *mut u32, insn);
+        asm!("dcbst 0, {0}", "sync", "icbi 0, {0}", "isync", in(reg) vec);
+    }
 }
 
 /// The real address of the FWNMI machine-check handler (it records the

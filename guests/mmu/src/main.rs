@@ -8,7 +8,7 @@
 
 use guest_common::papr::{H_ENTER, H_PROTECT, H_READ, H_REMOVE};
 use guest_common::{
-    device_tree, hcall, install_trap_handlers, power_off, println, slb_load, translated_load,
+    device_tree, hcall, install_trap_handlers, mftb, power_off, println, slb_load, translated_load,
     translated_store, trap_log,
 };
 
@@ -31,13 +31,6 @@ fn real_read(gpa: u64) -> u64 {
 fn real_write(gpa: u64, v: u64) {
     // SAFETY: as above.
     unsafe { core::ptr::write_volatile(gpa as *mut u64, v) }
-}
-
-fn mftb() -> u64 {
-    let t: u64;
-    // SAFETY: reads the timebase.
-    unsafe { core::arch::asm!("mftb {0}", out(reg) t) };
-    t
 }
 
 #[unsafe(no_mangle)]

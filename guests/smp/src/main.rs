@@ -12,7 +12,10 @@
 use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use guest_common::papr::{H_CEDE, H_CPPR, H_EOI, H_IPI, H_PROD, H_SUCCESS, H_XIRR};
-use guest_common::{device_tree, hcall, power_off, println, rtas_call, rtas_token};
+use guest_common::{
+    device_tree, hcall, install_vector, mftb, power_off, println, rtas_call, rtas_call_rets,
+    rtas_token,
+};
 
 /// Most vcpus this guest handles.
 const MAX: usize = 16;
@@ -82,19 +85,10 @@ global_asm!(
     .balign 16
     .global __smp_secondary
     __smp_secondary:
-        tdi 0, 0, 0x48
-        b 9f
-        .long 0xa600607d
-        .long 0x01006b69
-        .long 0x00004039
-        .long 0x6401417d
-        .long 0x05009f42
-        .long 0xa602487d
-        .long 0x14004a39
-        .long 0xa6035a7d
-        .long 0xa6037b7d
-        .long 0x2400004c
-    9:  mr 14, 3
+    "#,
+    guest_common::endian_fixup_asm!(),
+    r#"
+        mr 14, 3
         lis 5, SMP_STACKS@ha
         addi 5, 5, SMP_STACKS@l
         addi 6, 14, 1
@@ -194,13 +188,6 @@ unsafe extern "C" {
     fn __smp_irq_500();
     fn __smp_irq_900();
     fn __smp_irq_a00();
-}
-
-fn mftb() -> u64 {
-    let t: u64;
-    // SAFETY: reads the timebase.
-    unsafe { asm!("mftb {0}", out(reg) t) };
-    t
 }
 
 /// 512 MHz timebase: ticks in `ms` milliseconds.
@@ -481,23 +468,6 @@ fn reboot_check(reboot: u32, fdt: Option<&guest_common::fdt::Fdt<'_>>) -> ! {
     power_off(fdt)
 }
 
-/// An RTAS call's status and first return value.
-fn rtas_call_rets(token: u32, args: &[u32], nret: usize) -> (i32, i32) {
-    let mut buf = [0u32; 16];
-    buf[0] = token.to_be();
-    buf[1] = (args.len() as u32).to_be();
-    buf[2] = (nret as u32).to_be();
-    for (i, a) in args.iter().enumerate() {
-        buf[3 + i] = a.to_be();
-    }
-    hcall(
-        guest_common::papr::H_RTAS,
-        [buf.as_ptr() as u64, 0, 0, 0, 0, 0],
-    );
-    let r = |i: usize| i32::from_be(buf[3 + args.len() + i] as i32);
-    (r(0), r(1))
-}
-
 /// `spin` in bootargs: every vcpu busy for 200 ms, so that vcores sharing
 /// a core are time-sliced with every thread runnable; the hypervisor
 /// times their entries and exits (its stop report).
@@ -598,18 +568,9 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
         power_off(None)
     };
     guest_common::install_trap_handlers();
-    for (vec, h) in [
-        (0x500u64, __smp_irq_500 as *const () as u64),
-        (0x900, __smp_irq_900 as *const () as u64),
-        (0xa00, __smp_irq_a00 as *const () as u64),
-    ] {
-        let insn = 0x4800_0002u32 | (h as u32 & 0x03ff_fffc);
-        // SAFETY: the guest's own vector area in its real memory.
-        unsafe {
-            core::ptr::write_volatile(vec as *mut u32, insn);
-            asm!("dcbst 0, {0}", "sync", "icbi 0, {0}", "isync", in(reg) vec);
-        }
-    }
+    install_vector(0x500, __smp_irq_500 as *const () as u64);
+    install_vector(0x900, __smp_irq_900 as *const () as u64);
+    install_vector(0xa00, __smp_irq_a00 as *const () as u64);
     vcpu_setup(0);
     let c = cpus(f);
     let n = c.n;
@@ -633,7 +594,11 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
     STOP_SELF_TOKEN.store(0, Ordering::Release);
 
     // 1. Stopped states before start-up.
-    let q = |id: u32| rtas_call_rets(query, &[id], 2);
+    let q = |id: u32| {
+        let mut r = [0; 2];
+        rtas_call_rets(query, &[id], 2, &mut r);
+        (r[0], r[1])
+    };
     check(
         "query-cpu-stopped-state of vcpu 0 is running (2)",
         q(0) == (0, 2),

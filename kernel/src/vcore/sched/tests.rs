@@ -236,3 +236,103 @@ fn cores_racing_never_run_a_vcore_twice_and_act_on_each_event_once() {
         assert_eq!(s.on_core(i), 0);
     }
 }
+
+/// Wakes sent to a vcpu whose vcore keeps moving between two cores (an
+/// always busy VM of two vcores takes turns with it):
+/// the waker sets the wake state, fences, then IPIs whichever core the
+/// vcore is on, or none when it is between cores; the vcore's thread 0
+/// publishes its core, fences, and checks the state after every wake-up
+/// and at the start of every run. No wake is ever lost, whatever the
+/// waker saw (the old core, no core, the new core).
+#[test]
+fn a_wake_sent_while_the_vcore_migrates_is_never_lost() {
+    use std::sync::atomic::fence;
+    const WAKES: u64 = 3000;
+    const NO_CORE: usize = usize::MAX;
+    let sched = Arc::new(Mutex::new(S::new()));
+    // Two busy vcores and the target on two cores: the target comes back
+    // on whichever core frees first.
+    let (target, busy) = (vm(0, 1), vm(1, 2));
+    sched.lock().unwrap().add(&target, 1);
+    sched.lock().unwrap().add(&busy, 2);
+    let pending = Arc::new(AtomicBool::new(false));
+    let consumed = Arc::new(AtomicU32::new(0));
+    let on_core = Arc::new(AtomicUsize::new(NO_CORE));
+    let ipi: Arc<[AtomicBool; 2]> = Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
+    let moves = Arc::new(AtomicU32::new(0));
+    let last_core = Arc::new(AtomicUsize::new(NO_CORE));
+    let done = Arc::new(AtomicBool::new(false));
+    let cores: Vec<_> = (0..2)
+        .map(|core| {
+            let (sched, pending, consumed, on_core, ipi, moves, last_core, done) = (
+                sched.clone(),
+                pending.clone(),
+                consumed.clone(),
+                on_core.clone(),
+                ipi.clone(),
+                moves.clone(),
+                last_core.clone(),
+                done.clone(),
+            );
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Acquire) {
+                    let Some((vm, vc)) = sched.lock().unwrap().take() else {
+                        std::thread::yield_now();
+                        continue;
+                    };
+                    if vm.id == 0 {
+                        let before = last_core.swap(core, Ordering::Relaxed);
+                        if before != NO_CORE && before != core {
+                            moves.fetch_add(1, Ordering::Relaxed);
+                        }
+                        on_core.store(core, Ordering::SeqCst);
+                        fence(Ordering::SeqCst);
+                        // One time slice: check at the start, then only
+                        // after an IPI (as a napping thread does).
+                        let check = || {
+                            if pending.swap(false, Ordering::AcqRel) {
+                                consumed.fetch_add(1, Ordering::AcqRel);
+                            }
+                        };
+                        check();
+                        for _ in 0..50 {
+                            if ipi[core].swap(false, Ordering::AcqRel) {
+                                check();
+                            }
+                            std::thread::yield_now();
+                        }
+                        on_core.store(NO_CORE, Ordering::SeqCst);
+                    } else {
+                        for _ in 0..20 {
+                            std::thread::yield_now();
+                        }
+                    }
+                    sched.lock().unwrap().give_back(vm, vc);
+                }
+            })
+        })
+        .collect();
+    for i in 0..WAKES {
+        pending.store(true, Ordering::Release);
+        fence(Ordering::SeqCst);
+        match on_core.load(Ordering::SeqCst) {
+            NO_CORE => {} // queued: its next run checks the state first
+            c => ipi[c].store(true, Ordering::Release),
+        }
+        // Wakes do not pile up: each is taken before the next is sent.
+        let t = std::time::Instant::now();
+        while consumed.load(Ordering::Acquire) as u64 <= i {
+            assert!(t.elapsed().as_secs() < 10, "wake {i} was lost");
+            std::thread::yield_now();
+        }
+    }
+    done.store(true, Ordering::Release);
+    for c in cores {
+        c.join().unwrap();
+    }
+    assert_eq!(consumed.load(Ordering::Acquire) as u64, WAKES);
+    assert!(
+        moves.load(Ordering::Relaxed) > 0,
+        "the vcore never migrated"
+    );
+}
