@@ -493,6 +493,7 @@ impl Vm {
         // checks its vcpu's wake state (see Shared::kick_vcpu).
         core::sync::atomic::fence(Ordering::SeqCst);
         vc.threads_in.store(0, Ordering::Relaxed);
+        vc.last_in.store(0, Ordering::Relaxed);
         vc.leaving_since.store(0, Ordering::Relaxed);
         let first_ipi = cpu::mftb();
         vc.ee.start(run);
@@ -628,7 +629,17 @@ impl Vm {
         ppc64::fpu::load(&v.fp);
         guest::slb_load(&v.regs);
         me.hv.set_mode(ThreadMode::InHost);
+        if v.preempted {
+            // Dispatched again after a slice end: running (even count).
+            v.preempted = false;
+            self.bump_yield_count(&v);
+        }
         self.vcpu_loop(&mut v, vc, me, host_lpcr);
+        if !v.ceded && !self.sh.vcpus[id as usize].stopped.load(Ordering::Acquire) {
+            // Off its thread while it wanted to run: preempted (odd).
+            v.preempted = true;
+            self.bump_yield_count(&v);
+        }
         guest::slb_save_clear(&mut v.regs);
         ppc64::fpu::save(&mut v.fp);
         me.hv.set_mode(ThreadMode::Idle);
@@ -685,7 +696,10 @@ impl Vm {
             }
             match next {
                 Next::Resume | Next::Stopped => {}
-                Next::Cede => v.ceded = true,
+                Next::Cede => {
+                    v.ceded = true;
+                    self.bump_yield_count(v);
+                }
                 Next::SliceEnd => {
                     if self.slice_over(vc) {
                         return;
@@ -695,6 +709,17 @@ impl Vm {
                 Next::Stop(o) => crate::sched::post_event(self, VmEvent::Stop(o)),
             }
         }
+    }
+
+    /// The VPA's yield count (if registered) changes parity: odd while
+    /// the vcpu is not running (ceded, or preempted at a slice end), even
+    /// while it is, as guests read it (Linux: `vcpu_is_preempted`).
+    fn bump_yield_count(&self, v: &Vcpu) {
+        let mut st = self.st.lock();
+        self.sh.vcpus[v.id as usize]
+            .vpa
+            .lock()
+            .bump_yield_count(&mut st.mem());
     }
 
     /// The time slice has ended: true when the vcore must give the core
@@ -721,9 +746,7 @@ impl Vm {
         let smp = crate::smp::smp();
         let shv = &self.sh.vcpus[v.id as usize];
         if why == Block::Ceded {
-            let mut st = self.st.lock();
-            st.flush_raw();
-            shv.vpa.lock().bump_yield_count(&mut st.mem());
+            self.st.lock().flush_raw();
         }
         // A ceded vcpu also wakes for a doorbell from a sibling thread
         // (msgsndp); a stopped one must not (it would never sleep).
@@ -781,7 +804,7 @@ impl Vm {
         me.hv.set_mode(ThreadMode::InHost);
         if why == Block::Ceded && woken {
             v.ceded = false;
-            shv.vpa.lock().bump_yield_count(&mut self.st.lock().mem());
+            self.bump_yield_count(v);
         }
         woken
     }
@@ -893,6 +916,8 @@ struct Vcpu {
     dec_expires: Option<u64>,
     /// In H_CEDE (kept across vcore runs until the cede ends).
     ceded: bool,
+    /// Taken off its thread at a slice end while it wanted to run.
+    preempted: bool,
     /// Physical core its thread is on (for TLB accounting).
     core: usize,
     /// (guest address, vector) of the interrupt last delivered by
@@ -909,6 +934,7 @@ impl Vcpu {
             fp: Default::default(),
             dec_expires: None,
             ceded: false,
+            preempted: false,
             core: 0,
             last_vector: None,
         }
