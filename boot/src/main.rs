@@ -83,6 +83,10 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
         }
         Some(kernel::bootargs::TestAction::Ipi(n)) if !selftest::ipi_test(n) => power_off(false),
         Some(kernel::bootargs::TestAction::Resume) if !selftest::resume_test() => power_off(false),
+        Some(kernel::bootargs::TestAction::DeafThread) => {
+            warn!(target: "hv", "test: thread 1 of every core ignores vcore work (hv.test=deaf-thread)");
+            sched::DEAF_THREAD_1.store(true, core::sync::atomic::Ordering::Release);
+        }
         _ => {}
     }
     let archive = boot.initrd.and_then(|r| {

@@ -279,7 +279,7 @@ pub struct Vcore {
     run: AtomicU32,
     /// Physical core running it, [`NO_CORE`] when it waits.
     core: AtomicUsize,
-    /// Secondaries that took their wake-up for the current run.
+    /// Secondaries (bit = thread) that came for the current run.
     arrived: AtomicU32,
     /// Timebase at which the current time slice ends (HDEC, core-wide).
     deadline: AtomicU64,
@@ -500,6 +500,7 @@ impl Vm {
         // Wake the secondaries: the work goes into each one's
         // hypervisor-state block before its IPI.
         let mut woken: Vec<(&CpuState, usize)> = Vec::new();
+        let mut woken_mask = 0u32;
         for ptid in 1..self.sh.layout.threads as usize {
             let Some(t) = crate::smp::thread_at(me.core, ptid) else {
                 break;
@@ -513,6 +514,7 @@ impl Vm {
             if t.hv.post(token) {
                 smp.kick(me, t);
                 woken.push((t, token));
+                woken_mask |= 1 << ptid;
             } else {
                 // SAFETY: the token was never published.
                 drop(unsafe { Box::from_raw(token as *mut crate::sched::Work) });
@@ -520,14 +522,17 @@ impl Vm {
         }
         let n = woken.len() as u32;
         let came = smp.wait_until(me, Some(kernel::time::ms_to_ticks(WAKE_TIMEOUT_MS)), || {
-            vc.arrived.load(Ordering::Acquire) >= n
+            vc.arrived.load(Ordering::Acquire) & woken_mask == woken_mask
         });
         if !came || n + 1 != self.sh.layout.threads {
+            let arrived = vc.arrived.load(Ordering::Acquire);
             let mut missing = String::new();
             for (t, token) in &woken {
                 if t.hv.reclaim(*token) {
                     // SAFETY: reclaimed, so the thread never took it.
                     drop(unsafe { Box::from_raw(*token as *mut crate::sched::Work) });
+                }
+                if arrived & (1 << t.thread) == 0 {
                     missing.push_str(&alloc::format!(" {:#x}", t.pir));
                 }
             }
@@ -574,7 +579,7 @@ impl Vm {
         let vc = &self.sh.vcores[index as usize];
         let ptid = me.thread as u32;
         let entered = vc.ee.try_enter(ptid, run);
-        vc.arrived.fetch_add(1, Ordering::AcqRel);
+        vc.arrived.fetch_or(1 << ptid, Ordering::AcqRel);
         kick_thread(me.core, 0);
         if !entered {
             return;

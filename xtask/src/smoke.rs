@@ -733,6 +733,38 @@ const SMOKES: &[Smoke] = &[
         },
     },
     Smoke {
+        name: "archive-smp-secondary-that-never-comes",
+        args: &[
+            "--initrd",
+            "build/archives/smp4x1.cpio",
+            "--append",
+            "hv.test=deaf-thread",
+            "--timeout",
+            "120",
+        ],
+        status: 0,
+        typing: &[],
+        check: |b| {
+            // Thread 1 drops its wake-up: thread 0's bounded wait names
+            // it, the VM stops, the hypervisor is fine.
+            let line = b
+                .lines()
+                .find(|l| l.contains("vcore: error: smp4x1: vcore 0: thread(s) PIR "))
+                .ok_or("no error naming the thread that did not come")?;
+            expect(
+                line.ends_with("did not answer the wake-up within 100 ms")
+                    && (line.contains("PIR 0x9 of core") || line.contains("PIR 0x11 of core")),
+                &format!("unexpected error line: {line}"),
+            )?;
+            has(
+                b,
+                "hv: vm smp4x1 lpid=1 result=crashed reason=\"vcore 0: thread(s) PIR",
+            )?;
+            has(b, "hv: all VMs stopped: 1 ran, 0 ok, 1 not ok")?;
+            has(b, "hv: power off (ok)")
+        },
+    },
+    Smoke {
         name: "archive-three-vms-on-two-cores",
         args: &[
             "--initrd",
