@@ -30,7 +30,7 @@ use log::{info, warn};
 use ppc64::cpu;
 use ppc64::guest;
 use ppc64::hpte::{self, HptOrder, PageSize};
-use ppc64::regs::{self, Exit, GuestRegs, PartitionRegs, VcpuEntry};
+use ppc64::regs::{self, Exit, ExitScope, GuestRegs, PartitionRegs, VcpuEntry};
 use ppc64::spr;
 use ppc64::trap::vector;
 
@@ -700,15 +700,17 @@ impl Vm {
                 crate::smp::external_exit();
             }
             match next {
+                // An exit that concerns the whole vcore (regs::Exit::scope):
+                // at the slice's end it leaves if another vcore waits.
+                Next::Resume if exit.scope() == ExitScope::Vcore => {
+                    if self.slice_over(vc) {
+                        return;
+                    }
+                }
                 Next::Resume | Next::Stopped => {}
                 Next::Cede => {
                     v.ceded = true;
                     self.bump_yield_count(v);
-                }
-                Next::SliceEnd => {
-                    if self.slice_over(vc) {
-                        return;
-                    }
                 }
                 Next::Reboot => crate::sched::post_event(self, VmEvent::Reboot),
                 Next::Stop(o) => crate::sched::post_event(self, VmEvent::Stop(o)),
@@ -964,8 +966,6 @@ enum Next {
     Cede,
     /// The vcpu stopped itself (`stop-self`).
     Stopped,
-    /// The time slice may be over (HDEC).
-    SliceEnd,
     Reboot,
     Stop(Outcome),
 }
@@ -1292,7 +1292,7 @@ impl VmState {
             Exit::Hdec => {
                 self.flush_raw();
                 self.poll_console();
-                Next::SliceEnd
+                Next::Resume
             }
             // Doorbells and IPIs for this thread: the caller runs what
             // they brought, without the VM's lock.

@@ -222,9 +222,8 @@ impl Exit {
             | Exit::HvFacility
             | Exit::Hdsi
             | Exit::Hisi => ExitScope::Thread,
-            // The time slice ended: the scheduler decides what runs next
-            // (with nothing else waiting for the core, as long as VMs run
-            // one vcore each to completion, that is the same vcpu at once);
+            // The time slice ended (HDEC is core-wide): the vcore leaves
+            // if another waits for the core, else the slice is renewed;
             // or something unexpected stops the VM.
             Exit::Hdec | Exit::Other(_) => ExitScope::Vcore,
         }
