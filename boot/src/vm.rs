@@ -328,10 +328,12 @@ impl Shared {
         kick_thread(core, ptid as usize);
     }
 
-    /// Every thread of every vcore on a core (they see `leaving`).
+    /// Every thread of every vcore on a core (they see `leaving`, which
+    /// was set first: the fence pairs with run_vcore's, as in kick_vcpu).
     fn kick_all(&self) {
+        core::sync::atomic::fence(Ordering::SeqCst);
         for vc in &self.vcores {
-            let core = vc.core.load(Ordering::Acquire);
+            let core = vc.core.load(Ordering::SeqCst);
             if core != NO_CORE {
                 for t in 0..self.layout.threads as usize {
                     kick_thread(core, t);

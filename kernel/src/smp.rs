@@ -426,7 +426,7 @@ impl<M: Machine> Smp<M> {
             let ret = (req.func)(req.arg);
             me.mailbox.finish(&req, ret);
             if req.wait {
-                self.ipi(me, &self.cpus[req.from]);
+                self.kick(me, &self.cpus[req.from]);
             }
             n += 1;
         }
@@ -434,12 +434,9 @@ impl<M: Machine> Smp<M> {
     }
 
     /// Wakes `to` (an IPI, counted; merged with one it has not taken):
-    /// it then looks at whatever state changed for it.
+    /// it then looks at whatever state changed for it, or the calls
+    /// posted to it.
     pub fn kick(&self, me: &CpuState, to: &CpuState) {
-        self.ipi(me, to)
-    }
-
-    fn ipi(&self, me: &CpuState, to: &CpuState) {
         // Counted before the IPI goes out, so whoever it wakes sees it
         // counted. A call posted while the target's previous IPI is not
         // yet taken rides on that one: the target serves every posted call
@@ -535,7 +532,7 @@ impl<M: Machine> Smp<M> {
             core::hint::spin_loop();
         }
         t.mailbox.post(me.id, func, arg, wait);
-        self.ipi(me, t);
+        self.kick(me, t);
     }
 
     /// Runs `func(arg)` on the thread with PIR `pir`; with `wait`, sleeps

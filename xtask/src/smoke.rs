@@ -19,6 +19,27 @@ fn interrupt_row(b: &Boot, row: &str) -> Vec<u64> {
         .unwrap_or_default()
 }
 
+/// The SMP guest ran as VM `vm` with `[vcpus, vcores, threads]`: its
+/// exact shared counter, every one of its `checks` passed, `result=ok`.
+fn smp_guest_passed(
+    b: &Boot,
+    vm: &str,
+    [vcpus, vcores, threads]: [u32; 3],
+    checks: u32,
+) -> Result<(), String> {
+    has(
+        b,
+        &format!("smp: {vcpus} vcpus in {vcores} vcores of {threads} threads"),
+    )?;
+    has(
+        b,
+        &format!("smp: counter {} from {vcpus} vcpus", 20_000 * vcpus),
+    )?;
+    expect(b.find("FAIL").is_none(), "a guest check failed")?;
+    has(b, &format!("smp: all {checks} checks passed"))?;
+    has(b, &format!("hv: vm {vm} lpid=1 result=ok"))
+}
+
 /// (tlbiel, tlbie, entry flushes) of VM `vm`, summed over the cores it
 /// ran on (its `tlb: vm NAME core N: …` stop lines).
 fn tlb_counts(b: &Boot, vm: &str) -> (u64, u64, u64) {
@@ -670,15 +691,9 @@ const SMOKES: &[Smoke] = &[
         status: 0,
         typing: &[],
         check: |b| {
-            has(b, "smp: 4 vcpus in 1 vcores of 4 threads")?;
-            has(b, "smp: counter 80000 from 4 vcpus")?;
+            smp_guest_passed(b, "smp4x1", [4, 1, 4], 20)?;
             has(b, "smp: 60 doorbells to 3 sibling threads")?;
-            has(b, "smp: 100 H_PROD/H_CEDE round trips, 0 lost wake-ups")?;
-            expect(b.find("FAIL").is_none(), "a guest check failed")?;
-            has(b, "smp: all 20 checks passed")?;
-            // One vcore: HPT changes would use tlbiel; it ran on one core
-            // at a time.
-            has(b, "hv: vm smp4x1 lpid=1 result=ok")
+            has(b, "smp: 100 H_PROD/H_CEDE round trips, 0 lost wake-ups")
         },
     },
     Smoke {
@@ -687,12 +702,8 @@ const SMOKES: &[Smoke] = &[
         status: 0,
         typing: &[],
         check: |b| {
-            has(b, "smp: 8 vcpus in 2 vcores of 4 threads")?;
-            has(b, "smp: counter 160000 from 8 vcpus")?;
-            has(b, "smp: 60 doorbells to 3 sibling threads")?;
-            expect(b.find("FAIL").is_none(), "a guest check failed")?;
-            has(b, "smp: all 20 checks passed")?;
-            has(b, "hv: vm smp4x2 lpid=1 result=ok")
+            smp_guest_passed(b, "smp4x2", [8, 2, 4], 20)?;
+            has(b, "smp: 60 doorbells to 3 sibling threads")
         },
     },
     Smoke {
@@ -700,14 +711,8 @@ const SMOKES: &[Smoke] = &[
         args: &["--initrd", "build/archives/smp1x4.cpio", "--timeout", "180"],
         status: 0,
         typing: &[],
-        check: |b| {
-            has(b, "smp: 4 vcpus in 4 vcores of 1 threads")?;
-            has(b, "smp: counter 80000 from 4 vcpus")?;
-            expect(b.find("FAIL").is_none(), "a guest check failed")?;
-            // No siblings: the doorbell checks do not apply.
-            has(b, "smp: all 18 checks passed")?;
-            has(b, "hv: vm smp1x4 lpid=1 result=ok")
-        },
+        // No siblings: the two doorbell checks do not apply.
+        check: |b| smp_guest_passed(b, "smp1x4", [4, 4, 1], 18),
     },
     Smoke {
         name: "archive-smp-reboot",
