@@ -30,7 +30,7 @@ use log::{info, warn};
 use ppc64::cpu;
 use ppc64::guest;
 use ppc64::hpte::{self, HptOrder, PageSize};
-use ppc64::regs::{self, Exit, ExitScope, GuestRegs, PartitionRegs, VcpuEntry};
+use ppc64::regs::{self, Exit, ExitScope, GuestRegs, HcallPath, PartitionRegs, VcpuEntry};
 use ppc64::spr;
 use ppc64::trap::vector;
 
@@ -203,7 +203,6 @@ struct VmState {
     mem_order: u32,
     mem_size: u64,
     pub hpt: Hpt,
-    tlb: VmTlb,
     /// Interrupt endianness and location (H_SET_MODE: LPCR[ILE], [AIL]).
     irq_mode: InterruptMode,
     /// What the threads running its vcpus share (layout, per-vcpu wake
@@ -293,9 +292,63 @@ pub struct Vcore {
     leaving_since: AtomicU64,
 }
 
+/// What the HPT hypercalls work on, fixed when the VM is made: every
+/// thread running the VM's vcpus uses it without the VM's lock (each HPTE
+/// is changed under its own lock, kernel::hcall).
+struct GuestMmu {
+    hpt_base: u64,
+    /// HPTEs in the table (16 bytes each).
+    hpt_entries: u64,
+    mem_base: u64,
+    mem_size: u64,
+    tlb: VmTlb,
+}
+
+impl GuestMmu {
+    /// HPT hypercall `op` with arguments `a` (r4-r11), made on `core`
+    /// where this VM's vcpu runs (inlined into the fast path's handler).
+    #[inline(always)]
+    fn hcall(&self, op: HptCall, a: &[u64; 8], core: usize) -> hcall::Ret {
+        // SAFETY: the HPT belongs to this VM alone and lives as long as
+        // it; its entries are only changed under their HPTE lock
+        // (kernel::hcall), by atomic accesses, so vcpus on several threads
+        // may share it.
+        let table = unsafe {
+            core::slice::from_raw_parts(
+                self.hpt_base as *const core::sync::atomic::AtomicU64,
+                2 * self.hpt_entries as usize,
+            )
+        };
+        let p = hcall::Partition {
+            hpt: table,
+            mem_base: self.mem_base,
+            mem_size: self.mem_size,
+            tlb: &self.tlb,
+            core,
+            running_here: true,
+        };
+        let ops = &mut Power8Tlb;
+        let ret = match op {
+            HptCall::Enter => p.h_enter(a[0], a[1], a[2], a[3]),
+            HptCall::Remove => p.h_remove(ops, a[0], a[1], a[2]),
+            HptCall::Read => p.h_read(a[0], a[1]),
+            HptCall::Protect => p.h_protect(ops, a[0], a[1], a[2]),
+            HptCall::ClearRef => p.h_clear_ref(ops, a[1]),
+            HptCall::ClearMod => p.h_clear_mod(ops, a[1]),
+            HptCall::BulkRemove => p.h_bulk_remove(ops, *a),
+        };
+        if op != HptCall::Read {
+            // SAFETY: orders the HPTE updates before the guest runs again.
+            unsafe { core::arch::asm!("ptesync") };
+        }
+        ret
+    }
+}
+
 /// What every thread running a VM's vcpus shares without the VM's lock.
 struct Shared {
     layout: Layout,
+    mmu: GuestMmu,
     vcpus: Vec<VcpuShared>,
     vcores: Vec<Vcore>,
     /// A `VmEvent` is pending (the scheduler holds the event itself).
@@ -308,6 +361,31 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(layout: Layout, mmu: GuestMmu) -> Self {
+        Shared {
+            layout,
+            mmu,
+            vcpus: (0..layout.vcpus).map(|_| VcpuShared::default()).collect(),
+            vcores: (0..layout.vcores())
+                .map(|index| Vcore {
+                    index,
+                    ee: EntryExit::default(),
+                    run: AtomicU32::new(0),
+                    core: AtomicUsize::new(NO_CORE),
+                    arrived: AtomicU32::new(0),
+                    deadline: AtomicU64::new(0),
+                    dpdes: AtomicU64::new(0),
+                    threads_in: AtomicU32::new(0),
+                    last_in: AtomicU64::new(0),
+                    leaving_since: AtomicU64::new(0),
+                })
+                .collect(),
+            leaving: AtomicBool::new(false),
+            running: AtomicU32::new(0),
+            mmu_ready: AtomicBool::new(false),
+        }
+    }
+
     /// Wakes the thread running vcpu `id`, wherever it is: in the guest
     /// (it exits and takes what is now pending), napping in H_CEDE or
     /// stopped (it re-checks), or not on a core (the scheduler is told).
@@ -380,28 +458,8 @@ impl Vm {
     /// Prepares a VM; nothing is left behind on failure.
     pub fn create(cfg: &VmConfig<'static>, cores: usize, id: usize) -> Result<Vm, VmError> {
         let layout = cfg.layout;
-        let sh = Arc::new(Shared {
-            layout,
-            vcpus: (0..layout.vcpus).map(|_| VcpuShared::default()).collect(),
-            vcores: (0..layout.vcores())
-                .map(|index| Vcore {
-                    index,
-                    ee: EntryExit::default(),
-                    run: AtomicU32::new(0),
-                    core: AtomicUsize::new(NO_CORE),
-                    arrived: AtomicU32::new(0),
-                    deadline: AtomicU64::new(0),
-                    dpdes: AtomicU64::new(0),
-                    threads_in: AtomicU32::new(0),
-                    last_in: AtomicU64::new(0),
-                    leaving_since: AtomicU64::new(0),
-                })
-                .collect(),
-            leaving: AtomicBool::new(false),
-            running: AtomicU32::new(0),
-            mmu_ready: AtomicBool::new(false),
-        });
-        let (st, boot) = VmState::create(cfg, cores, id, sh.clone())?;
+        let (st, boot) = VmState::create(cfg, cores, id)?;
+        let sh = st.sh.clone();
         let vcpus = (0..layout.vcpus)
             .map(|i| {
                 // Vcpu 0 starts at the entry point, the others stopped
@@ -631,6 +689,11 @@ impl Vm {
             return;
         };
         v.core = me.core;
+        let mut fast = FastCtx {
+            mmu: &self.sh.mmu,
+            core: me.core,
+            tally: hcall::Tally::default(),
+        };
         // The thread's FP/VMX/VSX registers become this vcpu's, saved
         // again when it leaves: no other partition ever sees them.
         ppc64::fpu::load(&v.fp);
@@ -641,7 +704,7 @@ impl Vm {
             v.preempted = false;
             self.bump_yield_count(&v);
         }
-        self.vcpu_loop(&mut v, vc, me, host_lpcr);
+        self.vcpu_loop(&mut v, vc, me, host_lpcr, core::ptr::addr_of_mut!(fast));
         if !v.ceded && !self.sh.vcpus[id as usize].stopped.load(Ordering::Acquire) {
             // Off its thread while it wanted to run: preempted (odd).
             v.preempted = true;
@@ -649,11 +712,20 @@ impl Vm {
         }
         guest::slb_save_clear(&mut v.regs);
         ppc64::fpu::save(&mut v.fp);
+        self.st.lock().add_tally(&fast.tally);
         me.hv.set_mode(ThreadMode::Idle);
         *self.vcpus[id as usize].lock() = Some(v);
     }
 
-    fn vcpu_loop(&self, v: &mut Vcpu, vc: &Vcore, me: &CpuState, host_lpcr: u64) {
+    /// `fast` is what the hypercall fast path gets with every entry.
+    fn vcpu_loop(
+        &self,
+        v: &mut Vcpu,
+        vc: &Vcore,
+        me: &CpuState,
+        host_lpcr: u64,
+        fast: *mut FastCtx,
+    ) {
         let shv = &self.sh.vcpus[v.id as usize];
         let mut entered = false;
         // start-cpu's entry point, taken once per run (it may have come
@@ -679,10 +751,11 @@ impl Vm {
             if v.ceded && !self.block(v, vc, me, Block::Ceded) {
                 return;
             }
-            let entry =
+            let mut entry =
                 self.st
                     .lock()
                     .prepare_entry(v, host_lpcr, vc.deadline.load(Ordering::Acquire));
+            entry.hcall_ctx = fast as u64;
             if !entered {
                 entered = true;
                 vc.last_in.fetch_max(cpu::mftb(), Ordering::AcqRel);
@@ -691,7 +764,8 @@ impl Vm {
             me.hv.set_mode(ThreadMode::InGuest);
             // SAFETY: this vcpu's partition and SLB are loaded on this
             // thread (run_vcore / join); `run` forces the MSR bits a guest
-            // may not hold.
+            // may not hold. `fast` outlives the run and is used by nothing
+            // else meanwhile (hv_hcall_fast).
             let vec = unsafe { guest::run(&mut v.regs, &entry) };
             me.hv.set_mode(ThreadMode::InHost);
             v.dec_expires = Some(cpu::mftb().wrapping_add(v.regs.dec));
@@ -962,6 +1036,64 @@ impl Vcpu {
     }
 }
 
+/// What the hypercall fast path works with during one vcpu's run on a
+/// thread (`VcpuEntry::hcall_ctx` points at it).
+pub struct FastCtx<'a> {
+    mmu: &'a GuestMmu,
+    /// The physical core the thread is on.
+    core: usize,
+    /// Counted here, added to the VM's when the vcpu leaves the thread.
+    tally: hcall::Tally,
+}
+
+/// The hypercall fast path's handler (`ppc64::regs::HcallPath`), called
+/// by the exit assembly for every `sc 1` with the vcpu's register image
+/// (r0-r13, CR, LR, CTR, XER, PC, MSR saved; the other SPRs, FP and the
+/// partition still the guest's) and this run's [`FastCtx`]. It handles
+/// what [`Hcall::path`] says is fast and unimplemented numbers, and
+/// answers [`HcallPath::Full`], having changed nothing, for the rest:
+/// hypercalls from guest problem state, the full-path calls, an
+/// unimplemented number when the tally has no room for it.
+#[unsafe(no_mangle)]
+pub extern "C" fn hv_hcall_fast(regs: &mut GuestRegs, ctx: *mut FastCtx) -> HcallPath {
+    // SAFETY: the pointer vcpu_thread put in this entry: its FastCtx,
+    // alive for the whole run and used by nothing else while the guest
+    // (or this handler) runs; null only for an entry made elsewhere.
+    let Some(ctx) = (unsafe { ctx.as_mut() }) else {
+        return HcallPath::Full;
+    };
+    if regs.msr & spr::MSR_PR != 0 {
+        return HcallPath::Full;
+    }
+    let nr = regs.gpr[3];
+    let code = match Hcall::decode(nr) {
+        None => {
+            if !ctx.tally.count_unknown(nr) {
+                return HcallPath::Full;
+            }
+            hcall::H_FUNCTION
+        }
+        Some((i, call)) => match (call.path(), call) {
+            (hcall::Path::Fast, Hcall::Hpt(op)) => {
+                ctx.tally.known[i] += 1;
+                let g = &regs.gpr;
+                let a = [g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11]];
+                let ret = ctx.mmu.hcall(op, &a, ctx.core);
+                let [r4, r5, r6, r7, r8, r9, r10, r11] = ret.vals;
+                let g = &mut regs.gpr;
+                (g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11]) =
+                    (r4, r5, r6, r7, r8, r9, r10, r11);
+                ret.code
+            }
+            _ => return HcallPath::Full,
+        },
+    };
+    ctx.tally.exits += 1;
+    ctx.tally.hcalls += 1;
+    regs.gpr[3] = code as u64;
+    HcallPath::Resumed
+}
+
 /// What the run loop does after an exit.
 enum Next {
     Resume,
@@ -1044,7 +1176,6 @@ impl VmState {
         cfg: &VmConfig<'static>,
         cores: usize,
         id: usize,
-        sh: Arc<Shared>,
     ) -> Result<(VmState, GuestRegs), VmError> {
         let (name, image, mem_size, bootargs) = (cfg.name, cfg.image, cfg.memory, cfg.bootargs);
         if mem_size == 0 || !mem_size.is_multiple_of(VRMA_PAGE.bytes()) {
@@ -1145,6 +1276,16 @@ impl VmState {
             l.vcores(),
             l.threads,
         );
+        let sh = Arc::new(Shared::new(
+            cfg.layout,
+            GuestMmu {
+                hpt_base: hpt.base,
+                hpt_entries: hpt.size() / hpte::HPTE_BYTES,
+                mem_base,
+                mem_size,
+                tlb,
+            },
+        ));
         // Commit: from here the VM owns its memory, HPT and LPID.
         held.mem = None;
         held.hpt = None;
@@ -1164,7 +1305,6 @@ impl VmState {
             mem_order,
             mem_size,
             hpt,
-            tlb,
             irq_mode: InterruptMode::default(),
             xics: Xics::new(cfg.layout.vcpus, &[true]),
             sh,
@@ -1237,7 +1377,7 @@ impl VmState {
     /// kept, as on a real reset.
     fn reboot(&mut self, vcores_running: u32) -> Result<(), VmError> {
         hpt::reset(&mut FirmwareHptMemory, &self.hpt, vcores_running).map_err(VmError::Hpt)?;
-        self.tlb.mark_all();
+        self.sh.mmu.tlb.mark_all();
         // SAFETY: this VM's own memory; every vcpu is stopped.
         let mem = unsafe {
             core::slice::from_raw_parts_mut(self.mem_base as *mut u8, self.mem_size as usize)
@@ -1278,6 +1418,19 @@ impl VmState {
             lpcr: self.lpcr(host_lpcr, mer),
             hdec: deadline.saturating_sub(cpu::mftb()).clamp(1, spr::DEC_MAX),
             hfscr: regs::HFSCR_GUEST,
+            hcall_ctx: 0,
+        }
+    }
+
+    /// Adds what a vcpu's thread counted on the fast path.
+    fn add_tally(&mut self, t: &hcall::Tally) {
+        self.exits += t.exits;
+        self.hcalls += t.hcalls;
+        for (k, n) in self.known_counts.iter_mut().zip(t.known) {
+            *k += n;
+        }
+        for (nr, n) in t.unknown() {
+            *self.hcall_counts.entry(nr).or_insert(0) += n;
         }
     }
 
@@ -1500,7 +1653,7 @@ impl VmState {
             Hcall::SetMode => (self.h_set_mode(v, a[0], a[1], a[2], a[3]), Next::Resume),
             Hcall::Rtas => self.rtas(v, a[0]),
             Hcall::Hpt(op) => {
-                let ret = self.hpt_hcall(op, a, v.core);
+                let ret = self.sh.mmu.hcall(op, &a, v.core);
                 v.regs.gpr[4..12].copy_from_slice(&ret.vals);
                 (ret.code, Next::Resume)
             }
@@ -1619,7 +1772,7 @@ impl VmState {
     fn partition_regs(&mut self, host_lpcr: u64, switch_on: Option<usize>) -> PartitionRegs {
         let mut flush = EntryFlush(false);
         if let Some(core) = switch_on {
-            self.tlb.on_entry(&mut flush, core);
+            self.sh.mmu.tlb.on_entry(&mut flush, core);
             self.partition_switches += 1;
         }
         PartitionRegs {
@@ -1683,42 +1836,6 @@ impl VmState {
             Ok(None) => H_SUCCESS,
             Err(code) => code,
         }
-    }
-
-    fn hpt_hcall(&mut self, op: HptCall, a: [u64; 8], core: usize) -> hcall::Ret {
-        let entries = self.hpt.size() / 16;
-        // SAFETY: the HPT belongs to this VM alone; its entries are only
-        // changed under their HPTE lock (kernel::hcall), by atomic
-        // accesses, so vcpus on several threads may share it.
-        let table = unsafe {
-            core::slice::from_raw_parts(
-                self.hpt.base as *const core::sync::atomic::AtomicU64,
-                2 * entries as usize,
-            )
-        };
-        let p = hcall::Partition {
-            hpt: table,
-            mem_base: self.mem_base,
-            mem_size: self.mem_size,
-            tlb: &self.tlb,
-            core,
-            running_here: true,
-        };
-        let ops = &mut Power8Tlb;
-        let ret = match op {
-            HptCall::Enter => p.h_enter(a[0], a[1], a[2], a[3]),
-            HptCall::Remove => p.h_remove(ops, a[0], a[1], a[2]),
-            HptCall::Read => p.h_read(a[0], a[1]),
-            HptCall::Protect => p.h_protect(ops, a[0], a[1], a[2]),
-            HptCall::ClearRef => p.h_clear_ref(ops, a[1]),
-            HptCall::ClearMod => p.h_clear_mod(ops, a[1]),
-            HptCall::BulkRemove => p.h_bulk_remove(ops, a),
-        };
-        if op != HptCall::Read {
-            // SAFETY: orders the HPTE updates before the guest runs again.
-            unsafe { core::arch::asm!("ptesync") };
-        }
-        ret
     }
 
     /// H_RTAS: the argument buffer is big-endian (token, nargs, nret,
@@ -1951,8 +2068,9 @@ impl VmState {
         );
         self.print_hcall_counts();
         self.timings.print(&self.name, self.sh.layout.threads);
-        for c in 0..self.tlb.cores() {
-            let (l, g, f) = self.tlb.counts(c);
+        let tlb = &self.sh.mmu.tlb;
+        for c in 0..tlb.cores() {
+            let (l, g, f) = tlb.counts(c);
             if l + g + f > 0 {
                 info!(target: "tlb", "vm {} core {c}: tlbiel={l} tlbie={g} entry-flushes={f}", self.name);
             }

@@ -98,10 +98,15 @@ impl AtomicCpuMask {
         self.w[w].fetch_or(b, Ordering::AcqRel);
     }
 
-    /// Sets every index in `m`.
+    /// Sets every index in `m`. A word that already has them is only
+    /// read (masks set over and over, like a one-vcore VM marking the
+    /// other cores on every `tlbiel`, then cost a load per word); a word
+    /// already set was set by an earlier call, whose own ordering stands.
     pub fn set_all(&self, m: &CpuMask) {
         for (a, v) in self.w.iter().zip(m.w.iter()) {
-            a.fetch_or(*v, Ordering::AcqRel);
+            if *v != 0 && a.load(Ordering::Relaxed) & *v != *v {
+                a.fetch_or(*v, Ordering::AcqRel);
+            }
         }
     }
 

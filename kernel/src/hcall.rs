@@ -95,14 +95,138 @@ const CALLS: &[(u64, Hcall, &str)] = &[
 /// How many hypercalls are implemented (indexes of [`Hcall::decode`]).
 pub const IMPLEMENTED: usize = CALLS.len();
 
+/// The two ranges hypercall numbers come in (PAPR's, multiples of 4
+/// below 0x400; the platform-specific ones from 0xF000), each indexed by
+/// `nr / 4`: decoding is a range check and one load, whatever the number.
+const LOW_LIMIT: u64 = 0x400;
+const HIGH_BASE: u64 = 0xf000;
+const HIGH_LIMIT: u64 = 0xf400;
+const NONE: u8 = u8::MAX;
+
+const fn index_table(base: u64, limit: u64) -> [u8; 256] {
+    let mut t = [NONE; 256];
+    let mut i = 0;
+    while i < CALLS.len() {
+        let nr = CALLS[i].0;
+        if nr >= base && nr < limit {
+            t[((nr - base) / 4) as usize] = i as u8;
+        }
+        i += 1;
+    }
+    t
+}
+
+/// Every number in `CALLS` is a multiple of 4 in one of the two ranges.
+const fn every_number_indexed() -> bool {
+    let mut i = 0;
+    while i < CALLS.len() {
+        let nr = CALLS[i].0;
+        if !nr.is_multiple_of(4) || !(nr < LOW_LIMIT || (nr >= HIGH_BASE && nr < HIGH_LIMIT)) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+const _: () = assert!(every_number_indexed() && IMPLEMENTED < NONE as usize);
+const _: () = assert!(LOW_LIMIT / 4 == 256 && (HIGH_LIMIT - HIGH_BASE) / 4 == 256);
+
+static LOW_INDEX: [u8; 256] = index_table(0, LOW_LIMIT);
+static HIGH_INDEX: [u8; 256] = index_table(HIGH_BASE, HIGH_LIMIT);
+
+/// Which exit path runs a hypercall (the assembly's two paths are named
+/// in `ppc64::regs::HcallPath`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// Only the registers a handler may clobber are saved; the handler
+    /// runs on the vcpu's thread without the VM's lock and the guest is
+    /// resumed directly.
+    Fast,
+    /// The full register and SPR save, then the run loop.
+    Full,
+}
+
 impl Hcall {
     /// The call with hypercall number `nr`, if implemented, and its index
     /// below [`IMPLEMENTED`] (for per-call counters).
+    #[inline]
     pub fn decode(nr: u64) -> Option<(usize, Hcall)> {
-        CALLS
-            .iter()
-            .position(|c| c.0 == nr)
-            .map(|i| (i, CALLS[i].1))
+        let i = if nr < LOW_LIMIT {
+            LOW_INDEX[(nr / 4) as usize]
+        } else if (HIGH_BASE..HIGH_LIMIT).contains(&nr) {
+            HIGH_INDEX[((nr - HIGH_BASE) / 4) as usize]
+        } else {
+            NONE
+        };
+        if i == NONE || !nr.is_multiple_of(4) {
+            return None;
+        }
+        Some((i as usize, CALLS[i as usize].1))
+    }
+
+    /// The path this call takes. The HPT calls touch only the HPT (each
+    /// entry under its lock) and the TLB. The others change what the
+    /// next entry loads (interrupts and LPCR[MER], the MSR, SPRG0), block
+    /// (H_CEDE), call OPAL (the console) or use state under the VM's lock
+    /// (RTAS, VPA, XICS): the run loop of the full path handles those.
+    #[inline]
+    pub const fn path(self) -> Path {
+        match self {
+            Hcall::Hpt(_) => Path::Fast,
+            _ => Path::Full,
+        }
+    }
+}
+
+/// Distinct unimplemented numbers a [`Tally`] keeps; a further one is
+/// left to the full path, which counts it in the VM's map.
+pub const UNKNOWN_SLOTS: usize = 4;
+
+/// Hypercall counts kept by the thread running a vcpu, without the VM's
+/// lock (the fast path takes none); added to the VM's counts when the
+/// vcpu leaves its thread.
+#[derive(Clone, Debug)]
+pub struct Tally {
+    pub exits: u64,
+    pub hcalls: u64,
+    /// Implemented calls by [`Hcall::decode`] index.
+    pub known: [u64; IMPLEMENTED],
+    /// Unimplemented numbers with their counts (count 0: a free slot).
+    unknown: [(u64, u64); UNKNOWN_SLOTS],
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            exits: 0,
+            hcalls: 0,
+            known: [0; IMPLEMENTED],
+            unknown: [(0, 0); UNKNOWN_SLOTS],
+        }
+    }
+}
+
+impl Tally {
+    /// Counts unimplemented number `nr`; false, with nothing counted,
+    /// when every slot holds another number.
+    #[inline]
+    pub fn count_unknown(&mut self, nr: u64) -> bool {
+        for s in &mut self.unknown {
+            if s.1 == 0 {
+                *s = (nr, 1);
+                return true;
+            }
+            if s.0 == nr {
+                s.1 += 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The unimplemented numbers counted, with their counts.
+    pub fn unknown(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.unknown.iter().copied().filter(|s| s.1 != 0)
     }
 }
 
@@ -145,6 +269,7 @@ pub struct Ret {
     pub vals: [u64; 8],
 }
 
+#[inline]
 fn code(c: i64) -> Ret {
     Ret {
         code: c,
@@ -152,14 +277,21 @@ fn code(c: i64) -> Ret {
     }
 }
 
-fn ok(vals: &[u64]) -> Ret {
+/// Success with the first return values (the rest zero).
+#[inline]
+fn ok<const N: usize>(vals: [u64; N]) -> Ret {
     let mut r = Ret::default();
-    r.vals[..vals.len()].copy_from_slice(vals);
+    let mut i = 0;
+    while i < N {
+        r.vals[i] = vals[i];
+        i += 1;
+    }
     r
 }
 
 /// The tlbie/tlbiel RB operand for an HPTE at `index` (ISA 2.07 tlbie,
 /// following the AVA/L/LP layout KVM's compute_tlbie_rb uses).
+#[inline]
 pub fn tlbie_rb(e: Hpte, index: u64) -> u64 {
     let v = e.v;
     let Some(ps) = e.page_size() else { return 0 };
@@ -194,15 +326,35 @@ pub fn tlbie_rb(e: Hpte, index: u64) -> u64 {
 struct Locked<'a> {
     v: &'a AtomicU64,
     r: &'a AtomicU64,
-    /// The entry as it was when locked (without the lock bit).
-    e: Hpte,
+    /// V as it was when locked, still big-endian, without the lock bit:
+    /// decoded only where a caller needs it (a byte swap is a dozen
+    /// instructions on POWER8).
+    raw_v: u64,
     done: bool,
 }
 
 impl Locked<'_> {
+    #[inline]
+    fn is_valid(&self) -> bool {
+        self.raw_v & hpte::HPTE_V_VALID.to_be() != 0
+    }
+
+    /// V (without the lock bit).
+    #[inline]
+    fn v(&self) -> u64 {
+        u64::from_be(self.raw_v)
+    }
+
+    /// The entry: V as locked, R as it is now.
+    #[inline]
+    fn entry(&self) -> Hpte {
+        Hpte::new(self.v(), self.current_r())
+    }
+
     /// Makes the entry invalid to the MMU, keeping the lock (the first
     /// step of deleting or changing a valid entry: V := 0, then a full
     /// barrier, before the TLB invalidation).
+    #[inline]
     fn invalidate(&mut self) {
         self.v.store(HPTE_V_HVLOCK.to_be(), Ordering::Relaxed);
         fence(Ordering::SeqCst);
@@ -211,12 +363,14 @@ impl Locked<'_> {
     /// R as it is now: with the entry invalid and its translations gone
     /// from the TLBs, including the reference and change bits the MMU set
     /// meanwhile.
+    #[inline]
     fn current_r(&self) -> u64 {
         u64::from_be(self.r.load(Ordering::Relaxed))
     }
 
     /// Stores `e` and releases the lock: R first, then a full barrier (the
     /// MMU must never see a valid V with a stale R), then V.
+    #[inline]
     fn finish(mut self, e: Hpte) {
         self.r.store(e.r.to_be(), Ordering::Relaxed);
         fence(Ordering::SeqCst);
@@ -227,22 +381,24 @@ impl Locked<'_> {
 
     /// Clears `bits` of R in place, atomically with any R/C update by the
     /// MMU (the entry stays valid); returns R before.
+    #[inline]
     fn clear_r_bits(&self, bits: u64) -> u64 {
         u64::from_be(self.r.fetch_and(!bits.to_be(), Ordering::AcqRel))
     }
 }
 
 impl Drop for Locked<'_> {
+    #[inline]
     fn drop(&mut self) {
         if !self.done {
-            let v = u64::from_be(self.v.load(Ordering::Relaxed));
-            self.v
-                .store((v & !HPTE_V_HVLOCK).to_be(), Ordering::Release);
+            let v = self.v.load(Ordering::Relaxed);
+            self.v.store(v & !HPTE_V_HVLOCK.to_be(), Ordering::Release);
         }
     }
 }
 
 impl Partition<'_> {
+    #[inline]
     fn entries(&self) -> u64 {
         self.hpt.len() as u64 / 2
     }
@@ -250,31 +406,28 @@ impl Partition<'_> {
     /// Entry `i` as it is (for tests).
     #[cfg(test)]
     fn read(&self, i: u64) -> Hpte {
-        self.lock(i).e
+        self.lock(i).entry()
     }
 
     /// Locks entry `i` (waiting while another vcpu holds it) and returns
     /// it; `i` must be below [`Partition::entries`].
+    #[inline]
     fn lock(&self, i: u64) -> Locked<'_> {
         let v = &self.hpt[2 * i as usize];
         let r = &self.hpt[2 * i as usize + 1];
+        // The entry stays big-endian here: the lock bit is tested and set
+        // with a byte-swapped constant.
+        let lock_be = HPTE_V_HVLOCK.to_be();
         loop {
             let raw = v.load(Ordering::Relaxed);
-            let cur = u64::from_be(raw);
-            if cur & HPTE_V_HVLOCK == 0
-                && v.compare_exchange_weak(
-                    raw,
-                    (cur | HPTE_V_HVLOCK).to_be(),
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
+            if raw & lock_be == 0
+                && v.compare_exchange_weak(raw, raw | lock_be, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
             {
-                let e = Hpte::new(cur, u64::from_be(r.load(Ordering::Relaxed)));
                 return Locked {
                     v,
                     r,
-                    e,
+                    raw_v: raw,
                     done: false,
                 };
             }
@@ -282,6 +435,7 @@ impl Partition<'_> {
         }
     }
 
+    #[inline]
     fn invalidate(&self, ops: &mut impl TlbOps, flags: u64, e: Hpte, i: u64) {
         let running = self.running_here.then_some(self.core);
         self.tlb
@@ -289,6 +443,7 @@ impl Partition<'_> {
     }
 
     /// Host RPN -> guest RPN for what the guest reads back.
+    #[inline]
     fn to_guest(&self, e: Hpte) -> Hpte {
         if !e.is_valid() {
             return e;
@@ -300,6 +455,7 @@ impl Partition<'_> {
     }
 
     /// H_ENTER(flags, pte_index, v, r) -> index used.
+    #[inline]
     pub fn h_enter(&self, flags: u64, index: u64, v: u64, r: u64) -> Ret {
         if index >= self.entries() {
             return code(H_PARAMETER);
@@ -334,9 +490,9 @@ impl Partition<'_> {
         };
         for slot in slots {
             let l = self.lock(slot);
-            if !l.e.is_valid() {
+            if !l.is_valid() {
                 l.finish(new);
-                return ok(&[slot]);
+                return ok([slot]);
             }
         }
         code(H_PTEG_FULL)
@@ -344,15 +500,15 @@ impl Partition<'_> {
 
     /// Locks the valid entry at `index` if it matches the H_AVPN /
     /// H_ANDCOND test.
+    #[inline]
     fn matching(&self, flags: u64, index: u64, avpn: u64) -> Result<Locked<'_>, i64> {
         if index >= self.entries() {
             return Err(H_PARAMETER);
         }
         let l = self.lock(index);
-        let e = l.e;
-        if !e.is_valid()
-            || (flags & H_AVPN != 0 && (e.v & !0x7f) != avpn)
-            || (flags & H_ANDCOND != 0 && e.v & avpn != 0)
+        if !l.is_valid()
+            || (flags & H_AVPN != 0 && (l.v() & !0x7f) != avpn)
+            || (flags & H_ANDCOND != 0 && l.v() & avpn != 0)
         {
             return Err(H_NOT_FOUND);
         }
@@ -360,24 +516,26 @@ impl Partition<'_> {
     }
 
     /// H_REMOVE(flags, pte_index, avpn) -> old (v, r).
+    #[inline]
     pub fn h_remove(&self, ops: &mut impl TlbOps, flags: u64, index: u64, avpn: u64) -> Ret {
         match self.matching(flags, index, avpn) {
             Err(c) => code(c),
             Ok(mut l) => {
                 // V := 0, barrier, TLB invalidation (ISA "deleting a page
                 // table entry"); then the final R with the MMU's R/C.
-                let e = l.e;
+                let e = l.entry();
                 l.invalidate();
                 self.invalidate(ops, flags, e, index);
                 let old = Hpte::new(e.v, l.current_r());
                 l.finish(Hpte::new(0, 0));
                 let g = self.to_guest(old);
-                ok(&[g.v, g.r])
+                ok([g.v, g.r])
             }
         }
     }
 
     /// H_READ(flags, pte_index) -> (v, r), or four entries with H_READ_4.
+    #[inline]
     pub fn h_read(&self, flags: u64, index: u64) -> Ret {
         if index >= self.entries() {
             return code(H_PARAMETER);
@@ -389,7 +547,7 @@ impl Partition<'_> {
         };
         let mut r = Ret::default();
         for k in 0..n {
-            let g = self.to_guest(self.lock(first + k).e);
+            let g = self.to_guest(self.lock(first + k).entry());
             r.vals[2 * k as usize] = g.v;
             r.vals[2 * k as usize + 1] = g.r;
         }
@@ -397,12 +555,13 @@ impl Partition<'_> {
     }
 
     /// H_PROTECT(flags, pte_index, avpn): new pp0/pp/N/key from `flags`.
+    #[inline]
     pub fn h_protect(&self, ops: &mut impl TlbOps, flags: u64, index: u64, avpn: u64) -> Ret {
         let mut l = match self.matching(flags, index, avpn) {
             Err(c) => return code(c),
             Ok(l) => l,
         };
-        let e = l.e;
+        let e = l.entry();
         let mask = hpte::HPTE_R_PP0 | hpte::HPTE_R_PP | hpte::HPTE_R_N | hpte::HPTE_R_KEY;
         let mut bits = (flags << 55) & hpte::HPTE_R_PP0;
         bits |= (flags << 48) & hpte::HPTE_R_KEY_HI;
@@ -414,23 +573,24 @@ impl Partition<'_> {
         self.invalidate(ops, flags, e, index);
         let r = l.current_r();
         l.finish(Hpte::new(e.v, (r & !mask) | bits));
-        ok(&[])
+        ok([])
     }
 
+    #[inline]
     fn clear_bit(&self, ops: &mut impl TlbOps, index: u64, bit: u64) -> Ret {
         let l = match self.matching(0, index, 0) {
             Err(c) => return code(c),
             Ok(l) => l,
         };
-        let e = l.e;
         // In place and atomically: the entry stays valid, and an R/C
         // update the MMU makes meanwhile is not lost.
         let old = l.clear_r_bits(bit);
+        let e = Hpte::new(l.v(), old);
         if old & bit != 0 {
             self.invalidate(ops, 0, e, index);
         }
         drop(l);
-        ok(&[self.to_guest(Hpte::new(e.v, old)).r])
+        ok([self.to_guest(e).r])
     }
 
     /// H_CLEAR_REF(flags, pte_index) -> old r.
@@ -445,6 +605,7 @@ impl Partition<'_> {
 
     /// H_BULK_REMOVE: up to four (specifier, avpn) pairs in `args`, each
     /// answered in place (returned in the same registers).
+    #[inline]
     pub fn h_bulk_remove(&self, ops: &mut impl TlbOps, args: [u64; 8]) -> Ret {
         let mut out = args;
         for k in 0..4 {

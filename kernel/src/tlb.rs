@@ -47,6 +47,8 @@ pub struct VmTlb {
     pub lpid: u32,
     cores: usize,
     need_tlb_flush: AtomicCpuMask,
+    /// Every core of the machine.
+    all: CpuMask,
     online_vcores: AtomicU32,
     /// `tlbiel` on one thread reaches every thread of the VM's vcore
     /// (POWER8: the TLB is per core). False for a multi-thread vcore
@@ -64,6 +66,7 @@ impl VmTlb {
             lpid,
             cores,
             need_tlb_flush: AtomicCpuMask::new(),
+            all: CpuMask::first_n(cores),
             online_vcores: AtomicU32::new(0),
             local_reaches_vcore: AtomicBool::new(true),
             stats: (0..cores).map(|_| CoreTlbStats::default()).collect(),
@@ -74,7 +77,7 @@ impl VmTlb {
 
     /// Marks every core as possibly holding stale entries (new VM, HPT reset).
     pub fn mark_all(&self) {
-        self.need_tlb_flush.set_all(&CpuMask::first_n(self.cores));
+        self.need_tlb_flush.set_all(&self.all);
     }
 
     pub fn set_online_vcores(&self, n: u32) {
@@ -93,6 +96,7 @@ impl VmTlb {
     /// The seed's `global_invalidates()`: false (use tlbiel) only when the
     /// VM has one online vcore and it is running on `running_core`; in that
     /// case every other core is marked in `need_tlb_flush` first.
+    #[inline]
     pub fn global_invalidates(
         &self,
         running_core: Option<usize>,
@@ -108,7 +112,7 @@ impl VmTlb {
             _ => flags & H_LOCAL == 0,
         };
         if !global {
-            let mut others = CpuMask::first_n(self.cores);
+            let mut others = self.all;
             if let Some(c) = running_core {
                 others.clear(c);
             }
@@ -119,6 +123,7 @@ impl VmTlb {
 
     /// Invalidates one translation after an HPTE change, counting it
     /// against `core` (the core the hypercall runs on).
+    #[inline]
     pub fn invalidate(
         &self,
         ops: &mut impl TlbOps,

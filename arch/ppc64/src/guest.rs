@@ -17,10 +17,14 @@
 //!   duration — so the guest's registers and SPRs are saved into `regs`
 //!   and `run` returns the exit vector (bit 0 set when the interrupt used
 //!   HSRR0/1), still in the partition.
+//! - `sc 1` first takes the hypercall fast path (`regs::HcallPath`): only
+//!   what a handler may clobber is saved, `hv_hcall_fast` runs on the
+//!   vcpu thread's stack and the guest is resumed directly; a call the
+//!   handler leaves to the full path continues as any other exit.
 
 use crate::paca::{
-    PACA_EXC_ENTRY, PACA_GUEST_REGS, PACA_HOST_CR, PACA_HOST_LPCR, PACA_HOST_LPIDR, PACA_HOST_LR,
-    PACA_HOST_NVGPR, PACA_HOST_R1, PACA_HOST_R2, PACA_HOST_SDR1, PACA_SCRATCH_CFAR,
+    PACA_EXC_ENTRY, PACA_GUEST_REGS, PACA_HCALL_CTX, PACA_HOST_CR, PACA_HOST_LPCR, PACA_HOST_LPIDR,
+    PACA_HOST_LR, PACA_HOST_NVGPR, PACA_HOST_R1, PACA_HOST_R2, PACA_HOST_SDR1, PACA_SCRATCH_CFAR,
     PACA_SCRATCH_CTR, PACA_SCRATCH_R11, PACA_SCRATCH_R12,
 };
 use crate::regs::{GuestRegs, PartitionRegs, VcpuEntry};
@@ -72,6 +76,10 @@ const P_SETS: usize = offset_of!(PartitionRegs, tlb_sets);
 const V_LPCR: usize = offset_of!(VcpuEntry, lpcr);
 const V_HDEC: usize = offset_of!(VcpuEntry, hdec);
 const V_HFSCR: usize = offset_of!(VcpuEntry, hfscr);
+const V_HCALL_CTX: usize = offset_of!(VcpuEntry, hcall_ctx);
+/// The fast path handler's stack frame: the ELFv2 minimum (back chain,
+/// CR and LR save words, TOC save), 16-byte aligned, with room to spare.
+const FAST_FRAME: usize = 112;
 
 /// `tlbiel` RB for a whole-LPID flush: IS = 0b10 (all entries of the
 /// current LPID in one congruence class), the class index in steps of
@@ -96,6 +104,8 @@ global_asm!(
     crate::save_nv_asm!(),
     r#"
         std 3, {guest_regs}(13)
+        ld 0, {v_ctx}(4)
+        std 0, {hcall_ctx}(13)
         # This entry's LPCR (MER, the interrupt mode); the partition
         # itself (LPIDR, SDR1, the SLB) is already loaded.
         ld 0, {v_lpcr}(4)
@@ -221,8 +231,14 @@ global_asm!(
 
     .global __guest_exit
     # Entered from __exc_low: r13 = paca, r12 = vector | HSRR flag; the
-    # guest's r12, r11, CTR are in the paca scratch slots, its r13 in HSPRG1.
+    # guest's r12, r11, CTR, CFAR are in the paca scratch slots, its r13 in
+    # HSPRG1. `sc 1` tries the hypercall fast path (regs::HcallPath) first:
+    # CR goes to r11 (free: the guest's is in its slot) before the compare.
     __guest_exit:
+        mfcr 11
+        cmpdi 12, {vec_sc}
+        beq __hcall_fast
+        mtcrf 0xff, 11
         ld 11, {guest_regs}(13)
         .irp n, 0,1,2,3,4,5,6,7,8,9,10,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
         std \n, {g_gpr}+\n*8(11)
@@ -241,6 +257,8 @@ global_asm!(
         std 0, {g_ctr}(11)
         mfxer 0
         std 0, {g_xer}(11)
+        ld 0, {scratch3}(13)
+        std 0, {g_cfar}(11)
         std 12, {g_exit}(11)
         andi. 0, 12, {hsrr_flag}
         beq 5f
@@ -259,7 +277,10 @@ global_asm!(
         std 0, {g_pc}(11)
         mfspr 0, {spr_srr1}
         std 0, {g_msr}(11)
-    6:  mfspr 0, {spr_sprg0}
+    # Every exit's SPR save, with r11 = the register image, r12 = vector.
+    6:
+    __guest_exit_sprs:
+        mfspr 0, {spr_sprg0}
         std 0, {g_sprg}+0(11)
         mfspr 0, {spr_sprg1}
         std 0, {g_sprg}+8(11)
@@ -336,8 +357,6 @@ global_asm!(
         std 0, {g_purr}(11)
         mfspr 0, {spr_spurr}
         std 0, {g_spurr}(11)
-        ld 0, {scratch3}(13)
-        std 0, {g_cfar}(11)
         mfspr 0, {spr_hdar}
         std 0, {g_hdar}(11)
         mfspr 0, {spr_hdsisr}
@@ -354,9 +373,100 @@ global_asm!(
     crate::restore_nv_asm!(),
     r#"
         blr
+
+    # The hypercall fast path (regs::HcallPath::Fast). Entered from
+    # __guest_exit with r11 = the guest's CR, r12 = the vector, r13 =
+    # paca. Everything the handler may clobber goes to the register image
+    # first: an exception taken inside the handler would reuse the scratch
+    # slots, HSPRG1 and SRR0/1.
+    __hcall_fast:
+        ld 12, {guest_regs}(13)
+        std 11, {g_cr}(12)
+        .irp n, 0,1,2,3,4,5,6,7,8,9,10
+        std \n, {g_gpr}+\n*8(12)
+        .endr
+        ld 0, {scratch1}(13)
+        std 0, {g_gpr}+11*8(12)
+        ld 0, {scratch0}(13)
+        std 0, {g_gpr}+12*8(12)
+        mfspr 0, {spr_hsprg1}
+        std 0, {g_gpr}+13*8(12)
+        ld 0, {scratch2}(13)
+        std 0, {g_ctr}(12)
+        ld 0, {scratch3}(13)
+        std 0, {g_cfar}(12)
+        mflr 0
+        std 0, {g_lr}(12)
+        mfxer 0
+        std 0, {g_xer}(12)
+        mfspr 0, {spr_srr0}
+        std 0, {g_pc}(12)
+        mfspr 0, {spr_srr1}
+        std 0, {g_msr}(12)
+        mfspr 0, {spr_ppr}
+        std 0, {g_ppr}(12)
+        # An exception in the handler is the hypervisor's own.
+        lis 11, __exc_common@ha
+        addi 11, 11, __exc_common@l
+        std 11, {exc_entry}(13)
+        # The handler runs on the vcpu thread's stack, below the frame of
+        # __vcpu_run's caller (which has nothing live below it), with the
+        # hypervisor's TOC; r13 stays the paca (no Rust code uses it).
+        ld 1, {sv_r1}(13)
+        ld 2, {sv_r2}(13)
+        stdu 1, -{fast_frame}(1)
+        mr 3, 12
+        ld 4, {hcall_ctx}(13)
+        bl hv_hcall_fast
+        nop
+        ld 11, {guest_regs}(13)
+        cmpdi 3, {path_full}
+        beq 7f
+        # Resumed: the image has the results in r3-r12; back into the
+        # guest. SRR1 was the guest's MSR as the interrupt saved it
+        # (hypervisor state clear), untouched by the handler.
+        lis 12, __guest_exit@ha
+        addi 12, 12, __guest_exit@l
+        std 12, {exc_entry}(13)
+        ld 0, {g_pc}(11)
+        mtspr {spr_hsrr0}, 0
+        ld 0, {g_msr}(11)
+        mtspr {spr_hsrr1}, 0
+        ld 0, {g_ppr}(11)
+        mtspr {spr_ppr}, 0
+        ld 0, {g_lr}(11)
+        mtlr 0
+        ld 0, {g_ctr}(11)
+        mtctr 0
+        ld 0, {g_xer}(11)
+        mtxer 0
+        ld 0, {g_cr}(11)
+        mtcrf 0xff, 0
+        # CFAR last among the SPRs: no branch until the hrfid.
+        ld 0, {g_cfar}(11)
+        mtspr {spr_cfar}, 0
+        .irp n, 0,1,2,3,4,5,6,7,8,9,10,12,13
+        ld \n, {g_gpr}+\n*8(11)
+        .endr
+        ld 11, {g_gpr}+11*8(11)
+        hrfid
+        # The full path after all (the handler changed nothing): the
+        # guest's r14-r31, which the handler kept, and the SPRs, as for
+        # any exit.
+    7:  .irp n, 14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+        std \n, {g_gpr}+\n*8(11)
+        .endr
+        li 12, {vec_sc}
+        std 12, {g_exit}(11)
+        b __guest_exit_sprs
     .popsection
     "#,
     guest_regs = const PACA_GUEST_REGS,
+    hcall_ctx = const PACA_HCALL_CTX,
+    v_ctx = const V_HCALL_CTX,
+    vec_sc = const crate::trap::vector::SYSTEM_CALL,
+    path_full = const crate::regs::HcallPath::Full as u64,
+    fast_frame = const FAST_FRAME,
     exc_entry = const PACA_EXC_ENTRY,
     scratch0 = const PACA_SCRATCH_R12,
     scratch1 = const PACA_SCRATCH_R11,

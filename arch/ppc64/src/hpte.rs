@@ -386,6 +386,7 @@ impl Hpte {
 /// inside a 16 MiB page are not part of the encoding. QEMU, however,
 /// treats a 16 MiB entry with any of them set as a bad encoding, so
 /// whoever writes an entry must clear them ([`hpte_r_with_rpn`] does).
+#[inline]
 pub const fn page_size(v: u64, r: u64) -> Option<PageSize> {
     if v & HPTE_V_LARGE == 0 {
         return Some(PageSize::P4K);
@@ -459,6 +460,7 @@ pub const fn hpte_encode_r(phys: u64, page: PageSize) -> Option<u64> {
 /// every other field kept (what H_ENTER does when it swaps a guest real
 /// address for a host one). Bits of the old RPN inside the page are
 /// dropped. `None` if `phys` is misaligned or out of range.
+#[inline]
 pub const fn hpte_r_with_rpn(r: u64, phys: u64, page: PageSize) -> Option<u64> {
     match hpte_encode_r(phys, page) {
         Some(rpn) => Some((r & !HPTE_R_RPN) | rpn),

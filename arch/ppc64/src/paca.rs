@@ -27,6 +27,8 @@ pub struct Paca {
     pub nap: HostContext,
     /// The guest register block while a guest runs on this thread.
     pub guest_regs: u64,
+    /// This entry's `VcpuEntry::hcall_ctx`, for the hypercall fast path.
+    pub hcall_ctx: u64,
     /// Hypervisor context saved by `__guest_enter`, restored at guest exit
     /// (same layout as the nap save area).
     pub host: HostContext,
@@ -82,6 +84,7 @@ impl Paca {
             wake_srr1: 0,
             nap: HostContext::new(),
             guest_regs: 0,
+            hcall_ctx: 0,
             host: HostContext::new(),
             frame: TrapFrame {
                 gpr: [0; 32],
@@ -134,6 +137,7 @@ pub const PACA_NAP_SDR1: usize = offset_of!(Paca, nap) + offset_of!(HostContext,
 pub const PACA_NAP_LPIDR: usize = offset_of!(Paca, nap) + offset_of!(HostContext, lpidr);
 
 pub const PACA_GUEST_REGS: usize = offset_of!(Paca, guest_regs);
+pub const PACA_HCALL_CTX: usize = offset_of!(Paca, hcall_ctx);
 pub const PACA_HOST_R1: usize = offset_of!(Paca, host) + offset_of!(HostContext, r1);
 pub const PACA_HOST_R2: usize = offset_of!(Paca, host) + offset_of!(HostContext, r2);
 pub const PACA_HOST_NVGPR: usize = offset_of!(Paca, host) + offset_of!(HostContext, nvgpr);

@@ -138,6 +138,30 @@ pub struct VcpuEntry {
     pub hdec: u64,
     /// Facilities the guest may use (HFSCR); others trap to the hypervisor.
     pub hfscr: u64,
+    /// Passed to the hypercall fast path's handler (`hv_hcall_fast`)
+    /// with the register image, unchanged: whatever it needs for this run.
+    pub hcall_ctx: u64,
+}
+
+/// The two exit paths of `sc 1`, as the fast path's handler answers.
+///
+/// - **Fast**: the exit assembly saves only what a handler may clobber
+///   (r0-r13, CR, LR, CTR, XER, CFAR, PPR, SRR0/1 into the register
+///   image; PAPR leaves r1, r2 and r13-r31 to the hypervisor to keep, and
+///   the handler, a normal function, keeps r14-r31 itself), calls
+///   `hv_hcall_fast(regs, hcall_ctx)` on the vcpu thread's stack with the
+///   partition, the SLB, the guest's SPRs, FP/vector registers and
+///   decrementer all still live, and on [`HcallPath::Resumed`] reloads
+///   them and `hrfid`s straight back: no SPR block, no run loop.
+/// - **Full**: on [`HcallPath::Full`] (the handler changed nothing) the
+///   same exit continues as every other exit does: the whole SPR save,
+///   and `run` returns to the run loop with the 0xC00 vector.
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HcallPath {
+    Full = 0,
+    /// Handled: the return code and values are in the image's r3-r12.
+    Resumed = 1,
 }
 
 /// PPR at guest start: medium thread priority (0b011 in bits 11:13).

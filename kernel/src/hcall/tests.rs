@@ -312,6 +312,48 @@ fn every_implemented_hypercall_has_one_number_and_its_linux_name() {
         assert_eq!(Hcall::decode(nr), None);
         assert_eq!(super::name(nr), "unknown");
     }
+    // The table lookup sees only multiples of 4 in its two ranges.
+    for nr in [
+        H_ENTER + 1,
+        H_ENTER + 2,
+        H_RTAS + 2,
+        0x3fc,
+        0x400,
+        0xefff,
+        0xf3fc,
+        0xf400,
+        0x1_0000_f000,
+    ] {
+        assert_eq!(Hcall::decode(nr), None, "{nr:#x}");
+    }
+}
+
+#[test]
+fn only_the_hpt_calls_take_the_fast_path() {
+    for &(nr, call, name) in super::CALLS {
+        let fast = matches!(call, Hcall::Hpt(_));
+        assert_eq!(call.path() == super::Path::Fast, fast, "{name} ({nr:#x})");
+    }
+}
+
+#[test]
+fn a_tally_counts_unknown_numbers_until_its_slots_are_full() {
+    let mut t = super::Tally::default();
+    for nr in [0x7f00, 0x7f00, 0xf080, 0x7f00] {
+        assert!(t.count_unknown(nr));
+    }
+    for nr in 1..super::UNKNOWN_SLOTS as u64 - 1 {
+        assert!(t.count_unknown(0x1_0000 + nr));
+    }
+    // Full: a new number is refused (the full path counts it), a known
+    // one still counts.
+    assert!(!t.count_unknown(0x2_0000));
+    assert!(t.count_unknown(0xf080));
+    let seen: Vec<_> = t.unknown().collect();
+    assert_eq!(seen.len(), super::UNKNOWN_SLOTS);
+    assert_eq!(seen[0], (0x7f00, 3));
+    assert_eq!(seen[1], (0xf080, 2));
+    assert!(!seen.iter().any(|s| s.0 == 0x2_0000));
 }
 
 #[test]
