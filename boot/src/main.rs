@@ -149,56 +149,78 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
                 if v.console && console_wanted.is_none() {
                     console_wanted = Some(configs.len());
                 }
-                configs.push(vm::VmConfig {
-                    name: v.name,
-                    layout: v.layout,
-                    image: v.image,
-                    memory: v.memory,
-                    hpt_order: v.hpt_order,
-                    bootargs: v.bootargs,
-                    initrd: v.initrd.map(|i| i.1),
-                    load_addr: v.load_addr,
-                    entry_little_endian: v.entry_little_endian,
-                });
+                configs.push((
+                    vm::VmConfig {
+                        name: v.name,
+                        layout: v.layout,
+                        image: v.image,
+                        memory: v.memory,
+                        hpt_order: v.hpt_order,
+                        bootargs: v.bootargs,
+                        initrd: v.initrd.map(|i| i.1),
+                        load_addr: v.load_addr,
+                        entry_little_endian: v.entry_little_endian,
+                    },
+                    v.after,
+                ));
             }
             log::info!(target: "archive", "{} VMs in the manifest, {} errors", manifest.vms.len(), manifest.errors.len());
         }
         None => {
             for (name, image, mem) in DEMO_GUESTS {
-                configs.push(vm::VmConfig {
-                    name,
-                    layout: kernel::vcore::Layout {
-                        vcpus: 1,
-                        threads: 1,
+                configs.push((
+                    vm::VmConfig {
+                        name,
+                        layout: kernel::vcore::Layout {
+                            vcpus: 1,
+                            threads: 1,
+                        },
+                        image,
+                        memory: *mem,
+                        hpt_order: None,
+                        bootargs: "",
+                        initrd: None,
+                        load_addr: None,
+                        entry_little_endian: false,
                     },
-                    image,
-                    memory: *mem,
-                    hpt_order: None,
-                    bootargs: "",
-                    initrd: None,
-                    load_addr: None,
-                    entry_little_endian: false,
-                });
+                    None,
+                ));
             }
         }
     }
     let mut created = alloc::vec::Vec::new();
-    for (id, cfg) in configs.iter().enumerate() {
-        match vm::Vm::create(cfg, cores, id) {
+    let mut failed = alloc::vec::Vec::new();
+    for (id, (cfg, after)) in configs.into_iter().enumerate() {
+        if let Some(after) = after {
+            sched::defer(sched::Deferred {
+                after,
+                cfg,
+                cores,
+                id,
+            });
+            continue;
+        }
+        match vm::Vm::create(&cfg, cores, id) {
             Ok(v) => {
                 vms.push(alloc::sync::Arc::new(v));
-                created.push(id);
+                created.push((id, cfg.name));
             }
-            Err(e) => log::error!(target: "hv", "vm {} not created: {e}", cfg.name),
+            Err(e) => {
+                log::error!(target: "hv", "vm {} not created: {e}", cfg.name);
+                failed.push(cfg.name);
+            }
         }
+    }
+    for name in failed {
+        sched::start_after(name);
     }
     // The console goes to the VM that asked for it, else the first one.
     let owner = console_wanted
-        .filter(|w| created.contains(w))
-        .or(created.first().copied());
-    if let Some(id) = owner {
+        .and_then(|w| created.iter().find(|c| c.0 == w))
+        .or(created.first());
+    if let Some(&(id, name)) = owner {
         vm::set_console_owner(id);
-        log::info!(target: "console", "input goes to vm {} (Ctrl-] n: next VM)", configs[id].name);
+        log::info!(target: "console", "input goes to vm {name} (Ctrl-] n: next VM)");
     }
     let (done, ok) = sched::run(vms);
     let free = mem::PAGES.lock().free_bytes() >> 20;

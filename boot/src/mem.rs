@@ -165,9 +165,21 @@ pub fn init(fdt_addr: u64) -> BootInfo {
     HPT_POOL.call_once(|| spin::Mutex::new(pool));
 
     {
+        // Free memory reads zero only where the machine says RAM does and
+        // it did not load anything (kernel::quirks): VM memory there is
+        // handed out without being zeroed.
+        let zero_ram =
+            kernel::quirks::ram_reads_zero_at_power_on(devtree::machine_compatible(&fdt))
+                .filter(|_| !args.ram_unknown);
         let mut pages = PAGES.lock();
         for r in free.iter() {
-            pages.add(*r);
+            pages.add(*r, zero_ram.is_some());
+        }
+        for r in zero_ram.into_iter().flatten() {
+            pages.mark_dirty(*r);
+        }
+        if zero_ram.is_some() {
+            info!(target: "mem", "QEMU machine: RAM reads zero at power-on, so {} MiB of free memory need no zeroing for guests", pages.zero_bytes() / MIB);
         }
     }
 

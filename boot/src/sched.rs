@@ -12,7 +12,7 @@
 //! and queue every vcore again; stop: destroy the VM). The VM's `leaving`
 //! flag, set under the same lock, makes its running vcores leave.
 
-use crate::vm::{Join, Outcome, Vm, VmEvent};
+use crate::vm::{Join, Outcome, Vm, VmConfig, VmEvent};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -42,6 +42,52 @@ pub static DEAF_THREAD_1: core::sync::atomic::AtomicBool =
     core::sync::atomic::AtomicBool::new(false);
 /// Cores whose thread 0 waits in the scheduler for work (bit = core).
 static IDLE_CORES: AtomicU64 = AtomicU64::new(0);
+
+/// A VM to create once another has stopped (manifest `after = NAME`).
+pub struct Deferred {
+    pub after: &'static str,
+    pub cfg: VmConfig<'static>,
+    pub cores: usize,
+    pub id: usize,
+}
+
+/// VMs waiting for the VM they come after.
+static DEFERRED: spin::Mutex<Vec<Deferred>> = spin::Mutex::new(Vec::new());
+
+/// Keeps `d` until the VM it comes after stops (or could not be made).
+pub fn defer(d: Deferred) {
+    DEFERRED.lock().push(d);
+}
+
+/// Creates and queues the VMs that come after `name`, which has stopped
+/// or could not be created (its memory, HPT and LPID are free again).
+pub fn start_after(name: &str) {
+    let ready: Vec<Deferred> = {
+        let mut d = DEFERRED.lock();
+        let (ready, wait) = core::mem::take(&mut *d)
+            .into_iter()
+            .partition(|x| x.after == name);
+        *d = wait;
+        ready
+    };
+    for r in ready {
+        match Vm::create(&r.cfg, r.cores, r.id) {
+            Ok(vm) => {
+                info!(target: "sched", "vm {}: created after vm {name} stopped", vm.name);
+                let vm = Arc::new(vm);
+                // Live before the VM it follows stops counting (finish).
+                LIVE.fetch_add(1, Ordering::AcqRel);
+                vm.started();
+                QUEUE.lock().add(&vm, vm.vcores());
+                wake_idle();
+            }
+            Err(e) => {
+                log::error!(target: "hv", "vm {} not created: {e}", r.cfg.name);
+                start_after(r.cfg.name);
+            }
+        }
+    }
+}
 
 /// Work posted in a thread's hypervisor-state block.
 pub enum Work {
@@ -86,7 +132,9 @@ fn post_work(me: &CpuState, to: &CpuState, w: Work) -> bool {
 pub fn run(vms: Vec<Arc<Vm>>) -> (usize, usize) {
     let smp = crate::smp::smp();
     let me = crate::smp::me();
-    LIVE.store(vms.len(), Ordering::Release);
+    // Added to: VMs that come after one that could not be made may be
+    // live already (start_after).
+    LIVE.fetch_add(vms.len(), Ordering::AcqRel);
     {
         let mut q = QUEUE.lock();
         for vm in &vms {
@@ -177,6 +225,7 @@ fn finish(vm: &Vm, o: Outcome) {
     vm.finish(&o);
     OK.fetch_add((o == Outcome::Ok) as usize, Ordering::AcqRel);
     DONE.fetch_add(1, Ordering::AcqRel);
+    start_after(&vm.name);
     if LIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
         info!(target: "sched", "every VM has stopped");
         // Every thread 0 (and the boot thread) returns from its wait.

@@ -933,9 +933,16 @@ impl Vm {
         st.destroy(outcome);
     }
 
-    /// Lists the VM where Ctrl-] n can move the console.
+    /// Lists the VM where Ctrl-] n can move the console; it takes the
+    /// console if nobody has it (a VM created after the others stopped).
     pub fn started(&self) {
         RUNNING.lock().push((self.id, self.name.clone()));
+        if CONSOLE_OWNER
+            .compare_exchange(usize::MAX, self.id, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            info!(target: "console", "input now goes to vm {} (Ctrl-] n: next VM)", self.name);
+        }
     }
 }
 
@@ -1195,9 +1202,17 @@ impl VmState {
             .unwrap_or_else(|| hpt::default_order(mem_size));
         let hpt = hpt::alloc(&mut FirmwareHptMemory, want_order).map_err(VmError::Hpt)?;
         held.hpt = Some(hpt);
-        // SAFETY: guest memory was just allocated for this VM alone: it
-        // must never show what a previous owner left there.
-        unsafe { cpu::zero_real(mem_base, mem_size) };
+        // Guest memory must never show what a previous owner (or the
+        // machine's loader) left there: whatever may hold data is zeroed.
+        let dirty = PAGES
+            .lock()
+            .dirty_parts(kernel::memmap::Range::sized(mem_base, mem_size));
+        for d in &dirty {
+            // SAFETY: part of the guest memory just allocated for this VM
+            // alone (real mode: identity addresses).
+            unsafe { cpu::zero_real(d.start, d.size()) };
+        }
+        let zeroed: u64 = dirty.iter().map(|d| d.size()).sum();
         // SAFETY: as above.
         let mem =
             unsafe { core::slice::from_raw_parts_mut(mem_base as *mut u8, mem_size as usize) };
@@ -1267,8 +1282,9 @@ impl VmState {
         let l = cfg.layout;
         info!(
             target: "vm",
-            "{name}: lpid {lpid} memory {} MiB at {mem_base:#x}, HPT order {} at {:#x}{}, {n} VRMA HPTEs, {} vcpus in {} vcores of {} threads",
+            "{name}: lpid {lpid} memory {} MiB at {mem_base:#x} ({} MiB zeroed), HPT order {} at {:#x}{}, {n} VRMA HPTEs, {} vcpus in {} vcores of {} threads",
             mem_size >> 20,
+            zeroed >> 20,
             hpt.order,
             hpt.base,
             if hpt.from_pool { " (pool)" } else { "" },

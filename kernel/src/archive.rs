@@ -43,7 +43,7 @@
 //!
 //! | key | value | |
 //! |---|---|---|
-//! | `vcpus` | decimal number | optional, default 1; only 1 is accepted for now |
+//! | `vcpus` | decimal number, 1 to 256 | optional, default 1 |
 //! | `threads` | 1, 2, 4 or 8: vcpus per virtual core, at most the machine's threads per core, dividing `vcpus` (as QEMU's `-smp N,threads=T`) | optional, default 1 |
 //! | `memory` | size: bytes, or with `K`/`M`/`G` suffix (`256M`, `0x1000000`); a non-zero multiple of 16 MiB (the VRMA page) | required |
 //! | `hpt_order` | log2 of the hashed page table size, 18..=46 | optional (the hypervisor picks) |
@@ -53,6 +53,7 @@
 //! | `load_addr` | 4K-aligned hex guest-physical address of the image's lowest segment | optional (default as QEMU pseries: images linked below 0x400000 go 0x400000 higher) |
 //! | `entry_endian` | `big` or `little`: the MSR[LE] the image is entered with | optional, default `big` (as SLOF) |
 //! | `console` | `yes`: this VM owns the serial console first | optional, default: the first VM |
+//! | `after` | name of a VM defined above: this one is created when that one has stopped (its memory, HPT and LPID free again) | optional, default: created at boot |
 //!
 //! Lines are trimmed; blank lines and lines whose first non-blank character
 //! is `#` are ignored. There are no trailing comments (a `#` later in a line
@@ -464,6 +465,9 @@ pub struct VmSpec<'a> {
     pub entry_little_endian: bool,
     /// This VM owns the serial console first (`console = yes`).
     pub console: bool,
+    /// Created only once the VM of this name (defined above) has stopped
+    /// and given its memory, HPT and LPID back (`after = NAME`).
+    pub after: Option<&'a str>,
 }
 
 /// A problem in the manifest. `line` is 1-based; 0 means the whole file
@@ -540,9 +544,11 @@ struct Draft<'a> {
     load_addr: Option<u64>,
     entry_little_endian: bool,
     console: bool,
+    /// (name, line) of `after`.
+    after: Option<(&'a str, usize)>,
 }
 
-const KEYS: [&str; 10] = [
+const KEYS: [&str; 11] = [
     "vcpus",
     "threads",
     "memory",
@@ -553,6 +559,7 @@ const KEYS: [&str; 10] = [
     "load_addr",
     "entry_endian",
     "console",
+    "after",
 ];
 
 /// Guest memory is a whole number of VRMA pages (16 MiB).
@@ -668,6 +675,7 @@ pub fn parse_manifest_text<'a>(
                 load_addr: None,
                 entry_little_endian: false,
                 console: false,
+                after: None,
             });
             continue;
         }
@@ -783,11 +791,14 @@ pub fn parse_manifest_text<'a>(
                 "no" => d.console = false,
                 _ => fail(d, format!("invalid console '{value}' (expected yes or no)")),
             },
+            "after" => d.after = Some((value, lineno)),
             _ => unreachable!("key list and match disagree"),
         }
     }
 
-    for d in drafts {
+    // Names of the VMs accepted so far (`after` must name one of them).
+    let mut accepted: Vec<&'a str> = Vec::new();
+    for (i, d) in drafts.iter().enumerate() {
         let mut missing = |key: &str, bad: &mut bool| {
             *bad = true;
             error(
@@ -828,12 +839,28 @@ pub fn parse_manifest_text<'a>(
                 }
             }
         };
+        if let Some((after, at)) = d.after {
+            let message = if !drafts[..i].iter().any(|o| o.name == after) {
+                Some(format!("after: no VM named '{after}' is defined above"))
+            } else if !accepted.contains(&after) {
+                Some(format!(
+                    "after: vm '{after}' is skipped, so this one could never start"
+                ))
+            } else {
+                None
+            };
+            if let Some(m) = message {
+                error(&mut out.errors, at, Some(d.name), m);
+                bad = true;
+            }
+        }
         if bad {
             continue;
         }
         let (Some(memory), Some((image_path, image))) = (d.memory, d.image) else {
             continue;
         };
+        accepted.push(d.name);
         out.vms.push(VmSpec {
             name: d.name,
             line: d.line,
@@ -847,6 +874,7 @@ pub fn parse_manifest_text<'a>(
             load_addr: d.load_addr,
             entry_little_endian: d.entry_little_endian,
             console: d.console,
+            after: d.after.map(|a| a.0),
         });
     }
     out.errors.sort_by_key(|e| e.line);
@@ -1173,6 +1201,7 @@ image = vmlinux
                 load_addr: None,
                 entry_little_endian: false,
                 console: false,
+                after: None,
             }
         );
         let db = &m.vms[1];
@@ -1183,6 +1212,47 @@ image = vmlinux
         assert_eq!(db.hpt_order, None);
         assert_eq!(db.bootargs, "");
         assert_eq!(db.initrd, None);
+    }
+
+    #[test]
+    fn after_names_a_vm_defined_and_accepted_above() {
+        let text = "\
+[vm first]
+memory = 128M
+image = vmlinux
+
+[vm second]
+memory = 128M
+image = vmlinux
+after = first
+
+[vm early]
+memory = 128M
+image = vmlinux
+after = later
+
+[vm later]
+memory = 128M
+mem = 1
+image = vmlinux
+
+[vm orphan]
+memory = 128M
+image = vmlinux
+after = later
+";
+        let bytes = archive_with(text, FILES);
+        let m = manifest_of(&bytes);
+        let names: Vec<_> = m.vms.iter().map(|v| (v.name, v.after)).collect();
+        assert_eq!(names, [("first", None), ("second", Some("first"))]);
+        assert_eq!(
+            messages(&m),
+            [
+                "manifest:13: after: no VM named 'later' is defined above (vm 'early' skipped)",
+                "manifest:17: unknown key 'mem' (vm 'later' skipped)",
+                "manifest:23: after: vm 'later' is skipped, so this one could never start (vm 'orphan' skipped)",
+            ]
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! | `hv.hpt_pool_order=N` | slot order of the pool (18..=46, default 24) |
 //! | `hv.log=LEVEL` | console level: error, warn, info, debug, trace |
 //! | `hv.dumpfdt` | print the device tree skiboot handed over (hex) |
+//! | `hv.ram=unknown` | treat all RAM as holding data at power-on, as on POWER8 silicon, even where the machine says it reads zero (QEMU): every VM's memory is zeroed when it is made |
 //! | `hv.test=panic` | test only: panic after boot |
 //! | `hv.test=trap` | test only: execute `trap` (unexpected exception) |
 //! | `hv.test=resume` | test only: exceptions that return (trap, HDEC), timed nap |
@@ -56,6 +57,8 @@ pub struct BootArgs {
     pub hpt_pool_order: Option<u32>,
     pub log: Option<log::LevelFilter>,
     pub dump_fdt: bool,
+    /// `hv.ram=unknown`.
+    pub ram_unknown: bool,
     pub test: Option<TestAction>,
     pub bench: Option<Bench>,
 }
@@ -94,6 +97,8 @@ pub fn parse<'a>(s: &'a str, mut bad: impl FnMut(BadArg<'a>)) -> BootArgs {
                 Err(_) => complain("expected error, warn, info, debug or trace"),
             },
             ("dumpfdt", None) => a.dump_fdt = true,
+            ("ram", Some("unknown")) => a.ram_unknown = true,
+            ("ram", _) => complain("expected unknown"),
             ("test", Some("panic")) => a.test = Some(TestAction::Panic),
             ("test", Some("trap")) => a.test = Some(TestAction::Trap),
             ("test", Some("resume")) => a.test = Some(TestAction::Resume),
@@ -125,8 +130,11 @@ mod tests {
     #[test]
     fn known_words_are_read_and_others_ignored() {
         let (a, bad) =
-            p("console=hvc0 hv.hpt_pool=128M hv.log=debug  hv.test=trap hv.dumpfdt root=/dev/sda");
+            p("console=hvc0 hv.hpt_pool=128M hv.log=debug  hv.test=trap hv.dumpfdt root=/dev/sda hv.ram=unknown");
         assert!(bad.is_empty(), "{bad:?}");
+        assert!(a.ram_unknown);
+        assert!(!p("hv.log=info").0.ram_unknown);
+        assert_eq!(p("hv.ram=zero").1, vec!["hv.ram=zero: expected unknown"]);
         assert_eq!(a.hpt_pool, Some(128 << 20));
         assert_eq!(a.log, Some(log::LevelFilter::Debug));
         assert_eq!(a.test, Some(TestAction::Trap));

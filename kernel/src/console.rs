@@ -141,6 +141,46 @@ pub struct Console {
     /// Raw output (a guest's console) ended without a newline: the next
     /// log line starts on a line of its own.
     mid_line: core::sync::atomic::AtomicBool,
+    /// That unfinished raw line, shown again after a log line interrupts
+    /// it (so the guest's line, a shell prompt, reads whole); only used
+    /// under the console lock.
+    partial: spin::Mutex<Partial>,
+}
+
+/// The raw bytes since the last newline, if they fit.
+struct Partial {
+    bytes: [u8; PARTIAL_MAX],
+    len: usize,
+    /// Longer than `bytes`: not shown again.
+    overflow: bool,
+}
+
+/// Longest unfinished raw line shown again after an interruption.
+const PARTIAL_MAX: usize = 256;
+
+impl Partial {
+    /// Follows `bytes` written raw.
+    fn track(&mut self, bytes: &[u8]) {
+        let tail = match bytes.iter().rposition(|&b| b == b'\n') {
+            Some(nl) => {
+                self.len = 0;
+                self.overflow = false;
+                &bytes[nl + 1..]
+            }
+            None => bytes,
+        };
+        if self.overflow || self.len + tail.len() > PARTIAL_MAX {
+            self.overflow = true;
+            return;
+        }
+        self.bytes[self.len..self.len + tail.len()].copy_from_slice(tail);
+        self.len += tail.len();
+    }
+
+    /// What to show again, if anything.
+    fn shown_again(&self) -> Option<&[u8]> {
+        (!self.overflow && self.len > 0).then_some(&self.bytes[..self.len])
+    }
 }
 
 impl Default for Console {
@@ -156,6 +196,11 @@ impl Console {
             tb_hz: AtomicU64::new(0),
             owner: AtomicU64::new(NO_OWNER),
             mid_line: core::sync::atomic::AtomicBool::new(false),
+            partial: spin::Mutex::new(Partial {
+                bytes: [0; PARTIAL_MAX],
+                len: 0,
+                overflow: false,
+            }),
         }
     }
 
@@ -188,6 +233,7 @@ impl Console {
             (h.write)(bytes);
             self.mid_line
                 .store(bytes.last() != Some(&b'\n'), Ordering::Relaxed);
+            self.partial.lock().track(bytes);
         });
     }
 
@@ -214,7 +260,8 @@ impl Console {
     pub fn line(&self, level: log::Level, target: &str, args: fmt::Arguments<'_>) {
         let Some(h) = self.hooks.get() else { return };
         self.locked(h, |h| {
-            if self.mid_line.swap(false, Ordering::Relaxed) {
+            let interrupted = self.mid_line.swap(false, Ordering::Relaxed);
+            if interrupted {
                 (h.write)(b"\r\n");
             }
             let mut buf = LineBuf::new();
@@ -227,6 +274,13 @@ impl Console {
                 args,
             );
             (h.write)(buf.as_bytes());
+            // The guest's unfinished line again, for it to go on with.
+            if interrupted {
+                if let Some(p) = self.partial.lock().shown_again() {
+                    (h.write)(p);
+                    self.mid_line.store(true, Ordering::Relaxed);
+                }
+            }
         });
     }
 }
@@ -337,5 +391,30 @@ mod tests {
             assert!(l.starts_with("[    0.000000] t: thread "), "{l}");
             assert!(l.ends_with(&"x".repeat(50)), "{l}");
         }
+    }
+
+    #[test]
+    fn a_log_line_inside_a_guest_line_shows_that_line_again_after_it() {
+        static OUT2: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+        static C: Console = Console::new();
+        C.init(Hooks {
+            write: |b| OUT2.lock().unwrap().extend_from_slice(b),
+            ticks: || 0,
+            cpu_id: || 1,
+        });
+        C.write_raw(b"boot\nhello: guest running, ");
+        C.line(log::Level::Info, "guest", format_args!("bad: a line"));
+        C.write_raw(b"64 MiB\n/ # ");
+        C.line(log::Level::Info, "hv", format_args!("vm stopped"));
+        C.write_raw(b"ls\n");
+        // Too long to show again: only the line break.
+        C.write_raw(&[b'x'; PARTIAL_MAX + 1]);
+        C.line(log::Level::Info, "hv", format_args!("late"));
+        let out = String::from_utf8(OUT2.lock().unwrap().clone()).unwrap();
+        let x = "x".repeat(PARTIAL_MAX + 1);
+        assert_eq!(
+            out,
+            format!("boot\nhello: guest running, \r\n[    0.000000] guest: bad: a line\nhello: guest running, 64 MiB\n/ # \r\n[    0.000000] hv: vm stopped\n/ # ls\n{x}\r\n[    0.000000] hv: late\n")
+        );
     }
 }

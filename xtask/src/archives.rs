@@ -127,6 +127,16 @@ pub fn prepare() -> Result<(), String> {
         ],
     )?;
     write(
+        "scrub",
+        &[
+            (
+                "manifest",
+                b"# the second VM gets the first one's memory once it has stopped\n[vm filler]\nmemory = 64M\nimage = bad.elf\nbootargs = fill\n\n[vm checker]\nmemory = 64M\nimage = bad.elf\nbootargs = zeros\nafter = filler\n",
+            ),
+            ("bad.elf", &bad),
+        ],
+    )?;
+    write(
         "bench",
         &[
             (

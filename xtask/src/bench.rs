@@ -147,7 +147,7 @@ fn linux_run(b: &Boot, what: &str, created: bool) -> Result<LinuxRun, String> {
 
 /// QEMU's own pseries machine booting the same kernel and initramfs, lean
 /// (no firmware images needed: VOF instead of SLOF), bounded by `timeout`.
-fn pseries(icount: bool) -> Result<Boot, String> {
+fn pseries(icount: bool, smp: Option<&str>) -> Result<Boot, String> {
     let vmlinux = crate::linux::cache().join("vmlinux");
     let initrd = crate::linux::initramfs()?;
     let mut c = Command::new("timeout");
@@ -173,29 +173,61 @@ fn pseries(icount: bool) -> Result<Boot, String> {
     .arg("-initrd")
     .arg(initrd)
     .args(["-append", "console=hvc0"]);
+    if let Some(s) = smp {
+        c.args(["-smp", s]);
+    }
     if icount {
         c.args(["-icount", "shift=0,sleep=off"]);
     }
     run_typing(c, LINUX_SCRIPT)
 }
 
+/// Seconds between the hypervisor's `archive: … VMs in the manifest` line
+/// and the `vm: linux: lpid` line (the VM is made; its first instruction
+/// follows), from the console's own timestamps.
+fn creation_seconds(b: &Boot) -> Result<f64, String> {
+    let stamp = |marker: &str| {
+        b.lines()
+            .find(|l| l.contains(marker))
+            .and_then(|l| {
+                l.strip_prefix('[')?
+                    .split_once(']')?
+                    .0
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .ok_or(format!("no `{marker}` line with a timestamp"))
+    };
+    Ok(stamp("vm: linux: lpid")? - stamp("VMs in the manifest")?)
+}
+
 /// `cargo xtask bench linux`: the Debian kernel of `cargo xtask linux`
 /// (1 vcpu, 1 GiB) on this hypervisor and on QEMU's pseries machine, in
 /// the same run, once under plain TCG (wall time) and once under
 /// `-icount shift=0,sleep=off` (uptime = instructions executed, 1 ns each);
-/// then the hypervisor's hypercall histogram of the boot.
+/// the same with 4 vcpus as one SMT4 vcore against pseries' `-smp
+/// 4,threads=4` under `-icount`; the time to create the 1 GiB VM, with
+/// memory that reads zero left alone and with `hv.ram=unknown` (every
+/// byte zeroed, as on POWER8 silicon); then the hypervisor's hypercall
+/// histogram of the boot.
 fn linux() -> Result<(), String> {
     crate::linux::prepare()?;
     println!("| mode | machine | wall, QEMU start to /init marker (s) | wall, guest start to marker (s) | kernel uptime at marker (s) |");
     println!("|---|---|---|---|---|");
     let mut histogram = Vec::new();
-    for icount in [false, true] {
-        let mode = if icount {
-            "-icount shift=0,sleep=off"
-        } else {
-            "TCG"
+    let mut creation = Vec::new();
+    for (icount, smp) in [(false, None), (true, None), (true, Some("4,threads=4"))] {
+        let mode = match (icount, smp) {
+            (false, _) => "TCG".to_string(),
+            (true, None) => "-icount shift=0,sleep=off".to_string(),
+            (true, Some(s)) => format!("-icount shift=0,sleep=off, -smp {s}"),
         };
-        let mut a = vec!["--initrd", "build/archives/linux.cpio", "--timeout", "300"];
+        let archive = match smp {
+            None => "build/archives/linux.cpio",
+            Some(_) => "build/archives/linux-smp4.cpio",
+        };
+        let mut a = vec!["--initrd", archive, "--timeout", "300"];
         if icount {
             a.extend(["--", "-icount", "shift=0,sleep=off"]);
         }
@@ -207,7 +239,13 @@ fn linux() -> Result<(), String> {
                 ours.status, ours.console
             ));
         }
-        let q = linux_run(&pseries(icount)?, "QEMU pseries", false)?;
+        if !icount {
+            creation.push((
+                "memory that reads zero is not zeroed",
+                creation_seconds(&ours)?,
+            ));
+        }
+        let q = linux_run(&pseries(icount, smp)?, "QEMU pseries", false)?;
         for (m, r) in [("this hypervisor (powernv8)", &o), ("QEMU pseries", &q)] {
             println!(
                 "| {mode} | {m} | {:.2} | {:.2} | {:.2} |",
@@ -220,7 +258,7 @@ fn linux() -> Result<(), String> {
             o.guest_wall / q.guest_wall,
             o.uptime / q.uptime
         );
-        if icount {
+        if icount && smp.is_none() {
             histogram = ours
                 .lines()
                 .filter_map(|l| {
@@ -232,6 +270,23 @@ fn linux() -> Result<(), String> {
                 println!("\n{}", stop.split_once("hv: ").map_or(stop, |(_, r)| r));
             }
         }
+    }
+    // The same VM made with every byte of its memory zeroed.
+    let all = boot_typing(
+        &[
+            "--initrd",
+            "build/archives/linux.cpio",
+            "--timeout",
+            "300",
+            "--append",
+            "hv.ram=unknown",
+        ],
+        LINUX_SCRIPT_HV,
+    )?;
+    creation.push(("hv.ram=unknown: all of it zeroed", creation_seconds(&all)?));
+    println!("\n| creating the 1 GiB VM (TCG wall, manifest line to the VM's line) | seconds |\n|---|---|");
+    for (what, secs) in &creation {
+        println!("| {what} | {secs:.3} |");
     }
     println!("\n| hypercall | count |\n|---|---|");
     for h in histogram {

@@ -517,6 +517,46 @@ const SMOKES: &[Smoke] = &[
         },
     },
     Smoke {
+        name: "archive-next-vm-sees-zeros-not-the-last-ones-data",
+        args: &["--initrd", "build/archives/scrub.cpio"],
+        status: 0,
+        typing: &[],
+        check: |b| {
+            has(b, "archive: 2 VMs in the manifest, 0 errors")?;
+            has(b, "bad: fill: wrote the pattern over")?;
+            has(b, "hv: vm filler lpid=1 result=ok")?;
+            has(b, "sched: vm checker: created after vm filler stopped")?;
+            has(b, "bad: zeros: ")?;
+            expect(b.find("FAIL").is_none(), "a check failed")?;
+            // The checker really got the filler's memory, and all of it
+            // was zeroed (it held the pattern).
+            let at = |vm: &str| {
+                b.lines()
+                    .find_map(|l| l.split_once(&format!("vm: {vm}: lpid ")))
+                    .and_then(|(_, r)| r.split_once(" memory 64 MiB at "))
+                    .and_then(|(_, r)| r.split_once(" zeroed),"))
+                    .map(|(m, _)| m.to_string())
+                    .ok_or(format!("no creation line for vm {vm}"))
+            };
+            let (filler, checker) = (at("filler")?, at("checker")?);
+            let addr = |s: &str| s.split(' ').next().unwrap_or("").to_string();
+            expect(
+                addr(&filler) == addr(&checker),
+                &format!("checker got {checker}, not the filler's memory {filler}"),
+            )?;
+            expect(
+                checker.ends_with("(64 MiB"),
+                &format!("checker: {checker} zeroed (want all 64 MiB)"),
+            )?;
+            expect(
+                b.lines()
+                    .any(|l| l.contains("hv: vm checker lpid=") && l.contains(" result=ok ")),
+                "vm checker did not stop with result=ok",
+            )?;
+            has(b, "hv: power off (ok)")
+        },
+    },
+    Smoke {
         name: "archive-hpt-order-fallback",
         args: &["--initrd", "build/archives/hpt-fallback.cpio"],
         status: 0,

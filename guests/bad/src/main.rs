@@ -165,6 +165,104 @@ fn bench() {
     report("H_REMOVE (4K page, tlbiel)", &mut remove);
 }
 
+unsafe extern "C" {
+    static __bss_end: u8;
+}
+
+/// What the hypervisor leaves alone in this guest's memory: below the
+/// image (loaded at 0x400000) and from the end of its bss (the stack is
+/// in it) up to the device tree, which sits right below RTAS at the top.
+fn free_memory(fdt_addr: u64) -> [(u64, u64); 2] {
+    // SAFETY: a linker symbol; only its address is taken.
+    let bss_end = unsafe { &__bss_end as *const u8 as u64 };
+    [
+        (0, 0x40_0000),
+        (bss_end.next_multiple_of(4096), fdt_addr & !0xfff),
+    ]
+}
+
+/// Each doubleword's pattern: its address, marked.
+const PATTERN: u64 = 0x5a5a_0000_0000_0000;
+
+/// `fill`: writes the pattern over every free doubleword of memory (the
+/// smoke test then gives this memory to a VM that runs `zeros`).
+/// `zeros`: checks every free doubleword reads zero.
+fn scrub(mode: &str, fdt_addr: u64) {
+    let mut bytes = 0;
+    let (mut bad, mut first) = (0u64, 0u64);
+    for (start, end) in free_memory(fdt_addr) {
+        if start >= end {
+            continue;
+        }
+        bytes += end - start;
+        if mode == "fill" {
+            // SAFETY: memory of this guest that nothing else uses (above);
+            // asm, since address 0 is the null pointer to Rust.
+            unsafe {
+                core::arch::asm!(
+                    "1: xor {t}, {a}, {p}",
+                    "std {t}, 0({a})",
+                    "addi {a}, {a}, 8",
+                    "cmpld {a}, {e}",
+                    "blt 1b",
+                    a = inout(reg_nonzero) start => _,
+                    e = in(reg) end,
+                    p = in(reg) PATTERN,
+                    t = out(reg) _,
+                    out("cr0") _,
+                    options(nostack)
+                );
+            }
+        } else {
+            let (n, f): (u64, u64);
+            // SAFETY: reads of this guest's own memory (above).
+            unsafe {
+                core::arch::asm!(
+                    "1: ld {t}, 0({a})",
+                    "cmpdi {t}, 0",
+                    "beq 2f",
+                    "cmpdi {n}, 0",
+                    "bne 3f",
+                    "mr {f}, {a}",
+                    "3: addi {n}, {n}, 1",
+                    "2: addi {a}, {a}, 8",
+                    "cmpld {a}, {e}",
+                    "blt 1b",
+                    a = inout(reg_nonzero) start => _,
+                    e = in(reg) end,
+                    n = inout(reg) 0u64 => n,
+                    f = inout(reg) 0u64 => f,
+                    t = out(reg) _,
+                    out("cr0") _,
+                    options(nostack, readonly)
+                );
+            }
+            if n > 0 && bad == 0 {
+                first = f;
+            }
+            bad += n;
+        }
+    }
+    match mode {
+        "fill" => println!(
+            "bad: fill: wrote the pattern over {} KiB of my memory",
+            bytes >> 10
+        ),
+        _ if bad == 0 => println!(
+            "bad: zeros: {} KiB of my memory read zero PASS",
+            bytes >> 10
+        ),
+        _ => {
+            // SAFETY: an address inside this guest's memory found above.
+            let v = unsafe { core::ptr::read_volatile(first as *const u64) };
+            println!(
+                "bad: zeros: {bad} non-zero doublewords in {} KiB, first at {first:#x} = {v:#x} FAIL",
+                bytes >> 10
+            );
+        }
+    }
+}
+
 #[unsafe(no_mangle)]
 pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
     let fdt = device_tree(fdt_addr);
@@ -200,6 +298,13 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
     }
     if args.split_whitespace().any(|w| w == "bench") {
         bench();
+        power_off(fdt.as_ref());
+    }
+    if let Some(mode) = args
+        .split_whitespace()
+        .find(|w| *w == "fill" || *w == "zeros")
+    {
+        scrub(mode, fdt_addr);
         power_off(fdt.as_ref());
     }
     println!(
