@@ -278,20 +278,20 @@ fn code(c: i64) -> Ret {
 }
 
 /// Success with the first return values (the rest zero).
-#[inline]
+#[inline(always)]
 fn ok<const N: usize>(vals: [u64; N]) -> Ret {
-    let mut r = Ret::default();
+    let mut v = [0; 8];
     let mut i = 0;
     while i < N {
-        r.vals[i] = vals[i];
+        v[i] = vals[i];
         i += 1;
     }
-    r
+    Ret { code: 0, vals: v }
 }
 
 /// The tlbie/tlbiel RB operand for an HPTE at `index` (ISA 2.07 tlbie,
 /// following the AVA/L/LP layout KVM's compute_tlbie_rb uses).
-#[inline]
+#[inline(always)]
 pub fn tlbie_rb(e: Hpte, index: u64) -> u64 {
     let v = e.v;
     let Some(ps) = e.page_size() else { return 0 };
@@ -411,7 +411,7 @@ impl Partition<'_> {
 
     /// Locks entry `i` (waiting while another vcpu holds it) and returns
     /// it; `i` must be below [`Partition::entries`].
-    #[inline]
+    #[inline(always)]
     fn lock(&self, i: u64) -> Locked<'_> {
         let v = &self.hpt[2 * i as usize];
         let r = &self.hpt[2 * i as usize + 1];
@@ -435,7 +435,7 @@ impl Partition<'_> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn invalidate(&self, ops: &mut impl TlbOps, flags: u64, e: Hpte, i: u64) {
         let running = self.running_here.then_some(self.core);
         self.tlb
@@ -443,7 +443,7 @@ impl Partition<'_> {
     }
 
     /// Host RPN -> guest RPN for what the guest reads back.
-    #[inline]
+    #[inline(always)]
     fn to_guest(&self, e: Hpte) -> Hpte {
         if !e.is_valid() {
             return e;
@@ -455,7 +455,7 @@ impl Partition<'_> {
     }
 
     /// H_ENTER(flags, pte_index, v, r) -> index used.
-    #[inline]
+    #[inline(always)]
     pub fn h_enter(&self, flags: u64, index: u64, v: u64, r: u64) -> Ret {
         if index >= self.entries() {
             return code(H_PARAMETER);
@@ -500,7 +500,7 @@ impl Partition<'_> {
 
     /// Locks the valid entry at `index` if it matches the H_AVPN /
     /// H_ANDCOND test.
-    #[inline]
+    #[inline(always)]
     fn matching(&self, flags: u64, index: u64, avpn: u64) -> Result<Locked<'_>, i64> {
         if index >= self.entries() {
             return Err(H_PARAMETER);
@@ -516,7 +516,7 @@ impl Partition<'_> {
     }
 
     /// H_REMOVE(flags, pte_index, avpn) -> old (v, r).
-    #[inline]
+    #[inline(always)]
     pub fn h_remove(&self, ops: &mut impl TlbOps, flags: u64, index: u64, avpn: u64) -> Ret {
         match self.matching(flags, index, avpn) {
             Err(c) => code(c),
@@ -535,27 +535,30 @@ impl Partition<'_> {
     }
 
     /// H_READ(flags, pte_index) -> (v, r), or four entries with H_READ_4.
-    #[inline]
+    #[inline(always)]
     pub fn h_read(&self, flags: u64, index: u64) -> Ret {
         if index >= self.entries() {
             return code(H_PARAMETER);
         }
-        let (first, n) = if flags & H_READ_4 != 0 {
-            (index & !3, 4)
-        } else {
-            (index, 1)
+        let read = |i| {
+            let g = self.to_guest(self.lock(i).entry());
+            [g.v, g.r]
         };
-        let mut r = Ret::default();
-        for k in 0..n {
-            let g = self.to_guest(self.lock(first + k).entry());
-            r.vals[2 * k as usize] = g.v;
-            r.vals[2 * k as usize + 1] = g.r;
+        if flags & H_READ_4 == 0 {
+            return ok(read(index));
         }
-        r
+        let first = index & !3;
+        let ([a, b], [c, d], [e, f], [g, h]) = (
+            read(first),
+            read(first + 1),
+            read(first + 2),
+            read(first + 3),
+        );
+        ok([a, b, c, d, e, f, g, h])
     }
 
     /// H_PROTECT(flags, pte_index, avpn): new pp0/pp/N/key from `flags`.
-    #[inline]
+    #[inline(always)]
     pub fn h_protect(&self, ops: &mut impl TlbOps, flags: u64, index: u64, avpn: u64) -> Ret {
         let mut l = match self.matching(flags, index, avpn) {
             Err(c) => return code(c),
@@ -576,7 +579,7 @@ impl Partition<'_> {
         ok([])
     }
 
-    #[inline]
+    #[inline(always)]
     fn clear_bit(&self, ops: &mut impl TlbOps, index: u64, bit: u64) -> Ret {
         let l = match self.matching(0, index, 0) {
             Err(c) => return code(c),

@@ -49,6 +49,8 @@ pub struct VmTlb {
     need_tlb_flush: AtomicCpuMask,
     /// Every core of the machine.
     all: CpuMask,
+    /// For each core, every other core (what a `tlbiel` there marks).
+    others: Vec<CpuMask>,
     online_vcores: AtomicU32,
     /// `tlbiel` on one thread reaches every thread of the VM's vcore
     /// (POWER8: the TLB is per core). False for a multi-thread vcore
@@ -67,6 +69,13 @@ impl VmTlb {
             cores,
             need_tlb_flush: AtomicCpuMask::new(),
             all: CpuMask::first_n(cores),
+            others: (0..cores)
+                .map(|c| {
+                    let mut m = CpuMask::first_n(cores);
+                    m.clear(c);
+                    m
+                })
+                .collect(),
             online_vcores: AtomicU32::new(0),
             local_reaches_vcore: AtomicBool::new(true),
             stats: (0..cores).map(|_| CoreTlbStats::default()).collect(),
@@ -96,7 +105,7 @@ impl VmTlb {
     /// The seed's `global_invalidates()`: false (use tlbiel) only when the
     /// VM has one online vcore and it is running on `running_core`; in that
     /// case every other core is marked in `need_tlb_flush` first.
-    #[inline]
+    #[inline(always)]
     pub fn global_invalidates(
         &self,
         running_core: Option<usize>,
@@ -112,18 +121,17 @@ impl VmTlb {
             _ => flags & H_LOCAL == 0,
         };
         if !global {
-            let mut others = self.all;
-            if let Some(c) = running_core {
-                others.clear(c);
-            }
-            self.need_tlb_flush.set_all(&others);
+            let others = running_core
+                .and_then(|c| self.others.get(c))
+                .unwrap_or(&self.all);
+            self.need_tlb_flush.set_all(others);
         }
         global
     }
 
     /// Invalidates one translation after an HPTE change, counting it
     /// against `core` (the core the hypercall runs on).
-    #[inline]
+    #[inline(always)]
     pub fn invalidate(
         &self,
         ops: &mut impl TlbOps,

@@ -8,12 +8,14 @@
 #![no_main]
 
 use guest_common::papr::rtas::PARAMETER_ERROR as RTAS_PARAMETER_ERROR;
+use guest_common::papr::{BULK_CODE, BULK_REQUEST, BULK_RESPONSE, BULK_TYPE};
 use guest_common::papr::{
     H_AVPN, H_BULK_REMOVE, H_ENTER, H_EXACT, H_FUNCTION, H_NOT_FOUND, H_PARAMETER, H_PROTECT,
     H_PTEG_FULL, H_READ, H_REMOVE, H_SUCCESS,
 };
 use guest_common::{
-    device_tree, hcall, install_trap_handlers, mftb, power_off, println, trap_log, vsr_nonzero,
+    device_tree, hcall, hcall8, install_trap_handlers, mftb, power_off, println, trap_log,
+    vsr_nonzero,
 };
 
 const V_VALID: u64 = 1;
@@ -163,6 +165,41 @@ fn bench() {
     }
     report("H_ENTER (4K page)", &mut enter);
     report("H_REMOVE (4K page, tlbiel)", &mut remove);
+    // H_READ and H_PROTECT of an entered page, then H_BULK_REMOVE of four.
+    let mut read = [0u64; TRIALS];
+    let mut protect = [0u64; TRIALS];
+    let mut bulk = [0u64; TRIALS];
+    for i in 0..TRIALS {
+        let mut slots = [0u64; 4];
+        for (k, s) in slots.iter_mut().enumerate() {
+            let v = ((0x200 + (4 * i + k) as u64) << 12) | V_VALID;
+            let (rc, out) = hcall(H_ENTER, [0, 0x80, v, 0x10_0000 | R_M | 2, 0, 0]);
+            if rc != H_SUCCESS {
+                println!("bench: H_ENTER failed rc={rc}");
+                return;
+            }
+            *s = out[0];
+        }
+        let t0 = mftb();
+        let (rc_read, _) = hcall(H_READ, [0, slots[0], 0, 0, 0, 0]);
+        let t1 = mftb();
+        let (rc_prot, _) = hcall(H_PROTECT, [1, slots[0], 0, 0, 0, 0]);
+        let t2 = mftb();
+        let req = |k: usize| BULK_REQUEST | slots[k];
+        let (rc_bulk, out) = hcall8(H_BULK_REMOVE, [req(0), 0, req(1), 0, req(2), 0, req(3), 0]);
+        let t3 = mftb();
+        let all_removed = (0..4).all(|k| out[2 * k] & (BULK_TYPE | BULK_CODE) == BULK_RESPONSE);
+        if rc_read != H_SUCCESS || rc_prot != H_SUCCESS || rc_bulk != H_SUCCESS || !all_removed {
+            println!("bench: H_READ/H_PROTECT/H_BULK_REMOVE failed rc={rc_read}/{rc_prot}/{rc_bulk} {out:x?}");
+            return;
+        }
+        read[i] = t1 - t0;
+        protect[i] = t2 - t1;
+        bulk[i] = t3 - t2;
+    }
+    report("H_READ (one entry)", &mut read);
+    report("H_PROTECT (tlbiel)", &mut protect);
+    report("H_BULK_REMOVE (4 entries, tlbiel)", &mut bulk);
 }
 
 unsafe extern "C" {

@@ -112,6 +112,32 @@ pub fn hcall(nr: u64, a: [u64; 6]) -> (i64, [u64; 4]) {
     (r3 as i64, [r4, r5, r6, r7])
 }
 
+/// A hypercall with up to 8 arguments (r4-r11, as H_BULK_REMOVE takes
+/// four pairs); returns (status, r4..r11).
+pub fn hcall8(nr: u64, a: [u64; 8]) -> (i64, [u64; 8]) {
+    let r3: u64;
+    let mut o = a;
+    // SAFETY: as for `hcall`; r4-r11 carry arguments in and results out.
+    unsafe {
+        asm!(
+            "sc 1",
+            inlateout("r3") nr => r3,
+            inlateout("r4") o[0],
+            inlateout("r5") o[1],
+            inlateout("r6") o[2],
+            inlateout("r7") o[3],
+            inlateout("r8") o[4],
+            inlateout("r9") o[5],
+            inlateout("r10") o[6],
+            inlateout("r11") o[7],
+            out("r12") _,
+            out("r0") _,
+            out("cr0") _,
+        )
+    };
+    (r3 as i64, o)
+}
+
 /// The console's terminal number: the `reg` of the node `/chosen`
 /// `stdout-path` names, as PAPR guests find it.
 static VTERMNO: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(u64::MAX);
