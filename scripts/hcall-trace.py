@@ -8,7 +8,7 @@ log limited to the hypervisor's addresses, e.g.
       -accel tcg,one-insn-per-tb=on -d exec,nochain -D trace.log \
       -dfilter 0x0..0x1100,0x20000000..0x20400000
 
-then: hcall-trace.py IMAGE trace.log. Every `sc 1` exit starts at the
+then: hcall-trace.py IMAGE trace.log [LENGTH]. Every `sc 1` exit starts at the
 0xC00 vector and ends at the `hrfid` that returns to the guest; exits of
 equal length are grouped (a benchmark loop repeats one path) and each
 group's instructions are counted by symbol, per exit.
@@ -16,6 +16,8 @@ group's instructions are counted by symbol, per exit.
 import bisect, collections, re, subprocess, sys
 
 image, log = sys.argv[1], sys.argv[2]
+# With LENGTH: the instructions of the first exit of that many, one per line.
+show = int(sys.argv[3]) if len(sys.argv) > 3 else None
 syms = []
 for line in subprocess.run(["nm", "-n", "-C", image], capture_output=True, text=True).stdout.splitlines():
     parts = line.split(maxsplit=2)
@@ -55,6 +57,20 @@ with open(log) as f:
         if a in returns:
             exits.append(cur)
             cur = None
+
+if show is not None:
+    text = {}
+    for line in dis.splitlines():
+        m = re.match(r"\s*([0-9a-f]+):\s+(?:[0-9a-f]{2} ){4}\s*(.*)$", line)
+        if m:
+            text[int(m.group(1), 16)] = m.group(2)
+    e = next((e for e in exits if len(e) == show), None)
+    if e is None:
+        sys.exit(f"no exit of {show} instructions")
+    for pc in e:
+        a = pc + vectors if pc < 0x2000 else pc
+        print(f"{a:x}  {text.get(a, '?'):40} {sym(pc)}")
+    sys.exit(0)
 
 by_len = collections.OrderedDict()  # length -> [count, histogram]
 for e in exits:

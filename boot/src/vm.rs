@@ -305,10 +305,9 @@ struct GuestMmu {
 }
 
 impl GuestMmu {
-    /// HPT hypercall `op` with arguments `a` (r4-r11), made on `core`
-    /// where this VM's vcpu runs (inlined into the fast path's handler).
-    #[inline(always)]
-    fn hcall(&self, op: HptCall, a: &[u64; 8], core: usize) -> hcall::Ret {
+    /// The HPT hypercalls' view of this VM from `core`, where its vcpu
+    /// runs.
+    fn partition(&self, core: usize) -> hcall::Partition<'_> {
         // SAFETY: the HPT belongs to this VM alone and lives as long as
         // it; its entries are only changed under their HPTE lock
         // (kernel::hcall), by atomic accesses, so vcpus on several threads
@@ -319,30 +318,92 @@ impl GuestMmu {
                 2 * self.hpt_entries as usize,
             )
         };
-        let p = hcall::Partition {
+        hcall::Partition {
             hpt: table,
             mem_base: self.mem_base,
             mem_size: self.mem_size,
             tlb: &self.tlb,
             core,
             running_here: true,
-        };
-        let ops = &mut Power8Tlb;
-        let ret = match op {
-            HptCall::Enter => p.h_enter(a[0], a[1], a[2], a[3]),
-            HptCall::Remove => p.h_remove(ops, a[0], a[1], a[2]),
-            HptCall::Read => p.h_read(a[0], a[1]),
-            HptCall::Protect => p.h_protect(ops, a[0], a[1], a[2]),
-            HptCall::ClearRef => p.h_clear_ref(ops, a[1]),
-            HptCall::ClearMod => p.h_clear_mod(ops, a[1]),
-            HptCall::BulkRemove => p.h_bulk_remove(ops, *a),
-        };
-        if op != HptCall::Read {
-            // SAFETY: orders the HPTE updates before the guest runs again.
-            unsafe { core::arch::asm!("ptesync") };
         }
-        ret
     }
+}
+
+/// HPT hypercall `op` on `p`, with its arguments in `g[4..]` and its
+/// results written back there: only the registers PAPR defines for the
+/// call's results (H_ENTER: r4; H_REMOVE, H_READ: r4-r5, or r4-r11 with
+/// H_READ_4; H_CLEAR_REF/MOD: r4; H_BULK_REMOVE: r4-r11 in place;
+/// H_PROTECT: none). Each call has its own out-of-line function, so each
+/// pays only for its own registers. Returns the hypercall's return code.
+#[inline(always)]
+fn hpt_hcall(p: &hcall::Partition, op: HptCall, g: &mut [u64; 32]) -> i64 {
+    match op {
+        HptCall::Enter => hpt_enter(p, g),
+        HptCall::Remove => hpt_remove(p, g),
+        HptCall::Read => hpt_read(p, g),
+        HptCall::Protect => hpt_protect(p, g),
+        HptCall::ClearRef | HptCall::ClearMod => hpt_clear(p, g, op == HptCall::ClearRef),
+        HptCall::BulkRemove => hpt_bulk_remove(p, g),
+    }
+}
+
+/// Orders the HPTE updates before the guest runs again.
+#[inline(always)]
+fn ptesync() {
+    // SAFETY: an ordering instruction only.
+    unsafe { core::arch::asm!("ptesync", options(nostack, preserves_flags)) };
+}
+
+#[inline(never)]
+fn hpt_enter(p: &hcall::Partition, g: &mut [u64; 32]) -> i64 {
+    let r = p.h_enter(g[4], g[5], g[6], g[7]);
+    ptesync();
+    g[4] = r.vals[0];
+    r.code
+}
+
+#[inline(never)]
+fn hpt_remove(p: &hcall::Partition, g: &mut [u64; 32]) -> i64 {
+    let r = p.h_remove(&mut Power8Tlb, g[4], g[5], g[6]);
+    ptesync();
+    (g[4], g[5]) = (r.vals[0], r.vals[1]);
+    r.code
+}
+
+#[inline(never)]
+fn hpt_read(p: &hcall::Partition, g: &mut [u64; 32]) -> i64 {
+    let r = p.h_read(g[4], g[5]);
+    g[4..12].copy_from_slice(&r.vals);
+    r.code
+}
+
+#[inline(never)]
+fn hpt_protect(p: &hcall::Partition, g: &mut [u64; 32]) -> i64 {
+    let r = p.h_protect(&mut Power8Tlb, g[4], g[5], g[6]);
+    ptesync();
+    r.code
+}
+
+#[inline(never)]
+fn hpt_clear(p: &hcall::Partition, g: &mut [u64; 32], reference: bool) -> i64 {
+    let r = if reference {
+        p.h_clear_ref(&mut Power8Tlb, g[5])
+    } else {
+        p.h_clear_mod(&mut Power8Tlb, g[5])
+    };
+    ptesync();
+    g[4] = r.vals[0];
+    r.code
+}
+
+#[inline(never)]
+fn hpt_bulk_remove(p: &hcall::Partition, g: &mut [u64; 32]) -> i64 {
+    let mut a = [0; 8];
+    a.copy_from_slice(&g[4..12]);
+    let r = p.h_bulk_remove(&mut Power8Tlb, a);
+    ptesync();
+    g[4..12].copy_from_slice(&r.vals);
+    r.code
 }
 
 /// What every thread running a VM's vcpus shares without the VM's lock.
@@ -690,8 +751,7 @@ impl Vm {
         };
         v.core = me.core;
         let mut fast = FastCtx {
-            mmu: &self.sh.mmu,
-            core: me.core,
+            part: self.sh.mmu.partition(me.core),
             tally: hcall::Tally::default(),
         };
         // The thread's FP/VMX/VSX registers become this vcpu's, saved
@@ -1046,9 +1106,8 @@ impl Vcpu {
 /// What the hypercall fast path works with during one vcpu's run on a
 /// thread (`VcpuEntry::hcall_ctx` points at it).
 pub struct FastCtx<'a> {
-    mmu: &'a GuestMmu,
-    /// The physical core the thread is on.
-    core: usize,
+    /// The HPT calls' view of the VM from this thread's core.
+    part: hcall::Partition<'a>,
     /// Counted here, added to the VM's when the vcpu leaves the thread.
     tally: hcall::Tally,
 }
@@ -1083,7 +1142,7 @@ pub extern "C" fn hv_hcall_fast(regs: &mut GuestRegs, ctx: *mut FastCtx) -> Hcal
         Some((i, call)) => match (call.path(), call) {
             (hcall::Path::Fast, Hcall::Hpt(op)) => {
                 ctx.tally.known[i] += 1;
-                fast_hpt(regs, ctx, op)
+                hpt_hcall(&ctx.part, op, &mut regs.gpr)
             }
             _ => return HcallPath::Full,
         },
@@ -1092,20 +1151,6 @@ pub extern "C" fn hv_hcall_fast(regs: &mut GuestRegs, ctx: *mut FastCtx) -> Hcal
     ctx.tally.hcalls += 1;
     regs.gpr[3] = code as u64;
     HcallPath::Resumed
-}
-
-/// An HPT hypercall on the fast path: arguments from the image's r4-r11,
-/// results into them. Out of line, so the unimplemented-number path of
-/// [`hv_hcall_fast`] does not pay for its registers.
-#[inline(never)]
-fn fast_hpt(regs: &mut GuestRegs, ctx: &FastCtx, op: HptCall) -> i64 {
-    let g = &regs.gpr;
-    let a = [g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11]];
-    let ret = ctx.mmu.hcall(op, &a, ctx.core);
-    let [r4, r5, r6, r7, r8, r9, r10, r11] = ret.vals;
-    let g = &mut regs.gpr;
-    (g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11]) = (r4, r5, r6, r7, r8, r9, r10, r11);
-    ret.code
 }
 
 /// What the run loop does after an exit.
@@ -1675,10 +1720,11 @@ impl VmState {
             Hcall::GetTermChar => (self.h_get_term_char(v, a[0]), Next::Resume),
             Hcall::SetMode => (self.h_set_mode(v, a[0], a[1], a[2], a[3]), Next::Resume),
             Hcall::Rtas => self.rtas(v, a[0]),
+            // Only from the fast path's refusal (it takes every HPT call
+            // a kernel makes), the same code.
             Hcall::Hpt(op) => {
-                let ret = self.sh.mmu.hcall(op, &a, v.core);
-                v.regs.gpr[4..12].copy_from_slice(&ret.vals);
-                (ret.code, Next::Resume)
+                let p = self.sh.mmu.partition(v.core);
+                (hpt_hcall(&p, op, &mut v.regs.gpr), Next::Resume)
             }
             Hcall::Xirr | Hcall::XirrX => {
                 let (xirr, _) = self.xics.accept(v.id);

@@ -342,7 +342,9 @@ impl Locked<'_> {
     /// V (without the lock bit).
     #[inline]
     fn v(&self) -> u64 {
-        u64::from_be(self.raw_v)
+        // Read again byte-reversed (one instruction) rather than swapping
+        // `raw_v`: only the lock bit differs, and it is ours.
+        ppc64::bedw::load(self.v) & !HPTE_V_HVLOCK
     }
 
     /// The entry: V as locked, R as it is now.
@@ -365,17 +367,17 @@ impl Locked<'_> {
     /// meanwhile.
     #[inline]
     fn current_r(&self) -> u64 {
-        u64::from_be(self.r.load(Ordering::Relaxed))
+        ppc64::bedw::load(self.r)
     }
 
     /// Stores `e` and releases the lock: R first, then a full barrier (the
     /// MMU must never see a valid V with a stale R), then V.
     #[inline]
     fn finish(mut self, e: Hpte) {
-        self.r.store(e.r.to_be(), Ordering::Relaxed);
+        ppc64::bedw::store(self.r, e.r);
+        // Also makes the V store a release (it unlocks the entry).
         fence(Ordering::SeqCst);
-        self.v
-            .store((e.v & !HPTE_V_HVLOCK).to_be(), Ordering::Release);
+        ppc64::bedw::store(self.v, e.v & !HPTE_V_HVLOCK);
         self.done = true;
     }
 

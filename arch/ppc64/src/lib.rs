@@ -7,6 +7,7 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![no_std]
 
+pub mod bedw;
 pub mod hpte;
 pub mod paca;
 pub mod regs;
