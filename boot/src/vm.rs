@@ -52,6 +52,8 @@ const HYPERTAS_FUNCTIONS: &[&str] = &[
 const CONSOLE_POLL_MS: u64 = 10;
 /// The guest time slice (HDEC).
 const SLICE_MS: u64 = 10;
+/// Threads a vcore can have (POWER8 SMT8).
+const MAX_THREADS: usize = 8;
 /// How long thread 0 waits for a woken secondary to take its work.
 const WAKE_TIMEOUT_MS: u64 = 100;
 
@@ -510,7 +512,9 @@ pub struct Join {
 pub struct Vm {
     st: spin::Mutex<VmState>,
     sh: Arc<Shared>,
-    vcpus: Vec<spin::Mutex<Option<Vcpu>>>,
+    /// Boxed: a vcpu moves between its slot and the thread running it
+    /// as a pointer, not as a copy of its 2 KiB of registers.
+    vcpus: Vec<spin::Mutex<Option<Box<Vcpu>>>>,
     pub name: String,
     pub id: usize,
 }
@@ -529,7 +533,7 @@ impl Vm {
                     .stopped
                     .store(i != 0, Ordering::Release);
                 let regs = if i == 0 { boot } else { GuestRegs::default() };
-                spin::Mutex::new(Some(Vcpu::new(i, regs)))
+                spin::Mutex::new(Some(Box::new(Vcpu::new(i, regs))))
             })
             .collect();
         sh.mmu_ready.store(true, Ordering::SeqCst);
@@ -616,39 +620,50 @@ impl Vm {
         vc.threads_in.store(0, Ordering::Relaxed);
         vc.last_in.store(0, Ordering::Relaxed);
         vc.leaving_since.store(0, Ordering::Relaxed);
-        let first_ipi = cpu::mftb();
         vc.ee.start(run);
-        // Wake the secondaries: the work goes into each one's
-        // hypervisor-state block before its IPI.
-        let mut woken: Vec<(&CpuState, usize)> = Vec::new();
-        let mut woken_mask = 0u32;
-        for ptid in 1..self.sh.layout.threads as usize {
+        // Each secondary's work, made before the first IPI goes out.
+        let mut work: [Option<(&CpuState, usize)>; MAX_THREADS] = [None; MAX_THREADS];
+        for (ptid, w) in work
+            .iter_mut()
+            .enumerate()
+            .take(self.sh.layout.threads as usize)
+            .skip(1)
+        {
             let Some(t) = crate::smp::thread_at(me.core, ptid) else {
                 break;
             };
-            let work = Box::new(crate::sched::Work::Join(Join {
+            let job = Box::new(crate::sched::Work::Join(Join {
                 vm: self.clone(),
                 vcore: index,
                 run,
             }));
-            let token = Box::into_raw(work) as usize;
+            *w = Some((t, Box::into_raw(job) as usize));
+        }
+        // Wake the secondaries: the work goes into each one's
+        // hypervisor-state block before its IPI.
+        let first_ipi = cpu::mftb();
+        let mut woken_mask = 0u32;
+        let mut n = 0;
+        for w in work.iter_mut() {
+            let Some((t, token)) = *w else { continue };
             if t.hv.post(token) {
                 smp.kick(me, t);
-                woken.push((t, token));
-                woken_mask |= 1 << ptid;
+                woken_mask |= 1 << t.thread;
+                n += 1;
             } else {
                 // SAFETY: the token was never published.
                 drop(unsafe { Box::from_raw(token as *mut crate::sched::Work) });
+                *w = None;
             }
         }
-        let n = woken.len() as u32;
+        let woken = work.iter().flatten();
         let came = smp.wait_until(me, Some(kernel::time::ms_to_ticks(WAKE_TIMEOUT_MS)), || {
             vc.arrived.load(Ordering::Acquire) & woken_mask == woken_mask
         });
         if !came || n + 1 != self.sh.layout.threads {
             let arrived = vc.arrived.load(Ordering::Acquire);
             let mut missing = String::new();
-            for (t, token) in &woken {
+            for (t, token) in woken {
                 if t.hv.reclaim(*token) {
                     // SAFETY: reclaimed, so the thread never took it.
                     drop(unsafe { Box::from_raw(*token as *mut crate::sched::Work) });
@@ -750,9 +765,11 @@ impl Vm {
             return;
         };
         v.core = me.core;
+        // The vcpu's own counts, moved out of it (a pointer) for the run.
+        let mut tally = v.tally.take().unwrap_or_default();
         let mut fast = FastCtx {
             part: self.sh.mmu.partition(me.core),
-            tally: hcall::Tally::default(),
+            tally: &mut tally,
         };
         // The thread's FP/VMX/VSX registers become this vcpu's, saved
         // again when it leaves: no other partition ever sees them.
@@ -772,7 +789,10 @@ impl Vm {
         }
         guest::slb_save_clear(&mut v.regs);
         ppc64::fpu::save(&mut v.fp);
-        self.st.lock().add_tally(&fast.tally);
+        self.st.lock().add_tally(&tally);
+        // Zeroed here, on the way out, not on the way in.
+        *tally = hcall::Tally::default();
+        v.tally = Some(tally);
         me.hv.set_mode(ThreadMode::Idle);
         *self.vcpus[id as usize].lock() = Some(v);
     }
@@ -970,7 +990,7 @@ impl Vm {
             } else {
                 GuestRegs::default()
             };
-            *slot.lock() = Some(Vcpu::new(i as u32, regs));
+            *slot.lock() = Some(Box::new(Vcpu::new(i as u32, regs)));
         }
         for vc in &self.sh.vcores {
             vc.dpdes.store(0, Ordering::Release);
@@ -1074,6 +1094,9 @@ struct Vcpu {
     /// reflection: a fault at that address means the guest has no handler
     /// there (the VM stops instead of faulting forever).
     last_vector: Option<(u64, u64)>,
+    /// Hypercalls counted on the fast path during a run (zero between
+    /// runs), boxed so a run takes it without copying.
+    tally: Option<Box<hcall::Tally>>,
 }
 
 impl Vcpu {
@@ -1087,6 +1110,7 @@ impl Vcpu {
             preempted: false,
             core: 0,
             last_vector: None,
+            tally: Some(Box::default()),
         }
     }
 
@@ -1109,7 +1133,7 @@ pub struct FastCtx<'a> {
     /// The HPT calls' view of the VM from this thread's core.
     part: hcall::Partition<'a>,
     /// Counted here, added to the VM's when the vcpu leaves the thread.
-    tally: hcall::Tally,
+    tally: &'a mut hcall::Tally,
 }
 
 /// The hypercall fast path's handler (`ppc64::regs::HcallPath`), called

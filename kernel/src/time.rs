@@ -29,9 +29,14 @@ pub fn cpu_clock_hz() -> u64 {
     CLOCK_HZ.load(Ordering::Relaxed)
 }
 
-/// Ticks in `us` microseconds (saturating).
+/// Ticks in `us` microseconds (saturating). In 64 bits when the product
+/// fits (hours, at 512 MHz): a 128-bit division is a library call.
 pub fn us_to_ticks(us: u64) -> u64 {
-    ((us as u128 * timebase_hz() as u128) / 1_000_000).min(u64::MAX as u128) as u64
+    let hz = timebase_hz();
+    match us.checked_mul(hz) {
+        Some(p) => p / 1_000_000,
+        None => ((us as u128 * hz as u128) / 1_000_000).min(u64::MAX as u128) as u64,
+    }
 }
 
 /// Ticks in `ms` milliseconds (saturating).

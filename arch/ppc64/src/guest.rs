@@ -68,6 +68,7 @@ const G_HDSISR: usize = offset_of!(GuestRegs, hdsisr);
 const G_HEIR: usize = offset_of!(GuestRegs, heir);
 const G_EXIT: usize = offset_of!(GuestRegs, exit_vector);
 const G_SLB: usize = offset_of!(GuestRegs, slb);
+const G_SLB_USED: usize = offset_of!(GuestRegs, slb_used);
 const P_LPID: usize = offset_of!(PartitionRegs, lpid);
 const P_SDR1: usize = offset_of!(PartitionRegs, sdr1);
 const P_LPCR: usize = offset_of!(PartitionRegs, lpcr);
@@ -645,16 +646,18 @@ global_asm!(
 
     .global __slb_load
     # void __slb_load(const GuestRegs *regs /* r3 */): clears the SLB (entry
-    # 0 explicitly: slbia keeps it), then loads the valid entries with
-    # their index.
+    # 0 explicitly: slbia keeps it), then loads the valid entries among
+    # the first slb_used with their index.
     __slb_load:
         li 0, 0
         slbmte 0, 0
         slbia
         isync
+        ld 7, {g_slb_used}(3)
+        cmpdi 7, 0
+        beq 3f
         addi 5, 3, {g_slb}
         li 6, 0
-        li 7, {slb_size}
         mtctr 7
     1:  ld 7, 0(5)
         andis. 0, 7, {slb_v_hi}
@@ -665,24 +668,30 @@ global_asm!(
     2:  addi 5, 5, 16
         addi 6, 6, 1
         bdnz 1b
-        isync
+    3:  isync
         blr
 
     .global __slb_save_clear
     # void __slb_save_clear(GuestRegs *regs /* r3 */): stores every SLB
-    # entry, then clears the SLB.
+    # entry and how many up to the last valid one (slb_used), then clears
+    # the SLB.
     __slb_save_clear:
         addi 5, 3, {g_slb}
         li 6, 0
+        li 9, 0
         li 7, {slb_size}
         mtctr 7
     1:  slbmfee 7, 6
         std 7, 0(5)
         slbmfev 8, 6
         std 8, 8(5)
-        addi 5, 5, 16
         addi 6, 6, 1
+        andis. 0, 7, {slb_v_hi}
+        beq 2f
+        mr 9, 6
+    2:  addi 5, 5, 16
         bdnz 1b
+        std 9, {g_slb_used}(3)
         li 0, 0
         slbmte 0, 0
         slbia
@@ -696,6 +705,7 @@ global_asm!(
     rsvd = const RESERVED_LPID,
     slb_size = const SLB_SIZE,
     g_slb = const G_SLB,
+    g_slb_used = const G_SLB_USED,
     p_lpid = const P_LPID,
     p_sdr1 = const P_SDR1,
     p_lpcr = const P_LPCR,

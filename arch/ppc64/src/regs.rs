@@ -69,6 +69,9 @@ pub struct GuestRegs {
     pub heir: u64,
     pub exit_vector: u64,
     pub slb: [SlbEntry; SLB_SIZE],
+    /// Entries of `slb` up to the last valid one: what `slb_load` walks
+    /// (set by `slb_save_clear`).
+    pub slb_used: u64,
 }
 
 impl Default for GuestRegs {
@@ -111,6 +114,7 @@ impl Default for GuestRegs {
             heir: 0,
             exit_vector: 0,
             slb: [SlbEntry::default(); SLB_SIZE],
+            slb_used: 0,
         }
     }
 }
