@@ -187,7 +187,7 @@ pub const UNKNOWN_SLOTS: usize = 4;
 /// vcpu leaves its thread.
 #[derive(Clone, Debug)]
 pub struct Tally {
-    pub exits: u64,
+    /// Hypercalls handled, each one exit.
     pub hcalls: u64,
     /// Implemented calls by [`Hcall::decode`] index.
     pub known: [u64; IMPLEMENTED],
@@ -198,7 +198,6 @@ pub struct Tally {
 impl Default for Tally {
     fn default() -> Self {
         Tally {
-            exits: 0,
             hcalls: 0,
             known: [0; IMPLEMENTED],
             unknown: [(0, 0); UNKNOWN_SLOTS],
