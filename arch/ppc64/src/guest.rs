@@ -90,6 +90,34 @@ const TLBIEL_RB_SET_STEP: u64 = 1 << 12;
 /// SLB entry valid bit in the ESID doubleword (`slbmte`/`slbmfee`).
 const SLB_ESID_V: u64 = 1 << 27;
 
+/// Stores the guest's r0-r13, LR, CTR, XER and CFAR into the register
+/// image at register `$base` (r11 or r12, whichever is free): r0-r10 as
+/// they are, r11, r12, CTR and CFAR from the paca's scratch slots, r13
+/// from HSPRG1. Clobbers r0. Both exit paths start with it.
+macro_rules! save_volatile_asm {
+    ($base:literal) => {
+        concat!(
+            ".irp n, 0,1,2,3,4,5,6,7,8,9,10\n",
+            "std \\n, {g_gpr}+\\n*8(", $base, ")\n",
+            ".endr\n",
+            "ld 0, {scratch1}(13)\n",
+            "std 0, {g_gpr}+11*8(", $base, ")\n",
+            "ld 0, {scratch0}(13)\n",
+            "std 0, {g_gpr}+12*8(", $base, ")\n",
+            "mfspr 0, {spr_hsprg1}\n",
+            "std 0, {g_gpr}+13*8(", $base, ")\n",
+            "mflr 0\n",
+            "std 0, {g_lr}(", $base, ")\n",
+            "ld 0, {scratch2}(13)\n",
+            "std 0, {g_ctr}(", $base, ")\n",
+            "mfxer 0\n",
+            "std 0, {g_xer}(", $base, ")\n",
+            "ld 0, {scratch3}(13)\n",
+            "std 0, {g_cfar}(", $base, ")\n",
+        )
+    };
+}
+
 // Every slot is addressed with a 16-bit displacement.
 const _: () = assert!(core::mem::size_of::<GuestRegs>() < 0x8000);
 const _: () = assert!(G_SLB.is_multiple_of(8) && G_GPR == 0);
@@ -241,25 +269,14 @@ global_asm!(
         beq __hcall_fast
         mtcrf 0xff, 11
         ld 11, {guest_regs}(13)
-        .irp n, 0,1,2,3,4,5,6,7,8,9,10,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    "#,
+    save_volatile_asm!("11"),
+    r#"
+        .irp n, 14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
         std \n, {g_gpr}+\n*8(11)
         .endr
-        ld 0, {scratch1}(13)
-        std 0, {g_gpr}+11*8(11)
-        ld 0, {scratch0}(13)
-        std 0, {g_gpr}+12*8(11)
-        mfspr 0, {spr_hsprg1}
-        std 0, {g_gpr}+13*8(11)
         mfcr 0
         std 0, {g_cr}(11)
-        mflr 0
-        std 0, {g_lr}(11)
-        ld 0, {scratch2}(13)
-        std 0, {g_ctr}(11)
-        mfxer 0
-        std 0, {g_xer}(11)
-        ld 0, {scratch3}(13)
-        std 0, {g_cfar}(11)
         std 12, {g_exit}(11)
         andi. 0, 12, {hsrr_flag}
         beq 5f
@@ -383,23 +400,9 @@ global_asm!(
     __hcall_fast:
         ld 12, {guest_regs}(13)
         std 11, {g_cr}(12)
-        .irp n, 0,1,2,3,4,5,6,7,8,9,10
-        std \n, {g_gpr}+\n*8(12)
-        .endr
-        ld 0, {scratch1}(13)
-        std 0, {g_gpr}+11*8(12)
-        ld 0, {scratch0}(13)
-        std 0, {g_gpr}+12*8(12)
-        mfspr 0, {spr_hsprg1}
-        std 0, {g_gpr}+13*8(12)
-        ld 0, {scratch2}(13)
-        std 0, {g_ctr}(12)
-        ld 0, {scratch3}(13)
-        std 0, {g_cfar}(12)
-        mflr 0
-        std 0, {g_lr}(12)
-        mfxer 0
-        std 0, {g_xer}(12)
+    "#,
+    save_volatile_asm!("12"),
+    r#"
         mfspr 0, {spr_srr0}
         std 0, {g_pc}(12)
         mfspr 0, {spr_srr1}
