@@ -102,6 +102,7 @@ impl AtomicCpuMask {
     /// read (masks set over and over, like a one-vcore VM marking the
     /// other cores on every `tlbiel`, then cost a load per word); a word
     /// already set was set by an earlier call, whose own ordering stands.
+    #[inline(always)]
     pub fn set_all(&self, m: &CpuMask) {
         for (a, v) in self.w.iter().zip(m.w.iter()) {
             if *v != 0 && a.load(Ordering::Relaxed) & *v != *v {

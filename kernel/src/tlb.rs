@@ -112,11 +112,13 @@ impl VmTlb {
         flags: u64,
         honour_h_local: bool,
     ) -> bool {
-        if !self.local_reaches_vcore.load(Ordering::Acquire) {
+        // Both are the VM's configuration, set before any of its vcpus
+        // runs (ordered by the VM's creation): plain loads.
+        if !self.local_reaches_vcore.load(Ordering::Relaxed) {
             return true;
         }
         let global = match running_core {
-            Some(_) if self.online_vcores.load(Ordering::Acquire) == 1 => false,
+            Some(_) if self.online_vcores.load(Ordering::Relaxed) == 1 => false,
             _ if !honour_h_local => true,
             _ => flags & H_LOCAL == 0,
         };
