@@ -139,6 +139,16 @@ impl TlbOps for Power8Tlb {
     fn flush_lpid_here(&mut self, _: u32) {
         // Whole-LPID flushes happen in the entry asm (PartitionRegs::flush_tlb).
     }
+    fn local_batch(&mut self, lpid: u32, rbs: &[u64]) {
+        if cpu::lpidr() == u64::from(lpid) {
+            cpu::tlbiel_batch(rbs);
+        } else {
+            cpu::tlbie_lpid_batch(lpid as u64, rbs);
+        }
+    }
+    fn global_batch(&mut self, lpid: u32, rbs: &[u64]) {
+        cpu::tlbie_lpid_batch(lpid as u64, rbs);
+    }
 }
 
 /// Why a VM could not be created or rebooted.
@@ -400,12 +410,12 @@ fn hpt_clear(p: &hcall::Partition, g: &mut [u64; 32], reference: bool) -> i64 {
 
 #[inline(never)]
 fn hpt_bulk_remove(p: &hcall::Partition, g: &mut [u64; 32]) -> i64 {
-    let mut a = [0; 8];
-    a.copy_from_slice(&g[4..12]);
-    let r = p.h_bulk_remove(&mut Power8Tlb, a);
+    let Some(regs) = g[4..].first_chunk_mut::<8>() else {
+        return hcall::H_PARAMETER; // r4-r11 are always there
+    };
+    let code = p.h_bulk_remove_in_place(&mut Power8Tlb, regs);
     ptesync();
-    g[4..12].copy_from_slice(&r.vals);
-    r.code
+    code
 }
 
 /// What every thread running a VM's vcpus shares without the VM's lock.

@@ -361,6 +361,15 @@ impl Locked<'_> {
         fence(Ordering::SeqCst);
     }
 
+    /// V := 0 with the lock kept, without the barrier (for a batch of
+    /// entries that share one), and the lock handed to the caller, who
+    /// ends it with [`Partition::finish_held`].
+    #[inline]
+    fn clear_valid_and_hold(mut self) {
+        self.v.store(HPTE_V_HVLOCK.to_be(), Ordering::Relaxed);
+        self.done = true;
+    }
+
     /// R as it is now: with the entry invalid and its translations gone
     /// from the TLBs, including the reference and change bits the MMU set
     /// meanwhile.
@@ -412,6 +421,40 @@ impl Partition<'_> {
 
     /// Locks entry `i` (waiting while another vcpu holds it) and returns
     /// it; `i` must be below [`Partition::entries`].
+    /// Entry `i`, invalidated and held by [`Locked::clear_valid_and_hold`]
+    /// and its translations gone: its final R (with the MMU's R/C bits),
+    /// then the entry cleared and unlocked.
+    #[inline(always)]
+    fn finish_held(&self, i: u64) -> u64 {
+        let v = &self.hpt[2 * i as usize];
+        let r = &self.hpt[2 * i as usize + 1];
+        let old_r = ppc64::bedw::load(r);
+        r.store(0, Ordering::Relaxed);
+        // Also makes the V store a release (it unlocks the entry).
+        fence(Ordering::SeqCst);
+        v.store(0, Ordering::Relaxed);
+        old_r
+    }
+
+    /// One attempt at locking entry `i` (below [`Partition::entries`]):
+    /// `None` if another holder has it (or the attempt failed).
+    #[inline(always)]
+    fn try_lock(&self, i: u64) -> Option<Locked<'_>> {
+        let v = &self.hpt[2 * i as usize];
+        let r = &self.hpt[2 * i as usize + 1];
+        let lock_be = HPTE_V_HVLOCK.to_be();
+        let raw = v.load(Ordering::Relaxed);
+        (raw & lock_be == 0
+            && v.compare_exchange_weak(raw, raw | lock_be, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok())
+        .then_some(Locked {
+            v,
+            r,
+            raw_v: raw,
+            done: false,
+        })
+    }
+
     #[inline(always)]
     fn lock(&self, i: u64) -> Locked<'_> {
         let v = &self.hpt[2 * i as usize];
@@ -608,47 +651,104 @@ impl Partition<'_> {
     }
 
     /// H_BULK_REMOVE: up to four (specifier, avpn) pairs in `args`, each
-    /// answered in place (returned in the same registers).
-    #[inline]
+    /// answered in place (returned in the same registers). As KVM-HV does,
+    /// the matching entries are invalidated together: each V := 0, one
+    /// barrier, one batch of TLB invalidations, then each R read back and
+    /// the entry cleared. To never wait for an entry while holding
+    /// another (two vcpus removing overlapping lists), an entry another
+    /// holder has ends the batch; it is then waited for alone.
+    #[inline(always)]
     pub fn h_bulk_remove(&self, ops: &mut impl TlbOps, args: [u64; 8]) -> Ret {
-        let mut out = args;
-        for k in 0..4 {
-            let tsh = args[2 * k];
-            match tsh & BULK_TYPE {
-                BULK_END => break,
-                BULK_REQUEST => {}
-                _ => {
-                    return Ret {
-                        code: H_PARAMETER,
-                        vals: out,
+        let mut vals = args;
+        let code = self.h_bulk_remove_in_place(ops, &mut vals);
+        Ret { code, vals }
+    }
+
+    /// [`Partition::h_bulk_remove`] on the registers themselves (r4-r11):
+    /// each request is answered where it was read.
+    #[inline(always)]
+    pub fn h_bulk_remove_in_place(&self, ops: &mut impl TlbOps, out: &mut [u64; 8]) -> i64 {
+        let respond = |tsh: u64, c: u64, rc: u64| {
+            (tsh & !(BULK_TYPE | BULK_CODE | BULK_RC)) | BULK_RESPONSE | c | rc
+        };
+        let mut k = 0;
+        let mut code = H_SUCCESS;
+        let mut end = false;
+        while k < 4 && !end {
+            // The batch: request slot and HPTE index of each entry held.
+            let mut at = [0usize; 4];
+            let mut held = [0u64; 4];
+            let mut rbs = [0u64; 4];
+            let mut n = 0;
+            while k < 4 {
+                let tsh = out[2 * k];
+                match tsh & BULK_TYPE {
+                    BULK_END => {
+                        end = true;
+                        break;
+                    }
+                    BULK_REQUEST => {}
+                    _ => {
+                        code = H_PARAMETER;
+                        end = true;
+                        break;
                     }
                 }
-            }
-            let flags = match tsh & BULK_FLAGS {
-                0 => 0,
-                BULK_ANDCOND => H_ANDCOND,
-                BULK_AVPN => H_AVPN,
-                _ => {
-                    out[2 * k] = (tsh & !(BULK_TYPE | BULK_CODE)) | BULK_RESPONSE | BULK_PARM;
+                let flags = match tsh & BULK_FLAGS {
+                    0 => 0,
+                    BULK_ANDCOND => H_ANDCOND,
+                    BULK_AVPN => H_AVPN,
+                    _ => {
+                        out[2 * k] = respond(tsh, BULK_PARM, 0);
+                        k += 1;
+                        continue;
+                    }
+                };
+                let index = tsh & BULK_PTEX;
+                if index >= self.entries() {
+                    out[2 * k] = respond(tsh, BULK_PARM, 0);
+                    k += 1;
                     continue;
                 }
-            };
-            let index = tsh & BULK_PTEX;
-            let r = self.h_remove(ops, flags, index, args[2 * k + 1]);
-            let (c, rc) = match r.code {
-                H_SUCCESS => (
-                    BULK_SUCCESS,
-                    (r.vals[1] & (hpte::HPTE_R_R | hpte::HPTE_R_C)) << BULK_RC_SHIFT,
-                ),
-                H_NOT_FOUND => (BULK_NOT_FOUND, 0),
-                _ => (BULK_PARM, 0),
-            };
-            out[2 * k] = (tsh & !(BULK_TYPE | BULK_CODE | BULK_RC)) | BULK_RESPONSE | c | rc;
+                let l = if n == 0 {
+                    self.lock(index)
+                } else {
+                    match self.try_lock(index) {
+                        Some(l) => l,
+                        // Taken (maybe by this batch): finish the batch
+                        // first, then wait for it holding nothing.
+                        None => break,
+                    }
+                };
+                let avpn = out[2 * k + 1];
+                if !l.is_valid()
+                    || (flags & H_AVPN != 0 && (l.v() & !0x7f) != avpn)
+                    || (flags & H_ANDCOND != 0 && l.v() & avpn != 0)
+                {
+                    out[2 * k] = respond(tsh, BULK_NOT_FOUND, 0);
+                    k += 1;
+                    continue;
+                }
+                rbs[n] = tlbie_rb(l.entry(), index);
+                l.clear_valid_and_hold();
+                (at[n], held[n]) = (k, index);
+                n += 1;
+                k += 1;
+            }
+            if n == 0 {
+                continue;
+            }
+            fence(Ordering::SeqCst);
+            let running = self.running_here.then_some(self.core);
+            self.tlb
+                .invalidate_batch(ops, self.core, running, &rbs[..n]);
+            for j in 0..n {
+                let r = self.finish_held(held[j]);
+                let rc = (r & (hpte::HPTE_R_R | hpte::HPTE_R_C)) << BULK_RC_SHIFT;
+                out[2 * at[j]] = respond(out[2 * at[j]], BULK_SUCCESS, rc);
+            }
         }
-        Ret {
-            code: H_SUCCESS,
-            vals: out,
-        }
+        code
     }
 }
 

@@ -31,6 +31,19 @@ pub trait TlbOps {
     /// Flushes every TLB entry of `lpid` on this core (`tlbiel` over all
     /// congruence classes: 512 on POWER8).
     fn flush_lpid_here(&mut self, lpid: u32);
+    /// `tlbiel` of several entries between one pair of ptesyncs.
+    fn local_batch(&mut self, lpid: u32, rbs: &[u64]) {
+        for &rb in rbs {
+            self.local(lpid, rb);
+        }
+    }
+    /// `tlbie` of several entries, with one ptesync before and one
+    /// eieio; tlbsync; ptesync after.
+    fn global_batch(&mut self, lpid: u32, rbs: &[u64]) {
+        for &rb in rbs {
+            self.global(lpid, rb);
+        }
+    }
 }
 
 /// Per-core invalidation counters of one VM.
@@ -148,6 +161,29 @@ impl VmTlb {
         } else {
             ops.local(self.lpid, rb);
             self.stats[core].local.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Invalidates several translations at once (H_BULK_REMOVE), with
+    /// one policy decision and one batch of instructions.
+    #[inline(always)]
+    pub fn invalidate_batch(
+        &self,
+        ops: &mut impl TlbOps,
+        core: usize,
+        running_core: Option<usize>,
+        rbs: &[u64],
+    ) {
+        let n = rbs.len() as u64;
+        if n == 0 {
+            return;
+        }
+        if self.global_invalidates(running_core, 0, true) {
+            ops.global_batch(self.lpid, rbs);
+            self.stats[core].global.fetch_add(n, Ordering::Relaxed);
+        } else {
+            ops.local_batch(self.lpid, rbs);
+            self.stats[core].local.fetch_add(n, Ordering::Relaxed);
         }
     }
 

@@ -175,6 +175,32 @@ pub fn tlbiel(rb: u64) {
     unsafe { asm!("ptesync", "tlbiel {rb}", "ptesync", rb = in(reg) rb, options(nostack)) };
 }
 
+/// `tlbiel` (this core) of several translations of the loaded LPID,
+/// between one pair of ptesyncs.
+pub fn tlbiel_batch(rbs: &[u64]) {
+    // SAFETY: an ordering instruction only.
+    unsafe { asm!("ptesync", options(nostack)) };
+    for &rb in rbs {
+        // SAFETY: only this core's TLB changes.
+        unsafe { asm!("tlbiel {rb}", rb = in(reg) rb, options(nostack)) };
+    }
+    // SAFETY: an ordering instruction only.
+    unsafe { asm!("ptesync", options(nostack)) };
+}
+
+/// `tlbie` (all cores) of several translations of partition `lpid`: one
+/// ptesync, the tlbies, then eieio; tlbsync; ptesync.
+pub fn tlbie_lpid_batch(lpid: u64, rbs: &[u64]) {
+    // SAFETY: an ordering instruction only.
+    unsafe { asm!("ptesync", options(nostack)) };
+    for &rb in rbs {
+        // SAFETY: invalidating a translation has no effect beyond the TLBs.
+        unsafe { asm!("tlbie {rb}, {rs}", rb = in(reg) rb, rs = in(reg) lpid, options(nostack)) };
+    }
+    // SAFETY: ordering instructions only; tlbsync waits for the tlbies.
+    unsafe { asm!("eieio", "tlbsync", "ptesync", options(nostack)) };
+}
+
 /// The LPID loaded on this thread.
 pub fn lpidr() -> u64 {
     mfspr::<{ spr::LPIDR }>()

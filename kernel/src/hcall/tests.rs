@@ -276,6 +276,73 @@ fn bulk_remove_answers_each_request_in_place() {
 }
 
 #[test]
+fn bulk_remove_batches_its_invalidations_and_never_waits_holding_an_entry() {
+    let f = Fixture::new(1);
+    let p = f.part();
+    let enter = |vsid, ea| {
+        let (i, v, r) = guest_pte(vsid, ea, PageSize::P4K, ea, 2);
+        let ret = p.h_enter(0, i, v, r);
+        assert_eq!(ret.code, H_SUCCESS);
+        ret.vals[0]
+    };
+    let (i1, i2, i3) = (
+        enter(0x20, 0x1000),
+        enter(0x21, 0x2000),
+        enter(0x22, 0x3000),
+    );
+    // i2 twice: the second finds it held by this very batch, so the
+    // batch ends there and the second request, made alone afterwards,
+    // finds it removed. Nothing deadlocks; every answer is in its slot.
+    let mut rec = Rec::default();
+    let ret = p.h_bulk_remove(
+        &mut rec,
+        [
+            BULK_REQUEST | i1,
+            0,
+            BULK_REQUEST | i2,
+            0,
+            BULK_REQUEST | i2,
+            0,
+            BULK_REQUEST | i3,
+            0,
+        ],
+    );
+    assert_eq!(ret.code, H_SUCCESS);
+    let codes: Vec<u64> = (0..4)
+        .map(|k| ret.vals[2 * k] & (BULK_TYPE | BULK_CODE))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            BULK_RESPONSE | BULK_SUCCESS,
+            BULK_RESPONSE | BULK_SUCCESS,
+            BULK_RESPONSE | BULK_NOT_FOUND,
+            BULK_RESPONSE | BULK_SUCCESS
+        ]
+    );
+    for i in [i1, i2, i3] {
+        let e = p.read(i);
+        assert!(
+            !e.is_valid() && e.v & HPTE_V_HVLOCK == 0 && e.r == 0,
+            "{i:#x}: {e:?}"
+        );
+    }
+    assert_eq!(
+        rec.0.len(),
+        3,
+        "one invalidation per entry removed: {:?}",
+        rec.0
+    );
+    // An entry another vcpu holds cannot be taken without waiting (what
+    // ends a batch that already holds one).
+    let i5 = enter(0x24, 0x5000);
+    let other = p.lock(i5);
+    assert!(p.try_lock(i5).is_none(), "held elsewhere");
+    drop(other);
+    assert!(p.try_lock(i5).is_some());
+}
+
+#[test]
 fn tlbie_rb_carries_segment_size_and_large_page_bits() {
     let (idx, v, r) = guest_pte(0x123, 0x5000, PageSize::P4K, 0x5000, 2);
     let rb = tlbie_rb(Hpte::new(v, r), idx);
