@@ -651,7 +651,10 @@ impl Partition<'_> {
     }
 
     /// H_BULK_REMOVE: up to four (specifier, avpn) pairs in `args`, each
-    /// answered in place (returned in the same registers). As KVM-HV does,
+    /// answered in place (returned in the same registers). A malformed
+    /// type, both match conditions at once or an entry beyond the HPT
+    /// ends the call with H_PARAMETER; a request that matches nothing is
+    /// answered "not found" and the others go on. As KVM-HV does,
     /// the matching entries are invalidated together: each V := 0, one
     /// barrier, one batch of TLB invalidations, then each R read back and
     /// the entry cleared. To never wait for an entry while holding
@@ -694,22 +697,23 @@ impl Partition<'_> {
                         break;
                     }
                 }
-                let flags = match tsh & BULK_FLAGS {
-                    0 => 0,
-                    BULK_ANDCOND => H_ANDCOND,
-                    BULK_AVPN => H_AVPN,
-                    _ => {
-                        out[2 * k] = respond(tsh, BULK_PARM, 0);
-                        k += 1;
-                        continue;
-                    }
-                };
                 let index = tsh & BULK_PTEX;
-                if index >= self.entries() {
+                let flags = match tsh & BULK_FLAGS {
+                    0 => Some(0),
+                    BULK_ANDCOND => Some(H_ANDCOND),
+                    BULK_AVPN => Some(H_AVPN),
+                    _ => None,
+                };
+                // Both conditions at once, or an entry beyond the HPT:
+                // answered "parameter error" in its slot, and the call
+                // stops there with H_PARAMETER (as KVM-HV and QEMU's
+                // pseries do; the entries before it are removed).
+                let Some(flags) = flags.filter(|_| index < self.entries()) else {
                     out[2 * k] = respond(tsh, BULK_PARM, 0);
-                    k += 1;
-                    continue;
-                }
+                    code = H_PARAMETER;
+                    end = true;
+                    break;
+                };
                 let l = if n == 0 {
                     self.lock(index)
                 } else {

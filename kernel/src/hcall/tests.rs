@@ -343,6 +343,47 @@ fn bulk_remove_batches_its_invalidations_and_never_waits_holding_an_entry() {
 }
 
 #[test]
+fn bulk_remove_stops_with_h_parameter_at_a_bad_request_as_kvm_and_qemu_do() {
+    let f = Fixture::new(1);
+    let p = f.part();
+    let enter = |vsid, ea| {
+        let (i, v, r) = guest_pte(vsid, ea, PageSize::P4K, ea, 2);
+        let ret = p.h_enter(0, i, v, r);
+        assert_eq!(ret.code, H_SUCCESS);
+        ret.vals[0]
+    };
+    let beyond = 1 << (ORDER - 4); // the first index past the table
+    for bad in [
+        BULK_REQUEST | BULK_ANDCOND | BULK_AVPN,
+        BULK_REQUEST | beyond,
+    ] {
+        let (i1, i2) = (enter(0x30, 0x1000), enter(0x31, 0x2000));
+        let bad = if bad & BULK_PTEX == 0 { bad | i2 } else { bad };
+        let ret = p.h_bulk_remove(
+            &mut Rec::default(),
+            [
+                BULK_REQUEST | i1,
+                0,
+                bad,
+                0,
+                BULK_REQUEST | i2,
+                0,
+                BULK_END,
+                0,
+            ],
+        );
+        assert_eq!(ret.code, H_PARAMETER, "{bad:#x}");
+        let code = |k: usize| ret.vals[2 * k] & (BULK_TYPE | BULK_CODE);
+        assert_eq!(code(0), BULK_RESPONSE | BULK_SUCCESS);
+        assert_eq!(code(1), BULK_RESPONSE | BULK_PARM);
+        // Not reached: still a request, and the entry is still there.
+        assert_eq!(ret.vals[4], BULK_REQUEST | i2);
+        assert!(!p.read(i1).is_valid() && p.read(i2).is_valid());
+        assert_eq!(p.h_remove(&mut Rec::default(), 0, i2, 0).code, H_SUCCESS);
+    }
+}
+
+#[test]
 fn tlbie_rb_carries_segment_size_and_large_page_bits() {
     let (idx, v, r) = guest_pte(0x123, 0x5000, PageSize::P4K, 0x5000, 2);
     let rb = tlbie_rb(Hpte::new(v, r), idx);
