@@ -426,13 +426,15 @@ impl Partition<'_> {
     /// then the entry cleared and unlocked.
     #[inline(always)]
     fn finish_held(&self, i: u64) -> u64 {
-        let v = &self.hpt[2 * i as usize];
-        let r = &self.hpt[2 * i as usize + 1];
-        let old_r = ppc64::bedw::load(r);
-        r.store(0, Ordering::Relaxed);
-        // Also makes the V store a release (it unlocks the entry).
-        fence(Ordering::SeqCst);
-        v.store(0, Ordering::Relaxed);
+        // The lock is held already: the guard is only taken up again.
+        let l = Locked {
+            v: &self.hpt[2 * i as usize],
+            r: &self.hpt[2 * i as usize + 1],
+            raw_v: 0,
+            done: false,
+        };
+        let old_r = l.current_r();
+        l.finish(Hpte::new(0, 0));
         old_r
     }
 
@@ -442,12 +444,18 @@ impl Partition<'_> {
     fn try_lock(&self, i: u64) -> Option<Locked<'_>> {
         let v = &self.hpt[2 * i as usize];
         let r = &self.hpt[2 * i as usize + 1];
+        // The entry stays big-endian here: the lock bit is tested and set
+        // with a byte-swapped constant.
         let lock_be = HPTE_V_HVLOCK.to_be();
         let raw = v.load(Ordering::Relaxed);
-        (raw & lock_be == 0
-            && v.compare_exchange_weak(raw, raw | lock_be, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok())
-        .then_some(Locked {
+        if raw & lock_be != 0
+            || v.compare_exchange_weak(raw, raw | lock_be, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return None;
+        }
+        // Built only once locked: a guard that is dropped unlocks.
+        Some(Locked {
             v,
             r,
             raw_v: raw,
@@ -457,23 +465,9 @@ impl Partition<'_> {
 
     #[inline(always)]
     fn lock(&self, i: u64) -> Locked<'_> {
-        let v = &self.hpt[2 * i as usize];
-        let r = &self.hpt[2 * i as usize + 1];
-        // The entry stays big-endian here: the lock bit is tested and set
-        // with a byte-swapped constant.
-        let lock_be = HPTE_V_HVLOCK.to_be();
         loop {
-            let raw = v.load(Ordering::Relaxed);
-            if raw & lock_be == 0
-                && v.compare_exchange_weak(raw, raw | lock_be, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return Locked {
-                    v,
-                    r,
-                    raw_v: raw,
-                    done: false,
-                };
+            if let Some(l) = self.try_lock(i) {
+                return l;
             }
             core::hint::spin_loop();
         }

@@ -134,6 +134,23 @@ macro_rules! save_volatile_asm {
     };
 }
 
+/// Loads the guest's CR, LR, CTR and XER from the register image at r11
+/// (both ways back into the guest); clobbers r0.
+macro_rules! load_cr_lr_ctr_xer_asm {
+    () => {
+        r#"
+        ld 0, {g_cr}(11)
+        mtcrf 0xff, 0
+        ld 0, {g_lr}(11)
+        mtlr 0
+        ld 0, {g_ctr}(11)
+        mtctr 0
+        ld 0, {g_xer}(11)
+        mtxer 0
+        "#
+    };
+}
+
 // Every slot is addressed with a 16-bit displacement.
 const _: () = assert!(core::mem::size_of::<GuestRegs>() < 0x8000);
 const _: () = assert!(G_SLB.is_multiple_of(8) && G_GPR == 0);
@@ -260,14 +277,9 @@ global_asm!(
         std 5, {exc_entry}(13)
 
         mr 11, 3
-        ld 0, {g_cr}(11)
-        mtcrf 0xff, 0
-        ld 0, {g_lr}(11)
-        mtlr 0
-        ld 0, {g_ctr}(11)
-        mtctr 0
-        ld 0, {g_xer}(11)
-        mtxer 0
+    "#,
+    load_cr_lr_ctr_xer_asm!(),
+    r#"
         .irp n, 0,1,2,3,4,5,6,7,8,9,10,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
         ld \n, {g_gpr}+\n*8(11)
         .endr
@@ -454,14 +466,9 @@ global_asm!(
         mtspr {spr_hsrr1}, 0
         ld 0, {g_ppr}(11)
         mtspr {spr_ppr}, 0
-        ld 0, {g_lr}(11)
-        mtlr 0
-        ld 0, {g_ctr}(11)
-        mtctr 0
-        ld 0, {g_xer}(11)
-        mtxer 0
-        ld 0, {g_cr}(11)
-        mtcrf 0xff, 0
+    "#,
+    load_cr_lr_ctr_xer_asm!(),
+    r#"
         # CFAR last among the SPRs: no branch until the hrfid.
         ld 0, {g_cfar}(11)
         mtspr {spr_cfar}, 0

@@ -37,6 +37,15 @@ impl Fixture {
             tlb,
         }
     }
+    /// Enters a 4K page mapping `ea` of `vsid` onto the same guest
+    /// address, anywhere in its PTEG; returns the index used.
+    fn enter(&self, vsid: u64, ea: u64) -> u64 {
+        let (i, v, r) = guest_pte(vsid, ea, PageSize::P4K, ea, 2);
+        let ret = self.part().h_enter(0, i, v, r);
+        assert_eq!(ret.code, H_SUCCESS);
+        ret.vals[0]
+    }
+
     fn part(&self) -> Partition<'_> {
         Partition {
             hpt: &self.hpt,
@@ -279,12 +288,7 @@ fn bulk_remove_answers_each_request_in_place() {
 fn bulk_remove_batches_its_invalidations_and_never_waits_holding_an_entry() {
     let f = Fixture::new(1);
     let p = f.part();
-    let enter = |vsid, ea| {
-        let (i, v, r) = guest_pte(vsid, ea, PageSize::P4K, ea, 2);
-        let ret = p.h_enter(0, i, v, r);
-        assert_eq!(ret.code, H_SUCCESS);
-        ret.vals[0]
-    };
+    let enter = |vsid, ea| f.enter(vsid, ea);
     let (i1, i2, i3) = (
         enter(0x20, 0x1000),
         enter(0x21, 0x2000),
@@ -338,6 +342,12 @@ fn bulk_remove_batches_its_invalidations_and_never_waits_holding_an_entry() {
     let i5 = enter(0x24, 0x5000);
     let other = p.lock(i5);
     assert!(p.try_lock(i5).is_none(), "held elsewhere");
+    // A failed attempt leaves the holder's lock alone.
+    assert!(p.try_lock(i5).is_none(), "a failed try_lock released it");
+    assert_ne!(
+        u64::from_be(f.hpt[2 * i5 as usize].load(Ordering::Relaxed)) & HPTE_V_HVLOCK,
+        0
+    );
     drop(other);
     assert!(p.try_lock(i5).is_some());
 }
@@ -346,12 +356,7 @@ fn bulk_remove_batches_its_invalidations_and_never_waits_holding_an_entry() {
 fn bulk_remove_stops_with_h_parameter_at_a_bad_request_as_kvm_and_qemu_do() {
     let f = Fixture::new(1);
     let p = f.part();
-    let enter = |vsid, ea| {
-        let (i, v, r) = guest_pte(vsid, ea, PageSize::P4K, ea, 2);
-        let ret = p.h_enter(0, i, v, r);
-        assert_eq!(ret.code, H_SUCCESS);
-        ret.vals[0]
-    };
+    let enter = |vsid, ea| f.enter(vsid, ea);
     let beyond = 1 << (ORDER - 4); // the first index past the table
     for bad in [
         BULK_REQUEST | BULK_ANDCOND | BULK_AVPN,
