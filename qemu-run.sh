@@ -67,14 +67,29 @@ fi
 cmd+=("${extra[@]}")
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+tmp=$(mktemp -d)
+watchdog=
+trap 'rm -f "$log"; rm -rf "$tmp"; [ -n "$watchdog" ] && kill "$watchdog" 2>/dev/null' EXIT
 start=$(date +%s%N)
 if [ "$timeout" = 0 ]; then
     "${cmd[@]}" | tee "$log"
     status=${PIPESTATUS[0]}
 else
-    timeout --foreground -k 5 "$timeout" "${cmd[@]}" | tee "$log"
+    # The timeout is scripts/qemu-watchdog.py: it prints where every CPU
+    # is (from a second QEMU monitor) before it quits QEMU, so a hang says
+    # where it hung. `timeout` stays as the backstop.
+    backstop=$timeout
+    if command -v python3 >/dev/null; then
+        cmd+=(-chardev "socket,id=hvmon,path=$tmp/monitor,server=on,wait=off"
+              -mon chardev=hvmon,mode=readline)
+        python3 "$here/scripts/qemu-watchdog.py" "$tmp/monitor" "$timeout" "$image" \
+            "$tmp/timed-out" </dev/null &
+        watchdog=$!
+        backstop=$((timeout + 30))
+    fi
+    timeout --foreground -k 5 "$backstop" "${cmd[@]}" | tee "$log"
     status=${PIPESTATUS[0]}
+    [ -f "$tmp/timed-out" ] && status=124
 fi
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
 secs=$(printf "%d.%03d" $((ms / 1000)) $((ms % 1000)))

@@ -958,7 +958,8 @@ impl Vm {
                 .saturating_sub(now)
                 .max(1);
             if let (Block::Ceded, Some(e)) = (why, v.dec_expires) {
-                wait = wait.min(deliver::dec_remaining(e, now).max(1));
+                // An expiry already past (negative) is a wait of one tick.
+                wait = wait.min((deliver::dec_remaining(e, now) as i64).max(1) as u64);
             }
             if owner {
                 wait = wait.min(next_poll.saturating_sub(now).max(1));
