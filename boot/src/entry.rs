@@ -12,6 +12,16 @@ pub struct Stack(pub [u8; BOOT_STACK_SIZE]);
 #[unsafe(no_mangle)]
 static mut BOOT_STACK: Stack = Stack([0; BOOT_STACK_SIZE]);
 
+/// The boot thread's stack as (guard zone, top), its zone armed once.
+pub fn boot_stack() -> (u64, u64) {
+    static ZONE: spin::Once<u64> = spin::Once::new();
+    let base = &raw const BOOT_STACK as u64;
+    // SAFETY: the zone is the lowest ZONE_BYTES of the boot stack, which
+    // the boot thread (running near its top) has never reached.
+    let zone = *ZONE.call_once(|| unsafe { crate::stackguard::arm_static(base) });
+    (zone, base + BOOT_STACK_SIZE as u64)
+}
+
 global_asm!(
     r#"
     .pushsection .text.entry, "ax", @progbits

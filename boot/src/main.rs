@@ -13,6 +13,7 @@ mod mem;
 mod sched;
 mod selftest;
 mod smp;
+mod stackguard;
 mod trap;
 mod vm;
 
@@ -24,6 +25,9 @@ pub static CONSOLE: Console = Console::new();
 
 /// Prints the final status line and powers the machine off.
 pub fn power_off(ok: bool) -> ! {
+    if !ok {
+        stackguard::report_all();
+    }
     smp::print_counters();
     // Printed without a level tag: runners match these exact markers.
     if ok {
@@ -83,6 +87,8 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
         }
         Some(kernel::bootargs::TestAction::Ipi(n)) if !selftest::ipi_test(n) => power_off(false),
         Some(kernel::bootargs::TestAction::Resume) if !selftest::resume_test() => power_off(false),
+        Some(kernel::bootargs::TestAction::StackOverflow) => selftest::stack_overflow(),
+        Some(kernel::bootargs::TestAction::StuckThread) => selftest::stuck_thread(),
         Some(kernel::bootargs::TestAction::DeafThread) => {
             warn!(target: "hv", "test: thread 1 of every core ignores vcore work (hv.test=deaf-thread)");
             sched::DEAF_THREAD_1.store(true, core::sync::atomic::Ordering::Release);

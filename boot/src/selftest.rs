@@ -338,3 +338,74 @@ pub fn resume_test() -> bool {
     }
     ok
 }
+
+/// Bytes `hv.test=stack-overflow` grows a thread's stack past its bottom
+/// (into its guard zone, which is larger).
+pub const OVERFLOW_BYTES: u64 = 1024;
+
+/// Test only (`hv.test=stack-overflow`): one other thread grows its stack
+/// [`OVERFLOW_BYTES`] past its bottom and returns. Its next guard check
+/// (the idle loop it goes back to) reports the overflow and stops the
+/// machine.
+pub fn stack_overflow() {
+    let smp = smp();
+    let boot = me();
+    let Some(t) = smp.cpus.iter().find(|c| c.id != boot.id && c.is_online()) else {
+        error!(target: "hv", "test: no other thread to overflow a stack on");
+        return;
+    };
+    log::warn!(target: "hv", "test: PIR {:#x} grows its stack {OVERFLOW_BYTES} bytes past its bottom (hv.test=stack-overflow)", t.pir);
+    let _ = smp.call(boot, t.pir, dive, OVERFLOW_BYTES, true);
+}
+
+/// Runs on the target: recurses until r1 is `below` bytes under the
+/// bottom of this thread's stack.
+fn dive(below: u64) -> u64 {
+    let paca = cpu::mfspr::<{ ppc64::spr::HSPRG0 }>() as *const ppc64::paca::Paca;
+    // SAFETY: HSPRG0 points at this thread's per-thread area.
+    let zone = unsafe { (*paca).stack_zone };
+    let bottom = zone + kernel::stackguard::ZONE_BYTES as u64;
+    dive_to(bottom - below)
+}
+
+#[inline(never)]
+fn dive_to(limit: u64) -> u64 {
+    let mut frame = [0u8; 256];
+    core::hint::black_box(&mut frame);
+    if cpu::stack_pointer() > limit {
+        // Not a tail call: every level keeps its frame.
+        dive_to(limit).wrapping_add(frame[0] as u64)
+    } else {
+        0
+    }
+}
+
+/// Test only (`hv.test=stuck-thread`): another thread stops answering for
+/// 2.5 watchdog intervals (it spins in a call); a call to it meanwhile
+/// is reported by the watchdog, then answered, and the boot goes on.
+pub fn stuck_thread() {
+    let smp = smp();
+    let boot = me();
+    let Some(t) = smp.cpus.iter().find(|c| c.id != boot.id && c.is_online()) else {
+        error!(target: "hv", "test: no other thread to get stuck");
+        return;
+    };
+    let ms = kernel::smp::WATCHDOG_MS * 5 / 2;
+    log::warn!(target: "hv", "test: PIR {:#x} stops answering for {ms} ms (hv.test=stuck-thread)", t.pir);
+    let _ = smp.call(boot, t.pir, spin_ms, ms, false);
+    match smp.call(boot, t.pir, echo, 1, true) {
+        Ok(Some(r)) if r == 1u64.rotate_left(7) ^ t.pir as u64 => {
+            info!(target: "hv", "test: PIR {:#x} answered again", t.pir)
+        }
+        other => error!(target: "hv", "test: PIR {:#x}: bad reply {other:?}", t.pir),
+    }
+}
+
+/// Runs on the target: busy for `ms` milliseconds, serving nothing.
+fn spin_ms(ms: u64) -> u64 {
+    let end = cpu::mftb() + kernel::time::ms_to_ticks(ms);
+    while cpu::mftb() < end {
+        core::hint::spin_loop();
+    }
+    ms
+}

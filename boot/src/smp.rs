@@ -2,7 +2,6 @@
 //! calls: XICS IPIs to send, nap to wait.
 
 use alloc::boxed::Box;
-use alloc::vec;
 use alloc::vec::Vec;
 use kernel::devtree::{IcpWindow, Topology};
 use kernel::smp::{CpuState, Machine, Smp, WakeReason};
@@ -26,6 +25,7 @@ impl Machine for Power8 {
     }
 
     fn idle(&self, me: &CpuState, deadline: Option<u64>) {
+        crate::stackguard::check();
         let mut lpcr = cpu::mfspr::<{ ppc64::spr::LPCR }>() | ppc64::spr::LPCR_PECE_EXTERNAL;
         match deadline {
             Some(d) => {
@@ -109,6 +109,11 @@ pub fn boot_cpu() -> &'static CpuState {
     &smp().cpus[BOOT_ID.load(core::sync::atomic::Ordering::Acquire)]
 }
 
+/// All hardware threads, once `init` has made them.
+pub fn try_smp() -> Option<&'static Smp<Power8>> {
+    SMP.get()
+}
+
 /// All hardware threads (after `init`).
 pub fn smp() -> &'static Smp<Power8> {
     SMP.get().expect("smp::init has run")
@@ -123,12 +128,9 @@ pub fn me() -> &'static CpuState {
     &smp().cpus[id]
 }
 
+/// Usable bytes of each secondary thread's stack (a guard zone lies
+/// below it, boot/src/stackguard.rs).
 const STACK_SIZE: usize = 64 * 1024;
-
-fn stack_top(size: usize) -> u64 {
-    let s: &'static mut [u8] = Box::leak(vec![0u8; size].into_boxed_slice());
-    (s.as_ptr() as u64 + size as u64) & !15
-}
 
 /// Creates the per-thread state of every thread, moves the boot thread onto
 /// its own, starts every other thread with OPAL_START_CPU and waits until
@@ -156,11 +158,13 @@ pub fn init(topology: &Topology, icps: &[IcpWindow]) {
         let paca: &'static mut Paca = Box::leak(Box::new(Paca::new()));
         paca.cpu_id = c.id as u64;
         paca.exc_entry = vectors::exc_common_address();
-        paca.exc_stack_top = stack_top(crate::trap::EXC_STACK_SIZE);
-        paca.stack_top = if c.id == boot.id {
-            0
+        (paca.exc_stack_zone, paca.exc_stack_top) =
+            crate::stackguard::new_stack(crate::trap::EXC_STACK_SIZE);
+        (paca.stack_zone, paca.stack_top) = if c.id == boot.id {
+            // The boot thread stays on the stack it runs on.
+            crate::entry::boot_stack()
         } else {
-            stack_top(STACK_SIZE)
+            crate::stackguard::new_stack(STACK_SIZE)
         };
         power::register_paca(c.pir, paca);
         if c.id == boot.id {

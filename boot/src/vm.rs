@@ -702,7 +702,11 @@ impl Vm {
         self.leave(vc, 0, me);
         // Every thread that entered was told to leave; each IPIs thread
         // 0 once its vcpu is saved.
-        smp.wait_until(me, None, || vc.ee.all_out());
+        smp.wait_watched(
+            me,
+            || vc.ee.all_out(),
+            |ms| self.report_late_threads(index, vc, me, ms),
+        );
         vc.dpdes
             .store(cpu::mfspr::<{ spr::DPDES }>(), Ordering::Release);
         // SAFETY: no thread of the core is in the guest; the next
@@ -716,6 +720,25 @@ impl Vm {
             let entry = vc.last_in.load(Ordering::Acquire).saturating_sub(first_ipi);
             let exit = cpu::mftb().saturating_sub(vc.leaving_since.load(Ordering::Acquire));
             self.st.lock().timings.record(entry, exit);
+        }
+    }
+
+    /// The watchdog of thread 0's wait for its vcore's threads to leave:
+    /// names each thread still inside and what it is doing.
+    #[cold]
+    fn report_late_threads(&self, index: u32, vc: &Vcore, me: &CpuState, ms: u64) {
+        let inside = vc.ee.still_in();
+        for t in (0..8).filter(|t| inside & (1 << t) != 0) {
+            if let Some(c) = crate::smp::thread_at(me.core, t) {
+                log::error!(
+                    target: "watchdog",
+                    "vm {} vcore {index}: PIR {:#x} (core {} thread {t}) has not left the vcore for {ms} ms; it is {}",
+                    self.name,
+                    c.pir,
+                    me.core,
+                    c.hv.mode().describe()
+                );
+            }
         }
     }
 
@@ -859,6 +882,7 @@ impl Vm {
             let vec = unsafe { guest::run(&mut v.regs, &entry) };
             me.hv.set_mode(ThreadMode::InHost);
             v.dec_expires = Some(cpu::mftb().wrapping_add(v.regs.dec));
+            crate::stackguard::check();
             let exit = Exit::decode(vec);
             let next = self.st.lock().handle_exit(v, exit, vec);
             if exit == Exit::External {

@@ -52,7 +52,7 @@
 //! | `bootargs` | the rest of the line after `=` (may contain `=` and `#`) | optional, default empty |
 //! | `load_addr` | 4K-aligned hex guest-physical address of the image's lowest segment | optional (default as QEMU pseries: images linked below 0x400000 go 0x400000 higher) |
 //! | `entry_endian` | `big` or `little`: the MSR[LE] the image is entered with | optional, default `big` (as SLOF) |
-//! | `console` | `yes`: this VM owns the serial console first | optional, default: the first VM |
+//! | `console` | `yes`: this VM owns the serial console first (one VM only) | optional, default: the first VM |
 //! | `after` | name of a VM defined above: this one is created when that one has stopped (its memory, HPT and LPID free again) | optional, default: created at boot |
 //!
 //! Lines are trimmed; blank lines and lines whose first non-blank character
@@ -270,14 +270,13 @@ impl<'a> Archive<'a> {
             let Ok(full_name) = core::str::from_utf8(raw) else {
                 return err(name_off, ArchiveErrorKind::NameNotUtf8);
             };
-            // Cannot overflow: name_off + namesize <= bytes.len().
-            let data_off = (name_off + namesize).next_multiple_of(4);
-            let have = bytes.len().saturating_sub(data_off);
+            // Cannot overflow: name_off + namesize <= bytes.len(). The
+            // padding may be cut off at the very end of the input (an
+            // empty last entry): the data then starts at the end.
+            let data_off = (name_off + namesize).next_multiple_of(4).min(bytes.len());
+            let have = bytes.len() - data_off;
             if filesize > have {
-                return err(
-                    data_off.min(bytes.len()),
-                    ArchiveErrorKind::TruncatedData { filesize, have },
-                );
+                return err(data_off, ArchiveErrorKind::TruncatedData { filesize, have });
             }
             let data = &bytes[data_off..data_off + filesize];
             // The padding after the last data byte may be missing at the
@@ -854,6 +853,18 @@ pub fn parse_manifest_text<'a>(
                 bad = true;
             }
         }
+        // One VM owns the console first; a second claim is an error (the
+        // first accepted one keeps it).
+        let console_owner = out.vms.iter().find(|v| v.console);
+        if let (true, false, Some(owner)) = (d.console, bad, console_owner) {
+            error(
+                &mut out.errors,
+                line_of("console").unwrap_or(d.line),
+                Some(d.name),
+                format!("console: vm '{}' already has the console first", owner.name),
+            );
+            bad = true;
+        }
         if bad {
             continue;
         }
@@ -1397,6 +1408,25 @@ image = vmlinux
                 "manifest:14: invalid entry_endian 'middle' (expected big or little) (vm 'c' skipped)",
                 "manifest:15: invalid console 'maybe' (expected yes or no) (vm 'c' skipped)",
                 "manifest:16: duplicate key 'load_addr' (first at line 13) (vm 'c' skipped)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_second_console_claim_is_an_error() {
+        // A skipped VM's claim does not count; the first accepted keeps it.
+        let text = "[vm a]\nmemory = 24M\nimage = vmlinux\nconsole = yes\n\
+                    [vm b]\nmemory = 16M\nimage = vmlinux\nconsole = yes\n\
+                    [vm c]\nconsole = yes\nmemory = 16M\nimage = vmlinux\n";
+        let bytes = archive_with(text, FILES);
+        let m = manifest_of(&bytes);
+        let names: Vec<_> = m.vms.iter().map(|v| (v.name, v.console)).collect();
+        assert_eq!(names, [("b", true)]);
+        assert_eq!(
+            messages(&m),
+            [
+                "manifest:2: memory '24M' is not a non-zero multiple of 16M (vm 'a' skipped)",
+                "manifest:10: console: vm 'b' already has the console first (vm 'c' skipped)",
             ]
         );
     }

@@ -14,6 +14,8 @@
 //! | `hv.test=trap` | test only: execute `trap` (unexpected exception) |
 //! | `hv.test=resume` | test only: exceptions that return (trap, HDEC), timed nap |
 //! | `hv.test=ipi[:N]` | test only: N IPI round trips from thread 0 of each core (default 10000) |
+//! | `hv.test=stack-overflow` | test only: another thread grows its stack 1 KiB into its guard zone (the next check reports it) |
+//! | `hv.test=stuck-thread` | test only: another thread stops answering calls for 2.5 s; the watchdog reports it by name, the boot goes on |
 //! | `hv.test=deaf-thread` | test only: thread 1 of every core ignores the work thread 0 posts (a vcore wake-up that never comes) |
 //! | `hv.bench=ipi[:N]` | benchmark: IPI latencies over N trials (default 1000) |
 
@@ -30,6 +32,10 @@ pub enum TestAction {
     Resume,
     /// Thread 1 of every core drops the vcore work it is given.
     DeafThread,
+    /// Another thread overflows its stack into the guard zone.
+    StackOverflow,
+    /// Another thread stops answering calls for a while (the watchdog).
+    StuckThread,
 }
 
 /// Benchmarks run at boot (meant for `-icount shift=0,sleep=off`).
@@ -103,10 +109,14 @@ pub fn parse<'a>(s: &'a str, mut bad: impl FnMut(BadArg<'a>)) -> BootArgs {
             ("test", Some("trap")) => a.test = Some(TestAction::Trap),
             ("test", Some("resume")) => a.test = Some(TestAction::Resume),
             ("test", Some("deaf-thread")) => a.test = Some(TestAction::DeafThread),
+            ("test", Some("stack-overflow")) => a.test = Some(TestAction::StackOverflow),
+            ("test", Some("stuck-thread")) => a.test = Some(TestAction::StuckThread),
             ("test", Some(v)) if with_count(v, "ipi", 10_000).is_some() => {
                 a.test = with_count(v, "ipi", 10_000).map(TestAction::Ipi)
             }
-            ("test", _) => complain("expected panic, trap, resume, deaf-thread or ipi[:N]"),
+            ("test", _) => {
+                complain("expected panic, trap, resume, deaf-thread, stack-overflow, stuck-thread or ipi[:N]")
+            }
             ("bench", Some(v)) if with_count(v, "ipi", 1000).is_some() => {
                 a.bench = with_count(v, "ipi", 1000).map(Bench::Ipi)
             }
@@ -150,7 +160,7 @@ mod tests {
         assert_eq!(p("hv.bench=ipi").0.bench, Some(Bench::Ipi(1000)));
         assert_eq!(
             p("hv.test=ipi:0").1,
-            vec!["hv.test=ipi:0: expected panic, trap, resume, deaf-thread or ipi[:N]"]
+            vec!["hv.test=ipi:0: expected panic, trap, resume, deaf-thread, stack-overflow, stuck-thread or ipi[:N]"]
         );
         assert_eq!(
             p("hv.bench=ipix").1,
@@ -168,7 +178,7 @@ mod tests {
                 "hv.hpt_pool=lots: expected a size such as 64M",
                 "hv.hpt_pool_order=12: expected an order from 18 to 46",
                 "hv.log=loud: expected error, warn, info, debug or trace",
-                "hv.test=explode: expected panic, trap, resume, deaf-thread or ipi[:N]",
+                "hv.test=explode: expected panic, trap, resume, deaf-thread, stack-overflow, stuck-thread or ipi[:N]",
                 "hv.frobnicate: unknown hypervisor argument",
                 "hv.hpt_pool: unknown hypervisor argument",
             ]

@@ -14,8 +14,6 @@ use fdt::Fdt;
 /// What is wrong with the device tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Problem {
-    /// The blob is not a device tree (bad magic, size or version).
-    NotADeviceTree,
     /// A required node does not exist.
     MissingNode,
     /// A required property does not exist.
@@ -26,6 +24,8 @@ pub enum Problem {
     BadValue,
     /// More entries than the hypervisor can hold.
     TooMany,
+    /// The blob's structure is broken at this byte offset (check.rs).
+    Malformed { offset: u32, what: &'static str },
 }
 
 /// A device-tree error: which node, which property, what is wrong.
@@ -43,16 +43,15 @@ pub struct DtError<'a> {
 impl fmt::Display for DtError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.problem {
-            Problem::NotADeviceTree => "is not a valid flattened device tree",
             Problem::MissingNode => "is missing",
             Problem::Missing => "is missing",
             Problem::BadLength => "has a length that does not fit its format",
             Problem::BadValue => "has a value out of range",
             Problem::TooMany => "has more entries than supported",
+            Problem::Malformed { offset, what } => {
+                return write!(f, "device tree is malformed at offset {offset:#x}: {what}");
+            }
         };
-        if self.problem == Problem::NotADeviceTree {
-            return write!(f, "device tree {what}");
-        }
         write!(f, "device tree: node `")?;
         if self.parent.is_empty() && self.node.is_empty() {
             write!(f, "/")?;
@@ -86,9 +85,12 @@ fn err<'a>(
     }
 }
 
-/// Opens a device tree blob.
+/// Opens a device tree blob, once its whole structure is checked
+/// ([`check::well_formed`]: the `fdt` crate panics on a malformed one).
 pub fn open(blob: &[u8]) -> Result<Fdt<'_>, DtError<'static>> {
-    Fdt::new(blob).map_err(|_| err("", "", "", Problem::NotADeviceTree))
+    let malformed = |(offset, what)| err("", "", "", Problem::Malformed { offset, what });
+    check::well_formed(blob).map_err(malformed)?;
+    Fdt::new(blob).map_err(|_| malformed((0, "refused by the fdt crate")))
 }
 
 /// The blob's total size from its header, for reserving it.
@@ -422,8 +424,12 @@ pub fn icp_windows<'a>(fdt: &Fdt<'a>) -> Result<Vec<IcpWindow>, DtError<'a>> {
             return Err(err("/", n.name, "reg", Problem::BadValue));
         }
         for (i, w) in windows.iter().enumerate() {
+            let bad = err("/", n.name, "reg", Problem::BadValue);
+            if w.size() < ppc64::xics::REGS_LEN {
+                return Err(bad);
+            }
             out.push(IcpWindow {
-                pir: first + i as u32,
+                pir: first.checked_add(i as u32).ok_or(bad)?,
                 base: w.start,
                 size: w.size(),
             });
@@ -452,5 +458,6 @@ pub fn fw_features<'a>(fdt: &Fdt<'a>) -> Vec<(&'a str, Option<bool>)> {
         .collect()
 }
 
+pub mod check;
 #[cfg(test)]
 mod tests;

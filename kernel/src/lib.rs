@@ -31,6 +31,7 @@ pub mod pagealloc;
 pub mod quirks;
 pub mod rtas;
 pub mod smp;
+pub mod stackguard;
 pub mod time;
 pub mod tlb;
 pub mod units;

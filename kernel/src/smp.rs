@@ -81,6 +81,9 @@ pub struct Counters {
     /// External-interrupt wakes that found no IPI (another source).
     pub spurious: AtomicU64,
     pub calls_run: AtomicU64,
+    /// Watchdog reports this thread made about a thread that did not
+    /// answer it.
+    pub watchdog_reports: AtomicU64,
 }
 
 impl Counters {
@@ -395,6 +398,60 @@ pub trait Machine: Sync {
     fn idle(&self, me: &CpuState, deadline: Option<u64>);
     /// The timebase.
     fn now(&self) -> u64;
+    /// Timebase ticks in a millisecond.
+    fn ticks_per_ms(&self) -> u64 {
+        crate::time::ms_to_ticks(1)
+    }
+}
+
+/// A wait that has taken longer than [`WATCHDOG_MS`] is reported, and
+/// again each time the wait has doubled.
+pub const WATCHDOG_MS: u64 = 1000;
+
+/// The watchdog of one wait: when its next report is due.
+#[derive(Clone, Copy, Debug)]
+pub struct Watchdog {
+    start: u64,
+    next: u64,
+    per_ms: u64,
+}
+
+impl Watchdog {
+    pub fn new(now: u64, per_ms: u64) -> Self {
+        Watchdog {
+            start: now,
+            next: now.saturating_add(WATCHDOG_MS * per_ms),
+            per_ms: per_ms.max(1),
+        }
+    }
+
+    /// When to wake up to check again, at the latest.
+    pub fn deadline(&self) -> u64 {
+        self.next
+    }
+
+    /// The milliseconds waited, when a report is due at `now` (the next
+    /// one is then due when the wait has doubled).
+    pub fn due(&mut self, now: u64) -> Option<u64> {
+        if now < self.next {
+            return None;
+        }
+        let waited = now - self.start;
+        self.next = now.saturating_add(waited);
+        Some(waited / self.per_ms)
+    }
+}
+
+impl ThreadMode {
+    /// For reports: what a thread in this mode is doing.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ThreadMode::Idle => "in the hypervisor without a vcore",
+            ThreadMode::Napping => "napping for a vcpu",
+            ThreadMode::InHost => "in the hypervisor for a vcpu",
+            ThreadMode::InGuest => "running guest code",
+        }
+    }
 }
 
 /// All hardware threads and the machine that connects them.
@@ -482,16 +539,68 @@ impl<M: Machine> Smp<M> {
     }
 
     /// Sleeps until `done` yields a value. Every reply comes with an IPI,
-    /// so this idles *first*: the reply's IPI is always acknowledged here
-    /// (at once if it is already pending) and never left to coalesce with
-    /// the next one sent to this thread.
-    fn wait_reply<T>(&self, me: &CpuState, mut done: impl FnMut(&Self) -> Option<T>) -> T {
+    /// so this idles *first*: the reply's IPI is acknowledged here (at once
+    /// if it is already pending) and not left to coalesce with the next
+    /// one sent to this thread, unless the reply arrives just as a
+    /// watchdog wake-up does (then that IPI wakes the next wait once, for
+    /// nothing). A `to` that has not answered for [`WATCHDOG_MS`] is
+    /// reported by name, and again whenever the wait has doubled.
+    fn wait_reply<T>(
+        &self,
+        me: &CpuState,
+        mut done: impl FnMut(&Self) -> Option<T>,
+        late: impl Fn() -> Option<usize>,
+    ) -> T {
+        let mut dog = Watchdog::new(self.machine.now(), self.machine.ticks_per_ms());
         loop {
-            self.machine.idle(me, None);
+            self.machine.idle(me, Some(dog.deadline()));
             self.service(me);
             if let Some(v) = done(self) {
                 return v;
             }
+            if let Some(ms) = dog.due(self.machine.now()) {
+                if let Some(to) = late().and_then(|i| self.cpus.get(i)) {
+                    self.report_unanswered(me, to, ms);
+                }
+            }
+        }
+    }
+
+    /// The watchdog's report of a thread that does not answer.
+    #[cold]
+    fn report_unanswered(&self, me: &CpuState, to: &CpuState, ms: u64) {
+        me.stats.watchdog_reports.fetch_add(1, Ordering::Relaxed);
+        log::error!(
+            target: "watchdog",
+            "PIR {:#x} (core {} thread {}) has not answered a call from PIR {:#x} for {ms} ms; it is {}",
+            to.pir,
+            to.core,
+            to.thread,
+            me.pir,
+            to.hv.mode().describe()
+        );
+    }
+
+    /// Idles (serving calls) until `cond` holds, with no time limit but a
+    /// watchdog: `report(ms)` after [`WATCHDOG_MS`] of waiting and again
+    /// whenever the wait has doubled (it names whoever is late).
+    pub fn wait_watched(
+        &self,
+        me: &CpuState,
+        mut cond: impl FnMut() -> bool,
+        mut report: impl FnMut(u64),
+    ) {
+        let mut dog = Watchdog::new(self.machine.now(), self.machine.ticks_per_ms());
+        loop {
+            self.service(me);
+            if cond() {
+                return;
+            }
+            if let Some(ms) = dog.due(self.machine.now()) {
+                me.stats.watchdog_reports.fetch_add(1, Ordering::Relaxed);
+                report(ms);
+            }
+            self.machine.idle(me, Some(dog.deadline()));
         }
     }
 
@@ -525,10 +634,17 @@ impl<M: Machine> Smp<M> {
     }
 
     fn post(&self, me: &CpuState, t: &CpuState, func: CallFn, arg: u64, wait: bool) {
-        // Another sender may hold the slot: idle until it is free (its
-        // owner's reply wakes nobody here, so poll with service in between).
+        // Another sender may hold the slot, or `t` may still be running
+        // an earlier call: poll until it is free (its owner's reply wakes
+        // nobody here), serving calls in between, with the watchdog.
+        let mut dog: Option<Watchdog> = None;
         while !t.mailbox.claim() {
             self.service(me);
+            let now = self.machine.now();
+            let d = dog.get_or_insert_with(|| Watchdog::new(now, self.machine.ticks_per_ms()));
+            if let Some(ms) = d.due(now) {
+                self.report_unanswered(me, t, ms);
+            }
             core::hint::spin_loop();
         }
         t.mailbox.post(me.id, func, arg, wait);
@@ -554,7 +670,11 @@ impl<M: Machine> Smp<M> {
         if !wait {
             return Ok(None);
         }
-        Ok(Some(self.wait_reply(me, |_| t.mailbox.collect())))
+        Ok(Some(self.wait_reply(
+            me,
+            |_| t.mailbox.collect(),
+            || Some(t.id),
+        )))
     }
 
     /// Runs `func(arg)` on every thread in `targets` (indexes into `cpus`)
@@ -583,15 +703,22 @@ impl<M: Machine> Smp<M> {
         }
         let mut pending = *targets;
         pending.clear(me.id);
-        if wait && !pending.is_empty() {
-            self.wait_reply(me, |s| {
-                for i in pending.iter().collect::<Vec<_>>() {
-                    if s.cpus[i].mailbox.collect().is_some() {
-                        pending.clear(i);
+        let pending = core::cell::Cell::new(pending);
+        if wait && !pending.get().is_empty() {
+            self.wait_reply(
+                me,
+                |s| {
+                    let mut p = pending.get();
+                    for i in p.iter().collect::<Vec<_>>() {
+                        if s.cpus[i].mailbox.collect().is_some() {
+                            p.clear(i);
+                        }
                     }
-                }
-                pending.is_empty().then_some(())
-            });
+                    pending.set(p);
+                    p.is_empty().then_some(())
+                },
+                || pending.get().iter().next(),
+            );
         }
         Ok(())
     }

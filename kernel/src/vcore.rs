@@ -196,6 +196,12 @@ impl EntryExit {
         (old as u8) & !(1u8 << ptid)
     }
 
+    /// The threads that entered and have not left (for reports).
+    pub fn still_in(&self) -> u8 {
+        let w = self.0.load(Ordering::Acquire);
+        (w as u8) & !((w >> 8) as u8)
+    }
+
     /// A thread has started the vcore exit.
     pub fn exiting(&self) -> bool {
         (self.0.load(Ordering::Acquire) >> 8) & 0xff != 0

@@ -4,6 +4,7 @@
 //! - `run`    boots it under QEMU (same as ./qemu-run.sh)
 //! - `test`   host unit tests, lint, firmware build, QEMU smoke tests
 //! - `bench`  deterministic benchmarks under -icount
+//! - `soak`   the long robustness runs (host fuzzing: 1,000,000 cases each)
 //! - `dtb`    captures the device tree skiboot hands over, as a fixture
 
 mod archives;
@@ -12,6 +13,7 @@ mod build;
 mod linux;
 mod qemu;
 mod smoke;
+mod soak;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +35,8 @@ fn usage() -> ExitCode {
          \n  archive DIR OUT.cpio     pack DIR (manifest + images) as a boot archive\
          \n  linux                    fetch Debian's kernel + busybox, build build/archives/linux.cpio\
          \n  bench [NAME]             deterministic benchmarks (-icount), Markdown table\
+         \n  soak [--cases N] [--seed S]\
+         \n                           long robustness runs (host fuzzing, N cases per reader)\
          \n  dtb --cores N --threads N --memory SIZE OUT.dtb\
          \n                           save the device tree skiboot passes to the payload"
     );
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         "test" => smoke::test(rest),
         "dtb" => qemu::dump_dtb(rest),
         "bench" => bench::bench(rest),
+        "soak" => soak::soak(rest),
         "archive" => archives::pack(rest),
         "linux" => linux::command(rest),
         _ => return usage(),

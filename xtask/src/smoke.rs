@@ -73,7 +73,7 @@ const HOST_CRATES: &[&str] = &[
     "xtask",
 ];
 
-fn step(name: &str, cmd: &mut Command) -> Result<(), String> {
+pub fn step(name: &str, cmd: &mut Command) -> Result<(), String> {
     eprintln!("xtask: == {name}");
     let st = cmd
         .current_dir(root())
@@ -86,7 +86,7 @@ fn step(name: &str, cmd: &mut Command) -> Result<(), String> {
     }
 }
 
-fn cargo() -> Command {
+pub fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
@@ -425,6 +425,61 @@ const SMOKES: &[Smoke] = &[
                 b.find("power off (ok)").is_none(),
                 "ok line on a failed run",
             )
+        },
+    },
+    Smoke {
+        name: "stack-overflow-is-reported",
+        args: &["--append", "hv.test=stack-overflow"],
+        status: 1,
+        typing: &[],
+        check: |b| {
+            // A thread grew 1024 bytes past its stack: its next guard
+            // check stops the machine with the failure report naming it.
+            let pir = b
+                .find("test: PIR ")
+                .and_then(|l| l.split("test: PIR ").nth(1))
+                .and_then(|r| r.split(' ').next())
+                .ok_or("no line naming the thread")?;
+            let want = format!("hv: error: PIR {pir}: thread stack overflow: ");
+            let line = b
+                .lines()
+                .find(|l| l.contains(&want))
+                .ok_or(format!("no report of PIR {pir}'s overflow"))?;
+            let bytes: u64 = line
+                .split("overflow: ")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .ok_or("no byte count")?;
+            if !(1024..4096).contains(&bytes) {
+                return Err(format!("{bytes} bytes reported, want 1024..4096"));
+            }
+            has(b, "hv: power off (failure)")
+        },
+    },
+    Smoke {
+        name: "watchdog-names-a-thread-that-stops-answering",
+        args: &["--append", "hv.test=stuck-thread"],
+        status: 0,
+        typing: &[],
+        check: |b| {
+            let pir = b
+                .find("test: PIR ")
+                .and_then(|l| l.split("test: PIR ").nth(1))
+                .and_then(|r| r.split(' ').next())
+                .ok_or("no line naming the thread")?;
+            let want = format!("watchdog: error: PIR {pir} (core ");
+            let line = b
+                .find(&want)
+                .ok_or(format!("no watchdog report naming PIR {pir}"))?;
+            if !line.contains("has not answered a call from PIR ")
+                || !line.contains(" ms; it is in the hypervisor without a vcore")
+            {
+                return Err(format!("unexpected report: {line}"));
+            }
+            has(b, &format!("test: PIR {pir} answered again"))?;
+            // The machine goes on: the default guests run.
+            has(b, "hv: all VMs stopped: 2 ran, 2 ok, 0 not ok")
         },
     },
     Smoke {

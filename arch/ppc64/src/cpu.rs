@@ -56,6 +56,15 @@ pub fn pir() -> u32 {
     mfspr::<{ spr::PIR }>() as u32
 }
 
+/// The stack pointer (r1) where this is inlined.
+#[inline(always)]
+pub fn stack_pointer() -> u64 {
+    let sp: u64;
+    // SAFETY: reads r1; touches nothing else.
+    unsafe { asm!("mr {0}, 1", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    sp
+}
+
 /// Makes `start..end` (just written as data) visible to instruction fetch:
 /// `dcbst` every line, `sync`, `icbi` every line, `isync`.
 ///

@@ -29,5 +29,4 @@ pub mod power;
 pub mod probe;
 #[cfg(target_arch = "powerpc64")]
 pub mod vectors;
-#[cfg(target_arch = "powerpc64")]
 pub mod xics;

@@ -21,6 +21,10 @@ pub struct Paca {
     pub cpu_id: u64,
     /// Top of this thread's normal stack (for a secondary's first entry).
     pub stack_top: u64,
+    /// Lowest address of the guard zones under the thread and exception
+    /// stacks (`kernel::stackguard`).
+    pub stack_zone: u64,
+    pub exc_stack_zone: u64,
     /// SRR1 of the last wake-up from nap.
     pub wake_srr1: u64,
     /// Context saved by `__power_nap` and restored by `__nap_wake`.
@@ -81,6 +85,8 @@ impl Paca {
             exceptions: 0,
             cpu_id: 0,
             stack_top: 0,
+            stack_zone: 0,
+            exc_stack_zone: 0,
             wake_srr1: 0,
             nap: HostContext::new(),
             guest_regs: 0,

@@ -20,6 +20,14 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// PIR -> per-thread area, read by `__nap_wake` and `__secondary_start`.
 pub static PACA_BY_PIR: [AtomicU64; PIR_TABLE_SIZE] = [const { AtomicU64::new(0) }; PIR_TABLE_SIZE];
 
+/// The per-thread area registered for PIR `pir`, if any.
+pub fn paca_of(pir: u32) -> Option<&'static Paca> {
+    let p = PACA_BY_PIR[(pir as u64 & PIR_MASK) as usize].load(Ordering::Acquire) as *const Paca;
+    // SAFETY: only `register_paca` stores here, with areas that are never
+    // freed.
+    unsafe { p.as_ref() }
+}
+
 /// Records the per-thread area of the thread with PIR `pir`.
 pub fn register_paca(pir: u32, paca: *mut Paca) {
     PACA_BY_PIR[(pir as u64 & PIR_MASK) as usize].store(paca as u64, Ordering::Release);

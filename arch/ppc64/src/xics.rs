@@ -8,10 +8,15 @@
 //! store sets CPPR. MFRR (+12, byte only): a value more favoured than the
 //! target's CPPR raises an IPI (XISR 2).
 
+#[cfg(target_arch = "powerpc64")]
 use core::arch::asm;
 
+#[cfg(target_arch = "powerpc64")]
 const XIRR: u64 = 4;
 const MFRR: u64 = 12;
+/// Bytes of a window the hypervisor touches (XIRR to MFRR); a device-tree
+/// window smaller than this is refused.
+pub const REGS_LEN: u64 = MFRR + 1;
 
 /// XISR of an inter-processor interrupt.
 pub const XISR_IPI: u32 = 2;
@@ -23,11 +28,13 @@ pub const CPPR_ALL: u8 = 0xff;
 pub const MFRR_NONE: u8 = 0xff;
 
 /// One thread's ICP window.
+#[cfg(target_arch = "powerpc64")]
 #[derive(Clone, Copy, Debug)]
 pub struct Icp {
     base: u64,
 }
 
+#[cfg(target_arch = "powerpc64")]
 impl Icp {
     /// # Safety
     /// `base` must be the real address of an ICP window from the device tree.
@@ -76,10 +83,17 @@ impl Icp {
 
     /// End of interrupt: writes back the XIRR value `accept` returned,
     /// which also restores the CPPR held in its top byte.
+    ///
+    /// The trailing `sync` performs the EOI, and an MFRR clear before it,
+    /// ahead of every later cacheable load. A sender that stores its wake
+    /// state, syncs and then finds MFRR still set sends no second IPI
+    /// (`kernel::smp::Smp::kick`), so the woken thread must read the wake
+    /// state only once its MFRR clear is visible; without the `sync` a
+    /// cache-inhibited store may be performed after those loads.
     pub fn eoi(&self, xirr: u32) {
         // SAFETY: XIRR of this ICP window.
         unsafe {
-            asm!("sync", "stwcix {v}, {b}, {o}", v = in(reg) xirr.to_be() as u64, b = in(reg_nonzero) self.base, o = in(reg) XIRR, options(nostack))
+            asm!("sync", "stwcix {v}, {b}, {o}", "sync", v = in(reg) xirr.to_be() as u64, b = in(reg_nonzero) self.base, o = in(reg) XIRR, options(nostack))
         };
     }
 

@@ -313,7 +313,7 @@ fn no_memory_or_cpus_is_a_clear_error() {
     );
     assert_eq!(
         open(&[0u8; 64]).unwrap_err().to_string(),
-        "device tree is not a valid flattened device tree"
+        "device tree is malformed at offset 0x0: bad magic (expected 0xd00dfeed)"
     );
 }
 

@@ -53,6 +53,11 @@ impl Machine for Fake {
     fn now(&self) -> u64 {
         self.start.elapsed().as_micros() as u64
     }
+
+    /// Time is in microseconds, and the watchdog's second is 100 ms.
+    fn ticks_per_ms(&self) -> u64 {
+        100
+    }
 }
 
 /// 2 cores x 4 threads with powernv8 PIRs; all online.
@@ -308,4 +313,51 @@ fn work_posted_in_the_state_block_runs_from_the_idle_loop_exactly_once() {
     assert_eq!(idle.hv.take(), None);
     idle.hv.set_mode(ThreadMode::InGuest);
     assert_eq!(idle.hv.mode(), ThreadMode::InGuest);
+}
+
+#[test]
+fn the_watchdog_reports_at_its_interval_and_then_at_each_doubling() {
+    let mut d = Watchdog::new(100, 10);
+    assert_eq!(d.deadline(), 100 + WATCHDOG_MS * 10);
+    assert_eq!(d.due(100 + WATCHDOG_MS * 10 - 1), None);
+    assert_eq!(d.due(100 + WATCHDOG_MS * 10), Some(WATCHDOG_MS));
+    // The next report when the wait has doubled.
+    assert_eq!(d.deadline(), 100 + 2 * WATCHDOG_MS * 10);
+    assert_eq!(d.due(100 + 2 * WATCHDOG_MS * 10 - 1), None);
+    assert_eq!(d.due(100 + 2 * WATCHDOG_MS * 10), Some(2 * WATCHDOG_MS));
+}
+
+fn slow(ms_of_fake_time: u64) -> u64 {
+    // The fake's watchdog millisecond is 100 us.
+    std::thread::sleep(Duration::from_micros(ms_of_fake_time * 100));
+    ms_of_fake_time
+}
+
+#[test]
+fn a_thread_that_answers_late_is_reported_and_a_prompt_one_is_not() {
+    let smp = machine();
+    start_idle(&smp, &[0]);
+    let me = &smp.cpus[0];
+    assert_eq!(smp.call(me, smp.cpus[1].pir, slow, 0, true), Ok(Some(0)));
+    assert_eq!(me.stats.watchdog_reports.load(Ordering::Relaxed), 0);
+    // Late by 2.5 watchdog intervals: reported (at least at the first
+    // one), and the answer still arrives.
+    let late = WATCHDOG_MS * 5 / 2;
+    assert_eq!(
+        smp.call(me, smp.cpus[2].pir, slow, late, true),
+        Ok(Some(late))
+    );
+    assert!(me.stats.watchdog_reports.load(Ordering::Relaxed) >= 1);
+}
+
+#[test]
+fn a_thread_still_busy_with_an_earlier_call_is_reported_too() {
+    let smp = machine();
+    start_idle(&smp, &[0]);
+    let me = &smp.cpus[0];
+    let t = smp.cpus[3].pir;
+    // The second call waits for the mailbox the first still holds.
+    assert_eq!(smp.call(me, t, slow, WATCHDOG_MS * 2, false), Ok(None));
+    assert_eq!(smp.call(me, t, double, 21, true), Ok(Some(42)));
+    assert!(me.stats.watchdog_reports.load(Ordering::Relaxed) >= 1);
 }

@@ -1,0 +1,722 @@
+//! Property-based fuzzing of everything the hypervisor reads from outside
+//! itself: the boot archive (cpio `newc`), its manifest, guest ELF images,
+//! skiboot's device tree and the boot arguments in it.
+//!
+//! Inputs are valid seeds (archives, ELF files, the captured skiboot
+//! trees in tests/fixtures) put through up to eight byte-level mutations
+//! (bit flips, interesting bytes and words, ASCII hex fields, truncation,
+//! insertion, deletion, copies), or plain random bytes; manifests are
+//! generated from their grammar. Each reader must not panic, must return
+//! only what is consistent with its input, and must reject with an error
+//! whose message is one non-empty line.
+//!
+//! `proptest` rather than coverage-guided fuzzing: it runs inside the
+//! normal `cargo test` on the stable parts of the toolchain (no libFuzzer,
+//! no sanitizer build), every run is reproducible from its seed, and a
+//! failure is shrunk to a small input before it is reported.
+//!
+//! `HV_FUZZ_CASES` sets the cases per target (default 2,000: the bounded
+//! run of `cargo xtask test`; `cargo xtask soak` runs 1,000,000), and
+//! `HV_FUZZ_SEED` the seed (default fixed, printed on failure).
+
+use kernel::archive::{self, Archive, NewcEntry};
+use kernel::{bootargs, devtree, elf};
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// A deterministic runner: `HV_FUZZ_CASES` cases from `HV_FUZZ_SEED`.
+fn runner(target: &str) -> TestRunner {
+    let seed = env_u64("HV_FUZZ_SEED", 0x5eed_1234);
+    let cases = env_u64("HV_FUZZ_CASES", 2_000) as u32;
+    eprintln!("fuzz {target}: {cases} cases, HV_FUZZ_SEED={seed}");
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&(target.len() as u64).to_le_bytes());
+    for (i, b) in target.bytes().enumerate() {
+        key[16 + i % 16] ^= b;
+    }
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 4_096,
+        ..Config::default()
+    };
+    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &key))
+}
+
+/// Runs `test` over `strategy`; each case names its outcome (how deep the
+/// input got), and the share of each is printed and returned, so a test
+/// can insist that its inputs reach the reader's inner paths.
+fn run<S: Strategy>(
+    target: &str,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<&'static str, TestCaseError>,
+) -> BTreeMap<&'static str, f64>
+where
+    S::Value: std::fmt::Debug,
+{
+    let tally = RefCell::new(BTreeMap::<&'static str, u64>::new());
+    let result = runner(target).run(&strategy, |v| {
+        let outcome = test(v)?;
+        *tally.borrow_mut().entry(outcome).or_default() += 1;
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("fuzz {target}: {e}");
+    }
+    let tally = tally.into_inner();
+    let total = tally.values().sum::<u64>().max(1) as f64;
+    let shares: BTreeMap<_, _> = tally.iter().map(|(k, &n)| (*k, n as f64 / total)).collect();
+    let line: Vec<String> = shares
+        .iter()
+        .map(|(k, f)| format!("{k} {:.1}%", f * 100.0))
+        .collect();
+    eprintln!(
+        "fuzz {target}: {total} cases, no panic: {}",
+        line.join(", ")
+    );
+    shares
+}
+
+/// At least `min` of the cases had `outcome`.
+fn reached(shares: &BTreeMap<&'static str, f64>, outcome: &str, min: f64) {
+    let got = shares.get(outcome).copied().unwrap_or(0.0);
+    assert!(
+        got >= min,
+        "only {:.2}% of the cases were `{outcome}` (want {:.0}%)",
+        got * 100.0,
+        min * 100.0
+    );
+}
+
+/// A rejection's message: one non-empty line.
+fn clear_error(e: &dyn std::fmt::Display) -> Result<(), TestCaseError> {
+    let s = e.to_string();
+    prop_assert!(
+        !s.trim().is_empty() && !s.contains('\n'),
+        "unclear error {s:?}"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Byte-level mutation of seeds
+// ---------------------------------------------------------------------------
+
+const INTERESTING: [u64; 20] = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    7,
+    8,
+    16,
+    0x7f,
+    0x80,
+    0xff,
+    0x100,
+    0x1000,
+    0xffff,
+    0x40_0000,
+    0x7fff_ffff,
+    0x8000_0000,
+    0xffff_ffff,
+    0x7fff_ffff_ffff_ffff,
+    u64::MAX,
+];
+
+#[derive(Clone, Debug)]
+enum Mutation {
+    Flip {
+        at: usize,
+        bit: u8,
+    },
+    Byte {
+        at: usize,
+        v: u8,
+    },
+    /// An interesting value (index into INTERESTING, or a random one).
+    Word {
+        at: usize,
+        width: u8,
+        v: u64,
+        big: bool,
+    },
+    /// Eight ASCII hex digits (cpio header fields).
+    Hex {
+        at: usize,
+        v: u32,
+    },
+    Truncate {
+        at: usize,
+    },
+    Insert {
+        at: usize,
+        bytes: Vec<u8>,
+    },
+    Delete {
+        at: usize,
+        len: usize,
+    },
+    Copy {
+        from: usize,
+        to: usize,
+        len: usize,
+    },
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let value = prop_oneof![
+        3 => (0..INTERESTING.len()).prop_map(|i| INTERESTING[i]),
+        1 => any::<u64>(),
+    ];
+    prop_oneof![
+        3 => (any::<usize>(), 0..8u8).prop_map(|(at, bit)| Mutation::Flip { at, bit }),
+        2 => (any::<usize>(), any::<u8>()).prop_map(|(at, v)| Mutation::Byte { at, v }),
+        3 => (any::<usize>(), prop_oneof![Just(1u8), Just(2), Just(4), Just(8)], value.clone(), any::<bool>())
+            .prop_map(|(at, width, v, big)| Mutation::Word { at, width, v, big }),
+        2 => (any::<usize>(), value.prop_map(|v| v as u32)).prop_map(|(at, v)| Mutation::Hex { at, v }),
+        1 => any::<usize>().prop_map(|at| Mutation::Truncate { at }),
+        1 => (any::<usize>(), vec(any::<u8>(), 1..16)).prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
+        1 => (any::<usize>(), 1..64usize).prop_map(|(at, len)| Mutation::Delete { at, len }),
+        1 => (any::<usize>(), any::<usize>(), 1..64usize)
+            .prop_map(|(from, to, len)| Mutation::Copy { from, to, len }),
+    ]
+}
+
+fn apply(b: &mut Vec<u8>, m: &Mutation) {
+    let n = b.len();
+    let at = |x: usize| if n == 0 { 0 } else { x % n };
+    match *m {
+        Mutation::Flip { at: a, bit } if n > 0 => b[at(a)] ^= 1 << bit,
+        Mutation::Byte { at: a, v } if n > 0 => b[at(a)] = v,
+        Mutation::Word {
+            at: a,
+            width,
+            v,
+            big,
+        } if n >= width as usize => {
+            let w = width as usize;
+            let a = at(a) % (n - w + 1);
+            let bytes = if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            };
+            let src = if big { &bytes[8 - w..] } else { &bytes[..w] };
+            b[a..a + w].copy_from_slice(src);
+        }
+        Mutation::Hex { at: a, v } if n >= 8 => {
+            let a = at(a) % (n - 7);
+            b[a..a + 8].copy_from_slice(format!("{v:08x}").as_bytes());
+        }
+        Mutation::Truncate { at: a } => b.truncate(at(a)),
+        Mutation::Insert { at: a, ref bytes } => {
+            let a = if n == 0 { 0 } else { a % (n + 1) };
+            b.splice(a..a, bytes.iter().copied());
+        }
+        Mutation::Delete { at: a, len } if n > 0 => {
+            let a = at(a);
+            b.drain(a..(a + len).min(n));
+        }
+        Mutation::Copy { from, to, len } if n > 0 => {
+            let (f, t) = (at(from), at(to));
+            let len = len.min(n - f).min(n - t);
+            b.copy_within(f..f + len, t);
+        }
+        _ => {}
+    }
+}
+
+/// Seeds mutated, or (one case in ten) random bytes.
+fn mutated(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
+    let n = seeds.len();
+    prop_oneof![
+        9 => (0..n, vec(mutation(), 0..8)).prop_map(move |(i, ms)| {
+            let mut b = seeds[i].clone();
+            for m in &ms {
+                apply(&mut b, m);
+            }
+            b
+        }),
+        1 => vec(any::<u8>(), 0..512),
+    ]
+}
+
+// ---------------------------------------------------------------------------
+// The boot archive and its manifest
+// ---------------------------------------------------------------------------
+
+const MANIFEST: &str = "# two guests\n[vm web]\nmemory = 256M\nimage = vmlinux\n\
+    initrd = ./rootfs.cpio\nbootargs = console=hvc0 # verbatim\n\n\
+    [vm db]\nvcpus = 4\nthreads = 2\nmemory = 0x40000000\nhpt_order = 24\n\
+    image = /vmlinux\nload_addr = 0x1000000\nentry_endian = little\nconsole = yes\n\
+    [vm next]\nmemory = 16M\nimage = vmlinux\nafter = web\n";
+
+fn archive_seeds() -> Vec<Vec<u8>> {
+    let files = archive::build_newc(&[
+        ("manifest", MANIFEST.as_bytes()),
+        ("vmlinux", b"\x7fELF not really"),
+        ("rootfs.cpio", &[7u8; 33]),
+    ]);
+    let dirs = archive::build_newc_entries(&[
+        NewcEntry {
+            name: "./guests",
+            mode: 0o040_755,
+            rdev: (0, 0),
+            data: b"",
+        },
+        NewcEntry {
+            name: "./manifest",
+            mode: 0o100_644,
+            rdev: (0, 0),
+            data: b"[vm a]\nmemory = 32M\nimage = guests/a\n",
+        },
+        NewcEntry {
+            name: "./guests/a",
+            mode: 0o100_755,
+            rdev: (0, 0),
+            data: &[0xaa; 5],
+        },
+        NewcEntry {
+            name: "dev/console",
+            mode: 0o020_600,
+            rdev: (5, 1),
+            data: b"",
+        },
+    ]);
+    let mut padded = files.clone();
+    padded.resize(padded.len().next_multiple_of(512), 0);
+    vec![files, dirs, padded, archive::build_newc(&[])]
+}
+
+/// What a manifest's accepted VMs must satisfy, whatever the input.
+fn check_manifest(
+    m: &archive::Manifest<'_>,
+    a: &Archive<'_>,
+    threads: u32,
+) -> Result<(), TestCaseError> {
+    for e in &m.errors {
+        clear_error(e)?;
+        prop_assert!(e.to_string().starts_with("manifest"));
+    }
+    for (i, vm) in m.vms.iter().enumerate() {
+        prop_assert!(!vm.name.is_empty() && vm.name.len() <= archive::MAX_VM_NAME);
+        prop_assert!(
+            m.vms[..i].iter().all(|o| o.name != vm.name),
+            "two VMs named {}",
+            vm.name
+        );
+        prop_assert!(vm.memory > 0 && vm.memory % archive::MEMORY_MULTIPLE == 0);
+        prop_assert!((1..=256).contains(&vm.layout.vcpus));
+        prop_assert!(matches!(vm.layout.threads, 1 | 2 | 4 | 8) && vm.layout.threads <= threads);
+        prop_assert!(vm.layout.vcpus % vm.layout.threads == 0);
+        prop_assert!(vm
+            .hpt_order
+            .is_none_or(|o| archive::HPT_ORDERS.contains(&o)));
+        prop_assert_eq!(a.file(vm.image_path), Some(vm.image));
+        if let Some((p, data)) = vm.initrd {
+            prop_assert_eq!(a.file(p), Some(data));
+        }
+        prop_assert!(vm.load_addr.is_none_or(|l| l % 4096 == 0));
+        if let Some(after) = vm.after {
+            prop_assert!(after != vm.name);
+        }
+        prop_assert!(!vm.bootargs.contains('\n'));
+    }
+    prop_assert!(m.vms.iter().filter(|v| v.console).count() <= 1);
+    Ok(())
+}
+
+#[test]
+fn fuzz_boot_archive_and_manifest() {
+    let shares = run(
+        "boot-archive",
+        (
+            mutated(archive_seeds()),
+            prop_oneof![Just(1u32), Just(4), Just(8)],
+        ),
+        |(bytes, threads)| match Archive::parse(&bytes) {
+            Ok(a) => {
+                prop_assert!(a.byte_len() <= bytes.len());
+                let range = bytes.as_ptr_range();
+                for e in &a {
+                    let d = e.data.as_ptr_range();
+                    prop_assert!(
+                        e.data.is_empty() || (range.start <= d.start && d.end <= range.end)
+                    );
+                    prop_assert!(e.offset < a.byte_len());
+                    prop_assert_ne!(e.name, archive::TRAILER_NAME);
+                }
+                let m = archive::parse_manifest(&a, threads);
+                check_manifest(&m, &a, threads)?;
+                Ok(if m.vms.is_empty() {
+                    "archive read"
+                } else {
+                    "VMs accepted"
+                })
+            }
+            Err(e) => {
+                prop_assert!(e.offset <= bytes.len());
+                clear_error(&e)?;
+                Ok("refused")
+            }
+        },
+    );
+    reached(&shares, "VMs accepted", 0.05);
+    reached(&shares, "refused", 0.2);
+}
+
+/// A `[vm NAME]` section whose keys mostly have valid values (so that
+/// VMs get accepted and the checks between keys run), some edge ones.
+fn vm_section() -> impl Strategy<Value = String> {
+    let good = |k: &'static str, vals: &'static [&'static str]| {
+        (0..vals.len(), any::<bool>()).prop_map(move |(i, present)| {
+            if present || k == "memory" || k == "image" {
+                format!("{k} = {}", vals[i])
+            } else {
+                String::new()
+            }
+        })
+    };
+    let keys = (
+        good("vcpus", &["1", "2", "4", "8", "256", "3"]),
+        good("threads", &["1", "2", "4", "8"]),
+        good("memory", &["16M", "256M", "1G", "0x2000000"]),
+        good("hpt_order", &["18", "24", "46"]),
+        good("image", &["vmlinux", "/vmlinux", "./vmlinux"]),
+        good("initrd", &["rootfs.cpio", "./rootfs.cpio"]),
+        good("bootargs", &["console=hvc0", "", "a=b # c"]),
+        good("load_addr", &["0x0", "0x1000000", "0x400000"]),
+        good("entry_endian", &["big", "little"]),
+        good("console", &["yes"]),
+        good("after", &["a", "web", "db"]),
+    );
+    let name = prop_oneof![Just("a"), Just("web"), Just("db"), Just("x.y_z-1")];
+    (name, keys, vec(manifest_line(), 0..2)).prop_map(|(n, k, extra)| {
+        let mut lines = vec![format!("[vm {n}]")];
+        lines.extend([k.0, k.1, k.2, k.3, k.4, k.5, k.6, k.7, k.8, k.9, k.10]);
+        lines.extend(extra);
+        lines.join("\n")
+    })
+}
+
+/// Manifest lines from the grammar, with edge values.
+fn manifest_line() -> impl Strategy<Value = String> {
+    let name = prop_oneof![
+        Just("a".to_string()),
+        Just("web".to_string()),
+        Just("db".to_string()),
+        Just("x".repeat(32)),
+        Just("x".repeat(33)),
+        Just("bad name".to_string()),
+        Just("é".to_string()),
+        Just(String::new()),
+        "[A-Za-z0-9_.-]{1,8}",
+    ];
+    let key = prop_oneof![
+        10 => (0..11usize).prop_map(|i| [
+            "vcpus", "threads", "memory", "hpt_order", "image", "bootargs",
+            "initrd", "load_addr", "entry_endian", "console", "after"
+        ][i].to_string()),
+        1 => "[a-z_]{1,10}",
+        1 => Just("MEMORY".to_string()),
+    ];
+    let value = prop_oneof![
+        Just("0".to_string()),
+        Just("1".to_string()),
+        Just("2".to_string()),
+        Just("3".to_string()),
+        Just("4".to_string()),
+        Just("8".to_string()),
+        Just("256".to_string()),
+        Just("257".to_string()),
+        Just("16M".to_string()),
+        Just("256M".to_string()),
+        Just("1G".to_string()),
+        Just("17M".to_string()),
+        Just("0x1000000".to_string()),
+        Just("18446744073709551615".to_string()),
+        Just("18446744073709551616G".to_string()),
+        Just("99999999999G".to_string()),
+        Just("-1".to_string()),
+        Just("17".to_string()),
+        Just("46".to_string()),
+        Just("47".to_string()),
+        Just("0x1001".to_string()),
+        Just("0xffffffffffffffff".to_string()),
+        Just("vmlinux".to_string()),
+        Just("./rootfs.cpio".to_string()),
+        Just("guests".to_string()),
+        Just("missing".to_string()),
+        Just("little".to_string()),
+        Just("big".to_string()),
+        Just("yes".to_string()),
+        Just("web".to_string()),
+        Just("db".to_string()),
+        Just(String::new()),
+        Just("a = b # c".to_string()),
+        ".{0,12}",
+    ];
+    prop_oneof![
+        2 => name.clone().prop_map(|n| format!("[vm {n}]")),
+        1 => name.prop_map(|n| format!("[{n}")),
+        8 => (key, value, any::<bool>()).prop_map(|(k, v, sp)| if sp { format!("  {k} = {v}  ") } else { format!("{k}={v}") }),
+        1 => Just("# comment".to_string()),
+        1 => Just(String::new()),
+        1 => ".{0,20}",
+    ]
+}
+
+#[test]
+fn fuzz_manifest_text() {
+    let bytes = archive::build_newc_entries(&[
+        NewcEntry {
+            name: "vmlinux",
+            mode: 0o100_644,
+            rdev: (0, 0),
+            data: b"image",
+        },
+        NewcEntry {
+            name: "rootfs.cpio",
+            mode: 0o100_644,
+            rdev: (0, 0),
+            data: b"initrd",
+        },
+        NewcEntry {
+            name: "guests",
+            mode: 0o040_755,
+            rdev: (0, 0),
+            data: b"",
+        },
+    ]);
+    let a = Archive::parse(&bytes).unwrap();
+    let lines =
+        vec(prop_oneof![3 => vm_section(), 1 => manifest_line()], 0..8).prop_map(|l| l.join("\n"));
+    let shares = run(
+        "manifest",
+        (lines, prop_oneof![Just(1u32), Just(2), Just(4), Just(8)]),
+        |(text, threads)| {
+            let m = archive::parse_manifest_text(&text, &a, threads);
+            check_manifest(&m, &a, threads)?;
+            Ok(match (m.vms.is_empty(), m.errors.is_empty()) {
+                (false, true) => "all VMs accepted",
+                (false, false) => "some VMs accepted",
+                (true, _) => "no VM accepted",
+            })
+        },
+    );
+    reached(&shares, "some VMs accepted", 0.02);
+    reached(&shares, "all VMs accepted", 0.001);
+}
+
+// ---------------------------------------------------------------------------
+// Guest ELF images
+// ---------------------------------------------------------------------------
+
+/// A little-endian PowerPC64 ELF with (vaddr, paddr, data, memsz) segments.
+fn elf_image(entry: u64, segs: &[(u64, u64, &[u8], u64)]) -> Vec<u8> {
+    let mut b = vec![0u8; 64 + 56 * segs.len()];
+    b[0..4].copy_from_slice(b"\x7fELF");
+    b[4] = 2;
+    b[5] = 1;
+    b[6] = 1;
+    b[16..18].copy_from_slice(&2u16.to_le_bytes());
+    b[18..20].copy_from_slice(&21u16.to_le_bytes());
+    b[24..32].copy_from_slice(&entry.to_le_bytes());
+    b[32..40].copy_from_slice(&64u64.to_le_bytes());
+    b[54..56].copy_from_slice(&56u16.to_le_bytes());
+    b[56..58].copy_from_slice(&(segs.len() as u16).to_le_bytes());
+    for (i, (v, p, data, memsz)) in segs.iter().enumerate() {
+        let off = b.len() as u64;
+        b.extend_from_slice(data);
+        let h = 64 + 56 * i;
+        b[h..h + 4].copy_from_slice(&1u32.to_le_bytes());
+        b[h + 8..h + 16].copy_from_slice(&off.to_le_bytes());
+        b[h + 16..h + 24].copy_from_slice(&v.to_le_bytes());
+        b[h + 24..h + 32].copy_from_slice(&p.to_le_bytes());
+        b[h + 32..h + 40].copy_from_slice(&(data.len() as u64).to_le_bytes());
+        b[h + 40..h + 48].copy_from_slice(&memsz.to_le_bytes());
+    }
+    b
+}
+
+const GUEST_MEM: usize = 256 * 1024;
+const PATTERN: u8 = 0xa5;
+
+#[test]
+fn fuzz_elf_loader() {
+    let seeds = vec![
+        elf_image(0x100, &[(0x100, 0, &[1; 64], 0x200)]),
+        elf_image(0x4_0000, &[(0x4_0000, 0x4_0000, &[2; 40], 40)]),
+        elf_image(
+            0xc000_0000_0000_0010,
+            &[
+                (0xc000_0000_0000_0000, 0, &[3; 100], 0x1000),
+                (0xc000_0000_0000_2000, 0, &[4; 16], 0x3000),
+            ],
+        ),
+        elf_image(
+            0x20,
+            &[
+                (0, 0, &[5; 8], 8),
+                (0x800, 0x800, &[], 0x100),
+                (0x1000, 0x1000, &[6; 24], 24),
+            ],
+        ),
+    ];
+    let load_addr = prop_oneof![
+        Just(None),
+        Just(Some(0u64)),
+        (0..GUEST_MEM as u64 / 4096).prop_map(|p| Some(p * 4096)),
+        (0..INTERESTING.len()).prop_map(|i| Some(INTERESTING[i])),
+    ];
+    let mem = std::cell::RefCell::new(vec![PATTERN; GUEST_MEM]);
+    let shares = run("elf", (mutated(seeds), load_addr), |(image, load_addr)| {
+        let mut mem = mem.borrow_mut();
+        match elf::load(&image, &mut mem, load_addr) {
+            Ok(l) => {
+                let (s, e) = (l.start as usize, l.end as usize);
+                prop_assert!(s <= e && e <= GUEST_MEM);
+                prop_assert!(
+                    (l.start..l.end).contains(&l.entry),
+                    "entry {:#x} outside {l:?}",
+                    l.entry
+                );
+                prop_assert!(
+                    mem[..s].iter().chain(&mem[e..]).all(|&b| b == PATTERN),
+                    "written outside {l:?}"
+                );
+                mem[s..e].fill(PATTERN);
+                Ok("loaded")
+            }
+            Err(err) => {
+                clear_error(&err)?;
+                prop_assert!(
+                    mem.iter().all(|&b| b == PATTERN),
+                    "a refused image wrote memory"
+                );
+                Ok("refused")
+            }
+        }
+    });
+    reached(&shares, "loaded", 0.1);
+}
+
+// ---------------------------------------------------------------------------
+// skiboot's device tree and the boot arguments
+// ---------------------------------------------------------------------------
+
+#[test]
+fn fuzz_skiboot_device_tree() {
+    let seeds = vec![
+        include_bytes!("../../tests/fixtures/p8-2c4t-2g.dtb").to_vec(),
+        include_bytes!("../../tests/fixtures/p8-1c4t-1g.dtb").to_vec(),
+        include_bytes!("../../tests/fixtures/p8-2c4t-2g-initrd.dtb").to_vec(),
+    ];
+    let shares = run("device-tree", mutated(seeds), |blob| {
+        let fdt = match devtree::open(&blob) {
+            Ok(f) => f,
+            Err(e) => return clear_error(&e).map(|_| "refused"),
+        };
+        let mut complete = true;
+        prop_assert!(devtree::total_size(&fdt) <= blob.len() as u64);
+        match devtree::chosen(&fdt) {
+            Ok(c) => {
+                if let Some(r) = c.initrd {
+                    prop_assert!(r.start <= r.end);
+                }
+                let mut bad = Vec::new();
+                bootargs::parse(c.bootargs, |b| bad.push(format!("{}: {}", b.word, b.why)));
+                for b in &bad {
+                    clear_error(b)?;
+                }
+            }
+            Err(e) => {
+                complete = false;
+                clear_error(&e)?
+            }
+        }
+        match devtree::memory(&fdt) {
+            Ok(m) => prop_assert!(m.iter().all(|r| r.start <= r.end)),
+            Err(e) => {
+                complete = false;
+                clear_error(&e)?
+            }
+        }
+        match devtree::reserved(&fdt, |_| Ok(())) {
+            Ok(()) => {}
+            Err(e) => {
+                complete = false;
+                clear_error(&e)?
+            }
+        }
+        let _ = devtree::machine_compatible(&fdt);
+        match devtree::topology(&fdt) {
+            Ok(t) => {
+                prop_assert!(t.timebase_hz > 0);
+                prop_assert!(t.cores.iter().all(|c| !c.pirs.is_empty()));
+            }
+            Err(e) => {
+                complete = false;
+                clear_error(&e)?
+            }
+        }
+        match devtree::icp_windows(&fdt) {
+            Ok(w) => prop_assert!(w.iter().all(|w| w.size >= ppc64::xics::REGS_LEN)),
+            Err(e) => {
+                complete = false;
+                clear_error(&e)?
+            }
+        }
+        let _ = devtree::fw_features(&fdt);
+        Ok(if complete {
+            "read completely"
+        } else {
+            "opened, some part refused"
+        })
+    });
+    reached(&shares, "read completely", 0.1);
+    reached(&shares, "opened, some part refused", 0.001);
+}
+
+#[test]
+fn fuzz_boot_arguments() {
+    let word = prop_oneof![
+        Just("hv.".to_string()),
+        Just("hv.hpt_pool_order=24".to_string()),
+        Just("hv.hpt_pool_order=99".to_string()),
+        Just("hv.ram=unknown".to_string()),
+        Just("hv.test=vm-churn:1000".to_string()),
+        Just("hv.test=fail-alloc:3".to_string()),
+        Just("hv.test=".to_string()),
+        Just("console=hvc0".to_string()),
+        "hv\\.[a-z_]{0,12}=[a-z0-9:,-]{0,12}",
+        "\\PC{0,12}",
+    ];
+    let shares = run("bootargs", vec(word, 0..8).prop_map(|w| w.join(" ")), |s| {
+        let mut bad = Vec::new();
+        bootargs::parse(&s, |b| bad.push(format!("`{}`: {}", b.word, b.why)));
+        for b in &bad {
+            clear_error(b)?;
+        }
+        Ok(if bad.is_empty() {
+            "accepted"
+        } else {
+            "some word refused"
+        })
+    });
+    reached(&shares, "accepted", 0.05);
+    reached(&shares, "some word refused", 0.05);
+}
