@@ -21,6 +21,18 @@ pub const H_P4: i64 = -57;
 /// The first of PAPR's "unsupported flag" codes (QEMU's H_UNSUPPORTED_FLAG).
 pub const H_UNSUPPORTED_FLAG: i64 = -256;
 
+/// Whether `rc` is a hypercall return code Linux's `asm/hvcall.h` defines
+/// (what a guest may ever be answered): H_SUCCESS and the other
+/// non-negative statuses, the H_LONG_BUSY range, the errors H_HARDWARE
+/// (-1) to H_IN_USE (-77) that it names, H_P2-H_P9, the unsupported-flag
+/// range (-256..=-511) and the two multi-thread errors.
+pub const fn is_return_code(rc: i64) -> bool {
+    matches!(rc,
+        0..=5 | 14..=18 | 9900..=9905
+        | -25..=-1 | -35..=-27 | -46..=-37 | -64..=-54 | -75..=-67 | -77
+        | -511..=-256 | -9006..=-9005)
+}
+
 // Opcodes.
 pub const H_REMOVE: u64 = 0x04;
 pub const H_ENTER: u64 = 0x08;

@@ -4,7 +4,6 @@
 
 use crate::mem::{HPT_POOL, PAGES};
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -233,9 +232,11 @@ struct VmState {
     fwnmi: Fwnmi,
     hcalls: u64,
     /// Hypercalls by number (RTAS by service), for the stop report.
-    hcall_counts: BTreeMap<u64, u64>,
+    unknown_counts: hcall::UnknownCounts,
+    /// RTAS calls by service (index into `rtas::SERVICES`).
+    rtas_counts: [u64; rtas::SERVICES.len()],
     /// Implemented hypercalls by table index (no map lookup on the
-    /// hypercall path); `hcall_counts` has the others and RTAS services.
+    /// hypercall path); `unknown_counts` and `rtas_counts` the others.
     known_counts: [u64; hcall::IMPLEMENTED],
     /// `sc 1` from guest user space, refused.
     privileged: u64,
@@ -1439,7 +1440,8 @@ impl VmState {
             tod_offset: 0,
             fwnmi: Fwnmi::default(),
             hcalls: 0,
-            hcall_counts: BTreeMap::new(),
+            unknown_counts: hcall::UnknownCounts::default(),
+            rtas_counts: [0; rtas::SERVICES.len()],
             known_counts: [0; hcall::IMPLEMENTED],
             privileged: 0,
             externals: 0,
@@ -1557,7 +1559,7 @@ impl VmState {
             *k += n;
         }
         for (nr, n) in t.unknown() {
-            *self.hcall_counts.entry(nr).or_insert(0) += n;
+            self.unknown_counts.count(nr, n);
         }
     }
 
@@ -1769,7 +1771,7 @@ impl VmState {
         }
         self.hcalls += 1;
         let Some((index, call)) = Hcall::decode(nr) else {
-            *self.hcall_counts.entry(nr).or_insert(0) += 1;
+            self.unknown_counts.count(nr, 1);
             v.regs.gpr[3] = hcall::H_FUNCTION as u64;
             return Next::Resume;
         };
@@ -1976,10 +1978,9 @@ impl VmState {
             call.set_ret(&mut self.mem(), 0, rtas::PARAMETER_ERROR);
             return (H_SUCCESS, Next::Resume);
         };
-        *self
-            .hcall_counts
-            .entry(RTAS_COUNT_BASE | u64::from(call.token))
-            .or_insert(0) += 1;
+        if let Some(i) = rtas::SERVICES.iter().position(|&(_, s)| s == service) {
+            self.rtas_counts[i] += 1;
+        }
         let mut rets: [i32; 8] = [0; 8];
         let (status, next) = self.rtas_service(v, service, &call, &mut rets);
         let mut mem = self.mem();
@@ -2221,22 +2222,26 @@ impl VmState {
             .iter()
             .enumerate()
             .filter(|(_, n)| **n > 0);
-        let mut v: Vec<_> = known
-            .map(|(i, n)| (*n, hcall::number(i)))
-            .chain(self.hcall_counts.iter().map(|(k, n)| (*n, *k)))
+        let rtas = self.rtas_counts.iter().enumerate().filter(|(_, n)| **n > 0);
+        let mut v: Vec<(u64, &str, u64)> = known
+            .map(|(i, n)| (*n, hcall::name(hcall::number(i)), hcall::number(i)))
+            .chain(rtas.map(|(i, n)| {
+                let (name, s) = rtas::SERVICES[i];
+                (*n, name, RTAS_COUNT_BASE | u64::from(rtas::token(s)))
+            }))
+            .chain(self.unknown_counts.named().map(|(k, n)| (n, "unknown", k)))
             .collect();
         v.sort_by(|a, b| b.cmp(a));
-        for (n, k) in v {
-            let name = if k & RTAS_COUNT_BASE != 0 {
-                let t = (k & !RTAS_COUNT_BASE) as u32;
-                rtas::SERVICES
-                    .iter()
-                    .find(|(_, s)| rtas::token(*s) == t)
-                    .map_or("rtas ?", |(n, _)| n)
-            } else {
-                hcall::name(k)
-            };
+        for (n, name, k) in v {
             info!(target: "hcall", "vm {}: {name} ({k:#x}) {n}", self.name);
+        }
+        if self.unknown_counts.others > 0 {
+            info!(
+                target: "hcall",
+                "vm {}: {} calls to other unknown numbers",
+                self.name,
+                self.unknown_counts.others
+            );
         }
     }
 }

@@ -179,7 +179,7 @@ impl Hcall {
 }
 
 /// Distinct unimplemented numbers a [`Tally`] keeps; a further one is
-/// left to the full path, which counts it in the VM's map.
+/// left to the full path, which counts it in the VM's [`UnknownCounts`].
 pub const UNKNOWN_SLOTS: usize = 4;
 
 /// Hypercall counts kept by the thread running a vcpu, without the VM's
@@ -226,6 +226,41 @@ impl Tally {
     /// The unimplemented numbers counted, with their counts.
     pub fn unknown(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.unknown.iter().copied().filter(|s| s.1 != 0)
+    }
+}
+
+/// Distinct unimplemented numbers a VM's counts name (the busiest
+/// first, in its stop report); calls to any other are counted together,
+/// so a guest cannot grow the hypervisor's memory by making up numbers.
+pub const UNKNOWN_KINDS: usize = 16;
+
+/// A VM's counts of unimplemented hypercall numbers, in fixed space.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnknownCounts {
+    slots: [(u64, u64); UNKNOWN_KINDS],
+    /// Calls to numbers beyond the first [`UNKNOWN_KINDS`].
+    pub others: u64,
+}
+
+impl UnknownCounts {
+    /// Counts `n` calls of `nr`.
+    pub fn count(&mut self, nr: u64, n: u64) {
+        for s in &mut self.slots {
+            if s.1 == 0 {
+                *s = (nr, n);
+                return;
+            }
+            if s.0 == nr {
+                s.1 += n;
+                return;
+            }
+        }
+        self.others += n;
+    }
+
+    /// (number, calls) of each named number.
+    pub fn named(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.slots.iter().copied().filter(|s| s.1 != 0)
     }
 }
 

@@ -19,6 +19,9 @@ fn write(name: &str, files: &[(&str, &[u8])]) -> Result<PathBuf, String> {
     Ok(out)
 }
 
+/// Hypercalls per seed in the `fuzz` archive (two seeds).
+pub const FUZZ_CALLS: u64 = 100_000;
+
 /// The archives the smoke tests boot with (built guests must exist).
 pub fn prepare() -> Result<(), String> {
     let hello = guest("hello")?;
@@ -26,6 +29,17 @@ pub fn prepare() -> Result<(), String> {
     let reboot = guest("reboot")?;
     let mmu = guest("mmu")?;
     let smp = guest("smp")?;
+    let fuzz = guest("fuzz")?;
+    // Hypercall fuzzing: two seeds one after the other on one core, a
+    // neighbour on the other re-checking its memory and HPT until the
+    // test types `q` (it has the console once the fuzzers have stopped).
+    write(
+        "fuzz",
+        &[
+            ("manifest", format!("[vm fuzz-1]\nmemory = 64M\nimage = fuzz.elf\nbootargs = seed=1 calls={FUZZ_CALLS}\n\n[vm other]\nmemory = 64M\nimage = fuzz.elf\nbootargs = neighbour\n\n[vm fuzz-2]\nmemory = 64M\nimage = fuzz.elf\nbootargs = seed=2 calls={FUZZ_CALLS}\nafter = fuzz-1\n").as_bytes()),
+            ("fuzz.elf", &fuzz),
+        ],
+    )?;
     // Three VMs on two cores: two SMP guests of two 1-thread vcores each
     // and a one-vcore guest changing its HPT (tlbiel) from whichever core
     // it is on, time-sliced and migrating.

@@ -13,6 +13,7 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("guest-reboot", "reboot"),
     ("guest-mmu", "mmu"),
     ("guest-smp", "smp"),
+    ("guest-fuzz", "fuzz"),
 ];
 
 /// Builds the test guests into build/guests/NAME.elf.

@@ -792,6 +792,41 @@ const SMOKES: &[Smoke] = &[
         },
     },
     Smoke {
+        name: "fuzz-hypercalls-two-seeds-neighbour-intact",
+        args: &["--initrd", "build/archives/fuzz.cpio", "--timeout", "240"],
+        status: 0,
+        typing: &[("hv: vm fuzz-2 lpid=", "q")],
+        check: |b| {
+            let calls = crate::archives::FUZZ_CALLS;
+            for seed in [1, 2] {
+                let line = b
+                    .find(&format!("fuzz: seed {seed}: {calls} calls ("))
+                    .ok_or(format!("seed {seed} did not finish its {calls} calls"))?;
+                if !line.ends_with(" 0 anomalies") {
+                    return Err(format!("seed {seed}: {line}"));
+                }
+                has(b, &format!("hv: vm fuzz-{seed} lpid="))?;
+            }
+            if b.find("ANOMALY").is_some() {
+                return Err("an anomaly was reported".into());
+            }
+            let line = b
+                .lines()
+                .find(|l| l.contains("neighbour: ") && l.contains(" rounds over "))
+                .ok_or("the neighbour gave no verdict")?;
+            let rounds: u64 = line
+                .split("neighbour: ")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .ok_or("no round count")?;
+            if rounds == 0 || !line.ends_with(": intact") {
+                return Err(format!("neighbour: {line}"));
+            }
+            has(b, "hv: all VMs stopped: 3 ran, 3 ok, 0 not ok")
+        },
+    },
+    Smoke {
         name: "archive-smp-two-smt4-vcores",
         args: &["--initrd", "build/archives/smp4x2.cpio", "--timeout", "120"],
         status: 0,
@@ -1094,6 +1129,8 @@ pub fn test(args: &[String]) -> Result<(), String> {
                     "guest-mmu",
                     "--package",
                     "guest-smp",
+                    "--package",
+                    "guest-fuzz",
                     "--release",
                     "--target",
                     "ppc64le-hv.json",

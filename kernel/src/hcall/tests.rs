@@ -589,3 +589,17 @@ fn entries_are_invalid_before_the_tlb_is_and_mmu_rc_updates_are_kept() {
         .iter()
         .all(|w| w.load(Ordering::Relaxed) == 0));
 }
+
+#[test]
+fn unknown_numbers_are_counted_in_fixed_space() {
+    let mut c = UnknownCounts::default();
+    for nr in 0..1000u64 {
+        c.count(0x7f00 + 4 * nr, 1);
+        c.count(0x7f00, 2);
+    }
+    let named: Vec<_> = c.named().collect();
+    assert_eq!(named.len(), UNKNOWN_KINDS);
+    assert_eq!(named[0], (0x7f00, 2001));
+    assert_eq!(named[1], (0x7f04, 1));
+    assert_eq!(c.others, 1000 - UNKNOWN_KINDS as u64);
+}

@@ -1,0 +1,958 @@
+//! The fuzzing guest, written from PAPR and Linux `asm/hvcall.h` rather
+//! than from the hypervisor's code. Two roles (bootargs):
+//!
+//! - `seed=S calls=N` (the fuzzer): N seeded random hypercalls (every
+//!   implemented number, RTAS through H_RTAS, unknown numbers), arguments
+//!   drawn from valid-looking, edge and random values. After each call it
+//!   checks the return code is one `asm/hvcall.h` defines, that r1, r2 and
+//!   r13-r31 and the MSR are what they were, and every 1,024 calls that
+//!   its own code and data, the guard zone under its arena and the HPT
+//!   entries it did not touch are unchanged. It stays in real mode and
+//!   protects itself: buffers the hypervisor may write (RTAS, VPAs,
+//!   H_PAGE_INIT) are in the arena at the top of its memory or outside it,
+//!   and it never names its real-mode (VRMA) HPT entries.
+//! - `neighbour`: fills its memory with a pattern and its HPT with
+//!   entries, and re-checks both until a `q` arrives on its console.
+//!
+//! Each prints one result line, then powers off.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+#![no_std]
+#![no_main]
+
+use core::arch::{asm, global_asm};
+use guest_common::papr::{self, *};
+use guest_common::{device_tree, hcall, install_trap_handlers, install_vector, println, trap_log};
+
+// ---------------------------------------------------------------------------
+// The checked hypercall
+// ---------------------------------------------------------------------------
+
+/// Registers captured right after `sc 1`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct After {
+    /// r3..=r11.
+    ret: [u64; 9],
+    r1: u64,
+    r2: u64,
+    r13: u64,
+    /// r14..=r31.
+    nv: [u64; 18],
+}
+
+// u64 __fuzz_hcall(const u64 args[9], After *out, u64 base): r3..r11 :=
+// args, r2 and r13-r31 := base + register number, `sc 1`, then every
+// register into *out, and the caller's registers back. SPRG3 holds the
+// stack pointer across the call (the interrupt stubs use SPRG1, the
+// trap handlers SPRG1/2).
+global_asm!(
+    r#"
+    .pushsection .text.fuzz, "ax", @progbits
+    .balign 16
+    .global __fuzz_hcall
+    __fuzz_hcall:
+        stdu 1, -512(1)
+        mflr 0
+        std 0, 528(1)
+        mfcr 0
+        std 0, 280(1)
+        .irp n, 14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+        std \n, 112+8*(\n-14)(1)
+        .endr
+        std 2, 256(1)
+        std 13, 264(1)
+        std 4, 272(1)
+        mtsprg 3, 1
+        mr 11, 3
+        mr 12, 5
+        addi 2, 12, 2
+        .irp n, 13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+        addi \n, 12, \n
+        .endr
+        ld 3, 0(11)
+        ld 4, 8(11)
+        ld 5, 16(11)
+        ld 6, 24(11)
+        ld 7, 32(11)
+        ld 8, 40(11)
+        ld 9, 48(11)
+        ld 10, 56(11)
+        ld 11, 64(11)
+        sc 1
+        mfsprg 12, 3
+        std 1, 288(12)
+        mr 1, 12
+        ld 12, 272(1)
+        std 3, 0(12)
+        std 4, 8(12)
+        std 5, 16(12)
+        std 6, 24(12)
+        std 7, 32(12)
+        std 8, 40(12)
+        std 9, 48(12)
+        std 10, 56(12)
+        std 11, 64(12)
+        ld 0, 288(1)
+        std 0, 72(12)
+        std 2, 80(12)
+        std 13, 88(12)
+        .irp n, 14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+        std \n, 96+8*(\n-14)(12)
+        .endr
+        .irp n, 14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+        ld \n, 112+8*(\n-14)(1)
+        .endr
+        ld 2, 256(1)
+        ld 13, 264(1)
+        ld 0, 280(1)
+        mtcrf 0xff, 0
+        addi 1, 1, 512
+        ld 0, 16(1)
+        mtlr 0
+        blr
+
+    # Interrupt stubs: the pending external interrupt or decrementer a
+    # return from H_CEDE (MSR[EE] on) delivers. They save the volatile
+    # state on their own stack (SPRG1 holds r1 meanwhile) and call
+    # fuzz_irq(vector).
+    .global __fuzz_irq_500
+    __fuzz_irq_500:
+        mtsprg 1, 1
+        lis 1, FUZZ_IRQ_STACK@ha
+        addi 1, 1, FUZZ_IRQ_STACK@l
+        addi 1, 1, 8192-320
+        std 3, 136(1)
+        li 3, 0x500
+        b __fuzz_irq_common
+    .global __fuzz_irq_900
+    __fuzz_irq_900:
+        mtsprg 1, 1
+        lis 1, FUZZ_IRQ_STACK@ha
+        addi 1, 1, FUZZ_IRQ_STACK@l
+        addi 1, 1, 8192-320
+        std 3, 136(1)
+        li 3, 0x900
+    __fuzz_irq_common:
+        std 0, 112(1)
+        mfsprg 0, 1
+        std 0, 120(1)
+        std 0, 0(1)
+        std 2, 128(1)
+        .irp n, 4,5,6,7,8,9,10,11,12
+        std \n, 144+8*(\n-4)(1)
+        .endr
+        mflr 0
+        std 0, 216(1)
+        mfctr 0
+        std 0, 224(1)
+        mfxer 0
+        std 0, 232(1)
+        mfcr 0
+        std 0, 240(1)
+        mfsrr0 0
+        std 0, 248(1)
+        mfsrr1 0
+        std 0, 256(1)
+        lis 2, .TOC.@ha
+        addi 2, 2, .TOC.@l
+        bl fuzz_irq
+        nop
+        ld 0, 256(1)
+        mtsrr1 0
+        ld 0, 248(1)
+        mtsrr0 0
+        ld 0, 240(1)
+        mtcrf 0xff, 0
+        ld 0, 232(1)
+        mtxer 0
+        ld 0, 224(1)
+        mtctr 0
+        ld 0, 216(1)
+        mtlr 0
+        .irp n, 4,5,6,7,8,9,10,11,12
+        ld \n, 144+8*(\n-4)(1)
+        .endr
+        ld 3, 136(1)
+        ld 2, 128(1)
+        ld 0, 112(1)
+        ld 1, 120(1)
+        rfid
+    .popsection
+    "#
+);
+
+unsafe extern "C" {
+    fn __fuzz_hcall(args: *const [u64; 9], out: *mut After, base: u64);
+    fn __fuzz_irq_500();
+    fn __fuzz_irq_900();
+}
+
+#[repr(C, align(16))]
+struct IrqStack([u8; 8192]);
+#[unsafe(no_mangle)]
+static mut FUZZ_IRQ_STACK: IrqStack = IrqStack([0; 8192]);
+
+static mut EXTERNALS: u64 = 0;
+static mut DECREMENTERS: u64 = 0;
+
+#[unsafe(no_mangle)]
+extern "C" fn fuzz_irq(vector: u64) {
+    if vector == 0x900 {
+        set_dec(0x7fff_ffff);
+        // SAFETY: one vcpu; interrupts are off while this runs.
+        unsafe { DECREMENTERS += 1 };
+        return;
+    }
+    // SAFETY: as above.
+    unsafe { EXTERNALS += 1 };
+    // Take every presented interrupt: an IPI the fuzzer sent itself is
+    // cleared (MFRR back to 0xff) before its EOI.
+    for _ in 0..16 {
+        let (rc, r) = hcall(H_XIRR, [0; 6]);
+        let xirr = r[0];
+        if rc != H_SUCCESS || xirr & 0xff_ffff == 0 {
+            break;
+        }
+        if xirr & 0xff_ffff == 2 {
+            hcall(H_IPI, [0, 0xff, 0, 0, 0, 0]);
+        }
+        hcall(H_EOI, [xirr, 0, 0, 0, 0, 0]);
+    }
+}
+
+fn set_dec(v: u64) {
+    // SAFETY: the guest's own decrementer.
+    unsafe { asm!("mtdec {0}", in(reg) v) };
+}
+
+fn mfmsr() -> u64 {
+    let m: u64;
+    // SAFETY: reads the guest's own MSR.
+    unsafe { asm!("mfmsr {0}", out(reg) m) };
+    m
+}
+
+fn set_msr(m: u64) {
+    // SAFETY: the guest's own MSR, back to a value it had.
+    unsafe { asm!("mtmsrd {0}", "isync", in(reg) m) };
+}
+
+const MSR_EE: u64 = 0x8000;
+
+// ---------------------------------------------------------------------------
+// Random values
+// ---------------------------------------------------------------------------
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[self.below(from.len() as u64) as usize]
+    }
+    /// An edge value: 0, 1, -1, powers of two and their neighbours,
+    /// sign bits.
+    fn edge(&mut self) -> u64 {
+        let b = self.below(64);
+        match self.below(8) {
+            0 => 0,
+            1 => 1,
+            2 => u64::MAX,
+            3 => 1 << b,
+            4 => (1u64 << b).wrapping_sub(1),
+            5 => (1u64 << b).wrapping_add(1),
+            6 => 0x8000_0000_0000_0000 | self.below(16),
+            _ => 0xffff_ffff,
+        }
+    }
+    /// Mostly `valid`, else an edge or random value.
+    fn arg(&mut self, valid: u64) -> u64 {
+        match self.below(10) {
+            0 => self.edge(),
+            1 => self.next(),
+            _ => valid,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The fuzzer
+// ---------------------------------------------------------------------------
+
+/// Bytes below the device tree (which the hypervisor puts at the top of
+/// guest memory, under the RTAS area) that the hypervisor may write: RTAS
+/// buffers, VPAs, H_PAGE_INIT targets.
+const ARENA: u64 = 1 << 20;
+/// The guard zone under the arena, checked.
+const GUARD: u64 = 64 << 10;
+const GUARD_PATTERN: u64 = 0x4655_5a5a_4755_4152;
+/// The VRMA's VSID (1 TiB segment), which the fuzzer never uses.
+const VRMA_VSID: u64 = 0x1ff_ffff;
+
+struct Fuzzer<'a> {
+    rng: Rng,
+    mem: u64,
+    /// The arena: [top - ARENA, top), below the device tree.
+    top: u64,
+    /// The device tree the hypervisor gave (it must never change).
+    fdt: &'a [u8],
+    fdt_sum: u64,
+    entries: u64,
+    vtermno: u64,
+    /// RTAS tokens the fuzzer may call (none that ends the partition).
+    tokens: [u32; 24],
+    ntokens: usize,
+    /// HPT slots that held entries at start (the VRMA), with their words.
+    protected: [(u64, u64, u64); 16],
+    nprotected: usize,
+    image: &'a [u8],
+    image_sum: u64,
+    calls: [u64; 8],
+    anomalies: u64,
+}
+
+/// Hypercalls in the fuzzer's mix, with a weight each.
+const MIX: &[(u64, u32)] = &[
+    (H_ENTER, 12),
+    (H_REMOVE, 8),
+    (H_READ, 6),
+    (H_PROTECT, 6),
+    (H_BULK_REMOVE, 6),
+    (H_CLEAR_REF, 3),
+    (H_CLEAR_MOD, 3),
+    (H_RTAS, 10),
+    (H_SET_MODE, 4),
+    (H_REGISTER_VPA, 4),
+    (H_PAGE_INIT, 3),
+    (H_CEDE, 2),
+    (H_PROD, 2),
+    (H_CONFER, 2),
+    (H_IPI, 3),
+    (H_XIRR, 2),
+    (H_XIRR_X, 2),
+    (H_EOI, 2),
+    (H_CPPR, 2),
+    (H_IPOLL, 2),
+    (H_GET_TERM_CHAR, 2),
+    (H_PUT_TERM_CHAR, 2),
+    (H_SET_SPRG0, 2),
+    (H_SET_DABR, 1),
+    (H_GET_CPU_CHARACTERISTICS, 2),
+    (0, 6), // an unknown number
+];
+
+fn checksum(b: &[u8]) -> u64 {
+    b.chunks(8).fold(0xcbf2_9ce4_8422_2325u64, |h, c| {
+        let mut w = [0u8; 8];
+        w[..c.len()].copy_from_slice(c);
+        (h ^ u64::from_le_bytes(w)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+impl Fuzzer<'_> {
+    fn anomaly(&mut self, what: core::fmt::Arguments<'_>) {
+        self.anomalies += 1;
+        if self.anomalies <= 10 {
+            println!("fuzz: ANOMALY {what}");
+        }
+    }
+
+    fn is_protected(&self, ptex: u64) -> bool {
+        self.protected[..self.nprotected]
+            .iter()
+            .any(|p| p.0 == ptex)
+    }
+
+    /// A PTE index: mostly in range, never a protected one.
+    fn ptex(&mut self) -> u64 {
+        loop {
+            let i = match self.rng.below(10) {
+                0 => self.rng.edge(),
+                1 => self.entries + self.rng.below(16),
+                _ => self.rng.below(self.entries),
+            };
+            if !self.is_protected(i) {
+                return i;
+            }
+        }
+    }
+
+    /// An address the hypervisor may write: in the arena, or beyond
+    /// guest memory (including straddling its end).
+    fn writable_addr(&mut self, len: u64) -> u64 {
+        match self.rng.below(10) {
+            0 => self.mem - self.rng.below(len.max(8)),
+            1 => self.mem + self.rng.below(1 << 30),
+            2 => self.rng.edge() | (self.mem << 1),
+            _ => self.top - ARENA + (self.rng.below(ARENA - len.max(8)) & !7),
+        }
+    }
+
+    fn hpte_v(&mut self) -> u64 {
+        loop {
+            let mut v = self.rng.next() & !0x3f80; // AVPN, SW bits random
+            v |= self.rng.below(4) << 62; // B: 256M, 1T, reserved
+            v = (v & !0x7) | self.rng.pick(&[1, 1, 1, 5, 0, 3, 7]); // V, L, H
+            let vsid = (v >> 24) & 0xff_ffff_ffff;
+            if !(v >> 62 == 1 && vsid >> 13 == VRMA_VSID >> 13) {
+                return v;
+            }
+        }
+    }
+
+    fn hpte_r(&mut self) -> u64 {
+        let rpn = match self.rng.below(10) {
+            0 => self.rng.edge() >> 12,
+            1 => (self.mem >> 12) + self.rng.below(1 << 16),
+            _ => self.rng.below(self.mem >> 12),
+        };
+        let wimg = self.rng.pick(&[0x10, 0x10, 0x0, 0x20, 0x28, 0x08, 0x78]);
+        (rpn << 12) | wimg | (self.rng.next() & 0x3) | (self.rng.below(2) << 63)
+    }
+
+    fn rtas(&mut self, buf: u64) -> [u64; 9] {
+        let token = if self.rng.chance(85) && self.ntokens > 0 {
+            let i = self.rng.below(self.ntokens as u64) as usize;
+            self.tokens[i]
+        } else {
+            self.rng.next() as u32
+        };
+        let nargs = if self.rng.chance(90) {
+            self.rng.below(9) as u32
+        } else {
+            self.rng.edge() as u32
+        };
+        let nret = if self.rng.chance(90) {
+            self.rng.below(9) as u32
+        } else {
+            self.rng.edge() as u32
+        };
+        if buf >= self.top - ARENA && buf.checked_add(96).is_some_and(|e| e <= self.top) {
+            let mut cells = [0u32; 24];
+            cells[0] = token;
+            cells[1] = nargs;
+            cells[2] = nret;
+            for c in cells[3..].iter_mut() {
+                *c = match self.rng.below(4) {
+                    0 => self.rng.next() as u32,
+                    1 => self.rng.edge() as u32,
+                    2 => (self.top - ARENA + self.rng.below(ARENA)) as u32,
+                    _ => self.rng.below(16) as u32,
+                };
+            }
+            for (i, c) in cells.iter().enumerate() {
+                // SAFETY: inside the arena, which only the fuzzer and the
+                // hypervisor use.
+                unsafe { core::ptr::write_volatile((buf + 4 * i as u64) as *mut u32, c.to_be()) };
+            }
+        }
+        [H_RTAS, buf, 0, 0, 0, 0, 0, 0, 0]
+    }
+
+    /// The arguments (r3 = the number, r4.. = arguments) of one call.
+    fn draw(&mut self) -> [u64; 9] {
+        let total: u32 = MIX.iter().map(|m| m.1).sum();
+        let mut w = self.rng.below(total as u64) as u32;
+        let nr = MIX
+            .iter()
+            .find(|m| {
+                let hit = w < m.1;
+                w = w.saturating_sub(m.1);
+                hit
+            })
+            .map_or(0, |m| m.0);
+        let r = &mut self.rng;
+        let flags_hpt = |r: &mut Rng| {
+            let f = [H_EXACT, H_AVPN, H_ANDCOND, H_READ_4, 0, 0][r.below(6) as usize];
+            if r.chance(10) {
+                r.next()
+            } else {
+                f
+            }
+        };
+        match nr {
+            H_ENTER => {
+                let f = flags_hpt(&mut self.rng);
+                let i = self.ptex();
+                [nr, f, i, self.hpte_v(), self.hpte_r(), 0, 0, 0, 0]
+            }
+            H_REMOVE | H_PROTECT | H_CLEAR_REF | H_CLEAR_MOD | H_READ => {
+                let f = flags_hpt(&mut self.rng);
+                let i = self.ptex();
+                let avpn = if self.rng.chance(50) {
+                    self.hpte_v()
+                } else {
+                    self.rng.next()
+                };
+                [nr, f, i, avpn, 0, 0, 0, 0, 0]
+            }
+            H_BULK_REMOVE => {
+                let mut a = [nr, 0, 0, 0, 0, 0, 0, 0, 0];
+                for k in 0..4 {
+                    let kind = self.rng.pick(&[
+                        BULK_REQUEST,
+                        BULK_REQUEST,
+                        BULK_REQUEST,
+                        BULK_END,
+                        BULK_RESPONSE,
+                        0,
+                    ]);
+                    let fl = self
+                        .rng
+                        .pick(&[0, BULK_AVPN, BULK_ANDCOND, BULK_AVPN | BULK_ANDCOND]);
+                    let ptex = self.ptex() & BULK_PTEX;
+                    a[1 + 2 * k] = if self.rng.chance(5) {
+                        self.rng.next()
+                    } else {
+                        kind | fl | ptex
+                    };
+                    a[2 + 2 * k] = self.hpte_v();
+                }
+                a
+            }
+            H_RTAS => {
+                let buf = self.writable_addr(96);
+                self.rtas(buf)
+            }
+            H_SET_MODE => {
+                let valid = r.below(6);
+                let resource = r.arg(valid);
+                // Never big-endian interrupts (its handlers are
+                // little-endian), never a live breakpoint on itself.
+                let mflags = match resource {
+                    4 => r.pick(&[1, 2, 0xff, u64::MAX]),
+                    3 => r.pick(&[0, 3, 1, 2, 4]),
+                    _ => r.arg(0),
+                };
+                let beyond = self.mem + (r.next() & 0xffff_fff8);
+                let (v1, v2) = match resource {
+                    1 => {
+                        let any = r.next() & !3;
+                        (r.pick(&[0, beyond, beyond | 3, any]), 0)
+                    }
+                    2 => {
+                        let any = r.next() & !0x7;
+                        (beyond, r.pick(&[0, 0x7, 0x1ff, any]))
+                    }
+                    _ => (r.next(), r.next()),
+                };
+                let v1 = if resource == 1 && v1 & 3 != 0 && v1 < self.mem {
+                    v1 & !3
+                } else {
+                    v1
+                };
+                [nr, mflags, resource, v1, v2, 0, 0, 0, 0]
+            }
+            H_REGISTER_VPA => {
+                let f = r.pick(&[1u64, 2, 3, 5, 6, 7, 0, 4]) << 45;
+                let f = if r.chance(10) { r.next() } else { f };
+                let cpu = r.arg(0);
+                let addr = self.writable_addr(4096);
+                [nr, f, cpu, addr, 0, 0, 0, 0, 0]
+            }
+            H_PAGE_INIT => {
+                let f = r.pick(&[
+                    H_ZERO_PAGE,
+                    H_COPY_PAGE,
+                    H_ZERO_PAGE | H_ICACHE_INVALIDATE,
+                    H_COPY_PAGE | H_ICACHE_SYNCHRONIZE,
+                    0,
+                ]);
+                let f = if r.chance(10) { r.next() } else { f };
+                let dest = self.writable_addr(4096) & !0xfff;
+                let dest = if self.rng.chance(10) {
+                    dest | 0x800
+                } else {
+                    dest
+                };
+                let src = match self.rng.below(4) {
+                    0 => self.rng.edge(),
+                    _ => self.rng.below(self.mem) & !0xfff,
+                };
+                [nr, f, dest, src, 0, 0, 0, 0, 0]
+            }
+            H_CEDE => {
+                set_dec(self.rng.below(50_000) + 1);
+                [nr, 0, 0, 0, 0, 0, 0, 0, 0]
+            }
+            H_PROD | H_CONFER => [nr, r.arg(0), r.arg(0), 0, 0, 0, 0, 0, 0],
+            H_IPI => [
+                nr,
+                r.arg(0),
+                r.pick(&[0, 5, 0xff, 0x100, u64::MAX]),
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ],
+            H_EOI => {
+                let valid = r.pick(&[0xff00_0002, 0xff00_0000, 0x0000_0002]);
+                [nr, r.arg(valid), 0, 0, 0, 0, 0, 0, 0]
+            }
+            H_CPPR => [nr, r.arg(0xff), 0, 0, 0, 0, 0, 0, 0],
+            H_IPOLL | H_XIRR_X => [nr, r.arg(0), 0, 0, 0, 0, 0, 0, 0],
+            H_GET_TERM_CHAR => [nr, r.arg(self.vtermno), 0, 0, 0, 0, 0, 0, 0],
+            H_PUT_TERM_CHAR => {
+                // Nothing printed on the real vty (the console is read
+                // by people and tests): length 0 there, anything elsewhere.
+                let t = r.arg(self.vtermno);
+                let len = if t == self.vtermno {
+                    r.pick(&[0, 17, u64::MAX])
+                } else {
+                    r.below(20)
+                };
+                [nr, t, len, r.next(), r.next(), 0, 0, 0, 0]
+            }
+            H_SET_SPRG0 | H_SET_DABR => [nr, r.next(), 0, 0, 0, 0, 0, 0, 0],
+            H_XIRR | H_GET_CPU_CHARACTERISTICS => [nr, r.next(), 0, 0, 0, 0, 0, 0, 0],
+            _ => {
+                // An unknown number: a gap in the table, past its end, in
+                // the RTAS range, or anything.
+                let n = match r.below(4) {
+                    0 => (r.below(0x200) << 2) | 0x400,
+                    1 => 0xf000 + (r.below(0x100) << 2),
+                    2 => r.below(0x400) | 1,
+                    _ => r.next(),
+                };
+                let n = if MIX.iter().any(|m| m.0 == n && n != 0) || n == H_RTAS {
+                    0x7f00
+                } else {
+                    n
+                };
+                [
+                    n,
+                    r.next(),
+                    r.next(),
+                    r.next(),
+                    r.next(),
+                    r.next(),
+                    r.next(),
+                    r.next(),
+                    r.next(),
+                ]
+            }
+        }
+    }
+
+    /// One call and its checks.
+    fn one(&mut self, n: u64) {
+        let args = self.draw();
+        let base = self.rng.next() & !0xff;
+        let mut after = After::default();
+        let msr = mfmsr();
+        // SAFETY: `sc 1` with these arguments: the hypervisor may write
+        // only the arena (every buffer address above is in it or outside
+        // guest memory); the registers are checked below.
+        unsafe { __fuzz_hcall(&args, &mut after, base) };
+        let msr_after = mfmsr();
+        if args[0] == H_CEDE {
+            set_msr(msr);
+            set_dec(0x7fff_ffff);
+        }
+        self.calls[0] += 1;
+        let rc = after.ret[0] as i64;
+        if !papr::is_return_code(rc) {
+            self.anomaly(format_args!(
+                "call {n}: {:#x}({:#x}, {:#x}, {:#x}, {:#x}) answered {rc} (not a PAPR code)",
+                args[0], args[1], args[2], args[3], args[4]
+            ));
+        }
+        let changed = (after.r2 != base + 2) as u32
+            | ((after.r13 != base + 13) as u32) << 1
+            | after.nv.iter().enumerate().fold(0u32, |m, (i, &v)| {
+                m | ((v != base + 14 + i as u64) as u32) << (i + 2)
+            });
+        if changed != 0 {
+            self.anomaly(format_args!("call {n}: {:#x}({:#x}, {:#x}, {:#x}) changed non-volatile registers (mask {changed:#x}: bit 0 r2, 1 r13, 2.. r14..)", args[0], args[1], args[2], args[3]));
+        }
+        let mask = if args[0] == H_CEDE { !MSR_EE } else { !0 };
+        if (msr ^ msr_after) & mask != 0 {
+            self.anomaly(format_args!(
+                "call {n}: {:#x}({:#x}, {:#x}) changed the MSR {msr:#x} -> {msr_after:#x}",
+                args[0], args[1], args[2]
+            ));
+        }
+        if args[0] == H_ENTER || args[0] == H_BULK_REMOVE || args[0] == H_REMOVE {
+            self.calls[1] += (rc == H_SUCCESS) as u64;
+        }
+        if args[0] == H_RTAS {
+            self.calls[2] += 1;
+        }
+    }
+
+    /// The slow checks: own image, arena guard, untouched HPT entries,
+    /// no unexpected interrupt.
+    fn audit(&mut self, n: u64) {
+        if checksum(self.image) != self.image_sum {
+            self.anomaly(format_args!(
+                "after call {n}: the guest's own code or constants changed"
+            ));
+            self.image_sum = checksum(self.image);
+        }
+        if checksum(self.fdt) != self.fdt_sum {
+            self.anomaly(format_args!(
+                "after call {n}: the guest's device tree changed"
+            ));
+            self.fdt_sum = checksum(self.fdt);
+        }
+        let guard = self.top - ARENA - GUARD;
+        for a in (guard..guard + GUARD).step_by(8) {
+            // SAFETY: inside guest memory, below the arena.
+            let w = unsafe { core::ptr::read_volatile(a as *const u64) };
+            if w != GUARD_PATTERN {
+                self.anomaly(format_args!(
+                    "after call {n}: guard word at {a:#x} is {w:#x}"
+                ));
+                // SAFETY: as above.
+                unsafe { core::ptr::write_volatile(a as *mut u64, GUARD_PATTERN) };
+                break;
+            }
+        }
+        for k in 0..self.nprotected {
+            let (i, v, r) = self.protected[k];
+            let (rc, got) = hcall(H_READ, [0, i, 0, 0, 0, 0]);
+            if rc != H_SUCCESS || got[0] != v || got[1] != r {
+                self.anomaly(format_args!(
+                    "after call {n}: real-mode HPTE {i} is {:#x} {:#x}, was {v:#x} {r:#x}",
+                    got[0], got[1]
+                ));
+                self.protected[k] = (i, got[0], got[1]);
+            }
+        }
+        let t = trap_log();
+        if t.count != 0 {
+            self.anomaly(format_args!(
+                "after call {n}: {} unexpected interrupt(s), last {:#x} at {:#x}",
+                t.count, t.vector, t.srr0
+            ));
+            // SAFETY: the trap log of this single-vcpu guest.
+            unsafe { (&raw mut guest_common::GUEST_TRAP_LOG).write_volatile(Default::default()) };
+        }
+    }
+}
+
+unsafe extern "C" {
+    static __rodata_end: u8;
+}
+
+fn arg<'a>(args: &'a str, key: &str) -> Option<&'a str> {
+    args.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn fuzz(fdt: &guest_common::fdt::Fdt<'_>, fdt_addr: u64, args: &str) -> bool {
+    let seed: u64 = arg(args, "seed").and_then(|s| s.parse().ok()).unwrap_or(1);
+    let calls: u64 = arg(args, "calls")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
+    let mem = guest_common::memory_size(Some(fdt));
+    let entries = 1u64 << (guest_common::hpt_order(Some(fdt)) - 4);
+    install_trap_handlers();
+    install_vector(0x500, __fuzz_irq_500 as *const () as u64);
+    install_vector(0x900, __fuzz_irq_900 as *const () as u64);
+    hcall(H_CPPR, [0xff, 0, 0, 0, 0, 0]);
+    let start = 0x40_0000u64;
+    // The linker's end of the read-only part of the image.
+    let end = &raw const __rodata_end as u64;
+    // SAFETY: the guest's own image, read only.
+    let image = unsafe { core::slice::from_raw_parts(start as *const u8, (end - start) as usize) };
+    // SAFETY: the device tree the hypervisor passed, read only.
+    let tree = unsafe { core::slice::from_raw_parts(fdt_addr as *const u8, fdt.total_size()) };
+    let top = fdt_addr & !0xfff;
+    let mut f = Fuzzer {
+        rng: Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
+        mem,
+        top,
+        fdt: tree,
+        fdt_sum: checksum(tree),
+        entries,
+        vtermno: guest_common::vtermno(),
+        tokens: [0; 24],
+        ntokens: 0,
+        protected: [(0, 0, 0); 16],
+        nprotected: 0,
+        image,
+        image_sum: checksum(image),
+        calls: [0; 8],
+        anomalies: 0,
+    };
+    // RTAS services, except those that end or restart the partition or
+    // print on the console.
+    const ENDING: [&str; 5] = [
+        "power-off",
+        "system-reboot",
+        "ibm,os-term",
+        "stop-self",
+        "display-character",
+    ];
+    if let Some(rtas) = fdt.find_node("/rtas") {
+        for p in rtas.properties() {
+            if p.value.len() == 4
+                && !p.name.starts_with("linux,")
+                && !p.name.starts_with("rtas-")
+                && !ENDING.contains(&p.name)
+                && f.ntokens < f.tokens.len()
+            {
+                f.tokens[f.ntokens] =
+                    u32::from_be_bytes([p.value[0], p.value[1], p.value[2], p.value[3]]);
+                f.ntokens += 1;
+            }
+        }
+    }
+    // The real-mode entries the hypervisor made: found, remembered, never
+    // named.
+    for i in (0..entries).step_by(4) {
+        let (rc, r) = guest_common::hcall8(H_READ, [H_READ_4, i, 0, 0, 0, 0, 0, 0]);
+        for k in 0..4 {
+            if rc == H_SUCCESS && r[2 * k] & 1 != 0 && f.nprotected < f.protected.len() {
+                f.protected[f.nprotected] = (i + k as u64, r[2 * k], r[2 * k + 1]);
+                f.nprotected += 1;
+            }
+        }
+    }
+    let guard = top - ARENA - GUARD;
+    for a in (guard..guard + GUARD).step_by(8) {
+        // SAFETY: guest memory below the arena, used for nothing else.
+        unsafe { core::ptr::write_volatile(a as *mut u64, GUARD_PATTERN) };
+    }
+    println!(
+        "fuzz: seed {seed}: {calls} calls, {} RTAS services, {} real-mode HPTEs protected, HPT of {entries} entries, arena {:#x}-{top:#x}",
+        f.ntokens, f.nprotected, top - ARENA
+    );
+    for n in 0..calls {
+        f.one(n);
+        if n % 1024 == 1023 {
+            f.audit(n);
+        }
+    }
+    f.audit(calls);
+    // SAFETY: counters of this single-vcpu guest.
+    let (ext, dec) = unsafe { (EXTERNALS, DECREMENTERS) };
+    println!(
+        "fuzz: seed {seed}: {} calls ({} RTAS, {} HPT changes succeeded), {ext} externals, {dec} decrementers, {} anomalies",
+        f.calls[0], f.calls[2], f.calls[1], f.anomalies
+    );
+    f.anomalies == 0
+}
+
+// ---------------------------------------------------------------------------
+// The neighbour
+// ---------------------------------------------------------------------------
+
+const NEIGHBOUR_HPTES: usize = 256;
+
+fn pattern(a: u64) -> u64 {
+    a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x4e45_4947_4842_4f52
+}
+
+fn neighbour(fdt: &guest_common::fdt::Fdt<'_>, fdt_addr: u64) -> bool {
+    // Everything from 8 MiB up to the device tree (the top holds the tree
+    // and the RTAS area, which stay as the hypervisor made them).
+    let mem = fdt_addr & !0xfff;
+    let entries = 1u64 << (guest_common::hpt_order(Some(fdt)) - 4);
+    let from = 8u64 << 20;
+    for a in (from..mem).step_by(8) {
+        // SAFETY: guest memory above the image and its stack.
+        unsafe { core::ptr::write_volatile(a as *mut u64, pattern(a)) };
+    }
+    // Entries of a 256 MiB segment the neighbour never uses, mapping its
+    // own memory; H_ENTER picks the slots.
+    let mut hptes = [(0u64, 0u64, 0u64); NEIGHBOUR_HPTES];
+    let mut made = 0;
+    let mut rng = Rng(0x6e65_6967_6862_6f72);
+    for h in hptes.iter_mut() {
+        let v = ((0x1234_5000 + rng.below(1 << 12)) << 12) | 1;
+        let r = ((rng.below(mem >> 12)) << 12) | 0x190;
+        let ptex = rng.below(entries) & !7;
+        let (rc, o) = hcall(H_ENTER, [0, ptex, v, r, 0, 0]);
+        if rc == H_SUCCESS {
+            let (_, got) = hcall(H_READ, [0, o[0], 0, 0, 0, 0]);
+            *h = (o[0], got[0], got[1]);
+            made += 1;
+        }
+    }
+    println!(
+        "neighbour: {} MiB filled, {made} HPTEs entered; checking until 'q'",
+        (mem - from) >> 20
+    );
+    let mut rounds = 0u64;
+    let mut bad = 0u64;
+    loop {
+        for a in (from..mem).step_by(8) {
+            // SAFETY: as above.
+            let w = unsafe { core::ptr::read_volatile(a as *const u64) };
+            if w != pattern(a) {
+                bad += 1;
+                if bad <= 10 {
+                    println!("neighbour: FAIL memory at {a:#x} is {w:#x}");
+                }
+                // SAFETY: as above.
+                unsafe { core::ptr::write_volatile(a as *mut u64, pattern(a)) };
+            }
+            if a % (1 << 20) == 0 {
+                let (rc, r) = hcall(H_GET_TERM_CHAR, [guest_common::vtermno(), 0, 0, 0, 0, 0]);
+                if rc == H_SUCCESS && r[0] > 0 && (r[1] >> 56) as u8 == b'q' {
+                    println!(
+                        "neighbour: {rounds} rounds over {} MiB and {made} HPTEs: {}",
+                        (mem - from) >> 20,
+                        if bad == 0 { "intact" } else { "FAILED" }
+                    );
+                    return bad == 0;
+                }
+            }
+        }
+        for &(i, v, r) in &hptes[..made] {
+            let (rc, got) = hcall(H_READ, [0, i, 0, 0, 0, 0]);
+            if rc != H_SUCCESS || got[0] != v || got[1] & !0x180 != r & !0x180 {
+                bad += 1;
+                if bad <= 10 {
+                    println!(
+                        "neighbour: FAIL HPTE {i} is {:#x} {:#x}, was {v:#x} {r:#x}",
+                        got[0], got[1]
+                    );
+                }
+            }
+        }
+        rounds += 1;
+    }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
+    let fdt = device_tree(fdt_addr);
+    let Some(f) = fdt.as_ref() else {
+        println!("fuzz: FAIL no device tree");
+        guest_common::power_off(None)
+    };
+    let args = f.chosen().bootargs().unwrap_or("");
+    let role = if args.split_whitespace().any(|w| w == "neighbour") {
+        "neighbour"
+    } else {
+        "fuzz"
+    };
+    let ok = if role == "neighbour" {
+        neighbour(f, fdt_addr)
+    } else {
+        fuzz(f, fdt_addr, args)
+    };
+    println!("{role}: result {}", if ok { "ok" } else { "FAILED" });
+    guest_common::power_off(fdt.as_ref())
+}
