@@ -138,6 +138,43 @@ fn expect(cond: bool, what: &str) -> Result<(), String> {
     }
 }
 
+/// A run of the fuzzing guest: each (VM, seed, calls) finished all its
+/// calls with no anomaly, the neighbour checked at least one whole round
+/// and found everything intact, and all `vms` VMs stopped ok.
+pub fn fuzz_run_passed(b: &Boot, runs: &[(&str, u64, u64)], vms: usize) -> Result<(), String> {
+    for &(vm, seed, calls) in runs {
+        let line = b
+            .find(&format!("fuzz: seed {seed}: {calls} calls ("))
+            .ok_or(format!(
+                "vm {vm} (seed {seed}) did not finish its {calls} calls"
+            ))?;
+        if !line.ends_with(" 0 anomalies") {
+            return Err(format!("vm {vm}: {line}"));
+        }
+        has(b, &format!("hv: vm {vm} lpid="))?;
+    }
+    if let Some(l) = b.find("ANOMALY") {
+        return Err(format!("an anomaly was reported: {l}"));
+    }
+    let line = b
+        .lines()
+        .find(|l| l.contains("neighbour: ") && l.contains(" rounds over "))
+        .ok_or("the neighbour gave no verdict")?;
+    let rounds: u64 = line
+        .split("neighbour: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .ok_or("no round count")?;
+    if rounds == 0 || !line.ends_with(": intact") {
+        return Err(format!("neighbour: {line}"));
+    }
+    has(
+        b,
+        &format!("hv: all VMs stopped: {vms} ran, {vms} ok, 0 not ok"),
+    )
+}
+
 fn has(b: &Boot, marker: &str) -> Result<(), String> {
     expect(
         b.find(marker).is_some(),
@@ -573,12 +610,29 @@ const SMOKES: &[Smoke] = &[
     },
     Smoke {
         name: "archive-next-vm-sees-zeros-not-the-last-ones-data",
-        args: &["--initrd", "build/archives/scrub.cpio"],
+        // One core: the second VM runs on the thread the first one left.
+        args: &["--initrd", "build/archives/scrub.cpio", "--cores", "1"],
         status: 0,
         typing: &[],
         check: |b| {
             has(b, "archive: 2 VMs in the manifest, 0 errors")?;
             has(b, "bad: fill: wrote the pattern over")?;
+            // Registers: the filler's patterns stuck (AMR, IAMR and
+            // UAMOR read back 0 under QEMU 10: the guest's writes are
+            // masked there), and none reached the checker.
+            let kept: u32 = b
+                .find(" SPRs, the FPSCR and all 64 VSRs hold patterns")
+                .and_then(|l| {
+                    l.split("bad: fill: ")
+                        .nth(1)?
+                        .split(' ')
+                        .next()?
+                        .parse()
+                        .ok()
+                })
+                .ok_or("no register fill line")?;
+            expect(kept >= 19, &format!("only {kept} SPRs took the pattern"))?;
+            has(b, "bad: zeros: 0 non-zero VSR doublewords, FPSCR 0x0, 0 of 22 SPRs hold the last VM's pattern PASS")?;
             has(b, "hv: vm filler lpid=1 result=ok")?;
             has(b, "sched: vm checker: created after vm filler stopped")?;
             has(b, "bad: zeros: ")?;
@@ -798,32 +852,7 @@ const SMOKES: &[Smoke] = &[
         typing: &[("hv: vm fuzz-2 lpid=", "q")],
         check: |b| {
             let calls = crate::archives::FUZZ_CALLS;
-            for seed in [1, 2] {
-                let line = b
-                    .find(&format!("fuzz: seed {seed}: {calls} calls ("))
-                    .ok_or(format!("seed {seed} did not finish its {calls} calls"))?;
-                if !line.ends_with(" 0 anomalies") {
-                    return Err(format!("seed {seed}: {line}"));
-                }
-                has(b, &format!("hv: vm fuzz-{seed} lpid="))?;
-            }
-            if b.find("ANOMALY").is_some() {
-                return Err("an anomaly was reported".into());
-            }
-            let line = b
-                .lines()
-                .find(|l| l.contains("neighbour: ") && l.contains(" rounds over "))
-                .ok_or("the neighbour gave no verdict")?;
-            let rounds: u64 = line
-                .split("neighbour: ")
-                .nth(1)
-                .and_then(|r| r.split(' ').next())
-                .and_then(|n| n.parse().ok())
-                .ok_or("no round count")?;
-            if rounds == 0 || !line.ends_with(": intact") {
-                return Err(format!("neighbour: {line}"));
-            }
-            has(b, "hv: all VMs stopped: 3 ran, 3 ok, 0 not ok")
+            fuzz_run_passed(b, &[("fuzz-1", 1, calls), ("fuzz-2", 2, calls)], 3)
         },
     },
     Smoke {

@@ -15,7 +15,7 @@ use guest_common::papr::{
 };
 use guest_common::{
     device_tree, hcall, hcall8, install_trap_handlers, mftb, power_off, println, trap_log,
-    vsr_nonzero,
+    vsr_fill, vsr_nonzero,
 };
 
 const V_VALID: u64 = 1;
@@ -300,6 +300,124 @@ fn scrub(mode: &str, fdt_addr: u64) {
     }
 }
 
+/// The guest-writable SPRs `fill` sets to a pattern and `zeros` checks
+/// for it: SPRG0-3, DAR, DSISR, AMR, IAMR, UAMOR, TAR, PSPB, PMC1-6,
+/// SIAR, SDAR, EBBHR, EBBRR, VRSAVE (control registers that would start
+/// the PMU or EBBs are left alone).
+const LEAK_SPRS: [u32; 22] = [
+    272, 273, 274, 275, 19, 18, 13, 61, 157, 815, 159, 787, 788, 789, 790, 791, 792, 796, 797, 804,
+    805, 256,
+];
+
+/// SPR `n`'s pattern: low 32 bits only (several are 32-bit registers),
+/// below the PMCs' overflow bit.
+fn spr_pattern(n: u32) -> u64 {
+    0x5a5a_0000 | n as u64
+}
+
+macro_rules! spr_rw {
+    ($($n:literal),*) => {
+        /// Writes SPR `n` (one of LEAK_SPRS).
+        fn spr_write(n: u32, v: u64) {
+            match n {
+                // SAFETY: a guest-writable SPR of this guest's own.
+                $($n => unsafe { core::arch::asm!(concat!("mtspr ", stringify!($n), ", {0}"), in(reg) v) },)*
+                _ => {}
+            }
+        }
+        /// Reads SPR `n` (one of LEAK_SPRS).
+        fn spr_read(n: u32) -> u64 {
+            let mut v = 0;
+            match n {
+                // SAFETY: as above, a read.
+                $($n => unsafe { core::arch::asm!(concat!("mfspr {0}, ", stringify!($n)), out(reg) v) },)*
+                _ => {}
+            }
+            v
+        }
+    };
+}
+spr_rw!(
+    272, 273, 274, 275, 19, 18, 13, 61, 157, 815, 159, 787, 788, 789, 790, 791, 792, 796, 797, 804,
+    805, 256
+);
+
+// The FPSCR through f0 (the guests build soft-float: no FP registers
+// in Rust code). MSR[FP] must be on.
+core::arch::global_asm!(
+    r#"
+    .pushsection .text.bad_fpscr, "ax", @progbits
+    .machine power8
+    .balign 16
+    .global __bad_fpscr_write
+    __bad_fpscr_write:
+        stdu 1, -32(1)
+        std 3, 16(1)
+        lfd 0, 16(1)
+        mtfsf 0xff, 0
+        addi 1, 1, 32
+        blr
+    .global __bad_fpscr_read
+    __bad_fpscr_read:
+        stdu 1, -32(1)
+        mffs 0
+        stfd 0, 16(1)
+        ld 3, 16(1)
+        addi 1, 1, 32
+        blr
+    .popsection
+    "#
+);
+
+unsafe extern "C" {
+    fn __bad_fpscr_write(v: u64);
+    fn __bad_fpscr_read() -> u64;
+}
+
+/// `fill`: FP/VMX/VSX registers, FPSCR and LEAK_SPRS get patterns;
+/// returns how many SPRs kept theirs. `zeros`: how many SPRs hold their
+/// pattern (a leak) and whether the vector registers and FPSCR are zero.
+fn registers(mode: &str) {
+    if mode == "fill" {
+        vsr_fill(PATTERN | 0x5a);
+        // SAFETY: the guest's own FPSCR (FP is on after vsr_fill):
+        // every exception-enable and rounding bit set.
+        unsafe { __bad_fpscr_write(0xff) };
+        let mut kept = 0;
+        for n in LEAK_SPRS {
+            spr_write(n, spr_pattern(n));
+            let got = spr_read(n);
+            if got == spr_pattern(n) {
+                kept += 1;
+            } else {
+                println!(
+                    "bad: fill: SPR {n} reads {got:#x} after {:#x} (masked)",
+                    spr_pattern(n)
+                );
+            }
+        }
+        println!(
+            "bad: fill: {} of {} SPRs, the FPSCR and all 64 VSRs hold patterns",
+            kept,
+            LEAK_SPRS.len()
+        );
+    } else {
+        let vsr = vsr_nonzero();
+        // SAFETY: reads the guest's own FPSCR (FP is on after vsr_nonzero).
+        let fpscr = unsafe { __bad_fpscr_read() } & 0xffff_ffff;
+        let leaked: u32 = LEAK_SPRS
+            .iter()
+            .map(|&n| (spr_read(n) == spr_pattern(n)) as u32)
+            .sum();
+        let ok = vsr == 0 && fpscr == 0 && leaked == 0;
+        println!(
+            "bad: zeros: {vsr} non-zero VSR doublewords, FPSCR {fpscr:#x}, {leaked} of {} SPRs hold the last VM's pattern {}",
+            LEAK_SPRS.len(),
+            if ok { "PASS" } else { "FAIL" }
+        );
+    }
+}
+
 #[unsafe(no_mangle)]
 pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
     let fdt = device_tree(fdt_addr);
@@ -342,6 +460,7 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
         .find(|w| *w == "fill" || *w == "zeros")
     {
         scrub(mode, fdt_addr);
+        registers(mode);
         power_off(fdt.as_ref());
     }
     println!(

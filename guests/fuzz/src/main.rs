@@ -20,6 +20,7 @@
 #![no_main]
 
 use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use guest_common::papr::{self, *};
 use guest_common::{device_tree, hcall, install_trap_handlers, install_vector, println, trap_log};
 
@@ -42,9 +43,10 @@ struct After {
 
 // u64 __fuzz_hcall(const u64 args[9], After *out, u64 base): r3..r11 :=
 // args, r2 and r13-r31 := base + register number, `sc 1`, then every
-// register into *out, and the caller's registers back. SPRG3 holds the
-// stack pointer across the call (the interrupt stubs use SPRG1, the
-// trap handlers SPRG1/2).
+// register into *out, and the caller's registers back. SPRG2 holds the
+// stack pointer across the call (the interrupt stubs use SPRG1, SPRG3
+// is the vcpu's id; the recording trap handlers, for interrupts that
+// must not come, use SPRG1/2).
 global_asm!(
     r#"
     .pushsection .text.fuzz, "ax", @progbits
@@ -62,7 +64,7 @@ global_asm!(
         std 2, 256(1)
         std 13, 264(1)
         std 4, 272(1)
-        mtsprg 3, 1
+        mtsprg 2, 1
         mr 11, 3
         mr 12, 5
         addi 2, 12, 2
@@ -79,7 +81,7 @@ global_asm!(
         ld 10, 56(11)
         ld 11, 64(11)
         sc 1
-        mfsprg 12, 3
+        mfsprg 12, 2
         std 1, 288(12)
         mr 1, 12
         ld 12, 272(1)
@@ -113,23 +115,29 @@ global_asm!(
 
     # Interrupt stubs: the pending external interrupt or decrementer a
     # return from H_CEDE (MSR[EE] on) delivers. They save the volatile
-    # state on their own stack (SPRG1 holds r1 meanwhile) and call
-    # fuzz_irq(vector).
+    # state on the vcpu's interrupt stack (SPRG1 holds r1 meanwhile) and
+    # call fuzz_irq(vector).
     .global __fuzz_irq_500
     __fuzz_irq_500:
         mtsprg 1, 1
-        lis 1, FUZZ_IRQ_STACK@ha
-        addi 1, 1, FUZZ_IRQ_STACK@l
-        addi 1, 1, 8192-320
+        mfsprg 1, 3
+        addi 1, 1, 1
+        sldi 1, 1, 13
+        addis 1, 1, FUZZ_IRQ_STACKS@ha
+        addi 1, 1, FUZZ_IRQ_STACKS@l
+        addi 1, 1, -320
         std 3, 136(1)
         li 3, 0x500
         b __fuzz_irq_common
     .global __fuzz_irq_900
     __fuzz_irq_900:
         mtsprg 1, 1
-        lis 1, FUZZ_IRQ_STACK@ha
-        addi 1, 1, FUZZ_IRQ_STACK@l
-        addi 1, 1, 8192-320
+        mfsprg 1, 3
+        addi 1, 1, 1
+        sldi 1, 1, 13
+        addis 1, 1, FUZZ_IRQ_STACKS@ha
+        addi 1, 1, FUZZ_IRQ_STACKS@l
+        addi 1, 1, -320
         std 3, 136(1)
         li 3, 0x900
     __fuzz_irq_common:
@@ -177,34 +185,71 @@ global_asm!(
         ld 0, 112(1)
         ld 1, 120(1)
         rfid
+
+    # A secondary vcpu (RTAS start-cpu: real mode, big-endian, r3 = its
+    # id): little-endian, its own stack, fuzz_secondary(id).
+    .global __fuzz_secondary
+    __fuzz_secondary:
+    "#,
+    guest_common::endian_fixup_asm!(),
+    r#"
+        mr 14, 3
+        addi 5, 14, 1
+        sldi 5, 5, 16
+        addis 1, 5, FUZZ_STACKS@ha
+        addi 1, 1, FUZZ_STACKS@l
+        li 0, 0
+        stdu 0, -112(1)
+        lis 2, .TOC.@ha
+        addi 2, 2, .TOC.@l
+        mr 3, 14
+        bl fuzz_secondary
+        nop
+    1:  b 1b
     .popsection
     "#
 );
 
 unsafe extern "C" {
+    fn __fuzz_secondary();
     fn __fuzz_hcall(args: *const [u64; 9], out: *mut After, base: u64);
     fn __fuzz_irq_500();
     fn __fuzz_irq_900();
 }
 
-#[repr(C, align(16))]
-struct IrqStack([u8; 8192]);
-#[unsafe(no_mangle)]
-static mut FUZZ_IRQ_STACK: IrqStack = IrqStack([0; 8192]);
+/// Most vcpus the fuzzer runs (one SMT8 vcore).
+const MAX_VCPUS: usize = 8;
 
-static mut EXTERNALS: u64 = 0;
-static mut DECREMENTERS: u64 = 0;
+#[repr(C, align(16))]
+struct IrqStacks([[u8; 8192]; MAX_VCPUS]);
+#[unsafe(no_mangle)]
+static mut FUZZ_IRQ_STACKS: IrqStacks = IrqStacks([[0; 8192]; MAX_VCPUS]);
+/// The secondaries' stacks (vcpu 0 runs on the runtime's).
+#[repr(C, align(16))]
+struct Stacks([[u8; 65536]; MAX_VCPUS]);
+#[unsafe(no_mangle)]
+static mut FUZZ_STACKS: Stacks = Stacks([[0; 65536]; MAX_VCPUS]);
+
+static EXTERNALS: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
+static DECREMENTERS: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
+
+/// This vcpu's id (SPRG3, set when it starts).
+fn my_id() -> usize {
+    let id: u64;
+    // SAFETY: reads the guest's own SPRG3.
+    unsafe { asm!("mfsprg {0}, 3", out(reg) id) };
+    id as usize % MAX_VCPUS
+}
 
 #[unsafe(no_mangle)]
 extern "C" fn fuzz_irq(vector: u64) {
+    let id = my_id();
     if vector == 0x900 {
         set_dec(0x7fff_ffff);
-        // SAFETY: one vcpu; interrupts are off while this runs.
-        unsafe { DECREMENTERS += 1 };
+        DECREMENTERS[id].fetch_add(1, Ordering::Relaxed);
         return;
     }
-    // SAFETY: as above.
-    unsafe { EXTERNALS += 1 };
+    EXTERNALS[id].fetch_add(1, Ordering::Relaxed);
     // Take every presented interrupt: an IPI the fuzzer sent itself is
     // cleared (MFRR back to 0xff) before its EOI.
     for _ in 0..16 {
@@ -214,7 +259,7 @@ extern "C" fn fuzz_irq(vector: u64) {
             break;
         }
         if xirr & 0xff_ffff == 2 {
-            hcall(H_IPI, [0, 0xff, 0, 0, 0, 0]);
+            hcall(H_IPI, [id as u64, 0xff, 0, 0, 0, 0]);
         }
         hcall(H_EOI, [xirr, 0, 0, 0, 0, 0]);
     }
@@ -243,6 +288,7 @@ const MSR_EE: u64 = 0x8000;
 // Random values
 // ---------------------------------------------------------------------------
 
+#[derive(Clone)]
 struct Rng(u64);
 
 impl Rng {
@@ -305,13 +351,17 @@ const GUARD_PATTERN: u64 = 0x4655_5a5a_4755_4152;
 /// The VRMA's VSID (1 TiB segment), which the fuzzer never uses.
 const VRMA_VSID: u64 = 0x1ff_ffff;
 
-struct Fuzzer<'a> {
+#[derive(Clone)]
+struct Fuzzer {
+    /// This vcpu, and how many the VM has.
+    id: usize,
+    vcpus: u64,
     rng: Rng,
     mem: u64,
     /// The arena: [top - ARENA, top), below the device tree.
     top: u64,
     /// The device tree the hypervisor gave (it must never change).
-    fdt: &'a [u8],
+    fdt: &'static [u8],
     fdt_sum: u64,
     entries: u64,
     vtermno: u64,
@@ -321,7 +371,7 @@ struct Fuzzer<'a> {
     /// HPT slots that held entries at start (the VRMA), with their words.
     protected: [(u64, u64, u64); 16],
     nprotected: usize,
-    image: &'a [u8],
+    image: &'static [u8],
     image_sum: u64,
     calls: [u64; 8],
     anomalies: u64,
@@ -365,11 +415,11 @@ fn checksum(b: &[u8]) -> u64 {
     })
 }
 
-impl Fuzzer<'_> {
+impl Fuzzer {
     fn anomaly(&mut self, what: core::fmt::Arguments<'_>) {
         self.anomalies += 1;
         if self.anomalies <= 10 {
-            println!("fuzz: ANOMALY {what}");
+            say(format_args!("fuzz: ANOMALY vcpu {}: {what}", self.id));
         }
     }
 
@@ -562,7 +612,8 @@ impl Fuzzer<'_> {
             H_REGISTER_VPA => {
                 let f = r.pick(&[1u64, 2, 3, 5, 6, 7, 0, 4]) << 45;
                 let f = if r.chance(10) { r.next() } else { f };
-                let cpu = r.arg(0);
+                let cpu = r.below(self.vcpus);
+                let cpu = r.arg(cpu);
                 let addr = self.writable_addr(4096);
                 [nr, f, cpu, addr, 0, 0, 0, 0, 0]
             }
@@ -591,18 +642,15 @@ impl Fuzzer<'_> {
                 set_dec(self.rng.below(50_000) + 1);
                 [nr, 0, 0, 0, 0, 0, 0, 0, 0]
             }
-            H_PROD | H_CONFER => [nr, r.arg(0), r.arg(0), 0, 0, 0, 0, 0, 0],
-            H_IPI => [
-                nr,
-                r.arg(0),
-                r.pick(&[0, 5, 0xff, 0x100, u64::MAX]),
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-            ],
+            H_PROD | H_CONFER => {
+                let (a, b) = (r.below(self.vcpus), r.below(self.vcpus));
+                [nr, r.arg(a), r.arg(b), 0, 0, 0, 0, 0, 0]
+            }
+            H_IPI => {
+                let to = r.below(self.vcpus);
+                let mfrr = r.pick(&[0, 5, 0xff, 0x100, u64::MAX]);
+                [nr, r.arg(to), mfrr, 0, 0, 0, 0, 0, 0]
+            }
             H_EOI => {
                 let valid = r.pick(&[0xff00_0002, 0xff00_0000, 0x0000_0002]);
                 [nr, r.arg(valid), 0, 0, 0, 0, 0, 0, 0]
@@ -758,17 +806,95 @@ fn arg<'a>(args: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
+/// The fuzzer every vcpu copies (made by vcpu 0 before it starts the
+/// others), its seed and each vcpu's share of the calls.
+static mut TEMPLATE: Option<Fuzzer> = None;
+static SEED: AtomicU64 = AtomicU64::new(0);
+static SHARE: AtomicU64 = AtomicU64::new(0);
+/// Sums over the vcpus that have finished: calls, RTAS calls, successful
+/// HPT changes, anomalies; and how many have finished.
+static TOTALS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+static FINISHED: AtomicU64 = AtomicU64::new(0);
+
+/// One line on the console, whole (vcpus print one at a time).
+fn say(args: core::fmt::Arguments<'_>) {
+    static LOCK: AtomicBool = AtomicBool::new(false);
+    while LOCK.swap(true, Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    println!("{args}");
+    LOCK.store(false, Ordering::Release);
+}
+
+/// Sets this vcpu's id (SPRG3) and lets its ICP present everything.
+fn vcpu_setup(id: usize) {
+    // SAFETY: the guest's own SPRG3.
+    unsafe { asm!("mtsprg 3, {0}", in(reg) id as u64) };
+    hcall(H_CPPR, [0xff, 0, 0, 0, 0, 0]);
+}
+
+/// This vcpu's share of the calls, added to the totals.
+fn run_share(mut f: Fuzzer, calls: u64) {
+    for n in 0..calls {
+        f.one(n);
+        if n % 1024 == 1023 {
+            f.audit(n);
+        }
+    }
+    f.audit(calls);
+    for (t, v) in TOTALS
+        .iter()
+        .zip([f.calls[0], f.calls[2], f.calls[1], f.anomalies])
+    {
+        t.fetch_add(v, Ordering::AcqRel);
+    }
+    FINISHED.fetch_add(1, Ordering::AcqRel);
+}
+
+fn fuzzer_for(id: usize) -> Fuzzer {
+    // SAFETY: written once by vcpu 0 before any other vcpu starts.
+    // (Nothing in a Fuzzer owns anything: a bitwise copy is a clone.)
+    let mut f = unsafe { (&raw const TEMPLATE).read() }.expect("made by vcpu 0");
+    let seed = SEED.load(Ordering::Acquire);
+    f.id = id;
+    f.rng = Rng((seed ^ (id as u64) << 40).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    f
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn fuzz_secondary(id: u64) -> ! {
+    let id = id as usize;
+    vcpu_setup(id);
+    run_share(fuzzer_for(id), SHARE.load(Ordering::Acquire));
+    loop {
+        set_dec(0x7fff_ffff);
+        hcall(H_CEDE, [0; 6]);
+        set_msr(mfmsr() & !MSR_EE);
+    }
+}
+
 fn fuzz(fdt: &guest_common::fdt::Fdt<'_>, fdt_addr: u64, args: &str) -> bool {
     let seed: u64 = arg(args, "seed").and_then(|s| s.parse().ok()).unwrap_or(1);
     let calls: u64 = arg(args, "calls")
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000);
+    // One cpu node per vcore, its threads' ids in
+    // ibm,ppc-interrupt-server#s.
+    let vcpus = fdt
+        .find_node("/cpus")
+        .map_or(1, |c| {
+            c.children()
+                .filter_map(|n| n.property("ibm,ppc-interrupt-server#s"))
+                .map(|p| p.value.len() / 4)
+                .sum::<usize>()
+        })
+        .clamp(1, MAX_VCPUS) as u64;
     let mem = guest_common::memory_size(Some(fdt));
     let entries = 1u64 << (guest_common::hpt_order(Some(fdt)) - 4);
+    vcpu_setup(0);
     install_trap_handlers();
     install_vector(0x500, __fuzz_irq_500 as *const () as u64);
     install_vector(0x900, __fuzz_irq_900 as *const () as u64);
-    hcall(H_CPPR, [0xff, 0, 0, 0, 0, 0]);
     let start = 0x40_0000u64;
     // The linker's end of the read-only part of the image.
     let end = &raw const __rodata_end as u64;
@@ -778,7 +904,9 @@ fn fuzz(fdt: &guest_common::fdt::Fdt<'_>, fdt_addr: u64, args: &str) -> bool {
     let tree = unsafe { core::slice::from_raw_parts(fdt_addr as *const u8, fdt.total_size()) };
     let top = fdt_addr & !0xfff;
     let mut f = Fuzzer {
-        rng: Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
+        id: 0,
+        vcpus,
+        rng: Rng(1),
         mem,
         top,
         fdt: tree,
@@ -833,24 +961,42 @@ fn fuzz(fdt: &guest_common::fdt::Fdt<'_>, fdt_addr: u64, args: &str) -> bool {
         // SAFETY: guest memory below the arena, used for nothing else.
         unsafe { core::ptr::write_volatile(a as *mut u64, GUARD_PATTERN) };
     }
+    let share = calls / vcpus;
+    let calls = share * vcpus;
     println!(
-        "fuzz: seed {seed}: {calls} calls, {} RTAS services, {} real-mode HPTEs protected, HPT of {entries} entries, arena {:#x}-{top:#x}",
+        "fuzz: seed {seed}: {calls} calls on {vcpus} vcpus, {} RTAS services, {} real-mode HPTEs protected, HPT of {entries} entries, arena {:#x}-{top:#x}",
         f.ntokens, f.nprotected, top - ARENA
     );
-    for n in 0..calls {
-        f.one(n);
-        if n % 1024 == 1023 {
-            f.audit(n);
+    SEED.store(seed, Ordering::Release);
+    SHARE.store(share, Ordering::Release);
+    // SAFETY: no other vcpu runs yet.
+    unsafe { (&raw mut TEMPLATE).write(Some(f)) };
+    let start_cpu = guest_common::rtas_token(fdt, "start-cpu").unwrap_or(0);
+    for id in 1..vcpus as u32 {
+        let rc = guest_common::rtas_call(
+            start_cpu,
+            &[id, __fuzz_secondary as *const () as u32, id],
+            1,
+        );
+        if rc != 0 {
+            say(format_args!("fuzz: FAIL start-cpu {id}: {rc}"));
+            return false;
         }
     }
-    f.audit(calls);
-    // SAFETY: counters of this single-vcpu guest.
-    let (ext, dec) = unsafe { (EXTERNALS, DECREMENTERS) };
-    println!(
+    run_share(fuzzer_for(0), share);
+    while FINISHED.load(Ordering::Acquire) < vcpus {
+        set_dec(512_000);
+        hcall(H_CEDE, [0; 6]);
+        set_msr(mfmsr() & !MSR_EE);
+    }
+    let t: [u64; 4] = core::array::from_fn(|i| TOTALS[i].load(Ordering::Acquire));
+    let ext: u64 = EXTERNALS.iter().map(|e| e.load(Ordering::Relaxed)).sum();
+    let dec: u64 = DECREMENTERS.iter().map(|e| e.load(Ordering::Relaxed)).sum();
+    say(format_args!(
         "fuzz: seed {seed}: {} calls ({} RTAS, {} HPT changes succeeded), {ext} externals, {dec} decrementers, {} anomalies",
-        f.calls[0], f.calls[2], f.calls[1], f.anomalies
-    );
-    f.anomalies == 0
+        t[0], t[1], t[2], t[3]
+    ));
+    t[3] == 0 && t[0] == calls
 }
 
 // ---------------------------------------------------------------------------
