@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+mod churn;
 mod entry;
 mod mem;
 mod sched;
@@ -89,6 +90,13 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
         Some(kernel::bootargs::TestAction::Resume) if !selftest::resume_test() => power_off(false),
         Some(kernel::bootargs::TestAction::StackOverflow) => selftest::stack_overflow(),
         Some(kernel::bootargs::TestAction::StuckThread) => selftest::stuck_thread(),
+        Some(kernel::bootargs::TestAction::FailAlloc(k)) => churn::fail_allocation(u64::from(k)),
+        Some(kernel::bootargs::TestAction::VmChurn(n)) => {
+            let cores = smp::smp().cpus.iter().map(|c| c.core).max().unwrap_or(0) + 1;
+            if !churn::churn(n, cores) {
+                power_off(false);
+            }
+        }
         Some(kernel::bootargs::TestAction::DeafThread) => {
             warn!(target: "hv", "test: thread 1 of every core ignores vcore work (hv.test=deaf-thread)");
             sched::DEAF_THREAD_1.store(true, core::sync::atomic::Ordering::Release);
@@ -125,10 +133,13 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
     power_off(true)
 }
 
+/// The hello guest's image (guests/hello), built into the firmware.
+pub static HELLO_GUEST: &[u8] = include_bytes!(env!("HV_GUEST_HELLO"));
+
 /// The guest images built into the firmware (guests/), run when no boot
 /// archive is given: (name, image, memory).
 static DEMO_GUESTS: &[(&str, &[u8], u64)] = &[
-    ("hello", include_bytes!(env!("HV_GUEST_HELLO")), 64 << 20),
+    ("hello", HELLO_GUEST, 64 << 20),
     ("bad", include_bytes!(env!("HV_GUEST_BAD")), 64 << 20),
 ];
 
@@ -229,11 +240,11 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
         log::info!(target: "console", "input goes to vm {name} (Ctrl-] n: next VM)");
     }
     let (done, ok) = sched::run(vms);
-    let free = mem::PAGES.lock().free_bytes() >> 20;
     log::info!(
         target: "hv",
-        "all VMs stopped: {done} ran, {ok} ok, {} not ok; free={free}MiB",
-        done - ok
+        "all VMs stopped: {done} ran, {ok} ok, {} not ok; {}",
+        done - ok,
+        churn::free()
     );
 }
 

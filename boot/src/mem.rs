@@ -15,6 +15,11 @@ use ppc64::vectors;
 #[global_allocator]
 static HEAP: LockedHeap<32> = LockedHeap::empty();
 
+/// Bytes of the heap in use.
+pub fn heap_used() -> usize {
+    HEAP.lock().stats_alloc_actual()
+}
+
 /// Physical pages of all free RAM.
 pub static PAGES: spin::Mutex<PageAllocator> = spin::Mutex::new(PageAllocator::new());
 /// The preallocated HPT pool (seed 002).

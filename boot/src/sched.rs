@@ -132,6 +132,7 @@ fn post_work(me: &CpuState, to: &CpuState, w: Work) -> bool {
 pub fn run(vms: Vec<Arc<Vm>>) -> (usize, usize) {
     let smp = crate::smp::smp();
     let me = crate::smp::me();
+    let (done0, ok0) = (DONE.load(Ordering::Acquire), OK.load(Ordering::Acquire));
     // Added to: VMs that come after one that could not be made may be
     // live already (start_after).
     LIVE.fetch_add(vms.len(), Ordering::AcqRel);
@@ -156,7 +157,10 @@ pub fn run(vms: Vec<Arc<Vm>>) -> (usize, usize) {
         schedule(me);
     }
     smp.wait_until(me, None, || LIVE.load(Ordering::Acquire) == 0);
-    (DONE.load(Ordering::Acquire), OK.load(Ordering::Acquire))
+    (
+        DONE.load(Ordering::Acquire) - done0,
+        OK.load(Ordering::Acquire) - ok0,
+    )
 }
 
 /// Thread 0's loop: take a vcore, run it, give it back.

@@ -79,6 +79,9 @@ struct FirmwareHptMemory;
 
 impl HptMemory for FirmwareHptMemory {
     fn alloc_pages(&mut self, order: u32) -> Option<u64> {
+        if !crate::churn::may_allocate("HPT from the page allocator") {
+            return None;
+        }
         PAGES.lock().alloc_order(order)
     }
     fn free_pages(&mut self, addr: u64, order: u32) {
@@ -92,6 +95,9 @@ impl HptMemory for FirmwareHptMemory {
             .map(|p| p.order())
     }
     fn pool_alloc(&mut self) -> Option<u64> {
+        if !crate::churn::may_allocate("HPT pool slot") {
+            return None;
+        }
         let mut pool = HPT_POOL.get()?.lock();
         let order = pool.order();
         pool.alloc(order)
@@ -1251,6 +1257,11 @@ fn map_vrma(hpt: &Hpt, base: u64, size: u64) -> Result<u64, VmError> {
 
 static LPIDS: spin::Mutex<LpidAllocator> = spin::Mutex::new(LpidAllocator::new());
 
+/// Guest LPIDs not in use.
+pub fn lpids_free() -> u32 {
+    LPIDS.lock().available()
+}
+
 /// What a VM is made from.
 pub struct VmConfig<'a> {
     pub name: &'a str,
@@ -1300,9 +1311,9 @@ impl VmState {
             return Err(VmError::MemorySize(mem_size));
         }
         let mem_order = 64 - (mem_size - 1).leading_zeros();
-        let mem_base = PAGES
-            .lock()
-            .alloc_order(mem_order)
+        let mem_base = crate::churn::may_allocate("guest memory")
+            .then(|| PAGES.lock().alloc_order(mem_order))
+            .flatten()
             .ok_or(VmError::NoMemory(mem_size >> 20))?;
         let mut held = Reserved {
             mem: Some((mem_base, mem_order)),
@@ -1341,7 +1352,11 @@ impl VmState {
             }
         };
         let top_used = initrd.map(|i| i.1).unwrap_or(loaded.end);
-        let lpid = LPIDS.lock().alloc().map_err(VmError::Lpid)?;
+        let lpid = match crate::churn::may_allocate("LPID") {
+            true => LPIDS.lock().alloc(),
+            false => Err(kernel::lpid::LpidError::Exhausted),
+        }
+        .map_err(VmError::Lpid)?;
         held.lpid = Some(lpid);
         let tlb = VmTlb::new(lpid, cores);
         tlb.set_online_vcores(cfg.layout.vcores());

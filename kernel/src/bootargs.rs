@@ -16,6 +16,8 @@
 //! | `hv.test=ipi[:N]` | test only: N IPI round trips from thread 0 of each core (default 10000) |
 //! | `hv.test=stack-overflow` | test only: another thread grows its stack 1 KiB into its guard zone (the next check reports it) |
 //! | `hv.test=stuck-thread` | test only: another thread stops answering calls for 2.5 s; the watchdog reports it by name, the boot goes on |
+//! | `hv.test=vm-churn[:N]` | test only: N VMs (default 1000) of the hello guest created, run and destroyed one after another; free memory, HPT pool slots and LPIDs must be as before |
+//! | `hv.test=fail-alloc:K` | test only: the K-th allocation of VM creation (guest memory, HPT, pool slot, LPID; counted over the boot) fails as if it had run out |
 //! | `hv.test=deaf-thread` | test only: thread 1 of every core ignores the work thread 0 posts (a vcore wake-up that never comes) |
 //! | `hv.bench=ipi[:N]` | benchmark: IPI latencies over N trials (default 1000) |
 
@@ -36,6 +38,10 @@ pub enum TestAction {
     StackOverflow,
     /// Another thread stops answering calls for a while (the watchdog).
     StuckThread,
+    /// N VMs created, run and destroyed one after another.
+    VmChurn(u32),
+    /// The K-th allocation of VM creation fails.
+    FailAlloc(u32),
 }
 
 /// Benchmarks run at boot (meant for `-icount shift=0,sleep=off`).
@@ -114,8 +120,14 @@ pub fn parse<'a>(s: &'a str, mut bad: impl FnMut(BadArg<'a>)) -> BootArgs {
             ("test", Some(v)) if with_count(v, "ipi", 10_000).is_some() => {
                 a.test = with_count(v, "ipi", 10_000).map(TestAction::Ipi)
             }
+            ("test", Some(v)) if with_count(v, "vm-churn", 1000).is_some() => {
+                a.test = with_count(v, "vm-churn", 1000).map(TestAction::VmChurn)
+            }
+            ("test", Some(v)) if v.starts_with("fail-alloc:") && with_count(v, "fail-alloc", 0).is_some() => {
+                a.test = with_count(v, "fail-alloc", 0).map(TestAction::FailAlloc)
+            }
             ("test", _) => {
-                complain("expected panic, trap, resume, deaf-thread, stack-overflow, stuck-thread or ipi[:N]")
+                complain("expected panic, trap, resume, deaf-thread, stack-overflow, stuck-thread, vm-churn[:N], fail-alloc:K or ipi[:N]")
             }
             ("bench", Some(v)) if with_count(v, "ipi", 1000).is_some() => {
                 a.bench = with_count(v, "ipi", 1000).map(Bench::Ipi)
@@ -135,6 +147,28 @@ mod tests {
         let mut bad = Vec::new();
         let a = parse(s, |b| bad.push(format!("{}: {}", b.word, b.why)));
         (a, bad)
+    }
+
+    #[test]
+    fn churn_and_fault_injection_take_counts() {
+        assert_eq!(
+            p("hv.test=vm-churn").0.test,
+            Some(TestAction::VmChurn(1000))
+        );
+        assert_eq!(p("hv.test=vm-churn:7").0.test, Some(TestAction::VmChurn(7)));
+        assert_eq!(
+            p("hv.test=fail-alloc:3").0.test,
+            Some(TestAction::FailAlloc(3))
+        );
+        for bad in [
+            "hv.test=fail-alloc",
+            "hv.test=fail-alloc:0",
+            "hv.test=vm-churn:x",
+        ] {
+            let (a, why) = p(bad);
+            assert_eq!(a.test, None, "{bad}");
+            assert_eq!(why.len(), 1, "{bad}");
+        }
     }
 
     #[test]
@@ -160,7 +194,7 @@ mod tests {
         assert_eq!(p("hv.bench=ipi").0.bench, Some(Bench::Ipi(1000)));
         assert_eq!(
             p("hv.test=ipi:0").1,
-            vec!["hv.test=ipi:0: expected panic, trap, resume, deaf-thread, stack-overflow, stuck-thread or ipi[:N]"]
+            vec!["hv.test=ipi:0: expected panic, trap, resume, deaf-thread, stack-overflow, stuck-thread, vm-churn[:N], fail-alloc:K or ipi[:N]"]
         );
         assert_eq!(
             p("hv.bench=ipix").1,
@@ -178,7 +212,7 @@ mod tests {
                 "hv.hpt_pool=lots: expected a size such as 64M",
                 "hv.hpt_pool_order=12: expected an order from 18 to 46",
                 "hv.log=loud: expected error, warn, info, debug or trace",
-                "hv.test=explode: expected panic, trap, resume, deaf-thread, stack-overflow, stuck-thread or ipi[:N]",
+                "hv.test=explode: expected panic, trap, resume, deaf-thread, stack-overflow, stuck-thread, vm-churn[:N], fail-alloc:K or ipi[:N]",
                 "hv.frobnicate: unknown hypervisor argument",
                 "hv.hpt_pool: unknown hypervisor argument",
             ]

@@ -95,6 +95,15 @@ pub fn prepare() -> Result<(), String> {
             ("hello.elf", &hello),
         ],
     )?;
+    // Fault injection: one VM whose HPT comes from the pool, one from the
+    // page allocator (hv.test=fail-alloc:K walks their allocations).
+    write(
+        "fail-alloc",
+        &[
+            ("manifest", b"[vm pooled]\nmemory = 16M\nhpt_order = 24\nimage = hello.elf\n\n[vm paged]\nmemory = 16M\nimage = hello.elf\n"),
+            ("hello.elf", &hello),
+        ],
+    )?;
     write(
         "hello",
         &[

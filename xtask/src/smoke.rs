@@ -120,7 +120,8 @@ fn free_at_boot(b: &Boot) -> Option<u64> {
 
 fn free_at_end(b: &Boot) -> Option<u64> {
     let l = b.find("hv: all VMs stopped: ")?;
-    l.rsplit("free=").next()?.strip_suffix("MiB")?.parse().ok()
+    l.split_whitespace()
+        .find_map(|w| w.strip_prefix("free=")?.strip_suffix("MiB")?.parse().ok())
 }
 
 fn get(kv: &[(String, u64)], k: &str) -> u64 {
@@ -183,6 +184,73 @@ fn has(b: &Boot, marker: &str) -> Result<(), String> {
 }
 
 type Check = fn(&Boot) -> Result<(), String>;
+
+/// `hv.test=fail-alloc:K` with the `fail-alloc` archive (two VMs, six
+/// allocations: memory, HPT from the pool or the page allocator, LPID
+/// each): [`fail_alloc_passed`] checks the boot.
+macro_rules! fail_alloc_smoke {
+    ($k:literal) => {
+        Smoke {
+            name: concat!(
+                "fail-alloc-",
+                stringify!($k),
+                "-of-vm-creation-leaks-nothing"
+            ),
+            args: &[
+                "--initrd",
+                "build/archives/fail-alloc.cpio",
+                "--append",
+                concat!("hv.test=fail-alloc:", stringify!($k)),
+            ],
+            status: 0,
+            typing: &[],
+            check: |b| fail_alloc_passed(b, $k),
+        }
+    };
+}
+
+/// Allocations of VM creation in the `fail-alloc` archive.
+const FAIL_ALLOC_SITES: u32 = 6;
+
+/// The K-th allocation failed, and only it (none when K is past the
+/// last); a VM it stopped is reported with what ran out; everything is
+/// free again at the end, exactly as at boot; the other VMs ran.
+fn fail_alloc_passed(b: &Boot, k: u32) -> Result<(), String> {
+    let failing: Vec<&str> = b
+        .lines()
+        .filter(|l| l.contains("failing allocation "))
+        .collect();
+    match (k <= FAIL_ALLOC_SITES, failing.as_slice()) {
+        (true, [l]) if l.contains(&format!("failing allocation {k} of VM creation (")) => {}
+        (false, []) => {}
+        _ => return Err(format!("allocation {k}: failures injected {failing:?}")),
+    }
+    let not_created: Vec<&str> = b.lines().filter(|l| l.contains(" not created: ")).collect();
+    for l in &not_created {
+        let clear = [
+            "no 16 MiB of contiguous memory",
+            "LPID: all 4094 guest LPIDs are in use",
+            "HPT",
+        ];
+        expect(
+            clear.iter().any(|c| l.contains(c)),
+            &format!("unclear error: {l}"),
+        )?;
+    }
+    let made = 2 - not_created.len();
+    has(
+        b,
+        &format!("hv: all VMs stopped: {made} ran, {made} ok, 0 not ok; "),
+    )?;
+    let end = b.find("hv: all VMs stopped: ").unwrap_or("");
+    expect(
+        free_at_end(b) == free_at_boot(b) && end.contains("hpt-pool-free=4/4 lpids-free=4094"),
+        &format!(
+            "resources not all back: boot free={:?}, end `{end}`",
+            free_at_boot(b)
+        ),
+    )
+}
 
 struct Smoke {
     name: &'static str,
@@ -519,6 +587,36 @@ const SMOKES: &[Smoke] = &[
             has(b, "hv: all VMs stopped: 2 ran, 2 ok, 0 not ok")
         },
     },
+    Smoke {
+        name: "vm-churn-1000-vms-nothing-leaks",
+        args: &["--append", "hv.test=vm-churn:1000", "--timeout", "300"],
+        status: 0,
+        typing: &[],
+        check: |b| {
+            let after_marker = |marker: &str| {
+                b.find(marker)
+                    .and_then(|l| l.split(marker).nth(1))
+                    .map(|r| r.trim_end_matches(" (as before)").to_string())
+                    .ok_or(format!("no `{marker}` line"))
+            };
+            let before =
+                after_marker("test: vm-churn: 1000 VMs one after another; after the first two: ")?;
+            let after = after_marker("test: vm-churn: 1000 of 1000 VMs ran ok; after: ")?;
+            expect(
+                before == after,
+                &format!("before: {before}, after: {after}"),
+            )?;
+            // Then the machine goes on: the default guests run.
+            has(b, "hv: all VMs stopped: 2 ran, 2 ok, 0 not ok")
+        },
+    },
+    fail_alloc_smoke!(1),
+    fail_alloc_smoke!(2),
+    fail_alloc_smoke!(3),
+    fail_alloc_smoke!(4),
+    fail_alloc_smoke!(5),
+    fail_alloc_smoke!(6),
+    fail_alloc_smoke!(7),
     Smoke {
         name: "deliberate-exception",
         args: &["--append", "hv.test=trap"],
