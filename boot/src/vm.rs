@@ -201,6 +201,8 @@ impl fmt::Display for VmError {
 pub enum Outcome {
     Ok,
     Crashed(String),
+    /// Stopped from the console (Ctrl-] x).
+    Stopped,
 }
 
 impl fmt::Display for Outcome {
@@ -208,6 +210,7 @@ impl fmt::Display for Outcome {
         match self {
             Outcome::Ok => write!(f, "result=ok"),
             Outcome::Crashed(why) => write!(f, "result=crashed reason=\"{why}\""),
+            Outcome::Stopped => write!(f, "result=stopped reason=\"Ctrl-] x on the console\""),
         }
     }
 }
@@ -239,6 +242,8 @@ struct VmState {
     hcalls: u64,
     /// Hypercalls by number (RTAS by service), for the stop report.
     unknown_counts: hcall::UnknownCounts,
+    /// Ctrl-] x was typed for this VM: its next exit stops it.
+    stop_requested: bool,
     /// RTAS calls by service (index into `rtas::SERVICES`).
     rtas_counts: [u64; rtas::SERVICES.len()],
     /// Implemented hypercalls by table index (no map lookup on the
@@ -998,7 +1003,14 @@ impl Vm {
             // One nap, then every wake-up condition is checked again.
             smp.idle_once(me, wait);
             if owner && cpu::mftb() >= next_poll {
-                self.st.lock().poll_console();
+                let mut st = self.st.lock();
+                st.poll_console();
+                if core::mem::take(&mut st.stop_requested) {
+                    drop(st);
+                    crate::sched::post_event(self, VmEvent::Stop(Outcome::Stopped));
+                } else {
+                    drop(st);
+                }
                 next_poll = cpu::mftb() + poll_every;
             }
         };
@@ -1457,6 +1469,7 @@ impl VmState {
             hcalls: 0,
             unknown_counts: hcall::UnknownCounts::default(),
             rtas_counts: [0; rtas::SERVICES.len()],
+            stop_requested: false,
             known_counts: [0; hcall::IMPLEMENTED],
             privileged: 0,
             externals: 0,
@@ -1582,6 +1595,9 @@ impl VmState {
     /// `vec` is the raw exit vector `exit` was decoded from.
     fn handle_exit(&mut self, v: &mut Vcpu, exit: Exit, vec: u64) -> Next {
         self.exits += 1;
+        if core::mem::take(&mut self.stop_requested) {
+            return Next::Stop(Outcome::Stopped);
+        }
         match exit {
             Exit::Hcall => self.hcall(v),
             // The slice ended: show the console owner's unfinished line
@@ -1749,10 +1765,17 @@ impl VmState {
         }
         let mut buf = [0u8; 64];
         let n = ppc64::opal::console_read(&mut buf);
-        if self.term.typed(&buf[..n]) == Typed::NextVm {
-            self.flush_raw();
-            pass_console_on(self.id);
-            return;
+        match self.term.typed(&buf[..n]) {
+            Typed::NextVm => {
+                self.flush_raw();
+                pass_console_on(self.id);
+                return;
+            }
+            Typed::StopVm => {
+                info!(target: "console", "stopping vm {} (Ctrl-] x)", self.name);
+                self.stop_requested = true;
+            }
+            Typed::Input => {}
         }
         self.update_vty_line();
     }

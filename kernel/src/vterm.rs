@@ -11,10 +11,14 @@ use alloc::vec::Vec;
 
 /// Ctrl-]: the console escape (like QEMU's Ctrl-A for `-serial mon:stdio`,
 /// but a key QEMU's own console multiplexer leaves alone). Ctrl-] n moves
-/// the console to the next running VM, Ctrl-] Ctrl-] types a Ctrl-].
+/// the console to the next running VM, Ctrl-] x stops the VM that has it,
+/// Ctrl-] Ctrl-] types a Ctrl-].
 pub const ESCAPE: u8 = 0x1d;
 /// The key after the escape that moves the console on.
 pub const ESCAPE_NEXT_VM: u8 = b'n';
+/// After [`ESCAPE`]: stop the VM that owns the console (an operator's
+/// way out of a guest that never ends).
+pub const ESCAPE_STOP_VM: u8 = b'x';
 /// Input kept for a guest that does not read it (bytes).
 pub const INPUT_MAX: usize = 4096;
 /// A line longer than this is cut (the log stays line-sized).
@@ -38,6 +42,8 @@ pub enum Typed {
     /// Ctrl-] n: move the console to the next VM (the rest of the input
     /// is not for this guest).
     NextVm,
+    /// Ctrl-] x: stop this VM.
+    StopVm,
 }
 
 #[derive(Default)]
@@ -109,6 +115,7 @@ impl Vterm {
             if core::mem::take(&mut self.escape) {
                 match c {
                     ESCAPE_NEXT_VM => return Typed::NextVm,
+                    ESCAPE_STOP_VM => return Typed::StopVm,
                     ESCAPE => self.push(c),
                     _ => {}
                 }
@@ -237,15 +244,16 @@ mod tests {
     fn the_escape_moves_the_console_or_types_itself() {
         let mut t = Vterm::default();
         assert_eq!(
-            t.typed(&[b'a', ESCAPE, ESCAPE, b'b', ESCAPE, b'x', b'c']),
+            t.typed(&[b'a', ESCAPE, ESCAPE, b'b', ESCAPE, b'q', b'c']),
             Typed::Input
         );
-        assert_eq!(t.read().0, 4); // a, Ctrl-], b, c: Ctrl-] x is dropped
+        assert_eq!(t.read().0, 4); // a, Ctrl-], b, c: Ctrl-] q is dropped
                                    // An escape split across two reads still counts.
         assert_eq!(t.typed(&[b'd', ESCAPE]), Typed::Input);
         assert_eq!(t.typed(&[ESCAPE_NEXT_VM, b'e']), Typed::NextVm);
         let (n, hi, _) = t.read();
         assert_eq!((n, hi >> 56), (1, u64::from(b'd')));
+        assert_eq!(t.typed(&[ESCAPE, ESCAPE_STOP_VM, b'g']), Typed::StopVm);
     }
 
     #[test]

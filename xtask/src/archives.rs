@@ -30,6 +30,17 @@ pub fn prepare() -> Result<(), String> {
     let mmu = guest("mmu")?;
     let smp = guest("smp")?;
     let fuzz = guest("fuzz")?;
+    let escape = guest("escape")?;
+    // The escape catalogue, the hello guest and a guest that spins for
+    // ever without a hypercall, on one core (the smoke test runs it so).
+    write(
+        "escape",
+        &[
+            ("manifest", b"[vm escape]\nmemory = 64M\nimage = escape.elf\n\n[vm hello]\nmemory = 16M\nimage = hello.elf\n\n[vm spinner]\nmemory = 16M\nimage = escape.elf\nbootargs = spin\n"),
+            ("escape.elf", &escape),
+            ("hello.elf", &hello),
+        ],
+    )?;
     // Hypercall fuzzing: two seeds one after the other on one core, a
     // neighbour on the other re-checking its memory and HPT until the
     // test types `q` (it has the console once the fuzzers have stopped).

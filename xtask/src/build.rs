@@ -14,6 +14,7 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("guest-mmu", "mmu"),
     ("guest-smp", "smp"),
     ("guest-fuzz", "fuzz"),
+    ("guest-escape", "escape"),
 ];
 
 /// Builds the test guests into build/guests/NAME.elf.
