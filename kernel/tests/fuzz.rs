@@ -525,32 +525,7 @@ fn fuzz_manifest_text() {
 // Guest ELF images
 // ---------------------------------------------------------------------------
 
-/// A little-endian PowerPC64 ELF with (vaddr, paddr, data, memsz) segments.
-fn elf_image(entry: u64, segs: &[(u64, u64, &[u8], u64)]) -> Vec<u8> {
-    let mut b = vec![0u8; 64 + 56 * segs.len()];
-    b[0..4].copy_from_slice(b"\x7fELF");
-    b[4] = 2;
-    b[5] = 1;
-    b[6] = 1;
-    b[16..18].copy_from_slice(&2u16.to_le_bytes());
-    b[18..20].copy_from_slice(&21u16.to_le_bytes());
-    b[24..32].copy_from_slice(&entry.to_le_bytes());
-    b[32..40].copy_from_slice(&64u64.to_le_bytes());
-    b[54..56].copy_from_slice(&56u16.to_le_bytes());
-    b[56..58].copy_from_slice(&(segs.len() as u16).to_le_bytes());
-    for (i, (v, p, data, memsz)) in segs.iter().enumerate() {
-        let off = b.len() as u64;
-        b.extend_from_slice(data);
-        let h = 64 + 56 * i;
-        b[h..h + 4].copy_from_slice(&1u32.to_le_bytes());
-        b[h + 8..h + 16].copy_from_slice(&off.to_le_bytes());
-        b[h + 16..h + 24].copy_from_slice(&v.to_le_bytes());
-        b[h + 24..h + 32].copy_from_slice(&p.to_le_bytes());
-        b[h + 32..h + 40].copy_from_slice(&(data.len() as u64).to_le_bytes());
-        b[h + 40..h + 48].copy_from_slice(&memsz.to_le_bytes());
-    }
-    b
-}
+use kernel::elf::build as elf_image;
 
 const GUEST_MEM: usize = 256 * 1024;
 const PATTERN: u8 = 0xa5;

@@ -16,6 +16,8 @@ struct FakeIcp {
 struct Fake {
     icps: Vec<FakeIcp>,
     start: Instant,
+    /// Microseconds (the fake's ticks) in a watchdog millisecond.
+    per_ms: AtomicU64,
 }
 
 impl Machine for Fake {
@@ -54,9 +56,10 @@ impl Machine for Fake {
         self.start.elapsed().as_micros() as u64
     }
 
-    /// Time is in microseconds, and the watchdog's second is 100 ms.
+    /// Time is in microseconds; the watchdog's second is 100 ms unless a
+    /// test says otherwise.
     fn ticks_per_ms(&self) -> u64 {
-        100
+        self.per_ms.load(Ordering::Relaxed)
     }
 }
 
@@ -80,6 +83,7 @@ fn machine() -> Arc<Smp<Fake>> {
                 })
                 .collect(),
             start: Instant::now(),
+            per_ms: AtomicU64::new(100),
         },
     ));
     for c in &smp.cpus {
@@ -212,6 +216,7 @@ fn calls_to_missing_or_offline_threads_are_refused() {
                 })
                 .collect(),
             start: Instant::now(),
+            per_ms: AtomicU64::new(100),
         },
     );
     let me = &smp.cpus[0];
@@ -338,10 +343,14 @@ fn a_thread_that_answers_late_is_reported_and_a_prompt_one_is_not() {
     let smp = machine();
     start_idle(&smp, &[0]);
     let me = &smp.cpus[0];
+    // A prompt answer, with a watchdog second of 10 s: however loaded the
+    // host is, no report.
+    smp.machine.per_ms.store(10_000, Ordering::Relaxed);
     assert_eq!(smp.call(me, smp.cpus[1].pir, slow, 0, true), Ok(Some(0)));
     assert_eq!(me.stats.watchdog_reports.load(Ordering::Relaxed), 0);
-    // Late by 2.5 watchdog intervals: reported (at least at the first
-    // one), and the answer still arrives.
+    // Late by 2.5 watchdog intervals (the sleep guarantees it): reported
+    // at least at the first one, and the answer still arrives.
+    smp.machine.per_ms.store(100, Ordering::Relaxed);
     let late = WATCHDOG_MS * 5 / 2;
     assert_eq!(
         smp.call(me, smp.cpus[2].pir, slow, late, true),
