@@ -240,10 +240,8 @@ struct VmState {
     /// `ibm,nmi-register` and the machine-check log interlock.
     fwnmi: Fwnmi,
     hcalls: u64,
-    /// Hypercalls by number (RTAS by service), for the stop report.
+    /// Unimplemented hypercall numbers, for the stop report.
     unknown_counts: hcall::UnknownCounts,
-    /// Ctrl-] x was typed for this VM: its next exit stops it.
-    stop_requested: bool,
     /// RTAS calls by service (index into `rtas::SERVICES`).
     rtas_counts: [u64; rtas::SERVICES.len()],
     /// Implemented hypercalls by table index (no map lookup on the
@@ -251,6 +249,8 @@ struct VmState {
     known_counts: [u64; hcall::IMPLEMENTED],
     /// `sc 1` from guest user space, refused.
     privileged: u64,
+    /// Ctrl-] x was typed for this VM: its next exit stops it.
+    stop_requested: bool,
     /// External interrupts delivered by the hypervisor (the rest are taken
     /// through LPCR[MER]).
     externals: u64,
@@ -1003,13 +1003,13 @@ impl Vm {
             // One nap, then every wake-up condition is checked again.
             smp.idle_once(me, wait);
             if owner && cpu::mftb() >= next_poll {
-                let mut st = self.st.lock();
-                st.poll_console();
-                if core::mem::take(&mut st.stop_requested) {
-                    drop(st);
+                let stop = {
+                    let mut st = self.st.lock();
+                    st.poll_console();
+                    core::mem::take(&mut st.stop_requested)
+                };
+                if stop {
                     crate::sched::post_event(self, VmEvent::Stop(Outcome::Stopped));
-                } else {
-                    drop(st);
                 }
                 next_poll = cpu::mftb() + poll_every;
             }
