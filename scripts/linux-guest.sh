@@ -51,6 +51,7 @@ dpkg-deb --fsys-tarfile kernel.deb | tar -x -C x --wildcards './boot/vmlinux-*'
 dpkg-deb --fsys-tarfile busybox.deb | tar -x -C x ./bin/busybox
 mv x/boot/vmlinux-* vmlinux
 mv x/bin/busybox busybox
-rm -rf x kernel.deb busybox.deb Packages
+# The versions come from the index: written before it goes.
 printf '%s %s\nbusybox-static %s\n' "$kpkg" "$(field "$kpkg" Version)" "$(field busybox-static Version)" > versions
+rm -rf x kernel.deb busybox.deb Packages
 say "cached in $cache: $(tr '\n' ';' < versions)"
