@@ -361,9 +361,7 @@ pub fn stack_overflow() {
 /// Runs on the target: recurses until r1 is `below` bytes under the
 /// bottom of this thread's stack.
 fn dive(below: u64) -> u64 {
-    let paca = cpu::mfspr::<{ ppc64::spr::HSPRG0 }>() as *const ppc64::paca::Paca;
-    // SAFETY: HSPRG0 points at this thread's per-thread area.
-    let zone = unsafe { (*paca).stack_zone };
+    let zone = crate::smp::this_paca().stack_zone;
     let bottom = zone + kernel::stackguard::ZONE_BYTES as u64;
     dive_to(bottom - below)
 }

@@ -119,13 +119,18 @@ pub fn smp() -> &'static Smp<Power8> {
     SMP.get().expect("smp::init has run")
 }
 
-/// The calling thread's state, through its per-thread area (HSPRG0).
-pub fn me() -> &'static CpuState {
+/// The calling thread's per-thread area (HSPRG0).
+pub fn this_paca() -> &'static Paca {
     let paca = cpu::mfspr::<{ ppc64::spr::HSPRG0 }>() as *const Paca;
     // SAFETY: HSPRG0 always points at this thread's per-thread area, set up
-    // by `init` (boot thread) or `__secondary_start` before any Rust code.
-    let id = unsafe { (*paca).cpu_id } as usize;
-    &smp().cpus[id]
+    // by `trap::init_boot_thread` and `init` (boot thread) or
+    // `__secondary_start` before any Rust code; areas are never freed.
+    unsafe { &*paca }
+}
+
+/// The calling thread's state, through its per-thread area.
+pub fn me() -> &'static CpuState {
+    &smp().cpus[this_paca().cpu_id as usize]
 }
 
 /// Usable bytes of each secondary thread's stack (a guard zone lies

@@ -56,16 +56,11 @@ fn zone(g: &Guarded) -> &'static [u64] {
     unsafe { core::slice::from_raw_parts(g.zone as *const u64, ZONE_BYTES / 8) }
 }
 
-fn this_paca() -> &'static Paca {
-    // SAFETY: HSPRG0 always points at this thread's per-thread area.
-    unsafe { &*(cpu::mfspr::<{ ppc64::spr::HSPRG0 }>() as *const Paca) }
-}
-
 /// The quick check of this thread's stacks; an overflow stops the machine
 /// with the failure report.
 #[inline]
 pub fn check() {
-    for g in stacks(this_paca()) {
+    for g in stacks(crate::smp::this_paca()) {
         if g.zone != 0 && !stackguard::quick_ok(zone(&g)) {
             overflowed(g);
         }
@@ -75,7 +70,7 @@ pub fn check() {
 /// A hypervisor exception interrupted code whose stack pointer was `r1`:
 /// an overflow if it lies in (or just under) one of this thread's zones.
 pub fn check_exception(r1: u64) {
-    for g in stacks(this_paca()) {
+    for g in stacks(crate::smp::this_paca()) {
         if g.zone != 0 && g.overflowed_to(r1) {
             crate::fatal(format_args!(
                 "PIR {:#x}: {} overflow: exception with r1 {r1:#x}, below the stack's bottom {:#x}",

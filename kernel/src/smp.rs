@@ -418,10 +418,11 @@ pub struct Watchdog {
 
 impl Watchdog {
     pub fn new(now: u64, per_ms: u64) -> Self {
+        let per_ms = per_ms.max(1);
         Watchdog {
             start: now,
             next: now.saturating_add(WATCHDOG_MS * per_ms),
-            per_ms: per_ms.max(1),
+            per_ms,
         }
     }
 
@@ -551,7 +552,7 @@ impl<M: Machine> Smp<M> {
         mut done: impl FnMut(&Self) -> Option<T>,
         late: impl Fn() -> Option<usize>,
     ) -> T {
-        let mut dog = Watchdog::new(self.machine.now(), self.machine.ticks_per_ms());
+        let mut dog = self.watchdog();
         loop {
             self.machine.idle(me, Some(dog.deadline()));
             self.service(me);
@@ -564,6 +565,11 @@ impl<M: Machine> Smp<M> {
                 }
             }
         }
+    }
+
+    /// A watchdog for a wait that starts now.
+    fn watchdog(&self) -> Watchdog {
+        Watchdog::new(self.machine.now(), self.machine.ticks_per_ms())
     }
 
     /// The watchdog's report of a thread that does not answer.
@@ -590,7 +596,7 @@ impl<M: Machine> Smp<M> {
         mut cond: impl FnMut() -> bool,
         mut report: impl FnMut(u64),
     ) {
-        let mut dog = Watchdog::new(self.machine.now(), self.machine.ticks_per_ms());
+        let mut dog = self.watchdog();
         loop {
             self.service(me);
             if cond() {
@@ -640,9 +646,8 @@ impl<M: Machine> Smp<M> {
         let mut dog: Option<Watchdog> = None;
         while !t.mailbox.claim() {
             self.service(me);
-            let now = self.machine.now();
-            let d = dog.get_or_insert_with(|| Watchdog::new(now, self.machine.ticks_per_ms()));
-            if let Some(ms) = d.due(now) {
+            let d = dog.get_or_insert_with(|| self.watchdog());
+            if let Some(ms) = d.due(self.machine.now()) {
                 self.report_unanswered(me, t, ms);
             }
             core::hint::spin_loop();

@@ -49,6 +49,64 @@ macro_rules! endian_fixup_asm {
     };
 }
 
+/// The body of an interrupt stub that calls `$handler(vector)` (a Rust
+/// `extern "C" fn(u64)`) and returns with `rfid`. The stub's prologue must
+/// have set r1 to a 320-byte frame on an interrupt stack and stored r0 at
+/// 112(r1), the interrupted r1 at 120(r1) and r3 at 136(r1), with r3 =
+/// the vector; this saves and restores the rest of the volatile state
+/// (r2, r4-r12, LR, CTR, XER, CR, SRR0/1).
+#[macro_export]
+macro_rules! irq_body_asm {
+    ($handler:literal) => {
+        concat!(
+            r#"
+        std 2, 128(1)
+        .irp n, 4,5,6,7,8,9,10,11,12
+        std \n, 144+8*(\n-4)(1)
+        .endr
+        mflr 0
+        std 0, 216(1)
+        mfctr 0
+        std 0, 224(1)
+        mfxer 0
+        std 0, 232(1)
+        mfcr 0
+        std 0, 240(1)
+        mfsrr0 0
+        std 0, 248(1)
+        mfsrr1 0
+        std 0, 256(1)
+        lis 2, .TOC.@ha
+        addi 2, 2, .TOC.@l
+        bl "#,
+            $handler,
+            r#"
+        nop
+        ld 0, 256(1)
+        mtsrr1 0
+        ld 0, 248(1)
+        mtsrr0 0
+        ld 0, 240(1)
+        mtcrf 0xff, 0
+        ld 0, 232(1)
+        mtxer 0
+        ld 0, 224(1)
+        mtctr 0
+        ld 0, 216(1)
+        mtlr 0
+        .irp n, 4,5,6,7,8,9,10,11,12
+        ld \n, 144+8*(\n-4)(1)
+        .endr
+        ld 3, 136(1)
+        ld 2, 128(1)
+        ld 0, 112(1)
+        ld 1, 120(1)
+        rfid
+        "#
+        )
+    };
+}
+
 // Entry (as on QEMU's pseries machine): real mode, 64-bit, big-endian,
 // r3 = device tree, r4 = image start.
 global_asm!(

@@ -41,6 +41,14 @@ struct After {
     nv: [u64; 18],
 }
 
+// __fuzz_hcall stores into these offsets.
+const _: () = assert!(core::mem::offset_of!(After, ret) == 0);
+const _: () = assert!(core::mem::offset_of!(After, r1) == 72);
+const _: () = assert!(core::mem::offset_of!(After, r2) == 80);
+const _: () = assert!(core::mem::offset_of!(After, r13) == 88);
+const _: () = assert!(core::mem::offset_of!(After, nv) == 96);
+const _: () = assert!(core::mem::size_of::<After>() == 96 + 18 * 8);
+
 // u64 __fuzz_hcall(const u64 args[9], After *out, u64 base): r3..r11 :=
 // args, r2 and r13-r31 := base + register number, `sc 1`, then every
 // register into *out, and the caller's registers back. SPRG2 holds the
@@ -145,47 +153,9 @@ global_asm!(
         mfsprg 0, 1
         std 0, 120(1)
         std 0, 0(1)
-        std 2, 128(1)
-        .irp n, 4,5,6,7,8,9,10,11,12
-        std \n, 144+8*(\n-4)(1)
-        .endr
-        mflr 0
-        std 0, 216(1)
-        mfctr 0
-        std 0, 224(1)
-        mfxer 0
-        std 0, 232(1)
-        mfcr 0
-        std 0, 240(1)
-        mfsrr0 0
-        std 0, 248(1)
-        mfsrr1 0
-        std 0, 256(1)
-        lis 2, .TOC.@ha
-        addi 2, 2, .TOC.@l
-        bl fuzz_irq
-        nop
-        ld 0, 256(1)
-        mtsrr1 0
-        ld 0, 248(1)
-        mtsrr0 0
-        ld 0, 240(1)
-        mtcrf 0xff, 0
-        ld 0, 232(1)
-        mtxer 0
-        ld 0, 224(1)
-        mtctr 0
-        ld 0, 216(1)
-        mtlr 0
-        .irp n, 4,5,6,7,8,9,10,11,12
-        ld \n, 144+8*(\n-4)(1)
-        .endr
-        ld 3, 136(1)
-        ld 2, 128(1)
-        ld 0, 112(1)
-        ld 1, 120(1)
-        rfid
-
+    "#,
+    guest_common::irq_body_asm!("fuzz_irq"),
+    r#"
     # A secondary vcpu (RTAS start-cpu: real mode, big-endian, r3 = its
     # id): little-endian, its own stack, fuzz_secondary(id).
     .global __fuzz_secondary

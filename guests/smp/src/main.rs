@@ -125,60 +125,11 @@ global_asm!(
         std 0, 112(1)
         mfsprg 0, 2
         std 0, 120(1)
-        std 2, 128(1)
         mfsprg 0, 1
         std 0, 136(1)
-        std 4, 144(1)
-        std 5, 152(1)
-        std 6, 160(1)
-        std 7, 168(1)
-        std 8, 176(1)
-        std 9, 184(1)
-        std 10, 192(1)
-        std 11, 200(1)
-        std 12, 208(1)
-        mflr 0
-        std 0, 216(1)
-        mfctr 0
-        std 0, 224(1)
-        mfxer 0
-        std 0, 232(1)
-        mfcr 0
-        std 0, 240(1)
-        mfsrr0 0
-        std 0, 248(1)
-        mfsrr1 0
-        std 0, 256(1)
-        lis 2, .TOC.@ha
-        addi 2, 2, .TOC.@l
-        bl smp_irq
-        nop
-        ld 0, 256(1)
-        mtsrr1 0
-        ld 0, 248(1)
-        mtsrr0 0
-        ld 0, 240(1)
-        mtcrf 0xff, 0
-        ld 0, 232(1)
-        mtxer 0
-        ld 0, 224(1)
-        mtctr 0
-        ld 0, 216(1)
-        mtlr 0
-        ld 12, 208(1)
-        ld 11, 200(1)
-        ld 10, 192(1)
-        ld 9, 184(1)
-        ld 8, 176(1)
-        ld 7, 168(1)
-        ld 6, 160(1)
-        ld 5, 152(1)
-        ld 4, 144(1)
-        ld 3, 136(1)
-        ld 2, 128(1)
-        ld 0, 112(1)
-        ld 1, 120(1)
-        rfid
+    "#,
+    guest_common::irq_body_asm!("smp_irq"),
+    r#"
     .popsection
     "#
 );
