@@ -742,7 +742,7 @@ impl Vm {
         let inside = vc.ee.still_in();
         for t in (0..8).filter(|t| inside & (1 << t) != 0) {
             if let Some(c) = crate::smp::thread_at(me.core, t) {
-                log::error!(
+                log::warn!(
                     target: "watchdog",
                     "vm {} vcore {index}: PIR {:#x} (core {} thread {t}) has not left the vcore for {ms} ms; it is {}",
                     self.name,

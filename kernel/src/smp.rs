@@ -576,7 +576,7 @@ impl<M: Machine> Smp<M> {
     #[cold]
     fn report_unanswered(&self, me: &CpuState, to: &CpuState, ms: u64) {
         me.stats.watchdog_reports.fetch_add(1, Ordering::Relaxed);
-        log::error!(
+        log::warn!(
             target: "watchdog",
             "PIR {:#x} (core {} thread {}) has not answered a call from PIR {:#x} for {ms} ms; it is {}",
             to.pir,

@@ -573,7 +573,7 @@ const SMOKES: &[Smoke] = &[
                 .and_then(|l| l.split("test: PIR ").nth(1))
                 .and_then(|r| r.split(' ').next())
                 .ok_or("no line naming the thread")?;
-            let want = format!("watchdog: error: PIR {pir} (core ");
+            let want = format!("watchdog: warning: PIR {pir} (core ");
             let line = b
                 .find(&want)
                 .ok_or(format!("no watchdog report naming PIR {pir}"))?;
