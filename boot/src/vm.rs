@@ -862,6 +862,10 @@ impl Vm {
             }
         };
         take_start(v);
+        // The vcpu just made stop-self: another vcpu may have started it
+        // again already (start-cpu sets the entry point before it clears
+        // `stopped`), before this thread got to block.
+        let mut stopped_itself = false;
         loop {
             if self.must_leave(vc) {
                 return;
@@ -871,7 +875,11 @@ impl Vm {
                     return;
                 }
                 take_start(v);
+                stopped_itself = false;
                 continue;
+            }
+            if core::mem::take(&mut stopped_itself) {
+                take_start(v);
             }
             if v.ceded && !self.block(v, vc, me, Block::Ceded) {
                 return;
@@ -909,7 +917,8 @@ impl Vm {
                         return;
                     }
                 }
-                Next::Resume | Next::Stopped => {}
+                Next::Stopped => stopped_itself = true,
+                Next::Resume => {}
                 Next::Cede => {
                     v.ceded = true;
                     self.bump_yield_count(v);
