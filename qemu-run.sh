@@ -2,8 +2,14 @@
 # Boots the hypervisor firmware as skiboot's payload on QEMU powernv8.
 #
 #   ./qemu-run.sh [--cores N] [--threads N] [--memory SIZE] [--initrd FILE]
-#                 [--append "bootargs"] [--gdb] [--timeout SECONDS]
-#                 [--no-build] [-- extra QEMU args]
+#                 [--flash [IMAGE]] [--append "bootargs"] [--gdb]
+#                 [--timeout SECONDS] [--no-build] [-- extra QEMU args]
+#
+# --flash boots from a PNOR image on QEMU's emulated flash instead of
+# -kernel/-initrd: skiboot loads the firmware from BOOTKERNEL and the boot
+# archive from ROOTFS. Without IMAGE it is build/pnor.img, made afresh by
+# `cargo xtask pnor` from build/bootkernel.elf (and --initrd FILE as its
+# archive).
 #
 # Exit status: 0 when the firmware powered off with "hv: power off (ok)",
 # 1 on "hv: power off (failure)" (or QEMU ending without either line),
@@ -16,6 +22,8 @@ cores=2
 threads=4
 memory=2G
 initrd=
+flash=
+flash_image=
 append=
 gdb=0
 timeout=
@@ -30,11 +38,15 @@ while [ $# -gt 0 ]; do
         --threads) threads=${2:?--threads needs a number}; shift 2 ;;
         --memory) memory=${2:?--memory needs a size}; shift 2 ;;
         --initrd) initrd=${2:?--initrd needs a file}; shift 2 ;;
+        --flash)
+            flash=1
+            if [ $# -gt 1 ] && [[ "$2" != -* ]]; then flash_image=$2; shift; fi
+            shift ;;
         --append) append=${2?--append needs a string}; shift 2 ;;
         --gdb) gdb=1; shift ;;
         --timeout) timeout=${2:?--timeout needs seconds}; shift 2 ;;
         --no-build) build=0; shift ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
         --) shift; extra=("$@"); break ;;
         *) die "unknown option '$1' (try --help)" ;;
     esac
@@ -44,6 +56,10 @@ done
 [[ "$threads" =~ ^(1|2|4|8)$ ]] || die "--threads must be 1, 2, 4 or 8, not '$threads'"
 [[ "$memory" =~ ^[1-9][0-9]*[MG]?$ ]] || die "--memory must look like 2G or 1024M, not '$memory'"
 if [ -n "$initrd" ] && [ ! -f "$initrd" ]; then die "--initrd: no such file '$initrd'"; fi
+if [ -n "$flash_image" ]; then
+    [ -f "$flash_image" ] || die "--flash: no such file '$flash_image'"
+    [ -z "$initrd" ] || die "--flash IMAGE carries its boot archive in ROOTFS: make it with 'cargo xtask pnor --archive FILE' instead of --initrd"
+fi
 if [ -z "$timeout" ]; then
     if [ "$gdb" = 1 ]; then timeout=0; else timeout=120; fi
 fi
@@ -57,8 +73,20 @@ if [ "$build" = 1 ] || [ ! -f "$image" ]; then
 fi
 
 cmd=(qemu-system-ppc64 -M powernv8 -smp "$((cores * threads)),cores=$cores,threads=$threads"
-     -m "$memory" -nographic -kernel "$image")
-[ -n "$initrd" ] && cmd+=(-initrd "$initrd")
+     -m "$memory" -nographic)
+if [ -n "$flash" ]; then
+    if [ -z "$flash_image" ]; then
+        flash_image="$here/build/pnor.img"
+        pnor=(cargo xtask pnor --firmware "$here/build/bootkernel.elf" --out "$flash_image")
+        [ -n "$initrd" ] && pnor+=(--archive "$initrd")
+        (cd "$here" && "${pnor[@]}") >&2 || die "making the PNOR image failed"
+    fi
+    # The image is the machine's flash: skiboot may write its NVRAM there.
+    cmd+=(-drive "file=$flash_image,format=raw,if=mtd")
+else
+    cmd+=(-kernel "$image")
+    [ -n "$initrd" ] && cmd+=(-initrd "$initrd")
+fi
 [ -n "$append" ] && cmd+=(-append "$append")
 if [ "$gdb" = 1 ]; then
     cmd+=(-s -S)

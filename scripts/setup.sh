@@ -5,6 +5,8 @@
 #   - qemu-system-ppc >= 10 from Debian bookworm-backports (bookworm's 7.2
 #     is too old for this firmware's powernv8 use)
 #   - binutils-powerpc64le-linux-gnu (objdump for the no-FP/vector check)
+#   - opal-utils (pflash, the OpenPOWER flash tool the PNOR image is
+#     checked with)
 set -euo pipefail
 
 say() { echo "setup: $*" >&2; }
@@ -61,4 +63,11 @@ if ! command -v powerpc64le-linux-gnu-objdump >/dev/null; then
     apt_update
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         binutils-powerpc64le-linux-gnu >/dev/null
+fi
+
+if ! command -v pflash >/dev/null && [ ! -x /usr/sbin/pflash ]; then
+    say "installing opal-utils (pflash, to check the PNOR image)"
+    apt_update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        opal-utils >/dev/null
 fi

@@ -103,23 +103,42 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
         }
         _ => {}
     }
-    let archive = boot.initrd.and_then(|r| {
+    // The initrd: a boot archive (QEMU -initrd), or the flash ROOTFS
+    // container skiboot loaded from PNOR with the archive inside.
+    let mut bad_archive = false;
+    let archive_bytes = boot.initrd.and_then(|r| {
         // SAFETY: the initrd range comes from /chosen, is reserved from the
         // allocator (mem.rs) and is only read.
         let bytes: &'static [u8] =
             unsafe { core::slice::from_raw_parts(r.start as *const u8, r.size() as usize) };
-        match kernel::archive::Archive::parse(bytes) {
-            Ok(a) => {
-                info!(target: "archive", "boot archive: {} files, {} bytes", a.len(), r.size());
+        match kernel::rootfs::unwrap(bytes) {
+            Ok(None) => Some(bytes),
+            Ok(Some([])) => {
+                info!(target: "archive", "flash ROOTFS holds no boot archive: running the built-in guests");
+                None
+            }
+            Ok(Some(a)) => {
+                info!(target: "archive", "boot archive from flash ROOTFS ({} of {} bytes)", a.len(), bytes.len());
                 Some(a)
             }
             Err(e) => {
                 error!(target: "archive", "{e}; running no guests from it");
+                bad_archive = true;
                 None
             }
         }
     });
-    let bad_archive = boot.initrd.is_some() && archive.is_none();
+    let archive = archive_bytes.and_then(|bytes| match kernel::archive::Archive::parse(bytes) {
+        Ok(a) => {
+            info!(target: "archive", "boot archive: {} files, {} bytes", a.len(), bytes.len());
+            Some(a)
+        }
+        Err(e) => {
+            error!(target: "archive", "{e}; running no guests from it");
+            bad_archive = true;
+            None
+        }
+    });
     if !bad_archive {
         // Guests' time of day: the RTC read once, before any guest runs.
         if vm::host_epoch().is_none() {

@@ -29,6 +29,7 @@ pub mod memmap;
 pub mod mode;
 pub mod pagealloc;
 pub mod quirks;
+pub mod rootfs;
 pub mod rtas;
 pub mod smp;
 pub mod stackguard;

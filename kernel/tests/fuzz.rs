@@ -1,6 +1,7 @@
 //! Property-based fuzzing of everything the hypervisor reads from outside
-//! itself: the boot archive (cpio `newc`), its manifest, guest ELF images,
-//! skiboot's device tree and the boot arguments in it.
+//! itself: the boot archive (cpio `newc`), its manifest, the flash ROOTFS
+//! container it may come in, guest ELF images, skiboot's device tree and
+//! the boot arguments in it.
 //!
 //! Inputs are valid seeds (archives, ELF files, the captured skiboot
 //! trees in tests/fixtures) put through up to eight byte-level mutations
@@ -20,7 +21,7 @@
 //! `HV_FUZZ_SEED` the seed (default fixed, printed on failure).
 
 use kernel::archive::{self, Archive, NewcEntry};
-use kernel::{bootargs, devtree, elf};
+use kernel::{bootargs, devtree, elf, rootfs};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
@@ -587,6 +588,36 @@ fn fuzz_elf_loader() {
         }
     });
     reached(&shares, "loaded", 0.1);
+}
+
+/// The flash ROOTFS container skiboot hands over as the initrd: an archive
+/// found in it lies inside the input, and a bare archive is not taken for
+/// a container.
+#[test]
+fn fuzz_flash_rootfs_container() {
+    let seeds = vec![
+        rootfs::wrap(&[]),
+        rootfs::wrap(b"070701"),
+        rootfs::wrap(&archive_seeds()[0]),
+    ];
+    let shares = run("rootfs", mutated(seeds), |image| {
+        match rootfs::unwrap(&image) {
+            Ok(None) => {
+                prop_assert!(!image.starts_with(b"\x7fELF"));
+                Ok("not a container")
+            }
+            Ok(Some(a)) => {
+                let start = a.as_ptr() as usize - image.as_ptr() as usize;
+                prop_assert!(a.is_empty() || start + a.len() <= image.len());
+                Ok("unwrapped")
+            }
+            Err(e) => {
+                clear_error(&e)?;
+                Ok("refused")
+            }
+        }
+    });
+    reached(&shares, "unwrapped", 0.1);
 }
 
 // ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 //! - `run`    boots it under QEMU (same as ./qemu-run.sh)
 //! - `test`   host unit tests, lint, firmware build, QEMU smoke tests
 //! - `bench`  deterministic benchmarks under -icount
+//! - `pnor`   a PNOR flash image with the firmware (and a boot archive)
 //! - `soak`   the long robustness runs (host fuzzing: 1,000,000 cases each)
 //! - `dtb`    captures the device tree skiboot hands over, as a fixture
 
@@ -11,6 +12,7 @@ mod archives;
 mod bench;
 mod build;
 mod linux;
+mod pnor;
 mod qemu;
 mod smoke;
 mod soak;
@@ -34,6 +36,8 @@ fn usage() -> ExitCode {
          \n                           host tests, lint, image build, QEMU smoke tests\
          \n  archive DIR OUT.cpio     pack DIR (manifest + images) as a boot archive\
          \n  linux                    fetch Debian's kernel + busybox, build build/archives/linux.cpio\
+         \n  pnor [--firmware ELF] [--archive FILE] [--out IMAGE]\
+         \n                           64 MiB PNOR image (build/pnor.img) for flash boots\
          \n  bench [NAME]             deterministic benchmarks (-icount), Markdown table\
          \n  soak [--cases N] [--seed S]\
          \n                           long robustness runs (host fuzzing, N cases per reader)\
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         "soak" => soak::soak(rest),
         "archive" => archives::pack(rest),
         "linux" => linux::command(rest),
+        "pnor" => pnor::command(rest),
         _ => return usage(),
     };
     match r {

@@ -710,6 +710,75 @@ const SMOKES: &[Smoke] = &[
         },
     },
     Smoke {
+        name: "flash-boot-built-in-guests",
+        args: &["--flash", crate::pnor::TEST_DEFAULT],
+        status: 0,
+        typing: &[],
+        check: |b| {
+            // skiboot found the PNOR, loaded BOOTKERNEL and an (empty)
+            // ROOTFS from it: no -kernel, no -initrd.
+            has(b, "HIOMAP: Flash size is 64MiB")?;
+            has(b, "INIT: 64-bit LE kernel discovered")?;
+            has(
+                b,
+                "archive: flash ROOTFS holds no boot archive: running the built-in guests",
+            )?;
+            expect(
+                b.find("FFS: Reading the flash has returned all 0xFF")
+                    .is_none(),
+                "skiboot saw erased flash",
+            )?;
+            boot_counts(b, 2, 4, 2048, 64)?;
+            has(b, "hv: vm hello lpid=1 result=ok")?;
+            has(b, "hv: vm bad lpid=2 result=ok")?;
+            has(b, "hv: power off (ok)")?;
+            // skiboot accepted the NVRAM as formatted and wrote nothing:
+            // the image is still exactly what `cargo xtask pnor` made.
+            let now = std::fs::read(crate::pnor::TEST_DEFAULT).map_err(|e| e.to_string())?;
+            expect(
+                now == crate::pnor::expected(None)?,
+                "the flash image changed during the boot",
+            )
+        },
+    },
+    Smoke {
+        name: "flash-boot-archive-two-vms",
+        args: &["--flash", crate::pnor::TEST_TWO_VMS],
+        status: 0,
+        typing: &[],
+        check: |b| {
+            has(b, "INIT: Initramfs loaded")?;
+            has(b, "archive: boot archive from flash ROOTFS (297")?;
+            has(b, "archive: 2 VMs in the manifest, 0 errors")?;
+            has(b, "bad: all 34 checks passed")?;
+            has(b, "hv: vm greeter lpid=1 result=ok")?;
+            has(b, "hv: vm checker lpid=2 result=ok")?;
+            expect(
+                b.find("vm hello").is_none(),
+                "built-in guests ran despite the archive",
+            )?;
+            has(b, "hv: power off (ok)")?;
+            let now = std::fs::read(crate::pnor::TEST_TWO_VMS).map_err(|e| e.to_string())?;
+            expect(
+                now == crate::pnor::expected(Some("build/archives/two-vms.cpio"))?,
+                "the flash image changed during the boot",
+            )
+        },
+    },
+    Smoke {
+        // The image pflash-erases-and-programs-bootkernel rewrote.
+        name: "flash-boot-after-pflash-update",
+        args: &["--flash", crate::pnor::TEST_UPDATED],
+        status: 0,
+        typing: &[],
+        check: |b| {
+            has(b, "INIT: 64-bit LE kernel discovered")?;
+            boot_counts(b, 2, 4, 2048, 64)?;
+            has(b, "hv: all VMs stopped: 2 ran, 2 ok, 0 not ok")?;
+            has(b, "hv: power off (ok)")
+        },
+    },
+    Smoke {
         name: "archive-next-vm-sees-zeros-not-the-last-ones-data",
         // One core: the second VM runs on the thread the first one left.
         args: &["--initrd", "build/archives/scrub.cpio", "--cores", "1"],
@@ -1329,6 +1398,7 @@ pub fn test(args: &[String]) -> Result<(), String> {
     eprintln!("xtask: == firmware image");
     crate::build::build(false)?;
     crate::archives::prepare()?;
+    crate::pnor::prepare()?;
     if SMOKES
         .iter()
         .any(|s| s.name.starts_with("linux") && only.is_none_or(|o| s.name.contains(o.as_str())))
@@ -1338,6 +1408,26 @@ pub fn test(args: &[String]) -> Result<(), String> {
 
     eprintln!("xtask: == QEMU smoke tests");
     let (mut pass, mut fail) = (0, 0);
+    for t in crate::pnor::TOOL_TESTS
+        .iter()
+        .filter(|t| only.is_none_or(|o| t.name.contains(o.as_str())))
+    {
+        let start = std::time::Instant::now();
+        match (t.run)() {
+            Ok(()) => {
+                pass += 1;
+                eprintln!(
+                    "smoke {:<36} ok ({:.1} s)",
+                    t.name,
+                    start.elapsed().as_secs_f64()
+                );
+            }
+            Err(e) => {
+                fail += 1;
+                eprintln!("smoke {:<36} FAILED: {e}", t.name);
+            }
+        }
+    }
     for s in SMOKES
         .iter()
         .filter(|s| only.is_none_or(|o| s.name.contains(o.as_str())))

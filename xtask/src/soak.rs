@@ -1,7 +1,8 @@
 //! `cargo xtask soak`: the long versions of the robustness tests that the
 //! test command runs bounded:
 //!
-//! - host fuzzing of the boot archive, manifest, ELF loader, device tree
+//! - host fuzzing of the boot archive, manifest, flash ROOTFS container,
+//!   ELF loader, device tree
 //!   and boot arguments (kernel/tests/fuzz.rs), 1,000,000 cases each in
 //!   release mode;
 //! - the hypercall fuzzing guest: 2,500,000 calls on one vcpu, then
