@@ -2,9 +2,8 @@
 //! test command runs bounded:
 //!
 //! - host fuzzing of the boot archive, manifest, flash ROOTFS container,
-//!   ELF loader, device tree
-//!   and boot arguments (kernel/tests/fuzz.rs), 1,000,000 cases each in
-//!   release mode;
+//!   ELF loader, device tree and boot arguments (kernel/tests/fuzz.rs),
+//!   1,000,000 cases each in release mode;
 //! - the hypercall fuzzing guest: 2,500,000 calls on one vcpu, then
 //!   2,500,000 over the four vcpus of one SMT4 vcore, while the neighbour
 //!   VM on the other core re-checks its memory and HPT.
