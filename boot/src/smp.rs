@@ -25,7 +25,7 @@ impl Machine for Power8 {
     }
 
     fn idle(&self, me: &CpuState, deadline: Option<u64>) {
-        crate::stackguard::check();
+        crate::stackguard::check_thread_stack();
         let mut lpcr = cpu::mfspr::<{ ppc64::spr::LPCR }>() | ppc64::spr::LPCR_PECE_EXTERNAL;
         match deadline {
             Some(d) => {

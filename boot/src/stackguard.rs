@@ -1,6 +1,7 @@
 //! The guard zones under every hypervisor stack (`kernel::stackguard`):
-//! made when the stacks are, checked on every slow guest exit and idle
-//! wake-up (quick: the zone's top words), on every hypervisor exception
+//! made when the stacks are, checked on every slow guest exit and (the
+//! thread stack's) before every idle nap (quick: the zone's top words), on
+//! every hypervisor exception
 //! (the interrupted r1) and in the failure report (every thread, whole
 //! zones).
 
@@ -61,9 +62,24 @@ fn zone(g: &Guarded) -> &'static [u64] {
 #[inline]
 pub fn check() {
     for g in stacks(crate::smp::this_paca()) {
-        if g.zone != 0 && !stackguard::quick_ok(zone(&g)) {
-            overflowed(g);
-        }
+        quick_check(g);
+    }
+}
+
+/// The quick check of the thread stack alone, for the idle loop: every
+/// cross-thread call passes there (on both sides), and the exception
+/// stack, used only by hypervisor exceptions, is checked by each of them
+/// ([`check_exception`]) and on slow exits.
+#[inline]
+pub fn check_thread_stack() {
+    let [thread, _] = stacks(crate::smp::this_paca());
+    quick_check(thread);
+}
+
+#[inline(always)]
+fn quick_check(g: Guarded) {
+    if g.zone != 0 && !stackguard::quick_ok(zone(&g)) {
+        overflowed(g);
     }
 }
 

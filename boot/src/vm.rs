@@ -338,8 +338,8 @@ impl GuestMmu {
         // may share it.
         let table = unsafe {
             core::slice::from_raw_parts(
-                self.hpt_base as *const core::sync::atomic::AtomicU64,
-                2 * self.hpt_entries as usize,
+                self.hpt_base as *const [core::sync::atomic::AtomicU64; 2],
+                self.hpt_entries as usize,
             )
         };
         hcall::Partition {
@@ -354,19 +354,22 @@ impl GuestMmu {
 }
 
 /// HPT hypercall `op` on `p`, with its arguments in `g[4..]` and its
-/// results written back there: only the registers PAPR defines for the
-/// call's results (H_ENTER: r4; H_REMOVE, H_READ: r4-r5, or r4-r11 with
-/// H_READ_4; H_CLEAR_REF/MOD: r4; H_BULK_REMOVE: r4-r11 in place;
-/// H_PROTECT: none). Each call has its own out-of-line function, so each
-/// pays only for its own registers. Returns the hypercall's return code.
+/// return code written to `g[3]` and its results after it: only the
+/// registers PAPR defines for the call's results (H_ENTER: r4; H_REMOVE,
+/// H_READ: r4-r5, or r4-r11 with H_READ_4; H_CLEAR_REF/MOD: r4;
+/// H_BULK_REMOVE: r4-r11 in place; H_PROTECT: none). Each call has its
+/// own out-of-line function, so each pays only for its own registers, and
+/// the fast path's dispatch ends in a tail call to it.
 #[inline(always)]
-fn hpt_hcall(p: &hcall::Partition, op: HptCall, g: &mut [u64; 32]) -> i64 {
+fn hpt_hcall(p: &hcall::Partition, op: HptCall, g: &mut [u64; 32]) -> HcallPath {
     match op {
         HptCall::Enter => hpt_enter(p, g),
         HptCall::Remove => hpt_remove(p, g),
+        HptCall::Read if g[4] & hcall::H_READ_4 != 0 => hpt_read_4(p, g),
         HptCall::Read => hpt_read(p, g),
         HptCall::Protect => hpt_protect(p, g),
-        HptCall::ClearRef | HptCall::ClearMod => hpt_clear(p, g, op == HptCall::ClearRef),
+        HptCall::ClearRef => hpt_clear(p, g, true),
+        HptCall::ClearMod => hpt_clear(p, g, false),
         HptCall::BulkRemove => hpt_bulk_remove(p, g),
     }
 }
@@ -378,38 +381,56 @@ fn ptesync() {
     unsafe { core::arch::asm!("ptesync", options(nostack, preserves_flags)) };
 }
 
+/// The end of every HPT call: its return code in r3.
+#[inline(always)]
+fn answered(g: &mut [u64; 32], code: i64) -> HcallPath {
+    g[3] = code as u64;
+    HcallPath::Resumed
+}
+
 #[inline(never)]
-fn hpt_enter(p: &hcall::Partition, g: &mut [u64; 32]) -> i64 {
+fn hpt_enter(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
     let r = p.h_enter(g[4], g[5], g[6], g[7]);
     ptesync();
     g[4] = r.vals[0];
-    r.code
+    answered(g, r.code)
 }
 
 #[inline(never)]
-fn hpt_remove(p: &hcall::Partition, g: &mut [u64; 32]) -> i64 {
+fn hpt_remove(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
     let r = p.h_remove(&mut Power8Tlb, g[4], g[5], g[6]);
     ptesync();
     (g[4], g[5]) = (r.vals[0], r.vals[1]);
-    r.code
+    answered(g, r.code)
 }
 
 #[inline(never)]
-fn hpt_read(p: &hcall::Partition, g: &mut [u64; 32]) -> i64 {
-    let r = p.h_read(g[4], g[5]);
-    g[4..12].copy_from_slice(&r.vals);
-    r.code
+fn hpt_read(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
+    let r = p.h_read_1(g[5]);
+    if r.code == hcall::H_SUCCESS {
+        (g[4], g[5]) = (r.vals[0], r.vals[1]);
+    }
+    answered(g, r.code)
 }
 
 #[inline(never)]
-fn hpt_protect(p: &hcall::Partition, g: &mut [u64; 32]) -> i64 {
+fn hpt_read_4(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
+    let r = p.h_read_4(g[5]);
+    if r.code == hcall::H_SUCCESS {
+        g[4..12].copy_from_slice(&r.vals);
+    }
+    answered(g, r.code)
+}
+
+#[inline(never)]
+fn hpt_protect(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
     let r = p.h_protect(&mut Power8Tlb, g[4], g[5], g[6]);
     ptesync();
-    r.code
+    answered(g, r.code)
 }
 
 #[inline(never)]
-fn hpt_clear(p: &hcall::Partition, g: &mut [u64; 32], reference: bool) -> i64 {
+fn hpt_clear(p: &hcall::Partition, g: &mut [u64; 32], reference: bool) -> HcallPath {
     let r = if reference {
         p.h_clear_ref(&mut Power8Tlb, g[5])
     } else {
@@ -417,17 +438,17 @@ fn hpt_clear(p: &hcall::Partition, g: &mut [u64; 32], reference: bool) -> i64 {
     };
     ptesync();
     g[4] = r.vals[0];
-    r.code
+    answered(g, r.code)
 }
 
 #[inline(never)]
-fn hpt_bulk_remove(p: &hcall::Partition, g: &mut [u64; 32]) -> i64 {
-    let Some(regs) = g[4..].first_chunk_mut::<8>() else {
-        return hcall::H_PARAMETER; // r4-r11 are always there
+fn hpt_bulk_remove(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
+    let code = match g[4..].first_chunk_mut::<8>() {
+        Some(regs) => p.h_bulk_remove_in_place(&mut Power8Tlb, regs),
+        None => hcall::H_PARAMETER, // r4-r11 are always there
     };
-    let code = p.h_bulk_remove_in_place(&mut Power8Tlb, regs);
     ptesync();
-    code
+    answered(g, code)
 }
 
 /// What every thread running a VM's vcpus shares without the VM's lock.
@@ -1219,24 +1240,21 @@ pub extern "C" fn hv_hcall_fast(regs: &mut GuestRegs, ctx: *mut FastCtx) -> Hcal
         return HcallPath::Full;
     }
     let nr = regs.gpr[3];
-    let code = match Hcall::decode(nr) {
+    match Hcall::decode(nr) {
         None => {
             if !ctx.tally.count_unknown(nr) {
                 return HcallPath::Full;
             }
-            hcall::H_FUNCTION
+            answered(&mut regs.gpr, hcall::H_FUNCTION)
         }
         Some((i, call)) => match (call.path(), call) {
             (hcall::Path::Fast, Hcall::Hpt(op)) => {
                 ctx.tally.known[i] += 1;
                 hpt_hcall(&ctx.part, op, &mut regs.gpr)
             }
-            _ => return HcallPath::Full,
+            _ => HcallPath::Full,
         },
-    };
-    ctx.tally.hcalls += 1;
-    regs.gpr[3] = code as u64;
-    HcallPath::Resumed
+    }
 }
 
 /// What the run loop does after an exit.
@@ -1590,8 +1608,8 @@ impl VmState {
     /// Adds what a vcpu's thread counted on the fast path.
     fn add_tally(&mut self, t: &hcall::Tally) {
         // Every fast-path hypercall was one exit.
-        self.exits += t.hcalls;
-        self.hcalls += t.hcalls;
+        self.exits += t.hcalls();
+        self.hcalls += t.hcalls();
         for (k, n) in self.known_counts.iter_mut().zip(t.known) {
             *k += n;
         }
@@ -1832,7 +1850,8 @@ impl VmState {
             // a kernel makes), the same code.
             Hcall::Hpt(op) => {
                 let p = self.sh.mmu.partition(v.core);
-                (hpt_hcall(&p, op, &mut v.regs.gpr), Next::Resume)
+                hpt_hcall(&p, op, &mut v.regs.gpr);
+                (v.regs.gpr[3] as i64, Next::Resume)
             }
             Hcall::Xirr | Hcall::XirrX => {
                 let (xirr, _) = self.xics.accept(v.id);

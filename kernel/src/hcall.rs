@@ -187,8 +187,6 @@ pub const UNKNOWN_SLOTS: usize = 4;
 /// vcpu leaves its thread.
 #[derive(Clone, Debug)]
 pub struct Tally {
-    /// Hypercalls handled, each one exit.
-    pub hcalls: u64,
     /// Implemented calls by [`Hcall::decode`] index.
     pub known: [u64; IMPLEMENTED],
     /// Unimplemented numbers with their counts (count 0: a free slot).
@@ -198,7 +196,6 @@ pub struct Tally {
 impl Default for Tally {
     fn default() -> Self {
         Tally {
-            hcalls: 0,
             known: [0; IMPLEMENTED],
             unknown: [(0, 0); UNKNOWN_SLOTS],
         }
@@ -221,6 +218,12 @@ impl Tally {
             }
         }
         false
+    }
+
+    /// Hypercalls counted, each one exit (a sum, so that the fast path
+    /// adds one count per call, not two).
+    pub fn hcalls(&self) -> u64 {
+        self.known.iter().sum::<u64>() + self.unknown().map(|(_, n)| n).sum::<u64>()
     }
 
     /// The unimplemented numbers counted, with their counts.
@@ -284,8 +287,8 @@ pub const HPTE_V_HVLOCK: u64 = 0x40;
 /// Shared by every vcpu of the VM: entries are changed only under their
 /// lock, in the architecture's store order.
 pub struct Partition<'a> {
-    /// The HPT as 2 doublewords per entry, stored big-endian.
-    pub hpt: &'a [AtomicU64],
+    /// The HPT: each entry its 2 doublewords (V, R), stored big-endian.
+    pub hpt: &'a [[AtomicU64; 2]],
     /// Host-physical base of guest memory (guest-physical 0).
     pub mem_base: u64,
     /// Bytes of guest memory.
@@ -445,7 +448,7 @@ impl Drop for Locked<'_> {
 impl Partition<'_> {
     #[inline]
     fn entries(&self) -> u64 {
-        self.hpt.len() as u64 / 2
+        self.hpt.len() as u64
     }
 
     /// Entry `i` as it is (for tests).
@@ -463,8 +466,8 @@ impl Partition<'_> {
     fn finish_held(&self, i: u64) -> u64 {
         // The lock is held already: the guard is only taken up again.
         let l = Locked {
-            v: &self.hpt[2 * i as usize],
-            r: &self.hpt[2 * i as usize + 1],
+            v: &self.hpt[i as usize][0],
+            r: &self.hpt[i as usize][1],
             raw_v: 0,
             done: false,
         };
@@ -477,8 +480,7 @@ impl Partition<'_> {
     /// `None` if another holder has it (or the attempt failed).
     #[inline(always)]
     fn try_lock(&self, i: u64) -> Option<Locked<'_>> {
-        let v = &self.hpt[2 * i as usize];
-        let r = &self.hpt[2 * i as usize + 1];
+        let [v, r] = &self.hpt[i as usize];
         // The entry stays big-endian here: the lock bit is tested and set
         // with a byte-swapped constant.
         let lock_be = HPTE_V_HVLOCK.to_be();
@@ -515,16 +517,19 @@ impl Partition<'_> {
             .invalidate(ops, self.core, running, flags, tlbie_rb(e, i));
     }
 
-    /// Host RPN -> guest RPN for what the guest reads back.
+    /// Host RPN -> guest RPN for what the guest reads back. Every valid
+    /// entry was made by H_ENTER or the VRMA set-up with the guest's RPN
+    /// plus `mem_base`, and guest memory is a buddy block of at least
+    /// 16 MiB aligned to its size: `mem_base` has no bit below the largest
+    /// page size, so subtracting it from R changes the RPN alone (no
+    /// borrow; the LP bits and flags below stay as they are).
     #[inline(always)]
     fn to_guest(&self, e: Hpte) -> Hpte {
+        debug_assert!(self.mem_base.is_multiple_of(hpte::PageSize::P16M.bytes()));
         if !e.is_valid() {
             return e;
         }
-        let Some(ps) = e.page_size() else { return e };
-        let host = e.real_address(ps);
-        let gpa = host.wrapping_sub(self.mem_base);
-        Hpte::new(e.v, hpte::hpte_r_with_rpn(e.r, gpa, ps).unwrap_or(e.r))
+        Hpte::new(e.v, e.r.wrapping_sub(self.mem_base))
     }
 
     /// H_ENTER(flags, pte_index, v, r) -> index used.
@@ -610,17 +615,34 @@ impl Partition<'_> {
     /// H_READ(flags, pte_index) -> (v, r), or four entries with H_READ_4.
     #[inline(always)]
     pub fn h_read(&self, flags: u64, index: u64) -> Ret {
+        if flags & H_READ_4 == 0 {
+            self.h_read_1(index)
+        } else {
+            self.h_read_4(index)
+        }
+    }
+
+    /// H_READ of one entry: (v, r).
+    #[inline(always)]
+    pub fn h_read_1(&self, index: u64) -> Ret {
         if index >= self.entries() {
             return code(H_PARAMETER);
         }
-        let read = |i| {
-            let g = self.to_guest(self.lock(i).entry());
-            [g.v, g.r]
-        };
-        if flags & H_READ_4 == 0 {
-            return ok(read(index));
+        let g = self.to_guest(self.snapshot(index));
+        ok([g.v, g.r])
+    }
+
+    /// H_READ with H_READ_4: the four entries of the group `index` is in.
+    #[inline(always)]
+    pub fn h_read_4(&self, index: u64) -> Ret {
+        if index >= self.entries() {
+            return code(H_PARAMETER);
         }
         let first = index & !3;
+        let read = |i| {
+            let g = self.to_guest(self.snapshot(i));
+            [g.v, g.r]
+        };
         let ([a, b], [c, d], [e, f], [g, h]) = (
             read(first),
             read(first + 1),
@@ -628,6 +650,29 @@ impl Partition<'_> {
             read(first + 3),
         );
         ok([a, b, c, d, e, f, g, h])
+    }
+
+    /// Entry `i` (below [`Partition::entries`]) as one consistent pair,
+    /// without taking its lock (H_READ changes nothing; KVM-HV reads
+    /// without the lock too): V, then R, then V again. A holder sets the
+    /// lock bit in V before it changes anything and clears it with its
+    /// last store, so an unlocked V that is unchanged around the R load
+    /// went with that R; otherwise read again.
+    #[inline(always)]
+    fn snapshot(&self, i: u64) -> Hpte {
+        let [v, r] = &self.hpt[i as usize];
+        loop {
+            let v1 = ppc64::bedw::load(v);
+            if v1 & HPTE_V_HVLOCK == 0 {
+                fence(Ordering::Acquire);
+                let r = ppc64::bedw::load(r);
+                fence(Ordering::Acquire);
+                if ppc64::bedw::load(v) == v1 {
+                    return Hpte::new(v1, r);
+                }
+            }
+            core::hint::spin_loop();
+        }
     }
 
     /// H_PROTECT(flags, pte_index, avpn): new pp0/pp/N/key from `flags`.

@@ -87,6 +87,7 @@ pub struct Counters {
 }
 
 impl Counters {
+    #[inline]
     pub fn count_wake(&self, r: WakeReason) {
         self.wakes[r as usize].fetch_add(1, Ordering::Relaxed);
     }
@@ -192,6 +193,7 @@ impl Mailbox {
     }
 
     /// Sender: takes the free slot.
+    #[inline]
     pub fn claim(&self) -> bool {
         self.state
             .compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
@@ -199,6 +201,7 @@ impl Mailbox {
     }
 
     /// Sender: fills a claimed slot and publishes it.
+    #[inline]
     pub fn post(&self, from: usize, func: CallFn, arg: u64, wait: bool) {
         debug_assert_eq!(self.state.load(Ordering::Relaxed), CLAIMED);
         self.func.store(func as usize, Ordering::Relaxed);
@@ -209,6 +212,7 @@ impl Mailbox {
     }
 
     /// Target: takes a posted request, if any.
+    #[inline]
     pub fn take(&self) -> Option<Request> {
         self.state
             .compare_exchange(POSTED, RUNNING, Ordering::Acquire, Ordering::Relaxed)
@@ -226,6 +230,7 @@ impl Mailbox {
     }
 
     /// Target: publishes the result (DONE for a waiting sender, else FREE).
+    #[inline]
     pub fn finish(&self, req: &Request, ret: u64) {
         if req.wait {
             self.ret.store(ret, Ordering::Relaxed);
@@ -236,6 +241,7 @@ impl Mailbox {
     }
 
     /// Sender: the result of a finished call, freeing the slot.
+    #[inline]
     pub fn collect(&self) -> Option<u64> {
         self.state
             .compare_exchange(DONE, FREE, Ordering::Acquire, Ordering::Relaxed)
@@ -292,6 +298,7 @@ impl HvThread {
     }
 
     /// Posts work (non-zero); refused while earlier work is still posted.
+    #[inline]
     pub fn post(&self, token: usize) -> bool {
         debug_assert_ne!(token, 0);
         self.work
@@ -300,6 +307,7 @@ impl HvThread {
     }
 
     /// The thread takes its posted work, if any.
+    #[inline]
     pub fn take(&self) -> Option<usize> {
         match self.work.swap(0, Ordering::Acquire) {
             0 => None,
@@ -317,10 +325,12 @@ impl HvThread {
 
     /// Records what the thread does (for reports and kicks that want to
     /// know; nothing waits on it, so no ordering).
+    #[inline]
     pub fn set_mode(&self, m: ThreadMode) {
         self.mode.store(m as u32, Ordering::Relaxed);
     }
 
+    #[inline]
     pub fn mode(&self) -> ThreadMode {
         ThreadMode::from_u32(self.mode.load(Ordering::Relaxed))
     }
@@ -358,6 +368,7 @@ impl CpuState {
         }
     }
 
+    #[inline]
     pub fn is_online(&self) -> bool {
         self.online.load(Ordering::Acquire)
     }
@@ -400,7 +411,7 @@ pub trait Machine: Sync {
     fn now(&self) -> u64;
     /// Timebase ticks in a millisecond.
     fn ticks_per_ms(&self) -> u64 {
-        crate::time::ms_to_ticks(1)
+        crate::time::ticks_per_ms()
     }
 }
 

@@ -11,6 +11,16 @@ static TB_HZ: AtomicU64 = AtomicU64::new(512_000_000);
 pub fn set_timebase_hz(hz: u64) {
     assert!(hz > 0);
     TB_HZ.store(hz, Ordering::Relaxed);
+    TICKS_PER_MS.store(ms_to_ticks(1), Ordering::Relaxed);
+}
+
+/// Ticks in a millisecond, kept with the frequency: the watchdog of every
+/// cross-thread wait needs it, and a division per wait is not free.
+static TICKS_PER_MS: AtomicU64 = AtomicU64::new(512_000);
+
+#[inline]
+pub fn ticks_per_ms() -> u64 {
+    TICKS_PER_MS.load(Ordering::Relaxed)
 }
 
 pub fn timebase_hz() -> u64 {

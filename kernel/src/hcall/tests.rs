@@ -24,7 +24,7 @@ const MEM: u64 = 64 << 20;
 const ORDER: u32 = 18; // 16384 entries
 
 struct Fixture {
-    hpt: Vec<AtomicU64>,
+    hpt: Vec<[AtomicU64; 2]>,
     tlb: VmTlb,
 }
 
@@ -33,7 +33,9 @@ impl Fixture {
         let tlb = VmTlb::new(3, 2);
         tlb.set_online_vcores(vcores);
         Fixture {
-            hpt: (0..(1 << ORDER) / 8).map(|_| AtomicU64::new(0)).collect(),
+            hpt: (0..(1 << ORDER) / 16)
+                .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
+                .collect(),
             tlb,
         }
     }
@@ -79,7 +81,7 @@ fn enter_translates_rpn_and_read_translates_back() {
     let stored = p.read(idx);
     assert_eq!(stored.real_address(PageSize::P4K), MEM_BASE + 0x20_0000);
     assert_eq!(
-        u64::from_be(p.hpt[2 * idx as usize].load(Ordering::Relaxed)),
+        u64::from_be(p.hpt[idx as usize][0].load(Ordering::Relaxed)),
         v
     );
     // Read back with the guest address.
@@ -345,7 +347,7 @@ fn bulk_remove_batches_its_invalidations_and_never_waits_holding_an_entry() {
     // A failed attempt leaves the holder's lock alone.
     assert!(p.try_lock(i5).is_none(), "a failed try_lock released it");
     assert_ne!(
-        u64::from_be(f.hpt[2 * i5 as usize].load(Ordering::Relaxed)) & HPTE_V_HVLOCK,
+        u64::from_be(f.hpt[i5 as usize][0].load(Ordering::Relaxed)) & HPTE_V_HVLOCK,
         0
     );
     drop(other);
@@ -512,7 +514,11 @@ fn vcpus_on_several_threads_share_one_table_without_losing_an_entry() {
         }
     });
     // Nothing left valid or locked.
-    assert!(f.hpt.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+    assert!(f
+        .hpt
+        .iter()
+        .flatten()
+        .all(|w| w.load(Ordering::Relaxed) == 0));
 }
 
 #[test]
@@ -534,7 +540,7 @@ fn a_guest_cannot_set_the_hypervisors_lock_bit() {
 /// must already be invalid to the MMU, and it plays the MMU setting the
 /// change bit just before the translation goes.
 struct MmuAtInvalidate<'a> {
-    hpt: &'a [AtomicU64],
+    hpt: &'a [[AtomicU64; 2]],
     idx: usize,
     seen_valid: bool,
 }
@@ -549,9 +555,9 @@ impl TlbOps for MmuAtInvalidate<'_> {
 }
 impl MmuAtInvalidate<'_> {
     fn look(&mut self) {
-        let v = u64::from_be(self.hpt[2 * self.idx].load(Ordering::Relaxed));
+        let v = u64::from_be(self.hpt[self.idx][0].load(Ordering::Relaxed));
         self.seen_valid |= v & hpte::HPTE_V_VALID != 0;
-        let r = &self.hpt[2 * self.idx + 1];
+        let r = &self.hpt[self.idx][1];
         let now = u64::from_be(r.load(Ordering::Relaxed));
         r.store((now | hpte::HPTE_R_C).to_be(), Ordering::Relaxed);
     }
@@ -585,7 +591,7 @@ fn entries_are_invalid_before_the_tlb_is_and_mmu_rc_updates_are_kept() {
     );
     assert_eq!(rm.code, H_SUCCESS);
     assert_ne!(rm.vals[1] & hpte::HPTE_R_C, 0);
-    assert!(f.hpt[2 * idx as usize..][..2]
+    assert!(f.hpt[idx as usize]
         .iter()
         .all(|w| w.load(Ordering::Relaxed) == 0));
 }
@@ -602,4 +608,62 @@ fn unknown_numbers_are_counted_in_fixed_space() {
     assert_eq!(named[0], (0x7f00, 2001));
     assert_eq!(named[1], (0x7f04, 1));
     assert_eq!(c.others, 1000 - UNKNOWN_KINDS as u64);
+}
+
+#[test]
+fn read_gives_back_what_enter_took_for_every_page_size() {
+    let f = Fixture::new(1);
+    let p = f.part();
+    for (n, page) in PageSize::ALL.into_iter().enumerate() {
+        // The last page of guest memory, so the RPN's high bits are set.
+        let gpa = MEM - page.bytes();
+        let (idx, v, r) = guest_pte(0x40 + n as u64, 0x100_0000 * n as u64, page, gpa, 2);
+        let e = p.h_enter(0, idx, v, r);
+        assert_eq!(e.code, H_SUCCESS, "{page:?}");
+        let stored = p.read(e.vals[0]);
+        assert_eq!(stored.real_address(page), MEM_BASE + gpa, "{page:?}");
+        let rd = p.h_read(0, e.vals[0]);
+        assert_eq!(
+            (rd.code, rd.vals[0], rd.vals[1]),
+            (H_SUCCESS, v, r),
+            "{page:?}"
+        );
+    }
+}
+
+/// H_READ takes no lock but never returns a half-changed entry: while
+/// another thread keeps changing the entry's protection (each change
+/// makes it invalid to the MMU, under its lock, before the new R), every
+/// read sees it valid, with one of the two R values. A read that ignored
+/// the lock would see the invalid V in between.
+#[test]
+fn lockless_read_never_sees_an_entry_mid_change() {
+    let f = Fixture::new(1);
+    let (idx, v, r) = guest_pte(0x77, 0x3000, PageSize::P4K, 0x1000, 2);
+    assert_eq!(f.part().h_enter(H_EXACT, idx, v, r).code, H_SUCCESS);
+    let done = core::sync::atomic::AtomicBool::new(false);
+    let rounds = 20_000;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let p = f.part();
+            for i in 0..rounds {
+                let pp = if i % 2 == 0 { 1 } else { 2 };
+                assert_eq!(p.h_protect(&mut Rec::default(), pp, idx, 0).code, H_SUCCESS);
+            }
+            done.store(true, Ordering::Release);
+        });
+        let p = f.part();
+        let mut reads = 0u64;
+        while !done.load(Ordering::Acquire) || reads < 1000 {
+            let rd = p.h_read(0, idx);
+            assert_eq!(rd.code, H_SUCCESS);
+            assert_eq!(rd.vals[0], v, "read {reads}: V changed or invalid");
+            let pp = rd.vals[1] & hpte::HPTE_R_PP;
+            assert!(pp == 1 || pp == 2, "read {reads}: R {:#x}", rd.vals[1]);
+            assert_eq!(rd.vals[1] & !hpte::HPTE_R_PP, r & !hpte::HPTE_R_PP);
+            reads += 1;
+        }
+    });
+    // Nothing left locked.
+    assert_eq!(f.part().read(idx).v & HPTE_V_HVLOCK, 0);
 }
