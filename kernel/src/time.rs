@@ -11,7 +11,7 @@ static TB_HZ: AtomicU64 = AtomicU64::new(512_000_000);
 pub fn set_timebase_hz(hz: u64) {
     assert!(hz > 0);
     TB_HZ.store(hz, Ordering::Relaxed);
-    TICKS_PER_MS.store(ms_to_ticks(1), Ordering::Relaxed);
+    TICKS_PER_MS.store(us_to_ticks(1000), Ordering::Relaxed);
 }
 
 /// Ticks in a millisecond, kept with the frequency: the watchdog of every
@@ -49,9 +49,12 @@ pub fn us_to_ticks(us: u64) -> u64 {
     }
 }
 
-/// Ticks in `ms` milliseconds (saturating).
+/// Ticks in `ms` milliseconds (saturating): a multiplication, with the
+/// ticks of a millisecond kept (exact for any frequency in whole kHz,
+/// as every timebase is).
+#[inline]
 pub fn ms_to_ticks(ms: u64) -> u64 {
-    us_to_ticks(ms.saturating_mul(1000))
+    ms.saturating_mul(ticks_per_ms())
 }
 
 /// Nanoseconds in `ticks`.
@@ -70,6 +73,7 @@ mod tests {
         assert_eq!(timebase_hz(), 512_000_000);
         assert_eq!(us_to_ticks(1), 512);
         assert_eq!(ms_to_ticks(2), 1_024_000);
+        assert_eq!(ms_to_ticks(u64::MAX), u64::MAX);
         assert_eq!(ticks_to_ns(512), 1000);
         assert_eq!(ticks_to_ns(1), 1); // 1.95 ns rounds down
         assert_eq!(ticks_to_ns(us_to_ticks(123_456)), 123_456_000);
