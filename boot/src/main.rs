@@ -103,53 +103,62 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
         }
         _ => {}
     }
-    // The initrd: a boot archive (QEMU -initrd), or the flash ROOTFS
-    // container skiboot loaded from PNOR with the archive inside.
-    let mut bad_archive = false;
-    let archive_bytes = boot.initrd.and_then(|r| {
-        // SAFETY: the initrd range comes from /chosen, is reserved from the
-        // allocator (mem.rs) and is only read.
-        let bytes: &'static [u8] =
-            unsafe { core::slice::from_raw_parts(r.start as *const u8, r.size() as usize) };
-        match kernel::rootfs::unwrap(bytes) {
-            Ok(None) => Some(bytes),
-            Ok(Some([])) => {
-                info!(target: "archive", "flash ROOTFS holds no boot archive: running the built-in guests");
-                None
-            }
-            Ok(Some(a)) => {
-                info!(target: "archive", "boot archive from flash ROOTFS ({} of {} bytes)", a.len(), bytes.len());
-                Some(a)
-            }
-            Err(e) => {
-                error!(target: "archive", "{e}; running no guests from it");
-                bad_archive = true;
-                None
-            }
-        }
-    });
-    let archive = archive_bytes.and_then(|bytes| match kernel::archive::Archive::parse(bytes) {
-        Ok(a) => {
-            info!(target: "archive", "boot archive: {} files, {} bytes", a.len(), bytes.len());
-            Some(a)
-        }
-        Err(e) => {
-            error!(target: "archive", "{e}; running no guests from it");
-            bad_archive = true;
-            None
-        }
-    });
+    // A boot archive that cannot be read runs no guests at all.
+    let archive = boot_archive(boot.initrd);
+    let bad_archive = archive.is_err();
     if !bad_archive {
         // Guests' time of day: the RTC read once, before any guest runs.
         if vm::host_epoch().is_none() {
             warn!(target: "hv", "OPAL has no real-time clock: guests' get-time-of-day will fail");
         }
-        run_guests(archive);
+        run_guests(archive.ok().flatten());
     }
     if let Some(kernel::bootargs::Bench::Ipi(n)) = boot.args.bench {
         selftest::ipi_bench(n);
     }
     power_off(true)
+}
+
+/// The boot archive in the initrd, which is the archive itself (QEMU's
+/// -initrd) or the flash ROOTFS container skiboot loaded from PNOR
+/// (`kernel::rootfs`): `Ok(None)` without one (no initrd, or an empty
+/// container: the built-in guests run), `Err` when it cannot be read
+/// (said on the console).
+fn boot_archive(
+    initrd: Option<kernel::memmap::Range>,
+) -> Result<Option<kernel::archive::Archive<'static>>, ()> {
+    let Some(r) = initrd else { return Ok(None) };
+    // SAFETY: the initrd range comes from /chosen, is reserved from the
+    // allocator (mem.rs) and is only read.
+    let bytes: &'static [u8] =
+        unsafe { core::slice::from_raw_parts(r.start as *const u8, r.size() as usize) };
+    let refused =
+        |e: &dyn core::fmt::Display| error!(target: "archive", "{e}; running no guests from it");
+    let bytes = match kernel::rootfs::unwrap(bytes) {
+        Ok(None) => bytes,
+        Ok(Some([])) => {
+            info!(target: "archive", "flash ROOTFS holds no boot archive: running the built-in guests");
+            return Ok(None);
+        }
+        Ok(Some(a)) => {
+            info!(target: "archive", "boot archive from flash ROOTFS ({} of {} bytes)", a.len(), bytes.len());
+            a
+        }
+        Err(e) => {
+            refused(&e);
+            return Err(());
+        }
+    };
+    match kernel::archive::Archive::parse(bytes) {
+        Ok(a) => {
+            info!(target: "archive", "boot archive: {} files, {} bytes", a.len(), bytes.len());
+            Ok(Some(a))
+        }
+        Err(e) => {
+            refused(&e);
+            Err(())
+        }
+    }
 }
 
 /// The hello guest's image (guests/hello), built into the firmware.
