@@ -7,9 +7,10 @@
 #
 # --flash boots from a PNOR image on QEMU's emulated flash instead of
 # -kernel/-initrd: skiboot loads the firmware from BOOTKERNEL and the boot
-# archive from ROOTFS. Without IMAGE it is build/pnor.img, made afresh by
-# `cargo xtask pnor` from build/bootkernel.elf (and --initrd FILE as its
-# archive).
+# archive from ROOTFS, and takes the boot arguments from its NVRAM. Without
+# IMAGE it is build/pnor.img, made afresh by `cargo xtask pnor` from
+# build/bootkernel.elf (with --initrd FILE as its archive and --append as
+# its bootargs).
 #
 # Exit status: 0 when the firmware powered off with "hv: power off (ok)",
 # 1 on "hv: power off (failure)" (or QEMU ending without either line),
@@ -59,6 +60,7 @@ if [ -n "$initrd" ] && [ ! -f "$initrd" ]; then die "--initrd: no such file '$in
 if [ -n "$flash_image" ]; then
     [ -f "$flash_image" ] || die "--flash: no such file '$flash_image'"
     [ -z "$initrd" ] || die "--flash IMAGE carries its boot archive in ROOTFS: make it with 'cargo xtask pnor --archive FILE' instead of --initrd"
+    [ -z "$append" ] || die "--flash IMAGE carries its boot arguments in NVRAM: make it with 'cargo xtask pnor --bootargs \"...\"' instead of --append"
 fi
 if [ -z "$timeout" ]; then
     if [ "$gdb" = 1 ]; then timeout=0; else timeout=120; fi
@@ -79,6 +81,7 @@ if [ -n "$flash" ]; then
         flash_image="$here/build/pnor.img"
         pnor=(cargo xtask pnor --firmware "$here/build/bootkernel.elf" --out "$flash_image")
         [ -n "$initrd" ] && pnor+=(--archive "$initrd")
+        [ -n "$append" ] && pnor+=(--bootargs "$append")
         (cd "$here" && "${pnor[@]}") >&2 || die "making the PNOR image failed"
     fi
     # The image is the machine's flash: skiboot may write its NVRAM there.
@@ -86,8 +89,8 @@ if [ -n "$flash" ]; then
 else
     cmd+=(-kernel "$image")
     [ -n "$initrd" ] && cmd+=(-initrd "$initrd")
+    [ -n "$append" ] && cmd+=(-append "$append")
 fi
-[ -n "$append" ] && cmd+=(-append "$append")
 if [ "$gdb" = 1 ]; then
     cmd+=(-s -S)
     echo "qemu-run: waiting for gdb on localhost:1234 (target remote :1234)" >&2

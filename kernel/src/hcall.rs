@@ -517,19 +517,25 @@ impl Partition<'_> {
             .invalidate(ops, self.core, running, flags, tlbie_rb(e, i));
     }
 
-    /// Host RPN -> guest RPN for what the guest reads back. Every valid
-    /// entry was made by H_ENTER or the VRMA set-up with the guest's RPN
-    /// plus `mem_base`, and guest memory is a buddy block of at least
-    /// 16 MiB aligned to its size: `mem_base` has no bit below the largest
-    /// page size, so subtracting it from R changes the RPN alone (no
-    /// borrow; the LP bits and flags below stay as they are).
+    /// What the guest reads back of entry `e`: the host RPN made the
+    /// guest's, and never a host address. Every valid entry was made by
+    /// H_ENTER or the VRMA set-up with the guest's RPN plus `mem_base`,
+    /// and guest memory is a buddy block of at least 16 MiB aligned to its
+    /// size: `mem_base` has no bit below the largest page size, so
+    /// subtracting it from R changes the RPN alone (no borrow; the LP bits
+    /// and flags below stay as they are). An invalid entry reads back with
+    /// R 0, and so does a valid V whose R does not lie in guest memory:
+    /// only H_READ's lock-free snapshot can pair them, when the guest
+    /// changes that entry on another vcpu meanwhile (see
+    /// [`Partition::snapshot`]).
     #[inline(always)]
     fn to_guest(&self, e: Hpte) -> Hpte {
         debug_assert!(self.mem_base.is_multiple_of(hpte::PageSize::P16M.bytes()));
-        if !e.is_valid() {
-            return e;
+        let r = e.r.wrapping_sub(self.mem_base);
+        if !e.is_valid() || r & hpte::HPTE_R_RPN >= self.mem_size {
+            return Hpte::new(e.v, 0);
         }
-        Hpte::new(e.v, e.r.wrapping_sub(self.mem_base))
+        Hpte::new(e.v, r)
     }
 
     /// H_ENTER(flags, pte_index, v, r) -> index used.
@@ -652,12 +658,16 @@ impl Partition<'_> {
         ok([a, b, c, d, e, f, g, h])
     }
 
-    /// Entry `i` (below [`Partition::entries`]) as one consistent pair,
-    /// without taking its lock (H_READ changes nothing; KVM-HV reads
-    /// without the lock too): V, then R, then V again. A holder sets the
-    /// lock bit in V before it changes anything and clears it with its
-    /// last store, so an unlocked V that is unchanged around the R load
-    /// went with that R; otherwise read again.
+    /// Entry `i` (below [`Partition::entries`]) without taking its lock
+    /// (H_READ changes nothing; KVM-HV reads without the lock too): V,
+    /// then R, then V again, until V was unlocked and unchanged around the
+    /// R load. A holder sets the lock bit in V before it changes anything
+    /// and clears it with its last store, so this never returns an entry
+    /// halfway through one change. It can still pair a V with the R of
+    /// another state of the entry when several changes by other vcpus of
+    /// the guest bring V back to the same value during the read (the
+    /// guest racing itself, as a read on KVM-HV can); [`Partition::to_guest`]
+    /// makes sure that such an R is never a host address.
     #[inline(always)]
     fn snapshot(&self, i: u64) -> Hpte {
         let [v, r] = &self.hpt[i as usize];

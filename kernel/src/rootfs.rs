@@ -180,11 +180,17 @@ pub fn unwrap(initrd: &[u8]) -> Result<Option<&[u8]>, RootfsError> {
 
 /// The length skiboot computes for a container it loads from flash
 /// (skiboot `sizeof_elf_from_hdr`): where the section header table ends.
+/// `None` unless `file` is a 64-bit little-endian ELF file (skiboot reads
+/// the other kinds too, but the firmware and the container are this kind).
 pub fn skiboot_size(file: &[u8]) -> Option<u64> {
-    if file.len() < EHDR_LEN || !file.starts_with(ELF_MAGIC) {
+    if file.len() < EHDR_LEN
+        || !file.starts_with(ELF_MAGIC)
+        || file[4] != ELFCLASS64
+        || file[5] != ELFDATA2LSB
+    {
         return None;
     }
-    Some(get64(file, 40) + get16(file, 58) as u64 * get16(file, 60) as u64)
+    Some(get64(file, 40).saturating_add(get16(file, 58) as u64 * get16(file, 60) as u64))
 }
 
 fn put16(b: &mut [u8], at: usize, v: u16) {
@@ -220,6 +226,16 @@ mod tests {
             assert_eq!(skiboot_size(&c), Some(c.len() as u64));
             assert_eq!(&c[ARCHIVE_OFFSET..ARCHIVE_OFFSET + archive.len()], archive);
         }
+    }
+
+    #[test]
+    fn skiboot_size_of_odd_headers() {
+        let mut c = wrap(b"x");
+        put64(&mut c, 40, u64::MAX);
+        assert_eq!(skiboot_size(&c), Some(u64::MAX));
+        c[5] = 2; // big-endian
+        assert_eq!(skiboot_size(&c), None);
+        assert_eq!(skiboot_size(b"\x7fELF"), None);
     }
 
     #[test]

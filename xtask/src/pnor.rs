@@ -270,6 +270,10 @@ pub struct Inputs<'a> {
     pub archive: Option<&'a [u8]>,
     /// The first line of `VERSION`.
     pub version: &'a str,
+    /// Boot arguments for the firmware, kept in skiboot's NVRAM
+    /// (`bootargs=` in its `ibm,skiboot` partition, which skiboot puts in
+    /// /chosen over the device tree's, as on a real machine).
+    pub bootargs: Option<&'a str>,
 }
 
 /// The 8-bit ECC of one big-endian doubleword (skiboot `eccgenerate`:
@@ -364,11 +368,27 @@ pub fn toc(actual: &[u32]) -> Vec<u8> {
 
 /// skiboot's NVRAM as its `nvram_format` leaves it: a 4 KiB `ibm,skiboot`
 /// partition, a 64 KiB `common` one and the rest free, each with its CHRP
-/// header (signature, checksum, length in 16-byte units, name).
-pub fn nvram(size: u32) -> Vec<u8> {
+/// header (signature, checksum, length in 16-byte units, name); with
+/// `bootargs`, the `ibm,skiboot` partition holds `bootargs=…` (its
+/// contents are NUL-terminated `key=value` strings, ended by an empty
+/// one: skiboot `__nvram_query`).
+pub fn nvram(size: u32, bootargs: Option<&str>) -> Result<Vec<u8>, String> {
     let mut b = vec![0u8; size as usize];
+    if let Some(args) = bootargs {
+        let kv = format!("bootargs={args}");
+        // After the header: the string, its NUL and the empty one.
+        let room = NVRAM_SKIBOOT_SIZE - 16 - 2;
+        if kv.len() > room || kv.contains('\0') {
+            return Err(format!(
+                "bootargs of {} bytes (or with a NUL) do not fit skiboot's NVRAM partition ({} bytes for `bootargs=…`)",
+                args.len(),
+                room
+            ));
+        }
+        b[16..16 + kv.len()].copy_from_slice(kv.as_bytes());
+    }
     let parts: [(u8, &[u8], u32); 3] = [
-        (0x51, b"ibm,skiboot", 0x1000),
+        (0x51, b"ibm,skiboot", NVRAM_SKIBOOT_SIZE as u32),
         (0x70, b"common", 0x10000),
         (0x7f, b"wwwwwwwwwwww", size - 0x11000),
     ];
@@ -381,8 +401,11 @@ pub fn nvram(size: u32) -> Vec<u8> {
         h[1] = chrp_checksum(h);
         off += len as usize;
     }
-    b
+    Ok(b)
 }
+
+/// skiboot's own NVRAM partition (`NVRAM_SIZE_FW_PRIV`).
+const NVRAM_SKIBOOT_SIZE: usize = 0x1000;
 
 /// The CHRP NVRAM header checksum (skiboot `chrp_nv_cksum`): a byte sum
 /// with end-around carry, the checksum byte counted as zero.
@@ -443,7 +466,7 @@ pub fn image(inp: &Inputs) -> Result<Vec<u8>, String> {
             Toc => None,
             Firmware => Some(inp.firmware.to_vec()),
             Rootfs => Some(rootfs.clone()),
-            Nvram => Some(nvram(part.size)),
+            Nvram => Some(nvram(part.size, inp.bootargs)?),
             Version => Some(version.clone()),
             Erased if part.flags.ecc => Some(vec![0xff; capacity(part) as usize]),
             Erased => None,
@@ -472,7 +495,14 @@ pub fn image(inp: &Inputs) -> Result<Vec<u8>, String> {
     Ok(img)
 }
 
+/// `git describe` of the tree, once per run (so the images a test run
+/// makes and the ones it compares against carry the same).
 fn version() -> String {
+    static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    V.get_or_init(describe).clone()
+}
+
+fn describe() -> String {
     std::process::Command::new("git")
         .args(["describe", "--always", "--dirty"])
         .current_dir(root())
@@ -483,13 +513,18 @@ fn version() -> String {
         .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
 }
 
-/// `cargo xtask pnor [--firmware ELF] [--archive FILE] [--out IMAGE]`.
+/// `cargo xtask pnor [--firmware ELF] [--archive FILE] [--bootargs STRING] [--out IMAGE]`.
 pub fn command(args: &[String]) -> Result<(), String> {
     let mut firmware: Option<PathBuf> = None;
     let mut archive: Option<PathBuf> = None;
     let mut out = root().join("build/pnor.img");
+    let mut bootargs: Option<String> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
+        if a == "--bootargs" {
+            bootargs = Some(it.next().ok_or("--bootargs needs a string")?.clone());
+            continue;
+        }
         let mut val = || {
             it.next()
                 .map(PathBuf::from)
@@ -501,7 +536,7 @@ pub fn command(args: &[String]) -> Result<(), String> {
             "--out" => out = val()?,
             _ => {
                 return Err(format!(
-                    "unknown argument '{a}' (usage: cargo xtask pnor [--firmware ELF] [--archive FILE] [--out IMAGE])"
+                    "unknown argument '{a}' (usage: cargo xtask pnor [--firmware ELF] [--archive FILE] [--bootargs STRING] [--out IMAGE])"
                 ))
             }
         }
@@ -527,6 +562,7 @@ pub fn command(args: &[String]) -> Result<(), String> {
     let img = image(&Inputs {
         firmware: &fw,
         archive: ar.as_deref(),
+        bootargs: bootargs.as_deref(),
         version: &version(),
     })?;
     if let Some(dir) = out.parent() {
@@ -557,35 +593,50 @@ pub fn command(args: &[String]) -> Result<(), String> {
 /// Images the smoke tests boot, under build/flash/.
 pub const TEST_DEFAULT: &str = "build/flash/default.img";
 pub const TEST_TWO_VMS: &str = "build/flash/two-vms.img";
+pub const TEST_BOOTARGS: &str = "build/flash/bootargs.img";
 pub const TEST_UPDATED: &str = "build/flash/updated.img";
 
+/// What [`prepare`] puts in each: (image, archive, bootargs).
+const TEST_IMAGES: &[(&str, Option<&str>, Option<&str>)] = &[
+    (TEST_DEFAULT, None, None),
+    (TEST_TWO_VMS, Some("build/archives/two-vms.cpio"), None),
+    (TEST_BOOTARGS, None, Some(TEST_BOOTARGS_STRING)),
+];
+
+/// The boot arguments of [`TEST_BOOTARGS`]: no HPT pool, which the boot
+/// line shows.
+pub const TEST_BOOTARGS_STRING: &str = "hv.hpt_pool=0";
+
 /// Makes the smoke tests' images with the same code `cargo xtask pnor`
-/// runs: the firmware alone, and with the two-VM archive.
+/// runs.
 pub fn prepare() -> Result<(), String> {
-    let fw = root().join("build/bootkernel.elf");
-    let fw = fw.to_str().unwrap();
-    let out = |f: &str| root().join(f).to_string_lossy().into_owned();
-    command(&[
-        "--firmware".into(),
-        fw.into(),
-        "--out".into(),
-        out(TEST_DEFAULT),
-    ])?;
-    let two = root().join("build/archives/two-vms.cpio");
-    command(&[
-        "--firmware".into(),
-        fw.into(),
-        "--archive".into(),
-        two.to_string_lossy().into_owned(),
-        "--out".into(),
-        out(TEST_TWO_VMS),
-    ])
+    let abs = |f: &str| root().join(f).to_string_lossy().into_owned();
+    for (img, archive, bootargs) in TEST_IMAGES {
+        let mut a = vec![
+            "--firmware".into(),
+            abs("build/bootkernel.elf"),
+            "--out".into(),
+            abs(img),
+        ];
+        if let Some(ar) = archive {
+            a.extend(["--archive".into(), abs(ar)]);
+        }
+        if let Some(b) = bootargs {
+            a.extend(["--bootargs".into(), b.to_string()]);
+        }
+        command(&a)?;
+    }
+    Ok(())
 }
 
-/// The image `prepare` made for `archive`, as it must still be byte for
-/// byte (nothing but skiboot's NVRAM may be written, and a correctly
-/// formatted NVRAM is not).
-pub fn expected(archive: Option<&str>) -> Result<Vec<u8>, String> {
+/// Test image `img` as [`prepare`] made it, as it must still be byte for
+/// byte after a boot (nothing but skiboot's NVRAM may be written, and a
+/// correctly formatted NVRAM is not).
+pub fn expected(img: &str) -> Result<Vec<u8>, String> {
+    let &(_, archive, bootargs) = TEST_IMAGES
+        .iter()
+        .find(|t| t.0 == img)
+        .ok_or(format!("{img} is not a test image"))?;
     let read = |p: &str| std::fs::read(root().join(p)).map_err(|e| format!("{p}: {e}"));
     let fw = read("build/bootkernel.elf")?;
     let ar = archive.map(read).transpose()?;
@@ -593,6 +644,7 @@ pub fn expected(archive: Option<&str>) -> Result<Vec<u8>, String> {
         firmware: &fw,
         archive: ar.as_deref(),
         version: &version(),
+        bootargs,
     })
 }
 
@@ -923,6 +975,7 @@ mod tests {
             firmware: &fw,
             archive: Some(&archive),
             version: "v1",
+            bootargs: None,
         })
         .unwrap();
         assert_eq!(img.len(), FLASH_SIZE as usize);
@@ -974,6 +1027,7 @@ mod tests {
             firmware: &firmware(),
             archive: None,
             version: "v1",
+            bootargs: None,
         })
         .unwrap();
         let g = part("GUARD");
@@ -991,7 +1045,7 @@ mod tests {
 
     #[test]
     fn nvram_is_what_skiboot_formats() {
-        let n = nvram(0x90000);
+        let n = nvram(0x90000, None).unwrap();
         // skiboot's nvram_format for 0x90000 bytes (its header checksums
         // computed by hand from chrp_nv_cksum).
         assert_eq!(&n[..16], b"\x51\xb5\x01\x00ibm,skiboot\0");
@@ -1003,6 +1057,19 @@ mod tests {
     }
 
     #[test]
+    fn bootargs_are_a_key_in_skiboots_nvram_partition() {
+        let n = nvram(0x90000, Some("hv.log=debug")).unwrap();
+        // The header is unchanged (its checksum covers the header only).
+        assert_eq!(&n[..16], &nvram(0x90000, None).unwrap()[..16]);
+        assert_eq!(&n[16..16 + 22], b"bootargs=hv.log=debug\0");
+        assert_eq!(n[16 + 22], 0, "the empty string that ends the list");
+        let long = "x".repeat(0x1000);
+        assert!(nvram(0x90000, Some(&long))
+            .unwrap_err()
+            .contains("do not fit"));
+    }
+
+    #[test]
     fn too_large_inputs_name_the_partition_and_both_sizes() {
         let mut big = firmware();
         big.resize((15 << 20) + 1, 0);
@@ -1010,6 +1077,7 @@ mod tests {
             firmware: &big,
             archive: None,
             version: "v1",
+            bootargs: None,
         })
         .unwrap_err();
         assert!(e.contains("BOOTKERNEL"), "{e}");
@@ -1020,6 +1088,7 @@ mod tests {
             firmware: &firmware(),
             archive: Some(&archive),
             version: "v1",
+            bootargs: None,
         })
         .unwrap_err();
         assert!(
@@ -1032,7 +1101,8 @@ mod tests {
         assert!(image(&Inputs {
             firmware: &short,
             archive: None,
-            version: "v1"
+            version: "v1",
+            bootargs: None,
         })
         .unwrap_err()
         .contains("skiboot would load only"));

@@ -736,7 +736,7 @@ const SMOKES: &[Smoke] = &[
             // the image is still exactly what `cargo xtask pnor` made.
             let now = std::fs::read(crate::pnor::TEST_DEFAULT).map_err(|e| e.to_string())?;
             expect(
-                now == crate::pnor::expected(None)?,
+                now == crate::pnor::expected(crate::pnor::TEST_DEFAULT)?,
                 "the flash image changed during the boot",
             )
         },
@@ -760,7 +760,25 @@ const SMOKES: &[Smoke] = &[
             has(b, "hv: power off (ok)")?;
             let now = std::fs::read(crate::pnor::TEST_TWO_VMS).map_err(|e| e.to_string())?;
             expect(
-                now == crate::pnor::expected(Some("build/archives/two-vms.cpio"))?,
+                now == crate::pnor::expected(crate::pnor::TEST_TWO_VMS)?,
+                "the flash image changed during the boot",
+            )
+        },
+    },
+    Smoke {
+        // Boot arguments from skiboot's NVRAM in flash (there is no
+        // -append without -kernel): no HPT pool.
+        name: "flash-boot-bootargs-from-nvram",
+        args: &["--flash", crate::pnor::TEST_BOOTARGS],
+        status: 0,
+        typing: &[],
+        check: |b| {
+            has(b, "INIT: 64-bit LE kernel discovered")?;
+            boot_counts(b, 2, 4, 2048, 0)?;
+            has(b, "hv: all VMs stopped: 2 ran, 2 ok, 0 not ok")?;
+            let now = std::fs::read(crate::pnor::TEST_BOOTARGS).map_err(|e| e.to_string())?;
+            expect(
+                now == crate::pnor::expected(crate::pnor::TEST_BOOTARGS)?,
                 "the flash image changed during the boot",
             )
         },

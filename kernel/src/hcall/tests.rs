@@ -667,3 +667,31 @@ fn lockless_read_never_sees_an_entry_mid_change() {
     // Nothing left locked.
     assert_eq!(f.part().read(idx).v & HPTE_V_HVLOCK, 0);
 }
+
+/// What H_READ's lock-free snapshot can pair when the guest changes the
+/// entry on another vcpu during the read (an H_REMOVE, then an H_ENTER
+/// with the same V): a valid V with R 0 or an invalid V with the host R
+/// of a moment before. Neither reads back as a host address.
+#[test]
+fn read_never_returns_a_host_address() {
+    let f = Fixture::new(1);
+    let p = f.part();
+    let (idx, v, r) = guest_pte(0x66, 0x7000, PageSize::P4K, 0x3000, 2);
+    assert_eq!(p.h_enter(H_EXACT, idx, v, r).code, H_SUCCESS);
+    let host_r = u64::from_be(f.hpt[idx as usize][1].load(Ordering::Relaxed));
+    assert_eq!(host_r & hpte::HPTE_R_RPN, MEM_BASE + 0x3000);
+    let set = |v: u64, r: u64| {
+        f.hpt[idx as usize][0].store(v.to_be(), Ordering::Relaxed);
+        f.hpt[idx as usize][1].store(r.to_be(), Ordering::Relaxed);
+    };
+    set(v, 0);
+    assert_eq!(p.h_read(0, idx).vals[..2], [v, 0]);
+    set(0, host_r);
+    assert_eq!(p.h_read(0, idx).vals[..2], [0, 0]);
+    // An R beyond guest memory, as from another VM's block.
+    set(v, host_r + MEM);
+    assert_eq!(p.h_read(0, idx).vals[..2], [v, 0]);
+    // And the consistent entry still reads back as the guest made it.
+    set(v, host_r);
+    assert_eq!(p.h_read(0, idx).vals[..2], [v, r]);
+}
