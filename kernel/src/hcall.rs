@@ -491,6 +491,11 @@ impl Partition<'_> {
         {
             return None;
         }
+        // The lock bit is visible before any store of the change that
+        // follows (what H_READ's lock-free snapshot relies on to never see
+        // half a change). POWER's acquiring CAS ends in the `lwsync` that
+        // does it already; the memory model asks for the fence.
+        fence(Ordering::Release);
         // Built only once locked: a guard that is dropped unlocks.
         Some(Locked {
             v,
