@@ -185,6 +185,16 @@ fn has(b: &Boot, marker: &str) -> Result<(), String> {
 
 type Check = fn(&Boot) -> Result<(), String>;
 
+/// skiboot accepted the image's NVRAM as formatted and wrote nothing: the
+/// flash image `img` is still exactly what `cargo xtask pnor` made.
+fn flash_image_unchanged(img: &str) -> Result<(), String> {
+    let now = std::fs::read(crate::root().join(img)).map_err(|e| format!("{img}: {e}"))?;
+    expect(
+        now == crate::pnor::expected(img)?,
+        "the flash image changed during the boot",
+    )
+}
+
 /// `hv.test=fail-alloc:K` with the `fail-alloc` archive (two VMs, six
 /// allocations: memory, HPT from the pool or the page allocator, LPID
 /// each): [`fail_alloc_passed`] checks the boot.
@@ -732,13 +742,7 @@ const SMOKES: &[Smoke] = &[
             has(b, "hv: vm hello lpid=1 result=ok")?;
             has(b, "hv: vm bad lpid=2 result=ok")?;
             has(b, "hv: power off (ok)")?;
-            // skiboot accepted the NVRAM as formatted and wrote nothing:
-            // the image is still exactly what `cargo xtask pnor` made.
-            let now = std::fs::read(crate::pnor::TEST_DEFAULT).map_err(|e| e.to_string())?;
-            expect(
-                now == crate::pnor::expected(crate::pnor::TEST_DEFAULT)?,
-                "the flash image changed during the boot",
-            )
+            flash_image_unchanged(crate::pnor::TEST_DEFAULT)
         },
     },
     Smoke {
@@ -758,11 +762,7 @@ const SMOKES: &[Smoke] = &[
                 "built-in guests ran despite the archive",
             )?;
             has(b, "hv: power off (ok)")?;
-            let now = std::fs::read(crate::pnor::TEST_TWO_VMS).map_err(|e| e.to_string())?;
-            expect(
-                now == crate::pnor::expected(crate::pnor::TEST_TWO_VMS)?,
-                "the flash image changed during the boot",
-            )
+            flash_image_unchanged(crate::pnor::TEST_TWO_VMS)
         },
     },
     Smoke {
@@ -776,11 +776,7 @@ const SMOKES: &[Smoke] = &[
             has(b, "INIT: 64-bit LE kernel discovered")?;
             boot_counts(b, 2, 4, 2048, 0)?;
             has(b, "hv: all VMs stopped: 2 ran, 2 ok, 0 not ok")?;
-            let now = std::fs::read(crate::pnor::TEST_BOOTARGS).map_err(|e| e.to_string())?;
-            expect(
-                now == crate::pnor::expected(crate::pnor::TEST_BOOTARGS)?,
-                "the flash image changed during the boot",
-            )
+            flash_image_unchanged(crate::pnor::TEST_BOOTARGS)
         },
     },
     Smoke {
