@@ -358,8 +358,7 @@ impl GuestMmu {
 /// registers PAPR defines for the call's results (H_ENTER: r4; H_REMOVE,
 /// H_READ: r4-r5, or r4-r11 with H_READ_4; H_CLEAR_REF/MOD: r4;
 /// H_BULK_REMOVE: r4-r11 in place; H_PROTECT: none). Each call has its
-/// own out-of-line function, so each pays only for its own registers, and
-/// the fast path's dispatch ends in a tail call to it.
+/// own out-of-line function, so each pays only for its own registers.
 #[inline(always)]
 fn hpt_hcall(p: &hcall::Partition, op: HptCall, g: &mut [u64; 32]) -> HcallPath {
     match op {
