@@ -623,17 +623,9 @@ impl Partition<'_> {
         }
     }
 
-    /// H_READ(flags, pte_index) -> (v, r), or four entries with H_READ_4.
-    #[inline(always)]
-    pub fn h_read(&self, flags: u64, index: u64) -> Ret {
-        if flags & H_READ_4 == 0 {
-            self.h_read_1(index)
-        } else {
-            self.h_read_4(index)
-        }
-    }
-
-    /// H_READ of one entry: (v, r).
+    /// H_READ(flags, pte_index) of one entry: (v, r). H_READ_4 in the
+    /// flags is [`Partition::h_read_4`] (the caller tells them apart, so
+    /// each path is its own function).
     #[inline(always)]
     pub fn h_read_1(&self, index: u64) -> Ret {
         if index >= self.entries() {

@@ -300,6 +300,7 @@ impl HvThread {
     /// Posts work (non-zero); refused while earlier work is still posted.
     /// (Not inlined: scripts/path-trace.py starts its vcore-entry window
     /// at this function.)
+    #[inline(never)]
     pub fn post(&self, token: usize) -> bool {
         debug_assert_ne!(token, 0);
         self.work

@@ -444,8 +444,26 @@ fn fits(part: &Part, what: &str, len: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The image, and the ROOTFS container in it (also written alone, for
+/// pflash).
+pub struct Image {
+    pub bytes: Vec<u8>,
+    pub rootfs: Vec<u8>,
+}
+
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Image({} bytes, ROOTFS container {} bytes)",
+            self.bytes.len(),
+            self.rootfs.len()
+        )
+    }
+}
+
 /// The whole image.
-pub fn image(inp: &Inputs) -> Result<Vec<u8>, String> {
+pub fn image(inp: &Inputs) -> Result<Image, String> {
     fits(part("BOOTKERNEL"), "the firmware", inp.firmware.len())?;
     check_firmware(inp.firmware)?;
     let rootfs = kernel::rootfs::wrap(inp.archive.unwrap_or(&[]));
@@ -462,13 +480,14 @@ pub fn image(inp: &Inputs) -> Result<Vec<u8>, String> {
     let mut img = vec![0xffu8; FLASH_SIZE as usize];
     let mut actual = Vec::with_capacity(LAYOUT.len());
     for part in LAYOUT {
-        let data: Option<Vec<u8>> = match part.content {
+        use std::borrow::Cow;
+        let data: Option<Cow<[u8]>> = match part.content {
             Toc => None,
-            Firmware => Some(inp.firmware.to_vec()),
-            Rootfs => Some(rootfs.clone()),
-            Nvram => Some(nvram(part.size, inp.bootargs)?),
-            Version => Some(version.clone()),
-            Erased if part.flags.ecc => Some(vec![0xff; capacity(part) as usize]),
+            Firmware => Some(inp.firmware.into()),
+            Rootfs => Some(rootfs.as_slice().into()),
+            Nvram => Some(nvram(part.size, inp.bootargs)?.into()),
+            Version => Some(version.as_slice().into()),
+            Erased if part.flags.ecc => Some(vec![0xff; capacity(part) as usize].into()),
             Erased => None,
         };
         let Some(data) = data else {
@@ -476,7 +495,7 @@ pub fn image(inp: &Inputs) -> Result<Vec<u8>, String> {
             continue;
         };
         let raw = if part.flags.ecc {
-            with_ecc(&data)
+            with_ecc(&data).into()
         } else {
             data
         };
@@ -492,7 +511,7 @@ pub fn image(inp: &Inputs) -> Result<Vec<u8>, String> {
         let at = part.base as usize;
         img[at..at + toc.len()].copy_from_slice(&toc);
     }
-    Ok(img)
+    Ok(Image { bytes: img, rootfs })
 }
 
 /// `git describe` of the tree, once per run (so the images a test run
@@ -568,10 +587,9 @@ pub fn command(args: &[String]) -> Result<(), String> {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     }
-    std::fs::write(&out, &img).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::write(&out, &img.bytes).map_err(|e| format!("{}: {e}", out.display()))?;
     let rootfs = out.with_file_name("rootfs.elf");
-    std::fs::write(&rootfs, kernel::rootfs::wrap(ar.as_deref().unwrap_or(&[])))
-        .map_err(|e| format!("{}: {e}", rootfs.display()))?;
+    std::fs::write(&rootfs, &img.rootfs).map_err(|e| format!("{}: {e}", rootfs.display()))?;
     let bk = part("BOOTKERNEL");
     let rf = part("ROOTFS");
     eprintln!(
@@ -583,7 +601,7 @@ pub fn command(args: &[String]) -> Result<(), String> {
         bk.size / 1024,
         rf.base,
         archive.as_ref().map_or("no boot archive (built-in guests)".into(), |a| a.display().to_string()),
-        kernel::rootfs::wrap(ar.as_deref().unwrap_or(&[])).len().div_ceil(1024),
+        img.rootfs.len().div_ceil(1024),
         rf.size / 1024,
         rootfs.display(),
     );
@@ -646,6 +664,7 @@ pub fn expected(img: &str) -> Result<Vec<u8>, String> {
         version: &version(),
         bootargs,
     })
+    .map(|i| i.bytes)
 }
 
 fn pflash_path() -> Result<PathBuf, String> {
@@ -977,7 +996,8 @@ mod tests {
             version: "v1",
             bootargs: None,
         })
-        .unwrap();
+        .unwrap()
+        .bytes;
         assert_eq!(img.len(), FLASH_SIZE as usize);
         let toc = &img[..TOC_SIZE as usize];
         assert_eq!(be32(toc, 0), FFS_MAGIC);
@@ -1029,7 +1049,8 @@ mod tests {
             version: "v1",
             bootargs: None,
         })
-        .unwrap();
+        .unwrap()
+        .bytes;
         let g = part("GUARD");
         let raw = &img[g.base as usize..(g.base + g.size) as usize];
         for w in raw.chunks_exact(9).take(capacity(g) as usize / 8) {

@@ -185,6 +185,24 @@ fn has(b: &Boot, marker: &str) -> Result<(), String> {
 
 type Check = fn(&Boot) -> Result<(), String>;
 
+/// The two-VM archive (build/archives/two-vms.cpio) ran both its VMs and
+/// nothing else.
+fn two_vms_ran(b: &Boot) -> Result<(), String> {
+    has(b, "archive: 2 VMs in the manifest, 0 errors")?;
+    has(
+        b,
+        "hello: guest running, 32 MiB, bootargs \"from the archive\"",
+    )?;
+    has(b, "bad: all 34 checks passed")?;
+    has(b, "hv: vm greeter lpid=1 result=ok")?;
+    has(b, "hv: vm checker lpid=2 result=ok")?;
+    expect(
+        b.find("vm hello").is_none(),
+        "the built-in guests ran despite the archive",
+    )?;
+    has(b, "hv: power off (ok)")
+}
+
 /// skiboot accepted the image's NVRAM as formatted and wrote nothing: the
 /// flash image `img` is still exactly what `cargo xtask pnor` made.
 fn flash_image_unchanged(img: &str) -> Result<(), String> {
@@ -703,21 +721,7 @@ const SMOKES: &[Smoke] = &[
         args: &["--initrd", "build/archives/two-vms.cpio"],
         status: 0,
         typing: &[],
-        check: |b| {
-            has(b, "archive: 2 VMs in the manifest, 0 errors")?;
-            has(
-                b,
-                "hello: guest running, 32 MiB, bootargs \"from the archive\"",
-            )?;
-            has(b, "bad: all 34 checks passed")?;
-            has(b, "hv: vm greeter lpid=1 result=ok")?;
-            has(b, "hv: vm checker lpid=2 result=ok")?;
-            expect(
-                b.find("vm hello").is_none(),
-                "demo guests ran despite the archive",
-            )?;
-            has(b, "hv: power off (ok)")
-        },
+        check: two_vms_ran,
     },
     Smoke {
         name: "flash-boot-built-in-guests",
@@ -753,15 +757,7 @@ const SMOKES: &[Smoke] = &[
         check: |b| {
             has(b, "INIT: Initramfs loaded")?;
             has(b, "archive: boot archive from flash ROOTFS (297")?;
-            has(b, "archive: 2 VMs in the manifest, 0 errors")?;
-            has(b, "bad: all 34 checks passed")?;
-            has(b, "hv: vm greeter lpid=1 result=ok")?;
-            has(b, "hv: vm checker lpid=2 result=ok")?;
-            expect(
-                b.find("vm hello").is_none(),
-                "built-in guests ran despite the archive",
-            )?;
-            has(b, "hv: power off (ok)")?;
+            two_vms_ran(b)?;
             flash_image_unchanged(crate::pnor::TEST_TWO_VMS)
         },
     },

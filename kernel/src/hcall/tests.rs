@@ -85,7 +85,7 @@ fn enter_translates_rpn_and_read_translates_back() {
         v
     );
     // Read back with the guest address.
-    let rd = p.h_read(0, idx);
+    let rd = p.h_read_1(idx);
     assert_eq!((rd.code, rd.vals[0], rd.vals[1]), (H_SUCCESS, v, r));
     // Next H_ENTER without H_EXACT takes the next free slot of the PTEG.
     let ret2 = p.h_enter(0, idx, v, r);
@@ -93,7 +93,7 @@ fn enter_translates_rpn_and_read_translates_back() {
     // H_EXACT on a taken slot: H_PTEG_FULL.
     assert_eq!(p.h_enter(H_EXACT, idx, v, r).code, H_PTEG_FULL);
     // H_READ_4 returns the four entries of the aligned group.
-    let r4 = p.h_read(H_READ_4, idx + 1);
+    let r4 = p.h_read_4(idx + 1);
     assert_eq!((r4.vals[0], r4.vals[2], r4.vals[4]), (v, v, 0));
 }
 
@@ -146,7 +146,7 @@ fn bad_arguments_are_h_parameter_and_touch_nothing() {
     // Every other call with an index outside the HPT.
     let mut rec = Rec::default();
     assert_eq!(p.h_remove(&mut rec, 0, n, 0).code, H_PARAMETER);
-    assert_eq!(p.h_read(0, n).code, H_PARAMETER);
+    assert_eq!(p.h_read_1(n).code, H_PARAMETER);
     assert_eq!(p.h_protect(&mut rec, 0, n, 0).code, H_PARAMETER);
     assert_eq!(p.h_clear_ref(&mut rec, n).code, H_PARAMETER);
     assert!(rec.0.is_empty());
@@ -495,7 +495,7 @@ fn vcpus_on_several_threads_share_one_table_without_losing_an_entry() {
                     let ret = p.h_enter(0, base, v, r);
                     assert_eq!(ret.code, H_SUCCESS, "thread {t} round {k}: no free slot");
                     let slot = ret.vals[0];
-                    let rd = p.h_read(0, slot);
+                    let rd = p.h_read_1(slot);
                     assert_eq!(
                         (rd.vals[0], rd.vals[1]),
                         (v, r),
@@ -532,7 +532,7 @@ fn a_guest_cannot_set_the_hypervisors_lock_bit() {
     );
     // Stored unlocked (another call can take the entry) and read back
     // without it.
-    assert_eq!(p.h_read(0, idx).vals[0], v);
+    assert_eq!(p.h_read_1(idx).vals[0], v);
     assert_eq!(p.h_remove(&mut Rec::default(), 0, idx, 0).code, H_SUCCESS);
 }
 
@@ -622,7 +622,7 @@ fn read_gives_back_what_enter_took_for_every_page_size() {
         assert_eq!(e.code, H_SUCCESS, "{page:?}");
         let stored = p.read(e.vals[0]);
         assert_eq!(stored.real_address(page), MEM_BASE + gpa, "{page:?}");
-        let rd = p.h_read(0, e.vals[0]);
+        let rd = p.h_read_1(e.vals[0]);
         assert_eq!(
             (rd.code, rd.vals[0], rd.vals[1]),
             (H_SUCCESS, v, r),
@@ -655,7 +655,7 @@ fn lockless_read_never_sees_an_entry_mid_change() {
         let p = f.part();
         let mut reads = 0u64;
         while !done.load(Ordering::Acquire) || reads < 1000 {
-            let rd = p.h_read(0, idx);
+            let rd = p.h_read_1(idx);
             assert_eq!(rd.code, H_SUCCESS);
             assert_eq!(rd.vals[0], v, "read {reads}: V changed or invalid");
             let pp = rd.vals[1] & hpte::HPTE_R_PP;
@@ -685,13 +685,13 @@ fn read_never_returns_a_host_address() {
         f.hpt[idx as usize][1].store(r.to_be(), Ordering::Relaxed);
     };
     set(v, 0);
-    assert_eq!(p.h_read(0, idx).vals[..2], [v, 0]);
+    assert_eq!(p.h_read_1(idx).vals[..2], [v, 0]);
     set(0, host_r);
-    assert_eq!(p.h_read(0, idx).vals[..2], [0, 0]);
+    assert_eq!(p.h_read_1(idx).vals[..2], [0, 0]);
     // An R beyond guest memory, as from another VM's block.
     set(v, host_r + MEM);
-    assert_eq!(p.h_read(0, idx).vals[..2], [v, 0]);
+    assert_eq!(p.h_read_1(idx).vals[..2], [v, 0]);
     // And the consistent entry still reads back as the guest made it.
     set(v, host_r);
-    assert_eq!(p.h_read(0, idx).vals[..2], [v, r]);
+    assert_eq!(p.h_read_1(idx).vals[..2], [v, r]);
 }
