@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use kernel::deliver::{self, External, InterruptMode};
+use kernel::dispatch::Dispatch;
 use kernel::fwnmi::{self, Cause, Fwnmi, Refused};
 use kernel::gmem::GuestMemory;
 use kernel::guestfdt::{self, GuestFdtConfig};
@@ -21,7 +22,7 @@ use kernel::mode::{self, ModeChange};
 use kernel::rtas::{self, Service};
 use kernel::smp::{CpuState, ThreadMode};
 use kernel::tlb::{TlbOps, VmTlb};
-use kernel::vcore::{Cede, CedeState, EntryExit, Layout, VcpuState};
+use kernel::vcore::{Cede, CedeState, EntryExit, JoinWatch, Late, Layout, VcpuState, MAX_THREADS};
 use kernel::vpa::Vpa;
 use kernel::vterm::{self, Typed, Vterm};
 use kernel::xics::{Xics, XicsError};
@@ -51,26 +52,39 @@ const HYPERTAS_FUNCTIONS: &[&str] = &[
 const CONSOLE_POLL_MS: u64 = 10;
 /// The guest time slice (HDEC).
 const SLICE_MS: u64 = 10;
-/// Threads a vcore can have (POWER8 SMT8).
-const MAX_THREADS: usize = 8;
-/// How long thread 0 waits for a woken secondary to take its work.
-const WAKE_TIMEOUT_MS: u64 = 100;
 
 /// Id (creation order) of the VM that owns the serial console.
 static CONSOLE_OWNER: AtomicUsize = AtomicUsize::new(0);
 /// (id, name) of the VMs running now: where Ctrl-] n can move the console.
 static RUNNING: spin::Mutex<Vec<(usize, String)>> = spin::Mutex::new(Vec::new());
 
-/// A VM's console output on the serial console: raw for the owner, else
+/// A VM's console output for the serial console: raw for the owner, else
 /// one log line each, prefixed with the VM's name.
-struct ConsoleSink<'a>(&'a str);
+enum ConsoleOut {
+    Raw(Vec<u8>),
+    Line(String),
+}
+
+/// Where a VM's console output goes under the VM's lock: a queue
+/// ([`Vm::write_console`] writes it out without the lock, because an
+/// OPAL console write can take long and every exit of every vcpu of the
+/// VM may need the lock meanwhile).
+struct ConsoleSink<'a> {
+    out: &'a mut Vec<ConsoleOut>,
+    queued: &'a AtomicBool,
+}
 
 impl vterm::Sink for ConsoleSink<'_> {
     fn raw(&mut self, bytes: &[u8]) {
-        crate::CONSOLE.write_raw(bytes);
+        match self.out.last_mut() {
+            Some(ConsoleOut::Raw(r)) => r.extend_from_slice(bytes),
+            _ => self.out.push(ConsoleOut::Raw(bytes.to_vec())),
+        }
+        self.queued.store(true, Ordering::Release);
     }
     fn line(&mut self, line: &str) {
-        info!(target: "guest", "{}: {line}", self.0);
+        self.out.push(ConsoleOut::Line(String::from(line)));
+        self.queued.store(true, Ordering::Release);
     }
 }
 
@@ -249,8 +263,8 @@ struct VmState {
     known_counts: [u64; hcall::IMPLEMENTED],
     /// `sc 1` from guest user space, refused.
     privileged: u64,
-    /// Ctrl-] x was typed for this VM: its next exit stops it.
-    stop_requested: bool,
+    /// Console output made under the lock, written without it.
+    console_out: Vec<ConsoleOut>,
     /// External interrupts delivered by the hypervisor (the rest are taken
     /// through LPCR[MER]).
     externals: u64,
@@ -290,6 +304,9 @@ struct VcpuShared {
     start: spin::Mutex<Option<(u64, u64)>>,
     /// H_REGISTER_VPA registrations (any vcpu may register for another).
     vpa: spin::Mutex<Vpa>,
+    /// Timebase of the first interrupt or prod sent to the vcpu since it
+    /// last ceded, 0 if none (how late a ceded vcpu woke: kernel::dispatch).
+    kicked: AtomicU64,
 }
 
 /// No physical core (a vcore waiting in the run queue).
@@ -302,8 +319,9 @@ pub struct Vcore {
     run: AtomicU32,
     /// Physical core running it, [`NO_CORE`] when it waits.
     core: AtomicUsize,
-    /// Secondaries (bit = thread) that came for the current run.
-    arrived: AtomicU32,
+    /// The secondaries thread 0 asked to join and has no answer from
+    /// (kept across runs; a thread dead for `JOIN_DEAD_MS` stops the VM).
+    joins: JoinWatch,
     /// Timebase at which the current time slice ends (HDEC, core-wide).
     deadline: AtomicU64,
     /// Doorbells (`msgsndp`) pending for its threads while it waits: the
@@ -463,6 +481,10 @@ struct Shared {
     /// HPT and VRMA set up: entries are gated on it (ordered against
     /// `running`, so a reset never races an entry).
     mmu_ready: AtomicBool,
+    /// Console output is queued in `VmState::console_out`.
+    console_queued: AtomicBool,
+    /// Timebase at which the console owner next reads the serial console.
+    next_poll: AtomicU64,
 }
 
 impl Shared {
@@ -477,7 +499,7 @@ impl Shared {
                     ee: EntryExit::default(),
                     run: AtomicU32::new(0),
                     core: AtomicUsize::new(NO_CORE),
-                    arrived: AtomicU32::new(0),
+                    joins: JoinWatch::default(),
                     deadline: AtomicU64::new(0),
                     dpdes: AtomicU64::new(0),
                     threads_in: AtomicU32::new(0),
@@ -488,6 +510,8 @@ impl Shared {
             leaving: AtomicBool::new(false),
             running: AtomicU32::new(0),
             mmu_ready: AtomicBool::new(false),
+            console_queued: AtomicBool::new(false),
+            next_poll: AtomicU64::new(0),
         }
     }
 
@@ -498,6 +522,12 @@ impl Shared {
         let Some((vc, ptid)) = self.layout.place(id) else {
             return;
         };
+        let _ = self.vcpus[id as usize].kicked.compare_exchange(
+            0,
+            cpu::mftb(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
         // The wake state was written first; the fence orders it before
         // this read of where the vcore runs, against run_vcore's store of
         // its core and then its threads' checks (host test:
@@ -553,6 +583,9 @@ pub struct Join {
 /// vcpus, each owned by the thread running it meanwhile.
 pub struct Vm {
     st: spin::Mutex<VmState>,
+    /// Held by the thread writing the VM's console output (one at a
+    /// time, so output stays in order).
+    console_writer: spin::Mutex<()>,
     sh: Arc<Shared>,
     /// Boxed: a vcpu moves between its slot and the thread running it
     /// as a pointer, not as a copy of its 2 KiB of registers.
@@ -583,6 +616,7 @@ impl Vm {
             name: st.name.clone(),
             id,
             st: spin::Mutex::new(st),
+            console_writer: spin::Mutex::new(()),
             sh,
             vcpus,
         })
@@ -650,7 +684,6 @@ impl Vm {
         // SAFETY: DPDES only holds doorbells for this core's threads.
         unsafe { cpu::mtspr::<{ spr::DPDES }>(vc.dpdes.load(Ordering::Acquire)) };
         let run = vc.run.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
-        vc.arrived.store(0, Ordering::Release);
         vc.deadline.store(
             cpu::mftb() + kernel::time::ms_to_ticks(SLICE_MS),
             Ordering::Release,
@@ -682,15 +715,18 @@ impl Vm {
             *w = Some((t, Box::into_raw(job) as usize));
         }
         // Wake the secondaries: the work goes into each one's
-        // hypervisor-state block before its IPI.
+        // hypervisor-state block before its IPI. Thread 0 does not wait
+        // for them: each enters its vcpu when it comes, and one that is
+        // late only delays its own vcpu (its lateness is watched in
+        // `slice_over`, and reported; only a thread dead for
+        // JOIN_DEAD_MS stops the VM).
         let first_ipi = cpu::mftb();
-        let mut woken_mask = 0u32;
         let mut n = 0;
         for w in work.iter_mut() {
             let Some((t, token)) = *w else { continue };
+            vc.joins.ask(t.thread, first_ipi);
             if t.hv.post(token) {
                 smp.kick(me, t);
-                woken_mask |= 1 << t.thread;
                 n += 1;
             } else {
                 // SAFETY: the token was never published.
@@ -698,35 +734,15 @@ impl Vm {
                 *w = None;
             }
         }
-        let woken = work.iter().flatten();
-        let came = smp.wait_until(me, Some(kernel::time::ms_to_ticks(WAKE_TIMEOUT_MS)), || {
-            vc.arrived.load(Ordering::Acquire) & woken_mask == woken_mask
-        });
-        if !came || n + 1 != self.sh.layout.threads {
-            let arrived = vc.arrived.load(Ordering::Acquire);
-            let mut missing = String::new();
-            for (t, token) in woken {
-                if t.hv.reclaim(*token) {
-                    // SAFETY: reclaimed, so the thread never took it.
-                    drop(unsafe { Box::from_raw(*token as *mut crate::sched::Work) });
-                }
-                if arrived & (1 << t.thread) == 0 {
-                    missing.push_str(&alloc::format!(" {:#x}", t.pir));
-                }
-            }
-            let why = if missing.is_empty() {
-                alloc::format!(
-                    "vcore {index} needs {} threads, core {} could wake only {}",
-                    self.sh.layout.threads,
-                    me.core,
-                    n + 1
-                )
-            } else {
-                alloc::format!(
-                    "vcore {index}: thread(s) PIR{missing} of core {} did not answer the wake-up within {WAKE_TIMEOUT_MS} ms",
-                    me.core
-                )
-            };
+        if n + 1 != self.sh.layout.threads {
+            // Every run takes back what its threads did not take, so a
+            // busy block or a missing thread is the hypervisor's error.
+            let why = alloc::format!(
+                "vcore {index} needs {} threads, core {} could wake only {}",
+                self.sh.layout.threads,
+                me.core,
+                n + 1
+            );
             log::error!(target: "vcore", "{}: {why}", self.name);
             crate::sched::post_event(self, VmEvent::Stop(Outcome::Crashed(why)));
         }
@@ -739,6 +755,15 @@ impl Vm {
             || vc.ee.all_out(),
             |ms| self.report_late_threads(index, vc, me, ms),
         );
+        // Work a late thread has not taken yet is taken back (its request
+        // stays in `joins`: the thread is still late); work it took finds
+        // the run over and returns at once.
+        for (t, token) in work.iter().flatten() {
+            if t.hv.reclaim(*token) {
+                // SAFETY: reclaimed, so the thread never took it.
+                drop(unsafe { Box::from_raw(*token as *mut crate::sched::Work) });
+            }
+        }
         vc.dpdes
             .store(cpu::mfspr::<{ spr::DPDES }>(), Ordering::Release);
         // SAFETY: no thread of the core is in the guest; the next
@@ -774,15 +799,50 @@ impl Vm {
         }
     }
 
+    /// Thread `t` of this core has not answered thread 0's requests to
+    /// join `vc`: reported while it is late, the VM stopped once it is
+    /// proven dead.
+    #[cold]
+    fn late_join(&self, vc: &Vcore, me: &CpuState, t: usize, late: Late) {
+        let Some(c) = crate::smp::thread_at(me.core, t) else {
+            return;
+        };
+        let doing = c.hv.mode().describe();
+        match late {
+            Late::Report(ms) => {
+                me.stats.watchdog_reports.fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    target: "watchdog",
+                    "vm {} vcore {}: PIR {:#x} (core {} thread {t}) has not come to join the vcore for {ms} ms; it is {doing}",
+                    self.name,
+                    vc.index,
+                    c.pir,
+                    me.core,
+                );
+            }
+            Late::Dead(ms) => {
+                vc.joins.answered(t);
+                let why = alloc::format!(
+                    "vcore {}: thread PIR {:#x} of core {} has not come to join the vcore for {ms} ms (the limit is {} ms); it is {doing}",
+                    vc.index,
+                    c.pir,
+                    me.core,
+                    kernel::vcore::JOIN_DEAD_MS
+                );
+                log::error!(target: "vcore", "{}: {why}", self.name);
+                crate::sched::post_event(self, VmEvent::Stop(Outcome::Crashed(why)));
+            }
+        }
+    }
+
     /// A secondary's part of a vcore run (from its idle loop, where it
     /// found `Join` in its hypervisor-state block).
     pub fn join(self: &Arc<Self>, index: u32, run: u32, me: &CpuState) {
         let vc = &self.sh.vcores[index as usize];
         let ptid = me.thread as u32;
-        let entered = vc.ee.try_enter(ptid, run);
-        vc.arrived.fetch_or(1 << ptid, Ordering::AcqRel);
-        kick_thread(me.core, 0);
-        if !entered {
+        // Alive, whether in time for its run or not.
+        vc.joins.answered(me.thread);
+        if !vc.ee.try_enter(ptid, run) {
             return;
         }
         let host_lpcr = cpu::mfspr::<{ spr::LPCR }>();
@@ -850,11 +910,16 @@ impl Vm {
         if !v.ceded && !self.sh.vcpus[id as usize].stopped.load(Ordering::Acquire) {
             // Off its thread while it wanted to run: preempted (odd).
             v.preempted = true;
+            v.dispatch.preemptions += 1;
             self.bump_yield_count(&v);
         }
         guest::slb_save_clear(&mut v.regs);
         ppc64::fpu::save(&mut v.fp);
-        self.st.lock().add_tally(&tally);
+        {
+            let mut st = self.st.lock();
+            st.add_tally(&tally);
+            st.exits += core::mem::take(&mut v.quick_exits);
+        }
         // Zeroed here, on the way out, not on the way in.
         *tally = hcall::Tally::default();
         v.tally = Some(tally);
@@ -909,9 +974,13 @@ impl Vm {
                     .lock()
                     .prepare_entry(v, host_lpcr, vc.deadline.load(Ordering::Acquire));
             entry.hcall_ctx = fast as u64;
+            let now = cpu::mftb();
+            if let Some(since) = v.ready_since.take() {
+                self.record_wait(v, Wait::Ready, now.saturating_sub(since));
+            }
             if !entered {
                 entered = true;
-                vc.last_in.fetch_max(cpu::mftb(), Ordering::AcqRel);
+                vc.last_in.fetch_max(now, Ordering::AcqRel);
                 vc.threads_in.fetch_add(1, Ordering::AcqRel);
             }
             me.hv.set_mode(ThreadMode::InGuest);
@@ -921,31 +990,70 @@ impl Vm {
             // else meanwhile (hv_hcall_fast).
             let vec = unsafe { guest::run(&mut v.regs, &entry) };
             me.hv.set_mode(ThreadMode::InHost);
-            v.dec_expires = Some(cpu::mftb().wrapping_add(v.regs.dec));
+            let now = cpu::mftb();
+            v.dec_expires = Some(now.wrapping_add(v.regs.dec));
+            // Runnable from here until it enters again, unless it blocks.
+            v.ready_since = Some(now);
             crate::stackguard::check();
             let exit = Exit::decode(vec);
-            let next = self.st.lock().handle_exit(v, exit, vec);
+            let next = if exit_needs_vm(exit) {
+                self.st.lock().handle_exit(v, exit, vec)
+            } else {
+                v.quick_exits += 1;
+                Next::Resume
+            };
             if exit == Exit::External {
                 // An IPI for this thread: run any call it brought.
                 crate::smp::external_exit();
             }
+            self.console_service();
             match next {
                 // An exit that concerns the whole vcore (regs::Exit::scope):
                 // at the slice's end it leaves if another vcore waits.
                 Next::Resume if exit.scope() == ExitScope::Vcore => {
-                    if self.slice_over(vc) {
+                    if self.slice_over(vc, me) {
                         return;
                     }
                 }
-                Next::Stopped => stopped_itself = true,
+                Next::Stopped => {
+                    stopped_itself = true;
+                    v.ready_since = None;
+                }
                 Next::Resume => {}
                 Next::Cede => {
                     v.ceded = true;
+                    v.ready_since = None;
+                    // Wake-ups sent before the cede do not count against
+                    // it (one that is still pending ends it at once).
+                    shv.kicked.store(0, Ordering::Relaxed);
                     self.bump_yield_count(v);
                 }
                 Next::Reboot => crate::sched::post_event(self, VmEvent::Reboot),
                 Next::Stop(o) => crate::sched::post_event(self, VmEvent::Stop(o)),
             }
+        }
+    }
+
+    /// Records one of `v`'s waits of `ticks`; a new longest one of a
+    /// second or more is reported at once (the stop report has them all).
+    fn record_wait(&self, v: &mut Vcpu, what: Wait, ticks: u64) {
+        let us = ticks * 1000 / kernel::time::ticks_per_ms().max(1);
+        let l = match what {
+            Wait::Ready => &mut v.dispatch.ready,
+            Wait::Wake => &mut v.dispatch.wake,
+        };
+        if l.record(us, v.id) && us >= 1_000_000 {
+            warn!(
+                target: "dispatch",
+                "vm {}: vcpu {} {} {} ms",
+                self.name,
+                v.id,
+                match what {
+                    Wait::Ready => "was ready to run and waited",
+                    Wait::Wake => "stayed ceded past its wake-up by",
+                },
+                us / 1000
+            );
         }
     }
 
@@ -961,11 +1069,18 @@ impl Vm {
     }
 
     /// The time slice has ended: true when the vcore must give the core
-    /// to a waiting vcore, else the slice is renewed.
-    fn slice_over(&self, vc: &Vcore) -> bool {
+    /// to a waiting vcore, else the slice is renewed. Thread 0 also
+    /// watches the threads it asked to join, at least once a slice.
+    fn slice_over(&self, vc: &Vcore, me: &CpuState) -> bool {
         let now = cpu::mftb();
         if now < vc.deadline.load(Ordering::Acquire) {
             return false;
+        }
+        if me.thread == 0 {
+            vc.joins
+                .check(now, kernel::time::ticks_per_ms(), |t, late| {
+                    self.late_join(vc, me, t, late)
+                });
         }
         if crate::sched::others_waiting() {
             return true;
@@ -999,10 +1114,8 @@ impl Vm {
             unsafe { cpu::set_lpcr(want) };
         }
         me.hv.set_mode(ThreadMode::Napping);
-        let poll_every = kernel::time::ms_to_ticks(CONSOLE_POLL_MS);
-        let mut next_poll = cpu::mftb() + poll_every;
         let woken = loop {
-            let owner = {
+            {
                 let mut st = self.st.lock();
                 let ended = match why {
                     Block::Ceded => st.cede_ends(v, me.thread),
@@ -1011,9 +1124,8 @@ impl Vm {
                 if ended {
                     break true;
                 }
-                st.owns_console()
-            };
-            if self.must_leave(vc) || self.slice_over(vc) {
+            }
+            if self.must_leave(vc) || self.slice_over(vc, me) {
                 break false;
             }
             let now = cpu::mftb();
@@ -1026,31 +1138,30 @@ impl Vm {
                 // An expiry already past (negative) is a wait of one tick.
                 wait = wait.min((deliver::dec_remaining(e, now) as i64).max(1) as u64);
             }
-            if owner {
-                wait = wait.min(next_poll.saturating_sub(now).max(1));
+            if self.owns_console() {
+                let poll = self.sh.next_poll.load(Ordering::Relaxed);
+                wait = wait.min(poll.saturating_sub(now).max(1));
             }
             // One nap, then every wake-up condition is checked again.
             smp.idle_once(me, wait);
-            if owner && cpu::mftb() >= next_poll {
-                let stop = {
-                    let mut st = self.st.lock();
-                    st.poll_console();
-                    core::mem::take(&mut st.stop_requested)
-                };
-                if stop {
-                    crate::sched::post_event(self, VmEvent::Stop(Outcome::Stopped));
-                }
-                next_poll = cpu::mftb() + poll_every;
-            }
+            self.console_service();
         };
         if want != lpcr {
             // SAFETY: back to the LPCR this thread had before the block.
             unsafe { cpu::set_lpcr(lpcr) };
         }
         me.hv.set_mode(ThreadMode::InHost);
-        if why == Block::Ceded && woken {
-            v.ceded = false;
-            self.bump_yield_count(v);
+        if woken {
+            let now = cpu::mftb();
+            if why == Block::Ceded {
+                v.ceded = false;
+                self.bump_yield_count(v);
+                let kicked = shv.kicked.swap(0, Ordering::Relaxed);
+                if let Some(due) = kernel::dispatch::wake_condition(v.dec_expires, kicked, now) {
+                    self.record_wait(v, Wait::Wake, now.saturating_sub(due));
+                }
+            }
+            v.ready_since = Some(now);
         }
         woken
     }
@@ -1077,6 +1188,7 @@ impl Vm {
         }
         for vc in &self.sh.vcores {
             vc.dpdes.store(0, Ordering::Release);
+            vc.joins.clear();
         }
         drop(st);
         self.sh.leaving.store(false, Ordering::Release);
@@ -1087,13 +1199,112 @@ impl Vm {
     /// Prints the stop line and returns every resource. The scheduler
     /// calls it once, with every vcore off the cores and out of the queue.
     pub fn finish(&self, outcome: &Outcome) {
+        self.st.lock().flush_raw();
+        self.write_console();
+        self.print_dispatch();
         let mut st = self.st.lock();
-        st.flush_raw();
         RUNNING.lock().retain(|(i, _)| *i != self.id);
         if st.owns_console() {
             pass_console_on(self.id);
         }
         st.destroy(outcome);
+    }
+
+    fn owns_console(&self) -> bool {
+        CONSOLE_OWNER.load(Ordering::Acquire) == self.id
+    }
+
+    /// The VM's console work, done without its lock after every exit
+    /// that took the lock and every nap: writes out the output its
+    /// vcpus queued, and while it owns the serial console (at most every
+    /// CONSOLE_POLL_MS, whichever vcpu comes first) shows its unfinished
+    /// line and reads what was typed; Ctrl-] x stops the VM.
+    fn console_service(&self) {
+        if self.sh.console_queued.load(Ordering::Acquire) {
+            self.write_console();
+        }
+        if !self.owns_console() {
+            return;
+        }
+        let now = cpu::mftb();
+        let poll = self.sh.next_poll.load(Ordering::Relaxed);
+        let every = kernel::time::ms_to_ticks(CONSOLE_POLL_MS);
+        if now < poll
+            || self
+                .sh
+                .next_poll
+                .compare_exchange(poll, now + every, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let mut buf = [0u8; 64];
+        let n = ppc64::opal::console_read(&mut buf);
+        let stop = {
+            let mut st = self.st.lock();
+            st.flush_raw();
+            n != 0 && st.typed(&buf[..n])
+        };
+        if stop {
+            crate::sched::post_event(self, VmEvent::Stop(Outcome::Stopped));
+        }
+        self.write_console();
+    }
+
+    /// Writes the console output queued under the VM's lock, in order,
+    /// without the lock: one writer at a time; a thread that finds
+    /// another writing leaves its output to it.
+    fn write_console(&self) {
+        loop {
+            {
+                let Some(_writer) = self.console_writer.try_lock() else {
+                    return;
+                };
+                loop {
+                    let out = {
+                        let mut st = self.st.lock();
+                        self.sh.console_queued.store(false, Ordering::Release);
+                        core::mem::take(&mut st.console_out)
+                    };
+                    if out.is_empty() {
+                        break;
+                    }
+                    for o in out {
+                        match o {
+                            ConsoleOut::Raw(b) => crate::CONSOLE.write_raw(&b),
+                            ConsoleOut::Line(l) => info!(target: "guest", "{}: {l}", self.name),
+                        }
+                    }
+                }
+            }
+            // Output queued after the last look, while this thread still
+            // held the writer's lock, is written by this thread.
+            if !self.sh.console_queued.load(Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+
+    /// The stop report's dispatch line: every vcpu's waits together.
+    fn print_dispatch(&self) {
+        let mut all = Dispatch::default();
+        for slot in &self.vcpus {
+            if let Some(v) = slot.lock().as_ref() {
+                all.merge(&v.dispatch);
+            }
+        }
+        let (ready, rv) = all.ready.max();
+        let (wake, wv) = all.wake.max();
+        info!(
+            target: "dispatch",
+            "vm {}: ready -> in the guest: max={ready} us (vcpu {rv}) p99={} us ({} dispatches); ceded past its wake-up: max={wake} us (vcpu {wv}) p99={} us ({} wakes); {} preemptions",
+            self.name,
+            all.ready.percentile(99),
+            all.ready.samples(),
+            all.wake.percentile(99),
+            all.wake.samples(),
+            all.preemptions
+        );
     }
 
     /// Lists the VM where Ctrl-] n can move the console; it takes the
@@ -1151,6 +1362,13 @@ impl VcoreTimings {
     }
 }
 
+/// The waits kernel::dispatch measures.
+#[derive(Clone, Copy)]
+enum Wait {
+    Ready,
+    Wake,
+}
+
 /// Why a vcpu's thread naps in the partition.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Block {
@@ -1173,6 +1391,14 @@ struct Vcpu {
     preempted: bool,
     /// Physical core its thread is on (for TLB accounting).
     core: usize,
+    /// Since when it could run guest code and has not (None: in the
+    /// guest, ceded or stopped).
+    ready_since: Option<u64>,
+    /// Its dispatch figures for the stop report.
+    dispatch: Dispatch,
+    /// Exits handled without the VM's lock ([`exit_needs_vm`]), added to
+    /// the VM's count when the vcpu leaves its thread.
+    quick_exits: u64,
     /// (guest address, vector) of the interrupt last delivered by
     /// reflection: a fault at that address means the guest has no handler
     /// there (the VM stops instead of faulting forever).
@@ -1192,6 +1418,9 @@ impl Vcpu {
             ceded: false,
             preempted: false,
             core: 0,
+            ready_since: None,
+            dispatch: Dispatch::default(),
+            quick_exits: 0,
             last_vector: None,
             tally: Some(Box::default()),
         }
@@ -1254,6 +1483,14 @@ pub extern "C" fn hv_hcall_fast(regs: &mut GuestRegs, ctx: *mut FastCtx) -> Hcal
             _ => HcallPath::Full,
         },
     }
+}
+
+/// Whether handling `exit` needs the VM's state (its lock). IPIs and
+/// doorbells for the thread are run by the caller; a slice end is the
+/// vcore's (`slice_over`), and console work is done without the lock
+/// (`console_service`).
+fn exit_needs_vm(exit: Exit) -> bool {
+    !matches!(exit, Exit::Hdec | Exit::HvDoorbell | Exit::External)
 }
 
 /// What the run loop does after an exit.
@@ -1495,7 +1732,7 @@ impl VmState {
             hcalls: 0,
             unknown_counts: hcall::UnknownCounts::default(),
             rtas_counts: [0; rtas::SERVICES.len()],
-            stop_requested: false,
+            console_out: Vec::new(),
             known_counts: [0; hcall::IMPLEMENTED],
             privileged: 0,
             externals: 0,
@@ -1621,23 +1858,10 @@ impl VmState {
     /// `vec` is the raw exit vector `exit` was decoded from.
     fn handle_exit(&mut self, v: &mut Vcpu, exit: Exit, vec: u64) -> Next {
         self.exits += 1;
-        if core::mem::take(&mut self.stop_requested) {
-            return Next::Stop(Outcome::Stopped);
-        }
         match exit {
             Exit::Hcall => self.hcall(v),
-            // The slice ended: show the console owner's unfinished line
-            // and read what was typed (so hypercall exits never pay for an
-            // OPAL call). With nothing else to run on this core the vcpu
-            // goes straight back in.
-            Exit::Hdec => {
-                self.flush_raw();
-                self.poll_console();
-                Next::Resume
-            }
-            // Doorbells and IPIs for this thread: the caller runs what
-            // they brought, without the VM's lock.
-            Exit::HvDoorbell | Exit::External => Next::Resume,
+            // Handled without the VM's lock ([`exit_needs_vm`]).
+            Exit::Hdec | Exit::HvDoorbell | Exit::External => Next::Resume,
             // An instruction the guest may not execute, or a facility it
             // does not have (TM, BHRB): to the guest it is an
             // illegal-instruction program interrupt.
@@ -1774,36 +1998,37 @@ impl VmState {
 
     /// Writes out the console owner's unfinished line.
     fn flush_raw(&mut self) {
-        self.term.flush(&mut ConsoleSink(&self.name));
+        let mut sink = ConsoleSink {
+            out: &mut self.console_out,
+            queued: &self.sh.console_queued,
+        };
+        self.term.flush(&mut sink);
     }
 
     fn owns_console(&self) -> bool {
         CONSOLE_OWNER.load(Ordering::Acquire) == self.id
     }
 
-    /// Reads what was typed on the serial console if this VM owns it (on
-    /// each time slice, every 10 ms of a cede, and when the guest reads
-    /// the console); the vty interrupt is asserted while input waits. Ctrl-] n passes the
-    /// console on.
-    fn poll_console(&mut self) {
-        if !self.owns_console() {
-            return;
-        }
-        let mut buf = [0u8; 64];
-        let n = ppc64::opal::console_read(&mut buf);
-        match self.term.typed(&buf[..n]) {
+    /// What was typed on the serial console while this VM owns it
+    /// ([`Vm::console_service`] reads it); the vty interrupt is asserted
+    /// while input waits. Ctrl-] n passes the console on; Ctrl-] x
+    /// answers true (stop the VM).
+    fn typed(&mut self, bytes: &[u8]) -> bool {
+        let mut stop = false;
+        match self.term.typed(bytes) {
             Typed::NextVm => {
                 self.flush_raw();
                 pass_console_on(self.id);
-                return;
+                return false;
             }
             Typed::StopVm => {
                 info!(target: "console", "stopping vm {} (Ctrl-] x)", self.name);
-                self.stop_requested = true;
+                stop = true;
             }
             Typed::Input => {}
         }
         self.update_vty_line();
+        stop
     }
 
     fn update_vty_line(&mut self) {
@@ -1820,7 +2045,11 @@ impl VmState {
     /// types and other VMs' lines never cut into it.
     fn console_bytes(&mut self, b: &[u8]) {
         let owner = self.owns_console();
-        self.term.output(b, owner, &mut ConsoleSink(&self.name));
+        let mut sink = ConsoleSink {
+            out: &mut self.console_out,
+            queued: &self.sh.console_queued,
+        };
+        self.term.output(b, owner, &mut sink);
     }
 
     /// Handles `sc 1`. From guest problem state nothing is done: the
@@ -1984,7 +2213,7 @@ impl VmState {
         let Some((bytes, n)) = vterm::unpack(len, hi, lo) else {
             return H_PARAMETER;
         };
-        if term != u64::from(guestfdt::VTY_REG) {
+        if !vterm::names_vty(term, guestfdt::VTY_REG) {
             return H_PARAMETER;
         }
         self.console_bytes(&bytes[..n]);
@@ -1993,11 +2222,12 @@ impl VmState {
 
     /// H_GET_TERM_CHAR(vtermno): up to 16 typed bytes in r5, r6; count in r4.
     fn h_get_term_char(&mut self, v: &mut Vcpu, term: u64) -> i64 {
-        if term != u64::from(guestfdt::VTY_REG) {
+        if !vterm::names_vty(term, guestfdt::VTY_REG) {
             return H_PARAMETER;
         }
+        // Typed input comes in through Vm::console_service (after this
+        // exit, and every CONSOLE_POLL_MS), not here under the lock.
         self.flush_raw();
-        self.poll_console();
         let (n, hi, lo) = self.term.read();
         let r = &mut v.regs.gpr;
         (r[4], r[5], r[6]) = (n, hi, lo);

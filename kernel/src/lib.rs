@@ -15,6 +15,7 @@ pub mod cpuchar;
 pub mod cpumask;
 pub mod deliver;
 pub mod devtree;
+pub mod dispatch;
 pub mod elf;
 pub mod fdtw;
 pub mod fwnmi;

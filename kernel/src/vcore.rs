@@ -19,7 +19,7 @@ pub mod sched;
 
 use alloc::collections::VecDeque;
 use core::fmt;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Threads a vcore may have (the `threads` manifest key): POWER8 has 8
 /// per core.
@@ -211,6 +211,88 @@ impl EntryExit {
     pub fn all_out(&self) -> bool {
         let w = self.0.load(Ordering::Acquire);
         (w >> 8) as u8 == w as u8
+    }
+}
+
+/// A hardware thread asked to join a vcore that has answered nothing
+/// (not even too late for the run) for this long is proven dead and its
+/// VM stops. A slower thread is only late: under QEMU a thread of the
+/// emulated machine is a host thread the host may not run for hundreds of
+/// milliseconds, and on silicon a thread stuck this long in the
+/// hypervisor is a hypervisor bug worth stopping the VM for.
+pub const JOIN_DEAD_MS: u64 = 30_000;
+
+/// Threads a core may have (POWER8: 8).
+pub const MAX_THREADS: usize = 8;
+
+/// Thread 0's watch over the threads of its core it asked to join a vcore
+/// run: each thread's first unanswered request is kept across runs (a
+/// thread that misses run after run stays late from the first), cleared
+/// when the thread answers (joins, or arrives after its run ended). Only
+/// thread 0 checks; any thread of the core answers for itself.
+#[derive(Debug, Default)]
+pub struct JoinWatch {
+    /// Timebase of each thread's first unanswered request, 0 if none.
+    asked: [AtomicU64; MAX_THREADS],
+    /// When each late thread is reported next (0: not yet due once).
+    next: [AtomicU64; MAX_THREADS],
+}
+
+/// What [`JoinWatch::check`] found for a thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Late {
+    /// Unanswered for this many milliseconds: report it (the first time
+    /// at [`crate::smp::WATCHDOG_MS`], then whenever the wait doubled).
+    Report(u64),
+    /// Unanswered for [`JOIN_DEAD_MS`] or more: the thread is dead.
+    Dead(u64),
+}
+
+impl JoinWatch {
+    /// Thread 0 asks `ptid` to join (before posting the work); an earlier
+    /// unanswered request keeps its time.
+    pub fn ask(&self, ptid: usize, now: u64) {
+        let _ =
+            self.asked[ptid].compare_exchange(0, now.max(1), Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// Thread `ptid` answered (it came for its work, in time or not).
+    pub fn answered(&self, ptid: usize) {
+        self.asked[ptid].store(0, Ordering::Release);
+        self.next[ptid].store(0, Ordering::Relaxed);
+    }
+
+    /// Forgets every request (the vcore is reset with its VM).
+    pub fn clear(&self) {
+        for t in 0..MAX_THREADS {
+            self.answered(t);
+        }
+    }
+
+    /// Thread 0's check at `now` (timebase, `per_ms` ticks a millisecond):
+    /// calls `late(ptid, verdict)` for each thread whose report is due or
+    /// that is dead.
+    pub fn check(&self, now: u64, per_ms: u64, mut late: impl FnMut(usize, Late)) {
+        let per_ms = per_ms.max(1);
+        for t in 0..MAX_THREADS {
+            let asked = self.asked[t].load(Ordering::Acquire);
+            if asked == 0 || now <= asked {
+                continue;
+            }
+            let waited = now - asked;
+            if waited >= JOIN_DEAD_MS.saturating_mul(per_ms) {
+                late(t, Late::Dead(waited / per_ms));
+                continue;
+            }
+            let next = match self.next[t].load(Ordering::Relaxed) {
+                0 => asked.saturating_add(crate::smp::WATCHDOG_MS * per_ms),
+                n => n,
+            };
+            if now >= next {
+                self.next[t].store(now.saturating_add(waited), Ordering::Relaxed);
+                late(t, Late::Report(waited / per_ms));
+            }
+        }
     }
 }
 

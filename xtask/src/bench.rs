@@ -28,6 +28,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     if only.is_some_and(|o| o == "linux") {
         return linux();
     }
+    if only.is_some_and(|o| o == "linux-smp") {
+        return linux_smp();
+    }
     crate::archives::prepare()?;
     println!("| benchmark | path | median | min | max | trials |");
     println!("|---|---|---|---|---|---|");
@@ -292,6 +295,104 @@ fn linux() -> Result<(), String> {
     for h in histogram {
         if let Some((name, n)) = h.rsplit_once(' ') {
             println!("| {name} | {n} |");
+        }
+    }
+    Ok(())
+}
+
+/// One stress run: the guest's uptime when its work was done and the
+/// wall time of the whole QEMU run.
+struct StressRun {
+    uptime: f64,
+    wall: f64,
+}
+
+/// "stress: done: every check passed (N of N) at 22.85 s of uptime, …"
+fn stress_run(b: &Boot, what: &str) -> Result<StressRun, String> {
+    let uptime = b
+        .lines()
+        .find_map(|l| {
+            l.split_once(crate::linux::STRESS_DONE)?
+                .1
+                .split_once(") at ")?
+                .1
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .ok_or_else(|| {
+            format!(
+                "{what}: the stress work did not finish (exit status {})\n{}",
+                b.status, b.console
+            )
+        })?;
+    Ok(StressRun {
+        uptime,
+        wall: b.seconds,
+    })
+}
+
+/// `cargo xtask bench linux-smp`: the stress work of the smoke tests at
+/// full size (`Stress::FULL`) on this hypervisor and on QEMU's pseries
+/// with the same kernel and initramfs, in the same run: 1 vcpu, 4 vcpus
+/// in one SMT4 vcore, 8 vcpus in two, 768 MiB each; under TCG and under
+/// `-icount shift=0,sleep=off`. Prints the guest's uptime when the work
+/// was done, the wall time of the run, and their ratios.
+fn linux_smp() -> Result<(), String> {
+    use crate::linux::{stress_archive, stress_initramfs, Stress};
+    let layouts: [(&str, u32, u32, &str); 3] = [
+        ("1 vcpu", 1, 1, "1"),
+        ("4 vcpus, one SMT4 vcore", 4, 4, "4,threads=4"),
+        ("8 vcpus, two SMT4 vcores", 8, 4, "8,threads=4"),
+    ];
+    let initrd = stress_initramfs("-full", Stress::FULL)?;
+    println!("| mode | layout | uptime here (s) | uptime pseries (s) | ratio | wall here (s) | wall pseries (s) | ratio |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for icount in [false, true] {
+        let mode = if icount {
+            "-icount shift=0,sleep=off"
+        } else {
+            "TCG"
+        };
+        for (name, vcpus, threads, smp) in layouts {
+            let archive = stress_archive(
+                &format!("stress-bench-{vcpus}"),
+                &[("stress", vcpus, threads)],
+                "768M",
+                Stress::FULL,
+                "-full",
+            )?;
+            let archive = archive.to_string_lossy().into_owned();
+            let mut a = vec!["--initrd", archive.as_str(), "--timeout", "1800"];
+            if icount {
+                a.extend(["--", "-icount", "shift=0,sleep=off"]);
+            }
+            let ours = stress_run(&boot(&a)?, "this hypervisor")?;
+            let mut c = Command::new("timeout");
+            c.args(["1800", "qemu-system-ppc64", "-M", "pseries,x-vof=on"])
+                .args(["-cpu", "POWER8", "-m", "768M", "-smp", smp])
+                .args(["-display", "none", "-nodefaults", "-vga", "none"])
+                .args(["-chardev", "stdio,id=con0,signal=off"])
+                .args(["-device", "spapr-vty,chardev=con0"])
+                .arg("-kernel")
+                .arg(crate::linux::cache().join("vmlinux"))
+                .arg("-initrd")
+                .arg(&initrd)
+                .args(["-append", "console=hvc0"]);
+            if icount {
+                c.args(["-icount", "shift=0,sleep=off"]);
+            }
+            let q = stress_run(&run_typing(c, &[])?, "QEMU pseries")?;
+            println!(
+                "| {mode} | {name} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.2} |",
+                ours.uptime,
+                q.uptime,
+                ours.uptime / q.uptime,
+                ours.wall,
+                q.wall,
+                ours.wall / q.wall
+            );
         }
     }
     Ok(())

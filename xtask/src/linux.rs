@@ -148,6 +148,165 @@ pub fn initramfs() -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// How much SMP work the stress `/init` does (`cargo xtask bench
+/// linux-smp` runs [`Stress::FULL`], the smoke tests [`Stress::SMOKE`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Stress {
+    /// `seq 1 N` hashed by every CPU, straight and through gzip | gunzip.
+    pub seq: u32,
+    /// fork + exec of /bin/true by every CPU.
+    pub forks: u32,
+    /// `seq 1 N` written to one tmpfs file, copied, both hashed twice.
+    pub file_seq: u32,
+}
+
+impl Stress {
+    /// The issue's work: 300,000 numbers per CPU, 400 forks per CPU, a
+    /// 64 MiB file.
+    pub const FULL: Stress = Stress {
+        seq: 300_000,
+        forks: 400,
+        file_seq: 8_500_000,
+    };
+    /// Small enough for CI, the same kinds of work.
+    pub const SMOKE: Stress = Stress {
+        seq: 20_000,
+        forks: 40,
+        file_seq: 400_000,
+    };
+}
+
+/// What the stress `/init` prints when every check passed.
+pub const STRESS_DONE: &str = "stress: done: every check passed";
+
+/// The SHA-256 of `seq 1 n`'s output, computed on the host (coreutils),
+/// for the guest to compare its own against.
+fn seq_sha256(n: u32) -> Result<String, String> {
+    let out = Command::new("sh")
+        .args(["-c", &format!("seq 1 {n} | sha256sum")])
+        .output()
+        .map_err(|e| format!("seq | sha256sum: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let sum = text.split_whitespace().next().unwrap_or("");
+    if !out.status.success() || sum.len() != 64 {
+        return Err(format!("seq 1 {n} | sha256sum printed '{text}'"));
+    }
+    Ok(sum.to_string())
+}
+
+/// The stress `/init`: on every CPU at once `seq | sha256sum`, the same
+/// through `gzip | gunzip` and a run of fork + exec; meanwhile one tmpfs
+/// file written, copied and both hashed twice. Each result is checked
+/// against the host's; any wrong one is printed with `WRONG`. Then the
+/// uptime (the benchmark's figure), steal time, and power-off.
+fn stress_init_script(w: Stress) -> Result<String, String> {
+    let (seq_sum, file_sum) = (seq_sha256(w.seq)?, seq_sha256(w.file_seq)?);
+    let (seq, forks, file_seq) = (w.seq, w.forks, w.file_seq);
+    Ok(format!(
+        r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs -o size=90% tmp /tmp
+n=$(nproc)
+echo "stress: $(uname -r) up $(cut -d' ' -f1 /proc/uptime) s, $n cpus: seq {seq}, forks {forks}, file seq {file_seq}"
+check() {{ if [ "$2" = "$3" ]; then echo ok >> /tmp/ok.$1; else echo "stress: $1: WRONG: got '$2', want '$3'"; fi; }}
+job() {{
+  r=$(seq 1 {seq} | sha256sum); check cpu$1 "${{r%% *}}" {seq_sum}
+  r=$(seq 1 {seq} | gzip | gunzip | sha256sum); check cpu$1 "${{r%% *}}" {seq_sum}
+  k=0; while [ $k -lt {forks} ] && /bin/true; do k=$((k+1)); done; check cpu$1 $k {forks}
+}}
+file() {{
+  seq 1 {file_seq} > /tmp/big; cp /tmp/big /tmp/copy
+  for round in 1 2; do for f in /tmp/big /tmp/copy; do r=$(sha256sum $f); check file "${{r%% *}}" {file_sum}; done; done
+}}
+i=0; while [ $i -lt $n ]; do job $i & i=$((i+1)); done
+file &
+wait
+got=$(cat /tmp/ok.* | wc -l); want=$((3 * n + 4))
+up=$(cut -d' ' -f1 /proc/uptime)
+steal=$(awk '/^cpu /{{print $9}}' /proc/stat)
+if [ "$got" = "$want" ]; then echo "{STRESS_DONE} ($got of $want) at $up s of uptime, steal $steal ticks"
+else echo "stress: FAILED: $got of $want checks passed at $up s of uptime"; fi
+poweroff -f
+"#
+    ))
+}
+
+/// Builds `build/linux/stressSUFFIX.cpio`: busybox and the stress `/init`.
+pub fn stress_initramfs(suffix: &str, w: Stress) -> Result<PathBuf, String> {
+    let cached = fetch()?;
+    let busybox = std::fs::read(cached.join("busybox")).map_err(|e| format!("busybox: {e}"))?;
+    let init = stress_init_script(w)?;
+    let cpio = build_newc_entries(&[
+        dir("bin"),
+        dir("dev"),
+        dir("proc"),
+        dir("sys"),
+        dir("tmp"),
+        NewcEntry {
+            name: "dev/console",
+            mode: 0o020_600,
+            rdev: (5, 1),
+            data: &[],
+        },
+        file("bin/busybox", &busybox),
+        file("init", init.as_bytes()),
+    ]);
+    let out = root().join("build/linux");
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    let path = out.join(format!("stress{suffix}.cpio"));
+    std::fs::write(&path, cpio).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// One VM of a stress layout: name, vcpus, threads per vcore.
+pub type StressVm = (&'static str, u32, u32);
+
+/// The SMP stress layouts: (archive name, its VMs): one SMT4 vcore; two
+/// SMT4 vcores of one VM; three VMs on the two cores (time slicing,
+/// vcore migration).
+pub const STRESS_LAYOUTS: &[(&str, &[StressVm])] = &[
+    ("stress-smt4", &[("stress", 4, 4)]),
+    ("stress-2x-smt4", &[("stress", 8, 4)]),
+    (
+        "stress-three-vms",
+        &[("stress-a", 4, 4), ("stress-b", 4, 4), ("stress-c", 2, 2)],
+    ),
+];
+
+/// Builds `build/archives/ARCHIVE[-SUFFIX].cpio` for a stress layout:
+/// each VM boots the Debian kernel with the stress `/init` of `w`.
+pub fn stress_archive(
+    archive: &str,
+    vms: &[StressVm],
+    memory: &str,
+    w: Stress,
+    suffix: &str,
+) -> Result<PathBuf, String> {
+    let initrd = std::fs::read(stress_initramfs(suffix, w)?).map_err(|e| e.to_string())?;
+    let vmlinux = std::fs::read(cache().join("vmlinux")).map_err(|e| format!("vmlinux: {e}"))?;
+    let mut manifest = String::new();
+    for (name, vcpus, threads) in vms {
+        manifest.push_str(&format!(
+            "[vm {name}]\nmemory = {memory}\nimage = vmlinux\ninitrd = stress.cpio\nbootargs = console=hvc0\nvcpus = {vcpus}\nthreads = {threads}\n\n"
+        ));
+    }
+    let files: [(&str, &[u8]); 3] = [
+        ("manifest", manifest.as_bytes()),
+        ("vmlinux", &vmlinux),
+        ("stress.cpio", &initrd),
+    ];
+    let dir = root().join("build/archives");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let out = dir.join(format!("{archive}{suffix}.cpio"));
+    std::fs::write(&out, kernel::archive::build_newc(&files))
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(out)
+}
+
 /// The manifest of the Linux boot archive (`vcpus`, `memory` as given).
 pub fn manifest(name: &str, memory: &str, extra: &str) -> String {
     format!(
@@ -207,6 +366,9 @@ fn linux_archives() -> Result<Vec<PathBuf>, String> {
 /// The archives the Linux smoke tests boot.
 pub fn prepare() -> Result<(), String> {
     linux_archives()?;
+    for (name, vms) in STRESS_LAYOUTS {
+        stress_archive(name, vms, "512M", Stress::SMOKE, "")?;
+    }
     let bad = std::fs::read(root().join("build/guests/bad.elf")).map_err(|e| e.to_string())?;
     archive(
         "linux-and-bad",

@@ -222,21 +222,32 @@ pub extern "C" fn guest_runtime_init(fdt_addr: u64) {
 /// Writes bytes to the hvterm console (the vty of `stdout-path`), 16 at
 /// a time.
 pub fn put_bytes(b: &[u8]) {
+    put_bytes_to(vtermno(), b);
+}
+
+/// Writes bytes to vterm `term`, 16 at a time; returns the last answer
+/// (H_SUCCESS, or the error that ended the write).
+pub fn put_bytes_to(term: u64, b: &[u8]) -> i64 {
+    let mut rc = 0;
     for chunk in b.chunks(16) {
         let mut w = [0u64; 2];
         for (i, c) in chunk.iter().enumerate() {
             w[i / 8] |= (*c as u64) << (56 - 8 * (i % 8));
         }
         loop {
-            let (rc, _) = hcall(
+            (rc, _) = hcall(
                 H_PUT_TERM_CHAR,
-                [vtermno(), chunk.len() as u64, w[0], w[1], 0, 0],
+                [term, chunk.len() as u64, w[0], w[1], 0, 0],
             );
             if rc != 1 {
                 break; // H_SUCCESS, or an error we cannot do better on
             }
         }
+        if rc != 0 {
+            break;
+        }
     }
+    rc
 }
 
 pub struct Console;

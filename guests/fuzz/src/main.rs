@@ -630,9 +630,10 @@ impl Fuzzer {
             H_GET_TERM_CHAR => [nr, r.arg(self.vtermno), 0, 0, 0, 0, 0, 0, 0],
             H_PUT_TERM_CHAR => {
                 // Nothing printed on the real vty (the console is read
-                // by people and tests): length 0 there, anything elsewhere.
+                // by people and tests), its `reg` or 0 (the first vty):
+                // length 0 or refused there, anything elsewhere.
                 let t = r.arg(self.vtermno);
-                let len = if t == self.vtermno {
+                let len = if t == self.vtermno || t == 0 {
                     r.pick(&[0, 17, u64::MAX])
                 } else {
                     r.below(20)

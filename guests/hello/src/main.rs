@@ -24,6 +24,12 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
         mem >> 20,
         args
     );
+    // vtermno 0 is the first vty (Linux's early-debug console writes
+    // there, as on QEMU's pseries); a vtermno that names no vty is refused.
+    let rc = guest_common::put_bytes_to(0, b"hello: early-debug console (vtermno 0) works\n");
+    let none = guest_common::vtermno() + 1;
+    let refused = guest_common::put_bytes_to(none, b"x");
+    println!("hello: vtermno 0 answered {rc}, vtermno {none:#x} (no vty) answered {refused}");
     // RTAS get-time-of-day: status, year, month, day, hour, min, sec, ns.
     if let Some(t) = fdt.as_ref().and_then(|f| rtas_token(f, "get-time-of-day")) {
         let mut buf = [0u32; 11];

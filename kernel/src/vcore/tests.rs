@@ -299,3 +299,88 @@ fn the_run_queue_is_round_robin_and_skips_what_cannot_run() {
     assert_eq!(q.take(|_| true), Some("a"));
     assert!(q.is_empty());
 }
+
+/// Ticks a millisecond in the JoinWatch tests.
+const MS: u64 = 512;
+
+#[test]
+fn a_thread_later_than_the_old_100_ms_is_only_reported_and_a_dead_one_after_30_s() {
+    let w = JoinWatch::default();
+    let t0 = 1_000_000;
+    w.ask(1, t0);
+    w.ask(2, t0);
+    let seen = |now: u64| {
+        let mut v = Vec::new();
+        w.check(now, MS, |t, l| v.push((t, l)));
+        v
+    };
+    // The old bounded wait stopped the VM here; now nothing happens.
+    assert_eq!(seen(t0 + 150 * MS), []);
+    assert_eq!(seen(t0 + 999 * MS), []);
+    w.answered(2);
+    assert_eq!(seen(t0 + 1000 * MS), [(1, Late::Report(1000))]);
+    assert_eq!(
+        seen(t0 + 1500 * MS),
+        [],
+        "next report when the wait doubled"
+    );
+    assert_eq!(seen(t0 + 2000 * MS), [(1, Late::Report(2000))]);
+    assert_eq!(seen(t0 + 3999 * MS), []);
+    assert_eq!(seen(t0 + 4000 * MS), [(1, Late::Report(4000))]);
+    assert_eq!(
+        seen(t0 + JOIN_DEAD_MS * MS),
+        [(1, Late::Dead(JOIN_DEAD_MS))]
+    );
+}
+
+#[test]
+fn a_late_thread_stays_late_across_runs_until_it_answers() {
+    let w = JoinWatch::default();
+    w.ask(3, 10 * MS);
+    // Later runs ask again: the first request's time is kept.
+    w.ask(3, 500 * MS);
+    w.ask(3, 900 * MS);
+    let mut v = Vec::new();
+    w.check(1010 * MS, MS, |t, l| v.push((t, l)));
+    assert_eq!(v, [(3, Late::Report(1000))]);
+    // It answers (even too late for its run): it is alive, the clock
+    // starts again with the next request.
+    w.answered(3);
+    w.ask(3, 2000 * MS);
+    v.clear();
+    w.check(2999 * MS, MS, |t, l| v.push((t, l)));
+    assert_eq!(v, []);
+    w.check(3000 * MS, MS, |t, l| v.push((t, l)));
+    assert_eq!(v, [(3, Late::Report(1000))]);
+    w.clear();
+    v.clear();
+    w.check(u64::MAX / 2, MS, |t, l| v.push((t, l)));
+    assert_eq!(v, [], "a reset vcore waits for nobody");
+}
+
+#[test]
+fn a_thread_that_joins_under_a_second_is_never_reported() {
+    // Host threads as a core's threads: thread 0 asks, each secondary
+    // answers after a delay longer than the old 100 ms bound.
+    let w = Arc::new(JoinWatch::default());
+    let start = Instant::now();
+    let now = move || start.elapsed().as_micros() as u64 * MS / 1000 + 1;
+    for t in 1..4 {
+        w.ask(t, now());
+    }
+    let threads: Vec<_> = (1..4)
+        .map(|t| {
+            let w = w.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(120));
+                w.answered(t);
+            })
+        })
+        .collect();
+    for h in threads {
+        h.join().unwrap();
+    }
+    let mut reports = 0;
+    w.check(now() + 10 * 1000 * MS, MS, |_, _| reports += 1);
+    assert_eq!(reports, 0, "every thread answered: nothing to report");
+}

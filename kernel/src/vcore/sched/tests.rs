@@ -312,7 +312,12 @@ fn a_wake_sent_while_the_vcore_migrates_is_never_lost() {
             })
         })
         .collect();
-    for i in 0..WAKES {
+    // At least WAKES wakes, and on until the vcore has moved (how soon
+    // the host lets both "cores" take it is the host's business).
+    let began = std::time::Instant::now();
+    let mut i = 0;
+    while i < WAKES || moves.load(Ordering::Relaxed) == 0 {
+        assert!(began.elapsed().as_secs() < 60, "the vcore never migrated");
         pending.store(true, Ordering::Release);
         fence(Ordering::SeqCst);
         match on_core.load(Ordering::SeqCst) {
@@ -325,14 +330,11 @@ fn a_wake_sent_while_the_vcore_migrates_is_never_lost() {
             assert!(t.elapsed().as_secs() < 10, "wake {i} was lost");
             std::thread::yield_now();
         }
+        i += 1;
     }
     done.store(true, Ordering::Release);
     for c in cores {
         c.join().unwrap();
     }
-    assert_eq!(consumed.load(Ordering::Acquire) as u64, WAKES);
-    assert!(
-        moves.load(Ordering::Relaxed) > 0,
-        "the vcore never migrated"
-    );
+    assert_eq!(consumed.load(Ordering::Acquire) as u64, i);
 }
