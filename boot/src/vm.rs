@@ -23,7 +23,7 @@ use kernel::rtas::{self, Service};
 use kernel::smp::{CpuState, ThreadMode};
 use kernel::tlb::{TlbOps, VmTlb};
 use kernel::vcore::{Cede, CedeState, EntryExit, JoinWatch, Late, Layout, VcpuState, MAX_THREADS};
-use kernel::vpa::Vpa;
+use kernel::vpa::{self, Undispatched, Vpa};
 use kernel::vterm::{self, Typed, Vterm};
 use kernel::xics::{Xics, XicsError};
 use log::{info, warn};
@@ -307,6 +307,12 @@ struct VcpuShared {
     /// Timebase of the first interrupt or prod sent to the vcpu since it
     /// last ceded, 0 if none (how late a ceded vcpu woke: kernel::dispatch).
     kicked: AtomicU64,
+    /// Its ICP presents an interrupt: a copy of `VmState::xics` made under
+    /// the VM's lock by every change (`VmState::sync_presented`), before
+    /// the vcpu is kicked, so its thread checks for interrupts without
+    /// the lock (a stale `false` is followed by the kick's IPI, a stale
+    /// `true` costs a look under the lock).
+    presented: AtomicBool,
 }
 
 /// No physical core (a vcore waiting in the run queue).
@@ -483,6 +489,11 @@ struct Shared {
     mmu_ready: AtomicBool,
     /// Console output is queued in `VmState::console_out`.
     console_queued: AtomicBool,
+    /// The owner's unfinished line waits in the vty for a flush.
+    raw_held: AtomicBool,
+    /// The LPCR bits of the guest's interrupt mode (ILE, AIL), kept with
+    /// `VmState::irq_mode` so an entry needs no lock.
+    irq_lpcr: AtomicU64,
     /// Timebase at which the console owner next reads the serial console.
     next_poll: AtomicU64,
 }
@@ -511,6 +522,8 @@ impl Shared {
             running: AtomicU32::new(0),
             mmu_ready: AtomicBool::new(false),
             console_queued: AtomicBool::new(false),
+            raw_held: AtomicBool::new(false),
+            irq_lpcr: AtomicU64::new(irq_lpcr(InterruptMode::default())),
             next_poll: AtomicU64::new(0),
         }
     }
@@ -901,24 +914,21 @@ impl Vm {
         ppc64::fpu::load(&v.fp);
         guest::slb_load(&v.regs);
         me.hv.set_mode(ThreadMode::InHost);
-        if v.preempted {
-            // Dispatched again after a slice end: running (even count).
-            v.preempted = false;
-            self.bump_yield_count(&v);
-        }
         self.vcpu_loop(&mut v, vc, me, host_lpcr, core::ptr::addr_of_mut!(fast));
-        if !v.ceded && !self.sh.vcpus[id as usize].stopped.load(Ordering::Acquire) {
-            // Off its thread while it wanted to run: preempted (odd).
-            v.preempted = true;
-            v.dispatch.preemptions += 1;
-            self.bump_yield_count(&v);
-        }
+        let preempted = !v.ceded && !self.sh.vcpus[id as usize].stopped.load(Ordering::Acquire);
         guest::slb_save_clear(&mut v.regs);
         ppc64::fpu::save(&mut v.fp);
         {
             let mut st = self.st.lock();
             st.add_tally(&tally);
             st.exits += core::mem::take(&mut v.quick_exits);
+            if preempted && v.undispatched.is_none() {
+                // Off its thread while it wanted to run: preempted (the
+                // yield count odd until it is dispatched again).
+                v.undispatched = Some(Undispatched::Preempted);
+                v.dispatch.preemptions += 1;
+                st.undispatch(v.id);
+            }
         }
         // Zeroed here, on the way out, not on the way in.
         *tally = hcall::Tally::default();
@@ -969,14 +979,15 @@ impl Vm {
             if v.ceded && !self.block(v, vc, me, Block::Ceded) {
                 return;
             }
-            let mut entry =
-                self.st
-                    .lock()
-                    .prepare_entry(v, host_lpcr, vc.deadline.load(Ordering::Acquire));
+            let mut entry = self.prepare_entry(v, host_lpcr, vc.deadline.load(Ordering::Acquire));
             entry.hcall_ctx = fast as u64;
             let now = cpu::mftb();
-            if let Some(since) = v.ready_since.take() {
-                self.record_wait(v, Wait::Ready, now.saturating_sub(since));
+            let ready = v.ready_since.take().map(|since| now.saturating_sub(since));
+            if let Some(ticks) = ready {
+                self.record_wait(v, Wait::Ready, ticks);
+            }
+            if let Some(after) = v.undispatched.take() {
+                self.dispatched(v, after, ready.unwrap_or(0), me);
             }
             if !entered {
                 entered = true;
@@ -997,7 +1008,12 @@ impl Vm {
             crate::stackguard::check();
             let exit = Exit::decode(vec);
             let next = if exit_needs_vm(exit) {
-                self.st.lock().handle_exit(v, exit, vec)
+                let mut st = self.st.lock();
+                let next = st.handle_exit(v, exit, vec);
+                // The exit may have changed its own ICP (H_XIRR, H_EOI,
+                // H_CPPR) without a kick.
+                st.sync_presented(v.id);
+                next
             } else {
                 v.quick_exits += 1;
                 Next::Resume
@@ -1021,17 +1037,62 @@ impl Vm {
                 }
                 Next::Resume => {}
                 Next::Cede => {
+                    // (Its yield count went odd in the H_CEDE handler.)
                     v.ceded = true;
+                    v.undispatched = Some(Undispatched::Ceded);
                     v.ready_since = None;
                     // Wake-ups sent before the cede do not count against
                     // it (one that is still pending ends it at once).
                     shv.kicked.store(0, Ordering::Relaxed);
-                    self.bump_yield_count(v);
                 }
                 Next::Reboot => crate::sched::post_event(self, VmEvent::Reboot),
                 Next::Stop(o) => crate::sched::post_event(self, VmEvent::Stop(o)),
             }
         }
+    }
+
+    /// What the next entry of `v` loads: the interrupt it takes now (or
+    /// MER), this VM's LPCR, what is left of the vcore's time slice (HDEC
+    /// is core-wide: every thread loads the same deadline), the guest's
+    /// decrementer. The VM's lock only when an interrupt is presented.
+    fn prepare_entry(&self, v: &mut Vcpu, host_lpcr: u64, deadline: u64) -> VcpuEntry {
+        let mer = self.sh.vcpus[v.id as usize]
+            .presented
+            .load(Ordering::Acquire)
+            && self.st.lock().deliver_external(v);
+        let now = cpu::mftb();
+        // The guest's decrementer keeps counting while the hypervisor
+        // runs: load what is left of it (the timebase is shared). A
+        // negative value makes the guest take its decrementer interrupt
+        // as soon as it enables MSR[EE].
+        if let Some(expires) = v.dec_expires {
+            v.regs.dec = deliver::dec_remaining(expires, now);
+        }
+        VcpuEntry {
+            lpcr: guest_lpcr(host_lpcr, self.sh.irq_lpcr.load(Ordering::Acquire), mer),
+            hdec: deadline.saturating_sub(now).clamp(1, spr::DEC_MAX),
+            hfscr: regs::HFSCR_GUEST,
+            hcall_ctx: 0,
+        }
+    }
+
+    /// Whether a ceded `v` on hardware thread `thread` must wake: prodded,
+    /// an interrupt presented, a doorbell pending (DPDES), or its
+    /// decrementer expired. No lock: each condition is its own word.
+    fn cede_ends(&self, v: &Vcpu, thread: usize) -> bool {
+        let shv = &self.sh.vcpus[v.id as usize];
+        let dec_due = v
+            .dec_expires
+            .is_some_and(|e| deliver::dec_expired(e, cpu::mftb()));
+        let irq = shv.presented.load(Ordering::Acquire)
+            || cpu::mfspr::<{ spr::DPDES }>() & (1 << thread) != 0;
+        if shv.cede.take_wake() {
+            return true;
+        }
+        if irq || dec_due {
+            shv.cede.end();
+        }
+        irq || dec_due
     }
 
     /// Records one of `v`'s waits of `ticks`; a new longest one of a
@@ -1057,15 +1118,30 @@ impl Vm {
         }
     }
 
-    /// The VPA's yield count (if registered) changes parity: odd while
-    /// the vcpu is not running (ceded, or preempted at a slice end), even
-    /// while it is, as guests read it (Linux: `vcpu_is_preempted`).
-    fn bump_yield_count(&self, v: &Vcpu) {
+    /// `v` runs again after it was not running (`after`), having been
+    /// ready for `ready` ticks: its VPA's yield count goes even and its DTL
+    /// (if the guest asked) logs the dispatch with the time it lost (a
+    /// preemption's wait, or how late a cede woke), which is also added
+    /// to the VPA's steal total.
+    fn dispatched(&self, v: &Vcpu, after: Undispatched, ready: u64, me: &CpuState) {
+        let (stolen, reason) = match after {
+            Undispatched::Preempted => (ready, vpa::DISPATCH_TIME_SLICE),
+            Undispatched::Ceded => (v.cede_late, v.wake_reason),
+        };
+        let d = vpa::Dispatch {
+            after,
+            stolen,
+            tb: cpu::mftb(),
+            processor: me.pir as u16,
+            srr0: v.regs.pc,
+            srr1: v.regs.msr,
+            reason,
+        };
         let mut st = self.st.lock();
         self.sh.vcpus[v.id as usize]
             .vpa
             .lock()
-            .bump_yield_count(&mut st.mem());
+            .dispatched(&mut st.mem(), &d);
     }
 
     /// The time slice has ended: true when the vcore must give the core
@@ -1098,8 +1174,9 @@ impl Vm {
     fn block(&self, v: &mut Vcpu, vc: &Vcore, me: &CpuState, why: Block) -> bool {
         let smp = crate::smp::smp();
         let shv = &self.sh.vcpus[v.id as usize];
-        if why == Block::Ceded {
+        if why == Block::Ceded && self.sh.raw_held.load(Ordering::Acquire) {
             self.st.lock().flush_raw();
+            self.write_console();
         }
         // A ceded vcpu also wakes for a doorbell from a sibling thread
         // (msgsndp); a stopped one must not (it would never sleep).
@@ -1115,15 +1192,12 @@ impl Vm {
         }
         me.hv.set_mode(ThreadMode::Napping);
         let woken = loop {
-            {
-                let mut st = self.st.lock();
-                let ended = match why {
-                    Block::Ceded => st.cede_ends(v, me.thread),
-                    Block::Stopped => !shv.stopped.load(Ordering::Acquire),
-                };
-                if ended {
-                    break true;
-                }
+            let ended = match why {
+                Block::Ceded => self.cede_ends(v, me.thread),
+                Block::Stopped => !shv.stopped.load(Ordering::Acquire),
+            };
+            if ended {
+                break true;
             }
             if self.must_leave(vc) || self.slice_over(vc, me) {
                 break false;
@@ -1155,10 +1229,16 @@ impl Vm {
             let now = cpu::mftb();
             if why == Block::Ceded {
                 v.ceded = false;
-                self.bump_yield_count(v);
                 let kicked = shv.kicked.swap(0, Ordering::Relaxed);
-                if let Some(due) = kernel::dispatch::wake_condition(v.dec_expires, kicked, now) {
-                    self.record_wait(v, Wait::Wake, now.saturating_sub(due));
+                let due = kernel::dispatch::wake_condition(v.dec_expires, kicked, now);
+                v.cede_late = due.map_or(0, |d| now.saturating_sub(d));
+                v.wake_reason = if due.is_some_and(|d| d != kicked) {
+                    vpa::DISPATCH_DECREMENTER
+                } else {
+                    vpa::DISPATCH_EXTERNAL
+                };
+                if due.is_some() {
+                    self.record_wait(v, Wait::Wake, v.cede_late);
                 }
             }
             v.ready_since = Some(now);
@@ -1240,6 +1320,9 @@ impl Vm {
         }
         let mut buf = [0u8; 64];
         let n = ppc64::opal::console_read(&mut buf);
+        if n == 0 && !self.sh.raw_held.load(Ordering::Acquire) {
+            return;
+        }
         let stop = {
             let mut st = self.st.lock();
             st.flush_raw();
@@ -1387,8 +1470,12 @@ struct Vcpu {
     dec_expires: Option<u64>,
     /// In H_CEDE (kept across vcore runs until the cede ends).
     ceded: bool,
-    /// Taken off its thread at a slice end while it wanted to run.
-    preempted: bool,
+    /// Why it is not running, until it is dispatched again (its VPA's
+    /// yield count is odd meanwhile).
+    undispatched: Option<Undispatched>,
+    /// Its last cede: how late it woke (ticks) and why (DTL reason).
+    cede_late: u64,
+    wake_reason: u8,
     /// Physical core its thread is on (for TLB accounting).
     core: usize,
     /// Since when it could run guest code and has not (None: in the
@@ -1416,7 +1503,9 @@ impl Vcpu {
             fp: Default::default(),
             dec_expires: None,
             ceded: false,
-            preempted: false,
+            undispatched: None,
+            cede_late: 0,
+            wake_reason: 0,
             core: 0,
             ready_since: None,
             dispatch: Dispatch::default(),
@@ -1483,6 +1572,33 @@ pub extern "C" fn hv_hcall_fast(regs: &mut GuestRegs, ctx: *mut FastCtx) -> Hcal
             _ => HcallPath::Full,
         },
     }
+}
+
+/// The LPCR bits of an interrupt mode (H_SET_MODE: ILE, AIL).
+fn irq_lpcr(m: InterruptMode) -> u64 {
+    let ile = if m.little_endian { spr::LPCR_ILE } else { 0 };
+    ile | (m.ail << spr::LPCR_AIL_SHIFT)
+}
+
+/// A guest's LPCR on a host whose LPCR is `host`: VRMA with its page
+/// size, HDEC interrupts, external interrupts to the hypervisor (LPES 0),
+/// the interrupt mode's bits (`irq`, [`irq_lpcr`]) and MER when an
+/// interrupt waits for the guest to enable MSR[EE].
+fn guest_lpcr(host: u64, irq: u64, mer: bool) -> u64 {
+    use spr::{
+        LPCR_AIL, LPCR_HDICE, LPCR_ILE, LPCR_LPES0, LPCR_LPES1, LPCR_MER, LPCR_VPM0, LPCR_VPM1,
+    };
+    let clear = LPCR_VPM0
+        | LPCR_VPM1
+        | spr::LPCR_VRMASD
+        | LPCR_ILE
+        | LPCR_AIL
+        | LPCR_MER
+        | LPCR_LPES0
+        | LPCR_LPES1
+        | LPCR_HDICE;
+    let mer = if mer { LPCR_MER } else { 0 };
+    (host & !clear) | LPCR_VPM0 | hpte::lpcr_vrmasd(VRMA_PAGE) | LPCR_HDICE | irq | mer
 }
 
 /// Whether handling `exit` needs the VM's state (its lock). IPIs and
@@ -1750,35 +1866,6 @@ impl VmState {
     /// with this LPCR loaded and must wake as the host's would), the
     /// guest's interrupt endianness and location (H_SET_MODE), and MER when
     /// an external interrupt waits for the guest to enable MSR[EE].
-    fn lpcr(&self, host: u64, mer: bool) -> u64 {
-        use spr::{
-            LPCR_AIL, LPCR_AIL_SHIFT, LPCR_HDICE, LPCR_ILE, LPCR_LPES0, LPCR_LPES1, LPCR_MER,
-            LPCR_VPM0, LPCR_VPM1,
-        };
-        let clear = LPCR_VPM0
-            | LPCR_VPM1
-            | spr::LPCR_VRMASD
-            | LPCR_ILE
-            | LPCR_AIL
-            | LPCR_MER
-            | LPCR_LPES0
-            | LPCR_LPES1
-            | LPCR_HDICE;
-        let ile = if self.irq_mode.little_endian {
-            LPCR_ILE
-        } else {
-            0
-        };
-        let mer = if mer { LPCR_MER } else { 0 };
-        (host & !clear)
-            | LPCR_VPM0
-            | hpte::lpcr_vrmasd(VRMA_PAGE)
-            | LPCR_HDICE
-            | ile
-            | mer
-            | (self.irq_mode.ail << LPCR_AIL_SHIFT)
-    }
-
     /// This VM's memory, bounds-checked.
     fn mem(&mut self) -> GuestMemory<'_> {
         // SAFETY: `mem_base..mem_base+mem_size` is this VM's own RAM
@@ -1813,32 +1900,17 @@ impl VmState {
         mem[f..f + self.fdt.len()].copy_from_slice(&self.fdt);
         map_vrma(&self.hpt, self.mem_base, self.mem_size)?;
         self.xics.reset();
+        for id in 0..self.sh.layout.vcpus {
+            self.sync_presented(id);
+        }
         self.irq_mode = InterruptMode::default();
+        self.sh
+            .irq_lpcr
+            .store(irq_lpcr(self.irq_mode), Ordering::Release);
         self.fwnmi.reset();
         self.reboots += 1;
         info!(target: "vm", "{}: system-reboot #{}: HPT cleared, image reloaded", self.name, self.reboots);
         Ok(())
-    }
-
-    /// What the next entry of `v` loads: the interrupt it takes now (or
-    /// MER), this VM's LPCR, what is left of the vcore's time slice (HDEC
-    /// is core-wide: every thread loads the same deadline), the guest's
-    /// decrementer.
-    fn prepare_entry(&mut self, v: &mut Vcpu, host_lpcr: u64, deadline: u64) -> VcpuEntry {
-        let mer = self.deliver_external(v);
-        // The guest's decrementer keeps counting while the hypervisor
-        // runs: load what is left of it (the timebase is shared). A
-        // negative value makes the guest take its decrementer interrupt
-        // as soon as it enables MSR[EE].
-        if let Some(expires) = v.dec_expires {
-            v.regs.dec = deliver::dec_remaining(expires, cpu::mftb());
-        }
-        VcpuEntry {
-            lpcr: self.lpcr(host_lpcr, mer),
-            hdec: deadline.saturating_sub(cpu::mftb()).clamp(1, spr::DEC_MAX),
-            hfscr: regs::HFSCR_GUEST,
-            hcall_ctx: 0,
-        }
     }
 
     /// Adds what a vcpu's thread counted on the fast path.
@@ -1881,25 +1953,6 @@ impl VmState {
             }
             _ => Next::Stop(self.unexpected(v, vec)),
         }
-    }
-
-    /// Whether a ceded `v` on hardware thread `thread` must wake: prodded,
-    /// an interrupt presented, a doorbell pending (DPDES), or its
-    /// decrementer expired.
-    fn cede_ends(&mut self, v: &mut Vcpu, thread: usize) -> bool {
-        let dec_due = v
-            .dec_expires
-            .is_some_and(|e| deliver::dec_expired(e, cpu::mftb()));
-        let irq = self.xics.icp(v.id).is_some_and(|i| i.pending().is_some())
-            || cpu::mfspr::<{ spr::DPDES }>() & (1 << thread) != 0;
-        let cede = &self.sh.vcpus[v.id as usize].cede;
-        if cede.take_wake() {
-            return true;
-        }
-        if irq || dec_due {
-            cede.end();
-        }
-        irq || dec_due
     }
 
     fn unexpected(&self, v: &Vcpu, vec: u64) -> Outcome {
@@ -2003,6 +2056,7 @@ impl VmState {
             queued: &self.sh.console_queued,
         };
         self.term.flush(&mut sink);
+        self.sh.raw_held.store(false, Ordering::Release);
     }
 
     fn owns_console(&self) -> bool {
@@ -2050,6 +2104,9 @@ impl VmState {
             queued: &self.sh.console_queued,
         };
         self.term.output(b, owner, &mut sink);
+        self.sh
+            .raw_held
+            .store(self.term.holds_raw(), Ordering::Release);
     }
 
     /// Handles `sc 1`. From guest problem state nothing is done: the
@@ -2115,7 +2172,10 @@ impl VmState {
                 v.regs.msr |= spr::MSR_EE;
                 match self.sh.vcpus[v.id as usize].cede.cede() {
                     Cede::Resume => (H_SUCCESS, Next::Resume),
-                    Cede::Sleep => (H_SUCCESS, Next::Cede),
+                    Cede::Sleep => {
+                        self.undispatch(v.id);
+                        (H_SUCCESS, Next::Cede)
+                    }
                 }
             }
             // Remembered if the target has not ceded yet; a ceded target
@@ -2186,7 +2246,27 @@ impl VmState {
     /// Wakes the vcpus whose presented interrupt may have changed.
     fn kick(&self, k: kernel::xics::Kick) {
         for s in k.servers() {
+            self.sync_presented(s);
             self.sh.kick_vcpu(s);
+        }
+    }
+
+    /// Vcpu `id` stops running (ceded, preempted): its VPA's yield count
+    /// goes odd, as guests read it (Linux: `vcpu_is_preempted`).
+    fn undispatch(&mut self, id: u32) {
+        let sh = self.sh.clone();
+        sh.vcpus[id as usize]
+            .vpa
+            .lock()
+            .bump_yield_count(&mut self.mem());
+    }
+
+    /// Copies whether vcpu `id`'s ICP presents an interrupt to its
+    /// lock-free flag (after any change of its ICP, before its kick).
+    fn sync_presented(&self, id: u32) {
+        if let Some(shv) = self.sh.vcpus.get(id as usize) {
+            let p = self.xics.icp(id).is_some_and(|i| i.pending().is_some());
+            shv.presented.store(p, Ordering::Release);
         }
     }
 
@@ -2202,7 +2282,7 @@ impl VmState {
         PartitionRegs {
             lpid: self.lpid as u64,
             sdr1: self.hpt.sdr1(),
-            lpcr: self.lpcr(host_lpcr, false),
+            lpcr: guest_lpcr(host_lpcr, self.sh.irq_lpcr.load(Ordering::Acquire), false),
             flush_tlb: flush.0 as u64,
             tlb_sets: ppc64::sizes::TLB_SETS,
         }
@@ -2242,8 +2322,18 @@ impl VmState {
         match mode::set_mode(mflags, resource, v1, v2) {
             Ok(ModeChange::Ciabr(v)) => r.ciabr = v,
             Ok(ModeChange::Dawr { dawr, dawrx }) => (r.dawr, r.dawrx) = (dawr, dawrx),
-            Ok(ModeChange::Ail(ail)) => self.irq_mode.ail = ail,
-            Ok(ModeChange::LittleEndian(le)) => self.irq_mode.little_endian = le,
+            Ok(ModeChange::Ail(ail)) => {
+                self.irq_mode.ail = ail;
+                self.sh
+                    .irq_lpcr
+                    .store(irq_lpcr(self.irq_mode), Ordering::Release);
+            }
+            Ok(ModeChange::LittleEndian(le)) => {
+                self.irq_mode.little_endian = le;
+                self.sh
+                    .irq_lpcr
+                    .store(irq_lpcr(self.irq_mode), Ordering::Release);
+            }
             Err(code) => return code,
         }
         H_SUCCESS

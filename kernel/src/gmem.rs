@@ -53,6 +53,11 @@ impl<'a> GuestMemory<'a> {
             .map(|b| b.copy_from_slice(&v.to_be_bytes()))
     }
 
+    pub fn read_be64(&mut self, gpa: u64) -> Option<u64> {
+        self.slice(gpa, 8)
+            .map(|b| u64::from_be_bytes(b.try_into().unwrap()))
+    }
+
     pub fn write_be64(&mut self, gpa: u64, v: u64) -> Option<()> {
         self.slice(gpa, 8)
             .map(|b| b.copy_from_slice(&v.to_be_bytes()))

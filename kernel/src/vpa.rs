@@ -28,6 +28,37 @@ pub const VPA_MIN: u32 = 640;
 pub const DTL_ENTRY: u32 = 48;
 /// Offset of the yield count (odd while the vcpu is not dispatched).
 pub const YIELD_COUNT: u64 = 0x100;
+/// `__old_status`: the hypervisor marks a shared-processor partition
+/// here ([`SHARED_PROC`]), as KVM-HV does on registration; Linux then
+/// reads the yield count (`vcpu_is_preempted`, lock spinning with
+/// H_CONFER) and the steal totals.
+pub const OLD_STATUS: u64 = 0x09;
+pub const SHARED_PROC: u8 = 0x02;
+/// Which dispatches the guest wants logged in its DTL ([`DTL_LOG_CEDE`],
+/// [`DTL_LOG_PREEMPT`]); written by the guest after registering the DTL.
+pub const DTL_ENABLE_MASK: u64 = 0xb8;
+pub const DTL_LOG_CEDE: u8 = 0x1;
+pub const DTL_LOG_PREEMPT: u8 = 0x2;
+/// Total timebase ticks from enqueue to dispatch (be64): the vcpu was
+/// ready and not running. Linux's paravirt steal clock reads it.
+pub const ENQUEUE_DISPATCH_TB: u64 = 0x158;
+/// The DTL's head (be64): entries written so far.
+pub const DTL_IDX: u64 = 0x218;
+/// `struct dtl_entry` offsets (big-endian).
+const DTL_DISPATCH_REASON: u64 = 0;
+const DTL_PREEMPT_REASON: u64 = 1;
+const DTL_PROCESSOR: u64 = 2;
+const DTL_ENQUEUE_TO_DISPATCH: u64 = 4;
+const DTL_TIMEBASE: u64 = 16;
+const DTL_SRR0: u64 = 32;
+const DTL_SRR1: u64 = 40;
+/// DTL dispatch reasons (PowerVM's codes, as Linux's decoders name them).
+pub const DISPATCH_EXTERNAL: u8 = 0;
+pub const DISPATCH_DECREMENTER: u8 = 3;
+pub const DISPATCH_TIME_SLICE: u8 = 7;
+/// DTL preempt reasons.
+pub const PREEMPT_CEDE: u8 = 2;
+pub const PREEMPT_TIME_SLICE: u8 = 4;
 const ALIGN: u64 = 128;
 const PAGE: u64 = 4096;
 
@@ -44,6 +75,36 @@ pub struct Vpa {
     pub vpa: Option<Area>,
     pub dtl: Option<Area>,
     pub slb: Option<Area>,
+    /// DTL entries written since the DTL was registered (the guest's
+    /// `dtl_idx`).
+    dtl_count: u64,
+}
+
+/// Why a vcpu was not running until a dispatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Undispatched {
+    /// It ceded (H_CEDE) and woke.
+    Ceded,
+    /// Its vcore left the core at a slice end while it wanted to run.
+    Preempted,
+}
+
+/// One dispatch of a vcpu after it was not running, as its VPA and DTL
+/// record it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dispatch {
+    pub after: Undispatched,
+    /// Timebase ticks it was ready to run and did not (steal).
+    pub stolen: u64,
+    /// The timebase now (the guest's: it has no offset here).
+    pub tb: u64,
+    /// The hardware thread it runs on (PIR).
+    pub processor: u16,
+    /// Its PC and MSR at the dispatch.
+    pub srr0: u64,
+    pub srr1: u64,
+    /// DTL dispatch reason.
+    pub reason: u8,
 }
 
 impl Vpa {
@@ -73,13 +134,19 @@ impl Vpa {
             None
         };
         match (func, area) {
-            (REG_VPA, Some(a)) if a.len >= VPA_MIN => self.vpa = Some(a),
+            (REG_VPA, Some(a)) if a.len >= VPA_MIN => {
+                self.vpa = Some(a);
+                if let Some(s) = mem.slice(a.gpa + OLD_STATUS, 1) {
+                    s[0] |= SHARED_PROC;
+                }
+            }
             (REG_DTL, Some(mut a)) if a.len >= DTL_ENTRY => {
                 if self.vpa.is_none() {
                     return H_RESOURCE;
                 }
                 a.len -= a.len % DTL_ENTRY;
                 self.dtl = Some(a);
+                self.dtl_count = 0;
             }
             (REG_SLB, Some(a)) if a.len >= 8 => {
                 if self.vpa.is_none() {
@@ -109,6 +176,54 @@ impl Vpa {
                 mem.write_be32(at, n.wrapping_add(1));
             }
         }
+    }
+
+    /// The vcpu is dispatched again after `d.after`: the yield count
+    /// becomes even, the time it was kept from running is added to the
+    /// steal total, and a DTL entry is logged if the guest registered a
+    /// DTL and asked for this kind (its enable mask), the index advanced
+    /// after the entry is written.
+    pub fn dispatched(&mut self, mem: &mut GuestMemory<'_>, d: &Dispatch) {
+        let Some(vpa) = self.vpa else { return };
+        self.bump_yield_count(mem);
+        if d.stolen != 0 {
+            let at = vpa.gpa + ENQUEUE_DISPATCH_TB;
+            if let Some(total) = mem.read_be64(at) {
+                mem.write_be64(at, total.wrapping_add(d.stolen));
+            }
+        }
+        let Some(dtl) = self.dtl else { return };
+        let want = match d.after {
+            Undispatched::Ceded => DTL_LOG_CEDE,
+            Undispatched::Preempted => DTL_LOG_PREEMPT,
+        };
+        if mem.read_u8(vpa.gpa + DTL_ENABLE_MASK).unwrap_or(0) & want == 0 {
+            return;
+        }
+        let entries = u64::from(dtl.len / DTL_ENTRY);
+        let e = dtl.gpa + (self.dtl_count % entries) * u64::from(DTL_ENTRY);
+        let Some(b) = mem.slice(e, u64::from(DTL_ENTRY)) else {
+            return;
+        };
+        b.fill(0);
+        b[DTL_DISPATCH_REASON as usize] = d.reason;
+        b[DTL_PREEMPT_REASON as usize] = match d.after {
+            Undispatched::Ceded => PREEMPT_CEDE,
+            Undispatched::Preempted => PREEMPT_TIME_SLICE,
+        };
+        let put = |b: &mut [u8], off: u64, v: &[u8]| {
+            b[off as usize..off as usize + v.len()].copy_from_slice(v);
+        };
+        put(b, DTL_PROCESSOR, &d.processor.to_be_bytes());
+        let stolen = u32::try_from(d.stolen).unwrap_or(u32::MAX);
+        put(b, DTL_ENQUEUE_TO_DISPATCH, &stolen.to_be_bytes());
+        put(b, DTL_TIMEBASE, &d.tb.to_be_bytes());
+        put(b, DTL_SRR0, &d.srr0.to_be_bytes());
+        put(b, DTL_SRR1, &d.srr1.to_be_bytes());
+        // The entry is complete before the guest can see the new index.
+        core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
+        self.dtl_count += 1;
+        mem.write_be64(vpa.gpa + DTL_IDX, self.dtl_count);
     }
 
     /// The yield count, if a VPA is registered.
@@ -206,5 +321,92 @@ mod tests {
         p.bump_yield_count(&mut m);
         assert_eq!(p.yield_count(&mut m), Some(2));
         assert_eq!(v[0x1100..0x1104], 2u32.to_be_bytes());
+    }
+
+    #[test]
+    fn registering_a_vpa_marks_a_shared_processor_partition() {
+        let mut v = mem();
+        let mut m = GuestMemory::new(&mut v);
+        let mut p = Vpa::default();
+        p.register(f(REG_VPA), 0x1000, &mut m);
+        assert_eq!(v[0x1009] & SHARED_PROC, SHARED_PROC);
+    }
+
+    fn dispatch(after: Undispatched, stolen: u64, tb: u64) -> Dispatch {
+        Dispatch {
+            after,
+            stolen,
+            tb,
+            processor: 0x11,
+            srr0: 0xc000_0000_0000_1234,
+            srr1: 0x8000_0000_0000_1033,
+            reason: DISPATCH_TIME_SLICE,
+        }
+    }
+
+    #[test]
+    fn a_dispatch_counts_steal_and_logs_what_the_guest_asked_for() {
+        let mut v = mem();
+        let mut m = GuestMemory::new(&mut v);
+        let mut p = Vpa::default();
+        // Nothing registered: nothing written.
+        p.dispatched(&mut m, &dispatch(Undispatched::Preempted, 500, 9));
+        p.register(f(REG_VPA), 0x1000, &mut m);
+        p.register(f(REG_DTL), 0x2000, &mut m);
+        // Preempted, but the guest has not enabled the log yet: steal and
+        // the yield count only.
+        p.dispatched(&mut m, &dispatch(Undispatched::Preempted, 500, 9));
+        assert_eq!(p.yield_count(&mut m), Some(1));
+        assert_eq!(m.read_be64(0x1000 + ENQUEUE_DISPATCH_TB), Some(500));
+        assert_eq!(m.read_be64(0x1000 + DTL_IDX), Some(0));
+        // Linux's native accounting: preemptions only.
+        m.slice(0x1000 + DTL_ENABLE_MASK, 1).unwrap()[0] = DTL_LOG_PREEMPT;
+        p.dispatched(&mut m, &dispatch(Undispatched::Ceded, 0, 10));
+        assert_eq!(m.read_be64(0x1000 + DTL_IDX), Some(0), "cede not asked for");
+        p.dispatched(&mut m, &dispatch(Undispatched::Preempted, 7000, 11));
+        assert_eq!(m.read_be64(0x1000 + ENQUEUE_DISPATCH_TB), Some(7500));
+        assert_eq!(m.read_be64(0x1000 + DTL_IDX), Some(1));
+        let e = m.slice(0x2000, 48).unwrap().to_vec();
+        assert_eq!(e[0], DISPATCH_TIME_SLICE);
+        assert_eq!(e[1], PREEMPT_TIME_SLICE);
+        assert_eq!(e[2..4], 0x11u16.to_be_bytes());
+        assert_eq!(e[4..8], 7000u32.to_be_bytes());
+        assert_eq!(e[16..24], 11u64.to_be_bytes());
+        assert_eq!(e[32..40], 0xc000_0000_0000_1234u64.to_be_bytes());
+        assert_eq!(e[40..48], 0x8000_0000_0000_1033u64.to_be_bytes());
+    }
+
+    #[test]
+    fn the_dtl_is_a_ring_and_a_long_steal_saturates_its_field() {
+        let mut v = mem();
+        let mut m = GuestMemory::new(&mut v);
+        let mut p = Vpa::default();
+        p.register(f(REG_VPA), 0x1000, &mut m);
+        p.register(f(REG_DTL), 0x2000, &mut m);
+        m.slice(0x1000 + DTL_ENABLE_MASK, 1).unwrap()[0] = DTL_LOG_CEDE | DTL_LOG_PREEMPT;
+        // 4096 bytes hold 85 entries; the 86th goes back to the start.
+        for i in 0..86u64 {
+            p.dispatched(&mut m, &dispatch(Undispatched::Ceded, 1, 100 + i));
+        }
+        assert_eq!(m.read_be64(0x1000 + DTL_IDX), Some(86));
+        assert_eq!(m.slice(0x2000 + 16, 8).unwrap(), &185u64.to_be_bytes());
+        assert_eq!(m.slice(0x2000 + 48 + 16, 8).unwrap(), &101u64.to_be_bytes());
+        assert_eq!(
+            m.slice(0x2000 + 85 * 48, 1).unwrap()[0],
+            0,
+            "nothing past the ring"
+        );
+        p.dispatched(&mut m, &dispatch(Undispatched::Preempted, 1 << 40, 300));
+        assert_eq!(
+            m.slice(0x2000 + 48 + 4, 4).unwrap(),
+            &u32::MAX.to_be_bytes()
+        );
+        // Registering the DTL again starts from its beginning.
+        // (Its size is in the first entry's place, as Linux writes it.)
+        p.register(f(DEREG_DTL), 0, &mut m);
+        m.write_be32(0x2004, 4096);
+        assert_eq!(p.register(f(REG_DTL), 0x2000, &mut m), H_SUCCESS);
+        p.dispatched(&mut m, &dispatch(Undispatched::Ceded, 1, 400));
+        assert_eq!(m.read_be64(0x1000 + DTL_IDX), Some(1));
     }
 }

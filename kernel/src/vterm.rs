@@ -110,6 +110,11 @@ impl Vterm {
         }
     }
 
+    /// The owner's unfinished line is held for [`Vterm::flush`].
+    pub fn holds_raw(&self) -> bool {
+        !self.raw.is_empty()
+    }
+
     /// The last non-empty line the guest printed.
     pub fn last_line(&self) -> &str {
         &self.last_line
