@@ -205,6 +205,7 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
                         initrd: v.initrd.map(|i| i.1),
                         load_addr: v.load_addr,
                         entry_little_endian: v.entry_little_endian,
+                        nvram: v.nvram,
                     },
                     v.after,
                 ));
@@ -227,6 +228,7 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
                         initrd: None,
                         load_addr: None,
                         entry_little_endian: false,
+                        nvram: kernel::nvram::GUEST_DEFAULT,
                     },
                     None,
                 ));

@@ -253,6 +253,8 @@ struct VmState {
     tod_offset: i64,
     /// `ibm,nmi-register` and the machine-check log interlock.
     fwnmi: Fwnmi,
+    /// Its NVRAM (RTAS nvram-fetch/-store), kept across reboots.
+    nvram: Vec<u8>,
     hcalls: u64,
     /// Unimplemented hypercall numbers, for the stop report.
     unknown_counts: hcall::UnknownCounts,
@@ -1665,6 +1667,8 @@ pub struct VmConfig<'a> {
     pub initrd: Option<&'a [u8]>,
     pub load_addr: Option<u64>,
     pub entry_little_endian: bool,
+    /// Bytes of its NVRAM.
+    pub nvram: u32,
 }
 
 /// What a VM under construction holds; freed on drop unless the VM was
@@ -1772,6 +1776,7 @@ impl VmState {
             rtas_size: layout::RTAS_SIZE as u32,
             hypertas_functions: HYPERTAS_FUNCTIONS,
             rtas_tokens: &tokens,
+            nvram_size: cfg.nvram,
         });
         let fdt_gpa =
             layout::device_tree(mem_size, fdt.len() as u64, top_used).map_err(VmError::Layout)?;
@@ -1845,6 +1850,7 @@ impl VmState {
             id,
             tod_offset: 0,
             fwnmi: Fwnmi::default(),
+            nvram: kernel::nvram::blank(cfg.nvram),
             hcalls: 0,
             unknown_counts: hcall::UnknownCounts::default(),
             rtas_counts: [0; rtas::SERVICES.len()],
@@ -2552,6 +2558,34 @@ impl VmState {
                     return (OK, Next::Stop(Outcome::Crashed(why)));
                 }
                 (OK, Next::Stopped)
+            }
+            // (offset, buffer, length) -> (status, length done), as on
+            // QEMU's pseries: -3 for a bad call or bytes outside the
+            // NVRAM, -1 for a buffer outside guest memory.
+            Service::NvramFetch | Service::NvramStore => {
+                if c.nargs != 3 || c.nret != 2 {
+                    return (BAD, Next::Resume);
+                }
+                let (off, buf, len) = (args[0], u64::from(args[1]), args[2]);
+                let Some(span) = kernel::nvram::span(self.nvram.len(), off, len) else {
+                    return (BAD, Next::Resume);
+                };
+                let mut nvram = core::mem::take(&mut self.nvram);
+                let done = self.mem().slice(buf, u64::from(len)).map(|g| {
+                    if s == Service::NvramFetch {
+                        g.copy_from_slice(&nvram[span]);
+                    } else {
+                        nvram[span].copy_from_slice(g);
+                    }
+                });
+                self.nvram = nvram;
+                match done {
+                    Some(()) => {
+                        rets[0] = len as i32;
+                        (OK, Next::Resume)
+                    }
+                    None => (rtas::HARDWARE_ERROR, Next::Resume),
+                }
             }
         }
     }

@@ -54,6 +54,7 @@
 //! | `entry_endian` | `big` or `little`: the MSR[LE] the image is entered with | optional, default `big` (as SLOF) |
 //! | `console` | `yes`: this VM owns the serial console first (one VM only) | optional, default: the first VM |
 //! | `after` | name of a VM defined above: this one is created when that one has stopped (its memory, HPT and LPID free again) | optional, default: created at boot |
+//! | `nvram` | size of the guest's NVRAM (RTAS nvram-fetch/-store), 8K..=1M, a multiple of 16 | optional, default 64K |
 //!
 //! Lines are trimmed; blank lines and lines whose first non-blank character
 //! is `#` are ignored. There are no trailing comments (a `#` later in a line
@@ -467,6 +468,8 @@ pub struct VmSpec<'a> {
     /// Created only once the VM of this name (defined above) has stopped
     /// and given its memory, HPT and LPID back (`after = NAME`).
     pub after: Option<&'a str>,
+    /// Bytes of its NVRAM (`nvram = SIZE`).
+    pub nvram: u32,
 }
 
 /// A problem in the manifest. `line` is 1-based; 0 means the whole file
@@ -545,9 +548,10 @@ struct Draft<'a> {
     console: bool,
     /// (name, line) of `after`.
     after: Option<(&'a str, usize)>,
+    nvram: Option<u32>,
 }
 
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 12] = [
     "vcpus",
     "threads",
     "memory",
@@ -559,6 +563,7 @@ const KEYS: [&str; 11] = [
     "entry_endian",
     "console",
     "after",
+    "nvram",
 ];
 
 /// Guest memory is a whole number of VRMA pages (16 MiB).
@@ -675,6 +680,7 @@ pub fn parse_manifest_text<'a>(
                 entry_little_endian: false,
                 console: false,
                 after: None,
+                nvram: None,
             });
             continue;
         }
@@ -739,6 +745,16 @@ pub fn parse_manifest_text<'a>(
                     d,
                     format!(
                         "invalid memory size '{value}' (expected e.g. 256M or 1G){}",
+                        comment_hint(value)
+                    ),
+                ),
+            },
+            "nvram" => match parse_size(value) {
+                Some(n) if crate::nvram::valid_guest_size(n) => d.nvram = Some(n as u32),
+                _ => fail(
+                    d,
+                    format!(
+                        "invalid nvram size '{value}' (expected 8K..=1M, a multiple of 16){}",
                         comment_hint(value)
                     ),
                 ),
@@ -886,6 +902,7 @@ pub fn parse_manifest_text<'a>(
             entry_little_endian: d.entry_little_endian,
             console: d.console,
             after: d.after.map(|a| a.0),
+            nvram: d.nvram.unwrap_or(crate::nvram::GUEST_DEFAULT),
         });
     }
     out.errors.sort_by_key(|e| e.line);
@@ -1213,6 +1230,7 @@ image = vmlinux
                 entry_little_endian: false,
                 console: false,
                 after: None,
+                nvram: 64 << 10,
             }
         );
         let db = &m.vms[1];
@@ -1223,6 +1241,38 @@ image = vmlinux
         assert_eq!(db.hpt_order, None);
         assert_eq!(db.bootargs, "");
         assert_eq!(db.initrd, None);
+    }
+
+    #[test]
+    fn nvram_size_defaults_to_64k_and_is_checked() {
+        let text = "\
+[vm big]
+memory = 16M
+image = vmlinux
+nvram = 128K
+[vm plain]
+memory = 16M
+image = vmlinux
+[vm small]
+memory = 16M
+image = vmlinux
+nvram = 4K
+[vm odd]
+memory = 16M
+image = vmlinux
+nvram = 65537
+";
+        let bytes = archive_with(text, FILES);
+        let m = manifest_of(&bytes);
+        let sizes: Vec<_> = m.vms.iter().map(|v| (v.name, v.nvram)).collect();
+        assert_eq!(sizes, [("big", 128 << 10), ("plain", 64 << 10)]);
+        assert_eq!(
+            messages(&m),
+            [
+                "manifest:11: invalid nvram size '4K' (expected 8K..=1M, a multiple of 16) (vm 'small' skipped)",
+                "manifest:15: invalid nvram size '65537' (expected 8K..=1M, a multiple of 16) (vm 'odd' skipped)",
+            ]
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //!   vdevice (IBM,vdevice)         also the interrupt parent of its children (XICS sources)
 //!     vty@30000000                hvterm1: H_PUT_TERM_CHAR / H_GET_TERM_CHAR, vtermno 0x30000000,
 //!                                 interrupts <VTY_IRQ 0>
+//!     nvram@30000001              the guest's NVRAM (qemu,spapr-nvram): #bytes; RTAS
+//!                                 nvram-fetch / nvram-store
 //!   rtas                          ibm,hypertas-functions, one property per RTAS token,
 //!                                 rtas-size, linux,rtas-base, linux,rtas-entry
 //! memory reservation: the RTAS blob
@@ -30,6 +32,8 @@ use crate::fdtw::FdtWriter;
 
 /// Unit address (and `reg`, the vtermno of H_PUT_TERM_CHAR) of the console.
 pub const VTY_REG: u32 = 0x3000_0000;
+/// Unit address (`reg`) of the guest's NVRAM.
+pub const NVRAM_REG: u32 = 0x3000_0001;
 /// `/chosen` `stdout-path`.
 pub const STDOUT_PATH: &str = "/vdevice/vty@30000000";
 /// The vty's XICS source (input available).
@@ -110,6 +114,8 @@ pub struct GuestFdtConfig<'a> {
     /// RTAS calls and their tokens, e.g. `("power-off", 0x2001)`: each
     /// becomes a u32 property of `/rtas` named after the call.
     pub rtas_tokens: &'a [(&'a str, u32)],
+    /// Bytes of the guest's NVRAM (`/vdevice/nvram@…` `#bytes`).
+    pub nvram_size: u32,
 }
 
 /// Property names of `/rtas` that are not tokens.
@@ -219,6 +225,14 @@ pub fn build(cfg: &GuestFdtConfig<'_>) -> Vec<u8> {
     w.prop_u32("reg", VTY_REG);
     w.prop_cells("interrupts", &[VTY_IRQ, 0]);
     w.end_node();
+    // As QEMU's pseries presents it; Linux finds it by device_type and
+    // wants a 4-byte `#bytes`.
+    w.begin_node(&format!("nvram@{NVRAM_REG:x}"));
+    w.prop_str("device_type", "nvram");
+    w.prop_str("compatible", "qemu,spapr-nvram");
+    w.prop_u32("reg", NVRAM_REG);
+    w.prop_u32("#bytes", cfg.nvram_size);
+    w.end_node();
     w.end_node();
 
     w.begin_node("rtas");
@@ -278,6 +292,7 @@ mod tests {
             rtas_size: 0x2000,
             hypertas_functions: HCALLS,
             rtas_tokens: TOKENS,
+            nvram_size: 0x10000,
         }
     }
 
@@ -440,6 +455,11 @@ mod tests {
         assert_eq!(cells(vty, "reg"), [0x3000_0000]);
         assert_eq!(cells(vty, "interrupts"), [0x1000, 0]);
         assert_eq!(cells(vdev, "#interrupt-cells"), [2]);
+        let nvram = node(&fdt, "/vdevice/nvram@30000001");
+        assert_eq!(string(nvram, "device_type"), "nvram");
+        assert_eq!(string(nvram, "compatible"), "qemu,spapr-nvram");
+        assert_eq!(cells(nvram, "reg"), [NVRAM_REG]);
+        assert_eq!(raw(nvram, "#bytes"), 0x10000u32.to_be_bytes());
         assert!(vdev.property("interrupt-controller").is_some());
         let icp = node(&fdt, "/interrupt-controller");
         assert_eq!(string(icp, "compatible"), "IBM,ppc-xicp");

@@ -28,6 +28,7 @@ pub mod layout;
 pub mod lpid;
 pub mod memmap;
 pub mod mode;
+pub mod nvram;
 pub mod pagealloc;
 pub mod quirks;
 pub mod rootfs;

@@ -52,6 +52,8 @@ pub enum Service {
     QueryCpuStoppedState,
     StartCpu,
     StopSelf,
+    NvramFetch,
+    NvramStore,
 }
 
 /// Name in `/rtas` and service, in token order.
@@ -73,6 +75,8 @@ pub const SERVICES: &[(&str, Service)] = &[
     ("query-cpu-stopped-state", Service::QueryCpuStoppedState),
     ("start-cpu", Service::StartCpu),
     ("stop-self", Service::StopSelf),
+    ("nvram-fetch", Service::NvramFetch),
+    ("nvram-store", Service::NvramStore),
 ];
 
 /// Tokens are ours to choose: 0x2001 upwards in table order.

@@ -390,15 +390,15 @@ pub fn nvram(size: u32, bootargs: Option<&str>) -> Result<Vec<u8>, String> {
     let parts: [(u8, &[u8], u32); 3] = [
         (0x51, b"ibm,skiboot", NVRAM_SKIBOOT_SIZE as u32),
         (0x70, b"common", 0x10000),
-        (0x7f, b"wwwwwwwwwwww", size - 0x11000),
+        (
+            kernel::nvram::SIG_FREE,
+            kernel::nvram::FREE_NAME,
+            size - 0x11000,
+        ),
     ];
     let mut off = 0usize;
     for (sig, name, len) in parts {
-        let h = &mut b[off..off + 16];
-        h[0] = sig;
-        h[2..4].copy_from_slice(&((len >> 4) as u16).to_be_bytes());
-        h[4..4 + name.len()].copy_from_slice(name);
-        h[1] = chrp_checksum(h);
+        b[off..off + 16].copy_from_slice(&kernel::nvram::header(sig, name, len as usize));
         off += len as usize;
     }
     Ok(b)
@@ -406,16 +406,6 @@ pub fn nvram(size: u32, bootargs: Option<&str>) -> Result<Vec<u8>, String> {
 
 /// skiboot's own NVRAM partition (`NVRAM_SIZE_FW_PRIV`).
 const NVRAM_SKIBOOT_SIZE: usize = 0x1000;
-
-/// The CHRP NVRAM header checksum (skiboot `chrp_nv_cksum`): a byte sum
-/// with end-around carry, the checksum byte counted as zero.
-fn chrp_checksum(h: &[u8]) -> u8 {
-    h.iter().enumerate().fold(0u8, |sum, (i, &b)| {
-        let b = if i == 1 { 0 } else { b };
-        let (s, carry) = sum.overflowing_add(b);
-        s + carry as u8
-    })
-}
 
 /// The firmware must be an ELF whose section header table ends the file:
 /// skiboot loads exactly that many bytes from `BOOTKERNEL`.
@@ -1071,10 +1061,10 @@ mod tests {
         // computed by hand from chrp_nv_cksum).
         assert_eq!(&n[..16], b"\x51\xb5\x01\x00ibm,skiboot\0");
         assert_eq!(&n[0x1000 + 2..0x1000 + 10], b"\x10\x00common");
-        assert_eq!(n[0x1000 + 1], chrp_checksum(&n[0x1000..0x1010]));
+        assert_eq!(n[0x1000 + 1], 0x0c);
         assert_eq!(&n[0x11000..0x11001], b"\x7f");
         assert_eq!(&n[0x11000 + 2..0x11000 + 16], b"\x7f\x00wwwwwwwwwwww");
-        assert_eq!(n[0x11000 + 1], chrp_checksum(&n[0x11000..0x11010]));
+        assert_eq!(n[0x11000 + 1], 0x98);
     }
 
     #[test]

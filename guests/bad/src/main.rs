@@ -523,6 +523,67 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
         );
     }
 
+    // The NVRAM, as RTAS nvram-fetch/-store answer for it: a fresh one
+    // is one free CHRP partition; a store reads back; bytes outside it, a
+    // wrong argument count (-3) and a buffer outside guest memory (-1)
+    // are refused.
+    if let Some(f) = fdt.as_ref() {
+        let token = |n| guest_common::rtas_token(f, n).unwrap_or(0);
+        let (fetch, store) = (token("nvram-fetch"), token("nvram-store"));
+        let size = f
+            .all_nodes()
+            .find(|n| n.property("device_type").and_then(|p| p.as_str()) == Some("nvram"))
+            .and_then(|n| n.property("#bytes"))
+            .and_then(|p| Some(u32::from_be_bytes(p.value.get(0..4)?.try_into().ok()?)))
+            .unwrap_or(0);
+        let mut head = [0u8; 16];
+        let buf = head.as_mut_ptr() as u32;
+        let mut rets = [0i32; 2];
+        guest_common::rtas_call_rets(fetch, &[0, buf, 16], 2, &mut rets);
+        // SAFETY: the hypervisor wrote these 16 bytes; read them afresh.
+        let head = unsafe { core::ptr::read_volatile(&head) };
+        check(
+            "nvram-fetch of the first header: status, length, a free partition over all of it",
+            (rets == [0, 16]
+                && head[0] == 0x7f
+                && u32::from(u16::from_be_bytes([head[2], head[3]])) * 16 == size
+                && size >= 8192) as i64,
+            1,
+        );
+        let word = [0xc0u8, 0xff, 0xee, 0x42];
+        let mut back = [0u8; 4];
+        guest_common::rtas_call_rets(store, &[size - 4, word.as_ptr() as u32, 4], 2, &mut rets);
+        let stored = rets == [0, 4];
+        guest_common::rtas_call_rets(
+            fetch,
+            &[size - 4, back.as_mut_ptr() as u32, 4],
+            2,
+            &mut rets,
+        );
+        // SAFETY: as above.
+        let back = unsafe { core::ptr::read_volatile(&back) };
+        check(
+            "nvram-store then nvram-fetch of the last 4 bytes",
+            (stored && rets == [0, 4] && back == word) as i64,
+            1,
+        );
+        check(
+            "nvram-fetch past the end",
+            guest_common::rtas_call(fetch, &[size - 8, buf, 16], 2).into(),
+            -3,
+        );
+        check(
+            "nvram-store with two arguments",
+            guest_common::rtas_call(store, &[0, buf], 2).into(),
+            -3,
+        );
+        check(
+            "nvram-fetch into a buffer outside guest memory",
+            guest_common::rtas_call(fetch, &[0, mem as u32, 16], 2).into(),
+            -1,
+        );
+    }
+
     // A 4K page of segment VSID 0x100 at EA 0, guest-physical 1 MiB.
     let v = (0x100u64 << 12) | V_VALID;
     let r = 0x10_0000 | R_M | 2;
