@@ -1024,7 +1024,14 @@ impl Vm {
                 // An IPI for this thread: run any call it brought.
                 crate::smp::external_exit();
             }
-            self.console_service();
+            // Output an exit queued goes out now; the owner's input is
+            // read on time-slice exits (at least every SLICE_MS) and
+            // while a vcpu naps.
+            if exit == Exit::Hdec {
+                self.console_service();
+            } else if self.sh.console_queued.load(Ordering::Acquire) {
+                self.write_console();
+            }
             match next {
                 // An exit that concerns the whole vcore (regs::Exit::scope):
                 // at the slice's end it leaves if another vcore waits.
@@ -1100,12 +1107,11 @@ impl Vm {
     /// Records one of `v`'s waits of `ticks`; a new longest one of a
     /// second or more is reported at once (the stop report has them all).
     fn record_wait(&self, v: &mut Vcpu, what: Wait, ticks: u64) {
-        let us = ticks * 1000 / kernel::time::ticks_per_ms().max(1);
         let l = match what {
             Wait::Ready => &mut v.dispatch.ready,
             Wait::Wake => &mut v.dispatch.wake,
         };
-        if l.record(us, v.id) && us >= 1_000_000 {
+        if l.record(ticks, v.id) && ticks >= kernel::time::ms_to_ticks(1000) {
             warn!(
                 target: "dispatch",
                 "vm {}: vcpu {} {} {} ms",
@@ -1115,7 +1121,7 @@ impl Vm {
                     Wait::Ready => "was ready to run and waited",
                     Wait::Wake => "stayed ceded past its wake-up by",
                 },
-                us / 1000
+                ticks / kernel::time::ticks_per_ms().max(1)
             );
         }
     }
@@ -1126,6 +1132,10 @@ impl Vm {
     /// preemption's wait, or how late a cede woke), which is also added
     /// to the VPA's steal total.
     fn dispatched(&self, v: &Vcpu, after: Undispatched, ready: u64, me: &CpuState) {
+        let shv = &self.sh.vcpus[v.id as usize];
+        if shv.vpa.lock().vpa.is_none() {
+            return; // nothing to record (the lock order is VM, then VPA)
+        }
         let (stolen, reason) = match after {
             Undispatched::Preempted => (ready, vpa::DISPATCH_TIME_SLICE),
             Undispatched::Ceded => (v.cede_late, v.wake_reason),
@@ -1296,8 +1306,8 @@ impl Vm {
         CONSOLE_OWNER.load(Ordering::Acquire) == self.id
     }
 
-    /// The VM's console work, done without its lock after every exit
-    /// that took the lock and every nap: writes out the output its
+    /// The VM's console work, done without its lock on time-slice exits
+    /// and after every nap: writes out the output its
     /// vcpus queued, and while it owns the serial console (at most every
     /// CONSOLE_POLL_MS, whichever vcpu comes first) shows its unfinished
     /// line and reads what was typed; Ctrl-] x stops the VM.
@@ -1378,15 +1388,18 @@ impl Vm {
                 all.merge(&v.dispatch);
             }
         }
+        let us = |ticks: u64| ticks * 1000 / kernel::time::ticks_per_ms().max(1);
         let (ready, rv) = all.ready.max();
         let (wake, wv) = all.wake.max();
         info!(
             target: "dispatch",
-            "vm {}: ready -> in the guest: max={ready} us (vcpu {rv}) p99={} us ({} dispatches); ceded past its wake-up: max={wake} us (vcpu {wv}) p99={} us ({} wakes); {} preemptions",
+            "vm {}: ready -> in the guest: max={} us (vcpu {rv}) p99={} us ({} dispatches); ceded past its wake-up: max={} us (vcpu {wv}) p99={} us ({} wakes); {} preemptions",
             self.name,
-            all.ready.percentile(99),
+            us(ready),
+            us(all.ready.percentile(99)),
             all.ready.samples(),
-            all.wake.percentile(99),
+            us(wake),
+            us(all.wake.percentile(99)),
             all.wake.samples(),
             all.preemptions
         );

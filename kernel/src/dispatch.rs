@@ -2,8 +2,8 @@
 //! gives, per VM, for every vcpu together (max with the vcpu that had it,
 //! and the 99th percentile).
 //!
-//! Two waits are measured, both in timebase ticks and recorded in
-//! microseconds:
+//! Two waits are measured and recorded in timebase ticks (the report
+//! converts):
 //! - **ready**: from the moment a vcpu could run guest code (it left the
 //!   guest, its cede ended, or it was started) to its next instruction in
 //!   the guest. It holds the exit's handling, a slice spent off the core
@@ -22,13 +22,14 @@ const SUB_BITS: u32 = SUB.trailing_zeros();
 /// to 2^63.
 const BUCKETS: usize = (SUB + (64 - SUB_BITS as u64) * SUB) as usize;
 
-/// A latency histogram in microseconds, with its maximum and whose it was.
+/// A latency histogram (any unit: the firmware records timebase ticks),
+/// with its maximum and whose it was.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Latency {
     counts: [u32; BUCKETS],
     samples: u64,
-    max_us: u64,
-    /// The vcpu that waited `max_us`.
+    max: u64,
+    /// The vcpu that waited `max`.
     max_vcpu: u32,
 }
 
@@ -37,18 +38,18 @@ impl Default for Latency {
         Latency {
             counts: [0; BUCKETS],
             samples: 0,
-            max_us: 0,
+            max: 0,
             max_vcpu: 0,
         }
     }
 }
 
-fn bucket(us: u64) -> usize {
-    if us < SUB {
-        return us as usize;
+fn bucket(v: u64) -> usize {
+    if v < SUB {
+        return v as usize;
     }
-    let e = 63 - us.leading_zeros();
-    let sub = (us >> (e - SUB_BITS)) & (SUB - 1);
+    let e = 63 - v.leading_zeros();
+    let sub = (v >> (e - SUB_BITS)) & (SUB - 1);
     (SUB + u64::from(e - SUB_BITS) * SUB + sub) as usize
 }
 
@@ -65,14 +66,14 @@ fn bucket_top(i: usize) -> u64 {
 }
 
 impl Latency {
-    /// One wait of `us` microseconds by `vcpu`; true when it is the
-    /// longest so far.
-    pub fn record(&mut self, us: u64, vcpu: u32) -> bool {
-        let c = &mut self.counts[bucket(us)];
+    /// One wait of `v` (units) by `vcpu`; true when it is the longest
+    /// so far.
+    pub fn record(&mut self, v: u64, vcpu: u32) -> bool {
+        let c = &mut self.counts[bucket(v)];
         *c = c.saturating_add(1);
         self.samples += 1;
-        if us > self.max_us || self.samples == 1 {
-            self.max_us = us;
+        if v > self.max || self.samples == 1 {
+            self.max = v;
             self.max_vcpu = vcpu;
             return true;
         }
@@ -84,8 +85,8 @@ impl Latency {
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
             *a = a.saturating_add(*b);
         }
-        if other.samples != 0 && (self.samples == 0 || other.max_us > self.max_us) {
-            self.max_us = other.max_us;
+        if other.samples != 0 && (self.samples == 0 || other.max > self.max) {
+            self.max = other.max;
             self.max_vcpu = other.max_vcpu;
         }
         self.samples += other.samples;
@@ -97,7 +98,7 @@ impl Latency {
 
     /// The longest wait and the vcpu that had it.
     pub fn max(&self) -> (u64, u32) {
-        (self.max_us, self.max_vcpu)
+        (self.max, self.max_vcpu)
     }
 
     /// The `pct`-th percentile (0-100), as its bucket's upper bound (never
@@ -113,10 +114,10 @@ impl Latency {
         for (i, c) in self.counts.iter().enumerate() {
             seen += u64::from(*c);
             if seen >= want {
-                return bucket_top(i).min(self.max_us);
+                return bucket_top(i).min(self.max);
             }
         }
-        self.max_us
+        self.max
     }
 }
 
