@@ -11,6 +11,7 @@ extern crate alloc;
 mod churn;
 mod entry;
 mod mem;
+mod nvstore;
 mod sched;
 mod selftest;
 mod smp;
@@ -103,6 +104,7 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
         }
         _ => {}
     }
+    nvstore::init(boot.flash);
     // A boot archive that cannot be read runs no guests at all.
     let archive = boot_archive(boot.initrd);
     let bad_archive = archive.is_err();

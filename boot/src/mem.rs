@@ -50,6 +50,8 @@ pub struct BootInfo {
     pub icps: alloc::vec::Vec<devtree::IcpWindow>,
     /// The boot archive (QEMU -initrd), still in place and reserved.
     pub initrd: Option<Range>,
+    /// skiboot's system flash (where guest NVRAMs are kept).
+    pub flash: Option<devtree::Flash>,
 }
 
 fn fdt_blob(addr: u64) -> &'static [u8] {
@@ -257,6 +259,7 @@ pub fn init(fdt_addr: u64) -> BootInfo {
         topology,
         icps,
         initrd: chosen.initrd,
+        flash: devtree::system_flash(&fdt),
     }
 }
 

@@ -253,8 +253,10 @@ struct VmState {
     tod_offset: i64,
     /// `ibm,nmi-register` and the machine-check log interlock.
     fwnmi: Fwnmi,
-    /// Its NVRAM (RTAS nvram-fetch/-store), kept across reboots.
+    /// Its NVRAM (RTAS nvram-fetch/-store), kept across reboots, and in
+    /// flash (crate::nvstore) when it stops or reboots after a store.
     nvram: Vec<u8>,
+    nvram_dirty: bool,
     hcalls: u64,
     /// Unimplemented hypercall numbers, for the stop report.
     unknown_counts: hcall::UnknownCounts,
@@ -1040,6 +1042,11 @@ impl Vm {
                         return;
                     }
                 }
+                Next::Yield => {
+                    if crate::sched::others_waiting() {
+                        return;
+                    }
+                }
                 Next::Stopped => {
                     stopped_itself = true;
                     v.ready_since = None;
@@ -1262,6 +1269,7 @@ impl Vm {
     /// `system-reboot` asked for. The VM stops if it fails.
     pub fn reboot(&self) -> Result<(), VmError> {
         let mut st = self.st.lock();
+        st.save_nvram();
         self.sh.mmu_ready.store(false, Ordering::SeqCst);
         st.reboot(self.sh.running.load(Ordering::SeqCst))?;
         for (i, slot) in self.vcpus.iter().enumerate() {
@@ -1291,7 +1299,11 @@ impl Vm {
     /// Prints the stop line and returns every resource. The scheduler
     /// calls it once, with every vcore off the cores and out of the queue.
     pub fn finish(&self, outcome: &Outcome) {
-        self.st.lock().flush_raw();
+        {
+            let mut st = self.st.lock();
+            st.flush_raw();
+            st.save_nvram();
+        }
         self.write_console();
         self.print_dispatch();
         let mut st = self.st.lock();
@@ -1628,6 +1640,9 @@ fn exit_needs_vm(exit: Exit) -> bool {
 enum Next {
     Resume,
     Cede,
+    /// H_CONFER to a vcpu whose vcore waits for a core: this vcore gives
+    /// its core up now if a vcore waits (its slice ends early).
+    Yield,
     /// The vcpu stopped itself (`stop-self`).
     Stopped,
     Reboot,
@@ -1863,7 +1878,9 @@ impl VmState {
             id,
             tod_offset: 0,
             fwnmi: Fwnmi::default(),
-            nvram: kernel::nvram::blank(cfg.nvram),
+            nvram: crate::nvstore::load(cfg.name, cfg.nvram)
+                .unwrap_or_else(|| kernel::nvram::blank(cfg.nvram)),
+            nvram_dirty: false,
             hcalls: 0,
             unknown_counts: hcall::UnknownCounts::default(),
             rtas_counts: [0; rtas::SERVICES.len()],
@@ -2208,12 +2225,16 @@ impl VmState {
                 }
                 None => (H_PARAMETER, Next::Resume),
             },
-            // Yield to another vcpu (-1: any): the vcpus of a vcore run
-            // together on their own threads, so there is nothing to give
-            // the time to.
-            Hcall::Confer => match (a[0] as i64 == -1) || self.vcpu_id(a[0]).is_some() {
-                true => (H_SUCCESS, Next::Resume),
-                false => (H_PARAMETER, Next::Resume),
+            // Yield to vcpu a[0] (-1: any), which had yield count a[1]
+            // when the guest looked (Linux: a lock holder it saw
+            // preempted). If it has not run since and its vcore waits for
+            // a core, this vcore gives its core up (as KVM-HV yields to
+            // the target's thread); a vcpu of the caller's own vcore runs
+            // beside it already, and "any" has nothing to give to.
+            Hcall::Confer => match self.vcpu_id(a[0]) {
+                _ if a[0] as i64 == -1 => (H_SUCCESS, Next::Resume),
+                None => (H_PARAMETER, Next::Resume),
+                Some(id) => (H_SUCCESS, self.confer(v.id, id, a[1] as u32)),
             },
             // For any vcpu of the VM (Linux registers each from itself).
             Hcall::RegisterVpa => match self.vcpu_id(a[1]) {
@@ -2592,6 +2613,7 @@ impl VmState {
                     }
                 });
                 self.nvram = nvram;
+                self.nvram_dirty |= done.is_some() && s == Service::NvramStore;
                 match done {
                     Some(()) => {
                         rets[0] = len as i32;
@@ -2600,6 +2622,39 @@ impl VmState {
                     None => (rtas::HARDWARE_ERROR, Next::Resume),
                 }
             }
+        }
+    }
+
+    /// H_CONFER from vcpu `from` to `to`, which had yield count `seen`
+    /// when the guest looked (Linux: a lock holder it saw preempted). If
+    /// `to` has not run since and its vcore waits for a core, `from`'s
+    /// vcore gives its core up (as KVM-HV yields to the target's thread);
+    /// a vcpu of the caller's own vcore already runs beside it.
+    fn confer(&mut self, from: u32, to: u32, seen: u32) -> Next {
+        let sh = self.sh.clone();
+        let count = sh.vcpus[to as usize]
+            .vpa
+            .lock()
+            .yield_count(&mut self.mem());
+        let (theirs, ours) = (sh.layout.place(to), sh.layout.place(from));
+        let waiting = match (theirs, ours) {
+            (Some((t, _)), Some((o, _))) => {
+                t != o && sh.vcores[t as usize].core.load(Ordering::Acquire) == NO_CORE
+            }
+            _ => false,
+        };
+        if waiting && count == Some(seen) {
+            Next::Yield
+        } else {
+            Next::Resume
+        }
+    }
+
+    /// Keeps the NVRAM in flash if the guest stored into it since (no
+    /// vcpu runs: the VM is stopping or rebooting).
+    fn save_nvram(&mut self) {
+        if core::mem::take(&mut self.nvram_dirty) {
+            crate::nvstore::save(&self.name, &self.nvram);
         }
     }
 

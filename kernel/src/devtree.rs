@@ -458,6 +458,38 @@ pub fn fw_features<'a>(fdt: &Fdt<'a>) -> Vec<(&'a str, Option<bool>)> {
         .collect()
 }
 
+/// skiboot's system flash (`/ibm,opal/flash@N`, compatible
+/// `ibm,opal-flash`): what OPAL_FLASH_READ/WRITE/ERASE take as its id, its
+/// erase block and its size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flash {
+    pub id: u64,
+    pub block: u64,
+    pub size: u64,
+}
+
+/// The first OPAL flash device, if skiboot found one (QEMU's powernv
+/// always has a PNOR; a tree without the node has no flash to keep
+/// anything in).
+pub fn system_flash(fdt: &Fdt<'_>) -> Option<Flash> {
+    let opal = fdt.find_node("/ibm,opal")?;
+    let node = opal.children().find(|n| {
+        n.compatible()
+            .is_some_and(|c| c.all().any(|s| s == "ibm,opal-flash"))
+    })?;
+    let u32_of = |name: &str| -> Option<u64> {
+        let v = node.property(name)?.value;
+        Some(u64::from(u32::from_be_bytes(v.get(0..4)?.try_into().ok()?)))
+    };
+    let reg = node.property("reg")?.value;
+    let size = u64::from_be_bytes(reg.get(0..8)?.try_into().ok()?);
+    Some(Flash {
+        id: u32_of("ibm,opal-id")?,
+        block: u32_of("ibm,flash-block-size")?,
+        size,
+    })
+}
+
 pub mod check;
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,7 @@ pub mod devtree;
 pub mod dispatch;
 pub mod elf;
 pub mod fdtw;
+pub mod ffs;
 pub mod fwnmi;
 pub mod gmem;
 pub mod guestfdt;

@@ -92,6 +92,88 @@ pub fn partitions(img: &[u8]) -> Vec<(usize, u8, [u8; 12], usize)> {
     out
 }
 
+/// The flash partition (`cargo xtask pnor` lays it out) where the
+/// firmware keeps guest NVRAMs across power-offs, through OPAL's flash
+/// calls.
+pub const STORE_PARTITION: &str = "GUESTNVRAM";
+/// A stored NVRAM: this header, then its bytes, together in whole erase
+/// blocks; records follow one another from the partition's start, and
+/// erased flash (or anything without the magic) ends the list.
+pub const RECORD_HEADER: usize = 64;
+const RECORD_MAGIC: &[u8; 8] = b"HVNVRAM1";
+/// The VM's name (NUL-padded: VM names are at most 32 bytes).
+const RECORD_NAME: usize = 32;
+
+/// A record header: magic, VM name, NVRAM size (be32), checksum of the
+/// bytes (be32), the rest zero.
+pub fn record_header(name: &str, data: &[u8]) -> [u8; RECORD_HEADER] {
+    let mut h = [0u8; RECORD_HEADER];
+    h[..8].copy_from_slice(RECORD_MAGIC);
+    let n = name.len().min(RECORD_NAME);
+    h[8..8 + n].copy_from_slice(&name.as_bytes()[..n]);
+    h[40..44].copy_from_slice(&(data.len() as u32).to_be_bytes());
+    h[44..48].copy_from_slice(&data_sum(data).to_be_bytes());
+    h
+}
+
+/// FNV-1a over the bytes: a torn or foreign record is not loaded.
+pub fn data_sum(data: &[u8]) -> u32 {
+    data.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// (name, size, checksum) of a record header, `None` for anything else.
+fn parse_record(h: &[u8]) -> Option<(&[u8], u32, u32)> {
+    if h.len() < RECORD_HEADER || &h[..8] != RECORD_MAGIC {
+        return None;
+    }
+    let name = &h[8..8 + RECORD_NAME];
+    let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(RECORD_NAME)];
+    let be = |at: usize| u32::from_be_bytes(h[at..at + 4].try_into().unwrap());
+    Some((name, be(40), be(44)))
+}
+
+/// Bytes a record of an NVRAM of `size` bytes takes: whole `block`s.
+pub fn record_len(size: u32, block: u64) -> u64 {
+    (RECORD_HEADER as u64 + u64::from(size)).div_ceil(block) * block
+}
+
+/// Where the record of `name`'s NVRAM of `size` bytes is, in a store of
+/// `store_size` bytes with `block`-byte erase blocks whose record headers
+/// `header_at(offset)` reads: `(offset, true)` for its record, `(offset,
+/// false)` for where a new one goes, `None` when there is no room (or a
+/// header cannot be read). A record of the same name with another size
+/// (the manifest changed) is left where it is.
+pub fn place(
+    store_size: u64,
+    block: u64,
+    name: &str,
+    size: u32,
+    mut header_at: impl FnMut(u64) -> Option<[u8; RECORD_HEADER]>,
+) -> Option<(u64, bool)> {
+    let mut off = 0u64;
+    while off + RECORD_HEADER as u64 <= store_size {
+        let h = header_at(off)?;
+        match parse_record(&h) {
+            Some((n, s, _)) if n == name.as_bytes() && s == size => return Some((off, true)),
+            Some((_, s, _)) => off += record_len(s, block),
+            None => {
+                return (off + record_len(size, block) <= store_size).then_some((off, false));
+            }
+        }
+    }
+    None
+}
+
+/// The NVRAM a record holds (`rec`: header and bytes as read from
+/// flash), if it is `name`'s, of `size` bytes, with its checksum right.
+pub fn record_data<'a>(rec: &'a [u8], name: &str, size: u32) -> Option<&'a [u8]> {
+    let (n, s, sum) = parse_record(rec)?;
+    let data = rec.get(RECORD_HEADER..RECORD_HEADER + size as usize)?;
+    (n == name.as_bytes() && s == size && data_sum(data) == sum).then_some(data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +236,66 @@ mod tests {
         assert!(!valid_guest_size(4 << 10));
         assert!(!valid_guest_size((1 << 20) + 16));
         assert!(!valid_guest_size((64 << 10) + 1));
+    }
+
+    #[test]
+    fn records_are_found_appended_and_checked() {
+        // A store of 64 KiB in 4 KiB blocks, erased.
+        let mut flash = vec![0xffu8; 65536];
+        let header_at =
+            |f: &[u8], off: u64| Some(f[off as usize..][..RECORD_HEADER].try_into().unwrap());
+        let write = |f: &mut [u8], off: u64, name: &str, data: &[u8]| {
+            let o = off as usize;
+            f[o..o + RECORD_HEADER].copy_from_slice(&record_header(name, data));
+            f[o + RECORD_HEADER..o + RECORD_HEADER + data.len()].copy_from_slice(data);
+        };
+        assert_eq!(
+            record_len(8192, 4096),
+            12288,
+            "header and data round up to blocks"
+        );
+        let a = blank(8192);
+        assert_eq!(
+            place(65536, 4096, "web", 8192, |o| header_at(&flash, o)),
+            Some((0, false))
+        );
+        write(&mut flash, 0, "web", &a);
+        let mut b = blank(16384);
+        b[100] = 42;
+        assert_eq!(
+            place(65536, 4096, "db", 16384, |o| header_at(&flash, o)),
+            Some((12288, false))
+        );
+        write(&mut flash, 12288, "db", &b);
+        // Found again, and read back whole.
+        assert_eq!(
+            place(65536, 4096, "web", 8192, |o| header_at(&flash, o)),
+            Some((0, true))
+        );
+        assert_eq!(
+            place(65536, 4096, "db", 16384, |o| header_at(&flash, o)),
+            Some((12288, true))
+        );
+        assert_eq!(record_data(&flash[12288..], "db", 16384), Some(&b[..]));
+        assert_eq!(record_data(&flash[0..], "db", 16384), None, "another VM's");
+        // The same name with another size goes after the others.
+        assert_eq!(
+            place(65536, 4096, "web", 16384, |o| header_at(&flash, o)),
+            Some((32768, false))
+        );
+        // A torn record is not loaded.
+        flash[12288 + RECORD_HEADER + 100] = 7;
+        assert_eq!(record_data(&flash[12288..], "db", 16384), None);
+        // No room for a VM whose NVRAM does not fit what is left.
+        assert_eq!(
+            place(65536, 4096, "big", 65536, |o| header_at(&flash, o)),
+            None
+        );
+        assert_eq!(
+            place(65536, 4096, "x", 8192, |_| None),
+            None,
+            "unreadable flash"
+        );
     }
 
     #[test]

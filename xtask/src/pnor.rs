@@ -12,7 +12,8 @@
 //! (`p8Layouts/defaultPnorLayoutWithoutGoldenSide.xml` of open-power/pnor),
 //! offsets, sizes and flags unchanged, with its backup TOC at the end of
 //! side A; `ROOTFS`, which skiboot loads as the payload's initramfs, takes
-//! the second 32 MiB where side B would be. Hostboot's partitions are
+//! the second 32 MiB where side B would be, but for its last MiB:
+//! `GUESTNVRAM`, where the firmware keeps guests' NVRAMs. Hostboot's partitions are
 //! there, erased (with correct ECC where flagged), so the image lists as a
 //! real PNOR does (all but `CAPP`: see [`LAYOUT`]); QEMU's powernv does
 //! not run hostboot, and skiboot on it reads `NVRAM`, `BOOTKERNEL` and
@@ -28,15 +29,13 @@ pub const BLOCK_SIZE: u32 = 0x1000;
 /// Space for one TOC (`part`, and its copy `BACKUP_PART`).
 pub const TOC_SIZE: u32 = 0x8000;
 
-const FFS_MAGIC: u32 = 0x5041_5254; // "PART"
-const FFS_VERSION_1: u32 = 1;
-const HDR_LEN: usize = 48;
-const ENTRY_LEN: usize = 128;
-const NAME_MAX: usize = 15;
+use kernel::ffs::{
+    ENTRY_INTEG, ENTRY_LEN, HEADER_LEN as HDR_LEN, INTEG_ECC, MAGIC as FFS_MAGIC, NAME_MAX,
+    VERSION_1 as FFS_VERSION_1,
+};
 const PID_TOPLEVEL: u32 = 0xffff_ffff;
 const TYPE_DATA: u32 = 1;
 const TYPE_PARTITION: u32 = 3;
-const INTEG_ECC: u16 = 0x8000;
 
 /// Partition flags (the user word's `vercheck` and `miscflags` of
 /// `libflash/ffs.h`), as `pflash -i` prints them.
@@ -241,7 +240,16 @@ pub const LAYOUT: &[Part] = &[
         f(N, 0, MISC_BACKUP),
         Toc,
     ),
-    p("ROOTFS", 0x2000000, 0x2000000, f(N, 0, 0), Rootfs),
+    p("ROOTFS", 0x2000000, 0x1f00000, f(N, 0, 0), Rootfs),
+    // Guest NVRAMs (kernel::nvram's store), written by the firmware
+    // through OPAL's flash calls; kept across flash updates.
+    p(
+        kernel::nvram::STORE_PARTITION,
+        0x3f00000,
+        0x100000,
+        f(N, 0, MISC_PRESERVED),
+        Erased,
+    ),
 ];
 
 // Every name fits the entry's 16-byte, NUL-terminated field.
@@ -356,7 +364,7 @@ pub fn toc(actual: &[u32]) -> Vec<u8> {
         // The user word: chip, compress type, data integrity, version
         // check, misc flags.
         let integ = if part.flags.ecc { INTEG_ECC } else { 0 };
-        e[62..64].copy_from_slice(&integ.to_be_bytes());
+        e[ENTRY_INTEG..ENTRY_INTEG + 2].copy_from_slice(&integ.to_be_bytes());
         e[64] = part.flags.vercheck;
         e[65] = part.flags.misc;
         let c = xor_checksum(&e[..ENTRY_LEN - 4]);
@@ -719,7 +727,47 @@ pub const TOOL_TESTS: &[ToolTest] = &[
         name: "pflash-erases-and-programs-bootkernel",
         run: pflash_updates_bootkernel,
     },
+    ToolTest {
+        name: "flash-keeps-a-guest-nvram-across-power-off",
+        run: nvram_kept_across_power_off,
+    },
 ];
+
+/// A guest's NVRAM outlives the machine: two boots of one flash image
+/// (the built-in guests), the bad guest reading the last 4 bytes of its
+/// NVRAM before it stores `c0ffee42` there; the second boot finds them.
+fn nvram_kept_across_power_off() -> Result<(), String> {
+    const IMG: &str = "build/flash/nvram.img";
+    std::fs::copy(root().join(TEST_DEFAULT), root().join(IMG))
+        .map_err(|e| format!("{IMG}: {e}"))?;
+    for (round, found) in [(1, "00000000"), (2, "c0ffee42")] {
+        let b = crate::qemu::boot(&["--flash", IMG, "--timeout", "120"])?;
+        let says = |s: &str| b.console.contains(s);
+        expect(
+            b.status == 0 && says("hv: power off (ok)"),
+            format!("boot {round}: exit status {}\n{}", b.status, b.console),
+        )?;
+        expect(
+            says(&format!("bad: nvram's last 4 bytes at boot: {found}")),
+            format!(
+                "boot {round}: the bad guest did not find {found} in its NVRAM\n{}",
+                b.console
+            ),
+        )?;
+        expect(
+            says("nvram: vm bad: NVRAM (64 KiB) saved to flash"),
+            format!("boot {round}: the NVRAM was not saved\n{}", b.console),
+        )?;
+        expect(
+            round == 1 || says("nvram: vm bad: NVRAM (64 KiB) read from flash"),
+            format!(
+                "boot {round}: the NVRAM was not read from flash\n{}",
+                b.console
+            ),
+        )?;
+    }
+    Ok(())
+}
 
 fn expect(cond: bool, what: String) -> Result<(), String> {
     if cond {
@@ -1008,6 +1056,17 @@ mod tests {
             assert_eq!(be32(e, 20) * BLOCK_SIZE, p.size, "{}", p.name);
             assert_eq!(be32(e, 28), i as u32 + 1);
             assert_eq!(e[62] & 0x80 != 0, p.flags.ecc, "{} ECC flag", p.name);
+            // The firmware's reader finds each where the writer put it.
+            assert_eq!(
+                kernel::ffs::find(toc, p.name),
+                Ok(Some(kernel::ffs::Partition {
+                    base: u64::from(p.base),
+                    size: u64::from(p.size),
+                    ecc: p.flags.ecc
+                })),
+                "{}",
+                p.name
+            );
         }
         let bk = LAYOUT.iter().position(|p| p.name == "BOOTKERNEL").unwrap();
         assert_eq!(
@@ -1103,7 +1162,7 @@ mod tests {
         })
         .unwrap_err();
         assert!(
-            e.contains("ROOTFS") && e.contains(&format!("{} bytes", 32 << 20)),
+            e.contains("ROOTFS") && e.contains(&format!("{} bytes", 31 << 20)),
             "{e}"
         );
         // A firmware whose section headers are not last would be cut short.

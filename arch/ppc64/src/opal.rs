@@ -19,6 +19,13 @@ pub const OPAL_CEC_POWER_DOWN: u64 = 5;
 pub const OPAL_POLL_EVENTS: u64 = 10;
 pub const OPAL_START_CPU: u64 = 41;
 pub const OPAL_REINIT_CPUS: u64 = 70;
+pub const OPAL_CHECK_ASYNC_COMPLETION: u64 = 86;
+pub const OPAL_FLASH_READ: u64 = 110;
+pub const OPAL_FLASH_WRITE: u64 = 111;
+pub const OPAL_FLASH_ERASE: u64 = 112;
+/// The call was accepted; its result comes as an async-completion
+/// message for its token.
+pub const OPAL_ASYNC_COMPLETION: i64 = -15;
 
 /// OPAL_REINIT_CPUS flag: take hypervisor interrupts little-endian.
 pub const OPAL_REINIT_CPUS_HILE_LE: u64 = 2;
@@ -234,6 +241,66 @@ pub fn rtc_read() -> Option<[u32; 6]> {
         }
     }
     None
+}
+
+/// Tokens of asynchronous OPAL calls (any value is ours to choose).
+static ASYNC_TOKEN: AtomicU64 = AtomicU64::new(1);
+
+/// One flash operation (`nr` with `args`, the token appended), waited
+/// for. skiboot does the I/O inside the call and queues a completion
+/// message (`struct opal_msg`: be32 type, be32 size, be64 params[8]; the
+/// result in params[1]) that OPAL_CHECK_ASYNC_COMPLETION collects; it
+/// must be collected, or it stays in skiboot's message list.
+fn flash_op(nr: u64, args: &[u64]) -> i64 {
+    let token = ASYNC_TOKEN.fetch_add(1, Ordering::Relaxed);
+    let mut a = [0u64; 5];
+    a[..args.len()].copy_from_slice(args);
+    a[args.len()] = token;
+    loop {
+        // SAFETY: the callers pass buffers valid for the call's length
+        // (real addresses) and the flash id skiboot gave.
+        match unsafe { call(nr, &a[..=args.len()]) } {
+            OPAL_BUSY | OPAL_BUSY_EVENT => poll_events(),
+            OPAL_ASYNC_COMPLETION => break,
+            rc => return rc,
+        }
+    }
+    let mut msg = [0u64; 9];
+    loop {
+        // SAFETY: `msg` holds the 72-byte message.
+        let rc = unsafe {
+            call(
+                OPAL_CHECK_ASYNC_COMPLETION,
+                &[msg.as_mut_ptr() as u64, 72, token],
+            )
+        };
+        match rc {
+            OPAL_SUCCESS => return u64::from_be(msg[2]) as i64,
+            OPAL_BUSY | OPAL_BUSY_EVENT => poll_events(),
+            rc => return rc,
+        }
+    }
+}
+
+/// Reads `buf.len()` bytes of flash `id` at `offset` (OPAL's result).
+pub fn flash_read(id: u64, offset: u64, buf: &mut [u8]) -> i64 {
+    flash_op(
+        OPAL_FLASH_READ,
+        &[id, offset, buf.as_mut_ptr() as u64, buf.len() as u64],
+    )
+}
+
+/// Writes `buf` to flash `id` at `offset` (erased first: [`flash_erase`]).
+pub fn flash_write(id: u64, offset: u64, buf: &[u8]) -> i64 {
+    flash_op(
+        OPAL_FLASH_WRITE,
+        &[id, offset, buf.as_ptr() as u64, buf.len() as u64],
+    )
+}
+
+/// Erases `size` bytes of flash `id` at `offset` (whole erase blocks).
+pub fn flash_erase(id: u64, offset: u64, size: u64) -> i64 {
+    flash_op(OPAL_FLASH_ERASE, &[id, offset, size])
 }
 
 /// Lets OPAL make progress on background work (console flush, IPMI).

@@ -550,6 +550,21 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
                 && size >= 8192) as i64,
             1,
         );
+        // What the last 4 bytes held at boot (a flash boot keeps the
+        // NVRAM across power-offs: the second boot finds the first's).
+        let mut before = [0u8; 4];
+        guest_common::rtas_call_rets(
+            fetch,
+            &[size - 4, before.as_mut_ptr() as u32, 4],
+            2,
+            &mut rets,
+        );
+        // SAFETY: as above.
+        let before = unsafe { core::ptr::read_volatile(&before) };
+        println!(
+            "bad: nvram's last 4 bytes at boot: {:02x}{:02x}{:02x}{:02x}",
+            before[0], before[1], before[2], before[3]
+        );
         let word = [0xc0u8, 0xff, 0xee, 0x42];
         let mut back = [0u8; 4];
         guest_common::rtas_call_rets(store, &[size - 4, word.as_ptr() as u32, 4], 2, &mut rets);

@@ -351,3 +351,15 @@ fn firmware_features_are_read_with_their_state() {
     // QEMU's powernv tree has no such node.
     assert!(fw_features(&open(P8_2C4T_2G).unwrap()).is_empty());
 }
+
+#[test]
+fn the_system_flash_is_skiboots_flash_node() {
+    let fdt = open(P8_2C4T_2G).unwrap();
+    let f = system_flash(&fdt).expect("QEMU's powernv has a PNOR");
+    assert_eq!(f.id, 0);
+    assert!(f.block.is_power_of_two() && f.block >= 0x1000, "{f:?}");
+    assert!(
+        f.size >= 32 << 20 && f.size.is_multiple_of(f.block),
+        "{f:?}"
+    );
+}
