@@ -118,13 +118,13 @@ fn hcall_from_user() -> Vec<u8> {
     e
 }
 
-/// Builds `build/linux/initramfs.cpio` from the cached busybox.
-pub fn initramfs() -> Result<PathBuf, String> {
+/// Builds `build/linux/NAME.cpio`: the cached busybox, `/init` and
+/// `more` files, with /bin, /dev, /proc, /sys, /tmp and the initial
+/// console.
+fn busybox_initramfs(name: &str, init: &str, more: &[(&str, &[u8])]) -> Result<PathBuf, String> {
     let cached = fetch()?;
     let busybox = std::fs::read(cached.join("busybox")).map_err(|e| format!("busybox: {e}"))?;
-    let init = init_script();
-    let probe = hcall_from_user();
-    let cpio = build_newc_entries(&[
+    let mut entries = vec![
         dir("bin"),
         dir("dev"),
         dir("proc"),
@@ -138,14 +138,25 @@ pub fn initramfs() -> Result<PathBuf, String> {
             data: &[],
         },
         file("bin/busybox", &busybox),
-        file("bin/hcall-from-user", &probe),
         file("init", init.as_bytes()),
-    ]);
+    ];
+    entries.extend(more.iter().map(|(n, d)| file(n, d)));
+    let cpio = build_newc_entries(&entries);
     let out = root().join("build/linux");
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
-    let path = out.join("initramfs.cpio");
+    let path = out.join(format!("{name}.cpio"));
     std::fs::write(&path, cpio).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
+}
+
+/// Builds `build/linux/initramfs.cpio`: busybox, the shell `/init` and
+/// the user-space hypercall probe.
+pub fn initramfs() -> Result<PathBuf, String> {
+    busybox_initramfs(
+        "initramfs",
+        &init_script(),
+        &[("bin/hcall-from-user", &hcall_from_user())],
+    )
 }
 
 /// How much SMP work the stress `/init` does (`cargo xtask bench
@@ -237,29 +248,7 @@ poweroff -f
 
 /// Builds `build/linux/stressSUFFIX.cpio`: busybox and the stress `/init`.
 pub fn stress_initramfs(suffix: &str, w: Stress) -> Result<PathBuf, String> {
-    let cached = fetch()?;
-    let busybox = std::fs::read(cached.join("busybox")).map_err(|e| format!("busybox: {e}"))?;
-    let init = stress_init_script(w)?;
-    let cpio = build_newc_entries(&[
-        dir("bin"),
-        dir("dev"),
-        dir("proc"),
-        dir("sys"),
-        dir("tmp"),
-        NewcEntry {
-            name: "dev/console",
-            mode: 0o020_600,
-            rdev: (5, 1),
-            data: &[],
-        },
-        file("bin/busybox", &busybox),
-        file("init", init.as_bytes()),
-    ]);
-    let out = root().join("build/linux");
-    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
-    let path = out.join(format!("stress{suffix}.cpio"));
-    std::fs::write(&path, cpio).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(path)
+    busybox_initramfs(&format!("stress{suffix}"), &stress_init_script(w)?, &[])
 }
 
 /// One VM of a stress layout: name, vcpus, threads per vcore.
@@ -286,25 +275,14 @@ pub fn stress_archive(
     w: Stress,
     suffix: &str,
 ) -> Result<PathBuf, String> {
-    let initrd = std::fs::read(stress_initramfs(suffix, w)?).map_err(|e| e.to_string())?;
-    let vmlinux = std::fs::read(cache().join("vmlinux")).map_err(|e| format!("vmlinux: {e}"))?;
+    let initrd = stress_initramfs(suffix, w)?;
     let mut manifest = String::new();
     for (name, vcpus, threads) in vms {
         manifest.push_str(&format!(
-            "[vm {name}]\nmemory = {memory}\nimage = vmlinux\ninitrd = stress.cpio\nbootargs = console=hvc0\nvcpus = {vcpus}\nthreads = {threads}\n\n"
+            "[vm {name}]\nmemory = {memory}\nimage = vmlinux\ninitrd = initramfs.cpio\nbootargs = console=hvc0\nvcpus = {vcpus}\nthreads = {threads}\n\n"
         ));
     }
-    let files: [(&str, &[u8]); 3] = [
-        ("manifest", manifest.as_bytes()),
-        ("vmlinux", &vmlinux),
-        ("stress.cpio", &initrd),
-    ];
-    let dir = root().join("build/archives");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let out = dir.join(format!("{archive}{suffix}.cpio"));
-    std::fs::write(&out, kernel::archive::build_newc(&files))
-        .map_err(|e| format!("{}: {e}", out.display()))?;
-    Ok(out)
+    archive_of(&format!("{archive}{suffix}"), &manifest, &initrd, &[])
 }
 
 /// The manifest of the Linux boot archive (`vcpus`, `memory` as given).
@@ -317,7 +295,18 @@ pub fn manifest(name: &str, memory: &str, extra: &str) -> String {
 /// Builds `build/archives/NAME.cpio`: the Linux guest (and `more` files,
 /// e.g. other guests named in `manifest`).
 pub fn archive(name: &str, manifest: &str, more: &[(&str, &[u8])]) -> Result<PathBuf, String> {
-    let initrd = std::fs::read(initramfs()?).map_err(|e| e.to_string())?;
+    archive_of(name, manifest, &initramfs()?, more)
+}
+
+/// `build/archives/NAME.cpio`: the manifest, the kernel, `initrd` as
+/// `initramfs.cpio`, and `more` files.
+fn archive_of(
+    name: &str,
+    manifest: &str,
+    initrd: &std::path::Path,
+    more: &[(&str, &[u8])],
+) -> Result<PathBuf, String> {
+    let initrd = std::fs::read(initrd).map_err(|e| format!("{}: {e}", initrd.display()))?;
     let vmlinux = std::fs::read(cache().join("vmlinux")).map_err(|e| format!("vmlinux: {e}"))?;
     let mut files: Vec<(&str, &[u8])> = vec![
         ("manifest", manifest.as_bytes()),
