@@ -1,23 +1,25 @@
 //! Guest NVRAMs kept in flash across power-offs: the PNOR partition
 //! `kernel::nvram::STORE_PARTITION` (`cargo xtask pnor` lays it out),
 //! found through skiboot's flash partition table (`kernel::ffs`) and
-//! read and written with OPAL's flash calls. Records (`kernel::nvram`)
-//! hold one VM's NVRAM each, found by VM name and size. A machine whose
-//! flash has no such partition (QEMU's default PNOR, a vendor image)
-//! keeps NVRAMs in memory only, and says so once.
+//! read and written with OPAL's flash calls. Its first erase block is a
+//! directory (VM name, place, size, checksum; kernel::nvram), read once
+//! at boot and kept here; a VM's NVRAM is written first, the directory
+//! after it. A machine whose flash has no such partition (a `-kernel`
+//! boot, a vendor PNOR) keeps NVRAMs in memory only, and says so once.
 
 use alloc::vec;
 use alloc::vec::Vec;
 use kernel::devtree::Flash;
-use kernel::nvram::{self, RECORD_HEADER};
+use kernel::nvram::{self, StoreEntry};
 use log::{info, warn};
 use ppc64::opal;
 
-/// The store: the flash and the partition's place in it.
+/// The store: the flash, the partition's place in it, its directory.
 struct Store {
     flash: Flash,
     base: u64,
     size: u64,
+    entries: Vec<StoreEntry>,
 }
 
 /// Set once at boot; the lock also keeps one flash operation at a time.
@@ -38,23 +40,39 @@ pub fn init(flash: Option<Flash>) {
         warn!(target: "nvram", "reading the flash partition table failed (OPAL {rc}): guest NVRAMs last until power-off");
         return;
     }
+    let block = flash.block;
     match kernel::ffs::find(&toc, nvram::STORE_PARTITION) {
-        Ok(Some(p)) if !p.ecc && p.size >= flash.block && p.base + p.size <= flash.size => {
+        Ok(Some(p))
+            if !p.ecc
+                && p.base.is_multiple_of(block)
+                && p.size.is_multiple_of(block)
+                && p.size >= 2 * block
+                && p.base + p.size <= flash.size =>
+        {
+            let mut dir = vec![0u8; block as usize];
+            let rc = opal::flash_read(flash.id, p.base, &mut dir);
+            if rc != opal::OPAL_SUCCESS {
+                warn!(target: "nvram", "reading the guest NVRAM directory failed (OPAL {rc}): guest NVRAMs last until power-off");
+                return;
+            }
+            let entries = nvram::read_directory(&dir, p.size);
             info!(
                 target: "nvram",
-                "guest NVRAMs kept in flash partition {} ({} KiB at {:#x})",
+                "guest NVRAMs kept in flash partition {} ({} KiB at {:#x}, {} stored)",
                 nvram::STORE_PARTITION,
                 p.size >> 10,
-                p.base
+                p.base,
+                entries.len()
             );
             *STORE.lock() = Some(Store {
                 flash,
                 base: p.base,
                 size: p.size,
+                entries,
             });
         }
         Ok(Some(p)) => {
-            warn!(target: "nvram", "flash partition {} is unusable ({p:?}): guest NVRAMs last until power-off", nvram::STORE_PARTITION)
+            warn!(target: "nvram", "flash partition {} is unusable ({p:?}, erase block {block:#x}): guest NVRAMs last until power-off", nvram::STORE_PARTITION)
         }
         Ok(None) => {
             info!(target: "nvram", "no {} partition in flash: guest NVRAMs last until power-off", nvram::STORE_PARTITION)
@@ -66,62 +84,61 @@ pub fn init(flash: Option<Flash>) {
 }
 
 impl Store {
-    fn read(&self, off: u64, buf: &mut [u8]) -> bool {
-        opal::flash_read(self.flash.id, self.base + off, buf) == opal::OPAL_SUCCESS
-    }
-
-    /// Where `name`'s record is or goes (kernel::nvram::place).
-    fn place(&self, name: &str, size: u32) -> Option<(u64, bool)> {
-        nvram::place(self.size, self.flash.block, name, size, |off| {
-            let mut h = [0u8; RECORD_HEADER];
-            self.read(off, &mut h).then_some(h)
-        })
+    /// Erases whole blocks at `off` in the store and writes `data` there
+    /// (padded with erased bytes).
+    fn put(&self, off: u64, data: &[u8]) -> i64 {
+        let len = (data.len() as u64).div_ceil(self.flash.block) * self.flash.block;
+        let mut buf = vec![0xffu8; len as usize];
+        buf[..data.len()].copy_from_slice(data);
+        let at = self.base + off;
+        match opal::flash_erase(self.flash.id, at, len) {
+            opal::OPAL_SUCCESS => opal::flash_write(self.flash.id, at, &buf),
+            rc => rc,
+        }
     }
 }
 
-/// `name`'s NVRAM of `size` bytes as last saved, if the store has it.
+/// `name`'s NVRAM of `size` bytes as last saved, if the store has it
+/// whole.
 pub fn load(name: &str, size: u32) -> Option<Vec<u8>> {
     let store = STORE.lock();
     let s = store.as_ref()?;
-    let (off, true) = s.place(name, size)? else {
-        return None;
-    };
-    let mut rec = vec![0u8; RECORD_HEADER + size as usize];
-    if !s.read(off, &mut rec) {
-        warn!(target: "nvram", "vm {name}: reading its NVRAM from flash failed: starting blank");
+    let e = s
+        .entries
+        .iter()
+        .find(|e| e.name == name && e.size == size)?;
+    let mut data = vec![0u8; size as usize];
+    let rc = opal::flash_read(s.flash.id, s.base + e.offset, &mut data);
+    if rc != opal::OPAL_SUCCESS || nvram::data_sum(&data) != e.sum {
+        warn!(target: "nvram", "vm {name}: its NVRAM in flash is damaged or unreadable (OPAL {rc}): starting blank");
         return None;
     }
-    match nvram::record_data(&rec, name, size) {
-        Some(d) => {
-            info!(target: "nvram", "vm {name}: NVRAM ({} KiB) read from flash", size >> 10);
-            Some(d.to_vec())
-        }
-        None => {
-            warn!(target: "nvram", "vm {name}: its NVRAM record in flash is damaged: starting blank");
-            None
-        }
-    }
+    info!(target: "nvram", "vm {name}: NVRAM ({} KiB) read from flash", size >> 10);
+    Some(data)
 }
 
-/// Saves `name`'s NVRAM (its record erased and written in whole blocks).
+/// Saves `name`'s NVRAM: the bytes first, then the directory naming
+/// them (a write cut short leaves a checksum that does not match, and
+/// the VM starts blank next time).
 pub fn save(name: &str, data: &[u8]) {
-    let store = STORE.lock();
-    let Some(s) = store.as_ref() else { return };
+    let mut store = STORE.lock();
+    let Some(s) = store.as_mut() else { return };
     let size = data.len() as u32;
-    let Some((off, _)) = s.place(name, size) else {
+    let Some(off) = nvram::place(&s.entries, s.size, s.flash.block, name, size) else {
         warn!(target: "nvram", "vm {name}: no room for its NVRAM in flash partition {} ({} KiB): not saved", nvram::STORE_PARTITION, s.size >> 10);
         return;
     };
-    let len = nvram::record_len(size, s.flash.block);
-    let mut rec = vec![0xffu8; len as usize];
-    rec[..RECORD_HEADER].copy_from_slice(&nvram::record_header(name, data));
-    rec[RECORD_HEADER..RECORD_HEADER + data.len()].copy_from_slice(data);
-    let at = s.base + off;
-    let rc = match opal::flash_erase(s.flash.id, at, len) {
-        opal::OPAL_SUCCESS => opal::flash_write(s.flash.id, at, &rec),
+    let entries = nvram::with_entry(&s.entries, name, off, data);
+    let Some(dir) = nvram::write_directory(&entries, s.flash.block as usize) else {
+        warn!(target: "nvram", "vm {name}: the guest NVRAM directory is full: not saved");
+        return;
+    };
+    let rc = match s.put(off, data) {
+        opal::OPAL_SUCCESS => s.put(0, &dir),
         rc => rc,
     };
     if rc == opal::OPAL_SUCCESS {
+        s.entries = entries;
         info!(target: "nvram", "vm {name}: NVRAM ({} KiB) saved to flash", size >> 10);
     } else {
         warn!(target: "nvram", "vm {name}: saving its NVRAM to flash failed (OPAL {rc})");

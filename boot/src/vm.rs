@@ -50,6 +50,18 @@ const HYPERTAS_FUNCTIONS: &[&str] = &[
 
 /// How often a VM that owns the console polls it while it idles.
 const CONSOLE_POLL_MS: u64 = 10;
+/// Cores whose threads' joins are watched, as many as the scheduler's
+/// idle mask (a u64) knows.
+const MAX_CORES: usize = 64;
+
+/// Each physical core's watch over its threads' answers to thread 0
+/// (a hung thread is the core's, whichever vcore asked it).
+static CORE_JOINS: [JoinWatch; MAX_CORES] = [const { JoinWatch::new() }; MAX_CORES];
+
+fn core_joins(core: usize) -> &'static JoinWatch {
+    &CORE_JOINS[core % MAX_CORES]
+}
+
 /// The guest time slice (HDEC).
 const SLICE_MS: u64 = 10;
 
@@ -329,9 +341,6 @@ pub struct Vcore {
     run: AtomicU32,
     /// Physical core running it, [`NO_CORE`] when it waits.
     core: AtomicUsize,
-    /// The secondaries thread 0 asked to join and has no answer from
-    /// (kept across runs; a thread dead for `JOIN_DEAD_MS` stops the VM).
-    joins: JoinWatch,
     /// Timebase at which the current time slice ends (HDEC, core-wide).
     deadline: AtomicU64,
     /// Doorbells (`msgsndp`) pending for its threads while it waits: the
@@ -514,7 +523,6 @@ impl Shared {
                     ee: EntryExit::default(),
                     run: AtomicU32::new(0),
                     core: AtomicUsize::new(NO_CORE),
-                    joins: JoinWatch::default(),
                     deadline: AtomicU64::new(0),
                     dpdes: AtomicU64::new(0),
                     threads_in: AtomicU32::new(0),
@@ -741,7 +749,7 @@ impl Vm {
         let mut n = 0;
         for w in work.iter_mut() {
             let Some((t, token)) = *w else { continue };
-            vc.joins.ask(t.thread, first_ipi);
+            core_joins(me.core).ask(t.thread, first_ipi);
             if t.hv.post(token) {
                 smp.kick(me, t);
                 n += 1;
@@ -838,7 +846,7 @@ impl Vm {
                 );
             }
             Late::Dead(ms) => {
-                vc.joins.answered(t);
+                core_joins(me.core).answered(t);
                 let why = alloc::format!(
                     "vcore {}: thread PIR {:#x} of core {} has not come to join the vcore for {ms} ms (the limit is {} ms); it is {doing}",
                     vc.index,
@@ -858,8 +866,10 @@ impl Vm {
         let vc = &self.sh.vcores[index as usize];
         let ptid = me.thread as u32;
         // Alive, whether in time for its run or not.
-        vc.joins.answered(me.thread);
-        if !vc.ee.try_enter(ptid, run) {
+        core_joins(me.core).answered(me.thread);
+        // Work from a run long gone (the run number in `ee` wraps at 16
+        // bits) must not enter the vcore now running on another core.
+        if vc.core.load(Ordering::SeqCst) != me.core || !vc.ee.try_enter(ptid, run) {
             return;
         }
         let host_lpcr = cpu::mfspr::<{ spr::LPCR }>();
@@ -983,16 +993,18 @@ impl Vm {
             if v.ceded && !self.block(v, vc, me, Block::Ceded) {
                 return;
             }
-            let mut entry = self.prepare_entry(v, host_lpcr, vc.deadline.load(Ordering::Acquire));
-            entry.hcall_ctx = fast as u64;
             let now = cpu::mftb();
             let ready = v.ready_since.take().map(|since| now.saturating_sub(since));
             if let Some(ticks) = ready {
                 self.record_wait(v, Wait::Ready, ticks);
             }
             if let Some(after) = v.undispatched.take() {
+                // Before an interrupt is delivered: the DTL gets the PC
+                // where the vcpu stopped.
                 self.dispatched(v, after, ready.unwrap_or(0), me);
             }
+            let mut entry = self.prepare_entry(v, host_lpcr, vc.deadline.load(Ordering::Acquire));
+            entry.hcall_ctx = fast as u64;
             if !entered {
                 entered = true;
                 vc.last_in.fetch_max(now, Ordering::AcqRel);
@@ -1057,9 +1069,6 @@ impl Vm {
                     v.ceded = true;
                     v.undispatched = Some(Undispatched::Ceded);
                     v.ready_since = None;
-                    // Wake-ups sent before the cede do not count against
-                    // it (one that is still pending ends it at once).
-                    shv.kicked.store(0, Ordering::Relaxed);
                 }
                 Next::Reboot => crate::sched::post_event(self, VmEvent::Reboot),
                 Next::Stop(o) => crate::sched::post_event(self, VmEvent::Stop(o)),
@@ -1172,10 +1181,9 @@ impl Vm {
             return false;
         }
         if me.thread == 0 {
-            vc.joins
-                .check(now, kernel::time::ticks_per_ms(), |t, late| {
-                    self.late_join(vc, me, t, late)
-                });
+            core_joins(me.core).check(now, kernel::time::ticks_per_ms(), |t, late| {
+                self.late_join(vc, me, t, late)
+            });
         }
         if crate::sched::others_waiting() {
             return true;
@@ -1288,7 +1296,6 @@ impl Vm {
         }
         for vc in &self.sh.vcores {
             vc.dpdes.store(0, Ordering::Release);
-            vc.joins.clear();
         }
         drop(st);
         self.sh.leaving.store(false, Ordering::Release);
@@ -1363,6 +1370,10 @@ impl Vm {
     /// another writing leaves its output to it.
     fn write_console(&self) {
         loop {
+            // Pairs with the fence below: a producer that fails to take
+            // the writer's lock has its `console_queued` seen by the
+            // writer's last look (store-buffer order needs SeqCst).
+            core::sync::atomic::fence(Ordering::SeqCst);
             {
                 let Some(_writer) = self.console_writer.try_lock() else {
                     return;
@@ -1386,6 +1397,7 @@ impl Vm {
             }
             // Output queued after the last look, while this thread still
             // held the writer's lock, is written by this thread.
+            core::sync::atomic::fence(Ordering::SeqCst);
             if !self.sh.console_queued.load(Ordering::Acquire) {
                 return;
             }
@@ -2210,6 +2222,12 @@ impl VmState {
                     Cede::Resume => (H_SUCCESS, Next::Resume),
                     Cede::Sleep => {
                         self.undispatch(v.id);
+                        // Wake-ups sent before the cede do not count
+                        // against it (one still pending ends it at once);
+                        // kicks take this lock, so none is lost here.
+                        self.sh.vcpus[v.id as usize]
+                            .kicked
+                            .store(0, Ordering::Relaxed);
                         (H_SUCCESS, Next::Cede)
                     }
                 }

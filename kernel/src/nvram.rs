@@ -9,7 +9,8 @@
 //! 12-byte name. Linux allocates its partitions (`ibm,rtas-log`,
 //! `lnx,oops-log`) only out of a free one (signature 0x7f) and never
 //! formats, so a new guest NVRAM is one free partition over all of it,
-//! as SLOF would leave it.
+//! as SLOF would leave it. The flash store's directory (where the
+//! firmware keeps NVRAMs across power-offs) is here too.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -96,82 +97,147 @@ pub fn partitions(img: &[u8]) -> Vec<(usize, u8, [u8; 12], usize)> {
 /// firmware keeps guest NVRAMs across power-offs, through OPAL's flash
 /// calls.
 pub const STORE_PARTITION: &str = "GUESTNVRAM";
-/// A stored NVRAM: this header, then its bytes, together in whole erase
-/// blocks; records follow one another from the partition's start, and
-/// erased flash (or anything without the magic) ends the list.
-pub const RECORD_HEADER: usize = 64;
-const RECORD_MAGIC: &[u8; 8] = b"HVNVRAM1";
-/// The VM's name (NUL-padded: VM names are at most 32 bytes).
-const RECORD_NAME: usize = 32;
 
-/// A record header: magic, VM name, NVRAM size (be32), checksum of the
-/// bytes (be32), the rest zero.
-pub fn record_header(name: &str, data: &[u8]) -> [u8; RECORD_HEADER] {
-    let mut h = [0u8; RECORD_HEADER];
-    h[..8].copy_from_slice(RECORD_MAGIC);
-    let n = name.len().min(RECORD_NAME);
-    h[8..8 + n].copy_from_slice(&name.as_bytes()[..n]);
-    h[40..44].copy_from_slice(&(data.len() as u32).to_be_bytes());
-    h[44..48].copy_from_slice(&data_sum(data).to_be_bytes());
-    h
+/// The store's layout: its first erase block is a directory (the only
+/// bytes ever read as metadata: a guest's NVRAM is data, whatever it
+/// holds), the NVRAMs lie after it, each in whole erase blocks. The
+/// directory: magic, entry count (be32), entries of [`DIR_ENTRY`] bytes
+/// (VM name, NUL-padded, 32 bytes; offset of its NVRAM in the store,
+/// size and FNV-1a of its bytes, be32 each), and an FNV-1a of all of it
+/// before the block's last 4 bytes. A damaged directory is an empty
+/// store: every VM starts blank, none gets another's bytes.
+const DIR_MAGIC: &[u8; 8] = b"HVNVDIR1";
+const DIR_ENTRY: usize = 48;
+const DIR_NAME: usize = 32;
+
+/// One stored NVRAM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreEntry {
+    pub name: alloc::string::String,
+    /// Bytes from the store's start (after the directory block).
+    pub offset: u64,
+    pub size: u32,
+    pub sum: u32,
 }
 
-/// FNV-1a over the bytes: a torn or foreign record is not loaded.
+/// FNV-1a: a torn NVRAM or directory is not taken for a good one.
 pub fn data_sum(data: &[u8]) -> u32 {
     data.iter().fold(0x811c_9dc5u32, |h, &b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     })
 }
 
-/// (name, size, checksum) of a record header, `None` for anything else.
-fn parse_record(h: &[u8]) -> Option<(&[u8], u32, u32)> {
-    if h.len() < RECORD_HEADER || &h[..8] != RECORD_MAGIC {
+/// The directory's entries, empty when `dir` (the store's first block,
+/// as read) is not a directory this firmware wrote whole.
+pub fn read_directory(dir: &[u8], store_size: u64) -> Vec<StoreEntry> {
+    let n = dir.len();
+    if n < 16 + 4 || &dir[..8] != DIR_MAGIC {
+        return Vec::new();
+    }
+    let be = |at: usize| u32::from_be_bytes(dir[at..at + 4].try_into().unwrap());
+    if be(n - 4) != data_sum(&dir[..n - 4]) {
+        return Vec::new();
+    }
+    let count = be(8) as usize;
+    if 12 + count * DIR_ENTRY > n - 4 {
+        return Vec::new();
+    }
+    let mut out: Vec<StoreEntry> = Vec::new();
+    for i in 0..count {
+        let e = 12 + i * DIR_ENTRY;
+        let name = &dir[e..e + DIR_NAME];
+        let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(DIR_NAME)];
+        let (offset, size, sum) = (u64::from(be(e + 32)), be(e + 36), be(e + 40));
+        // Entries that overlap the directory, the end or each other are
+        // not this firmware's: the store is taken as empty.
+        let ok = core::str::from_utf8(name).is_ok()
+            && offset >= n as u64
+            && offset + u64::from(size) <= store_size
+            && out.iter().all(|o| {
+                offset + u64::from(size) <= o.offset || o.offset + u64::from(o.size) <= offset
+            });
+        if !ok {
+            return Vec::new();
+        }
+        out.push(StoreEntry {
+            name: alloc::string::String::from_utf8_lossy(name).into_owned(),
+            offset,
+            size,
+            sum,
+        });
+    }
+    out
+}
+
+/// The directory block (`block` bytes) for `entries`; `None` if they do
+/// not fit in it.
+pub fn write_directory(entries: &[StoreEntry], block: usize) -> Option<Vec<u8>> {
+    if 12 + entries.len() * DIR_ENTRY > block.checked_sub(4)? {
         return None;
     }
-    let name = &h[8..8 + RECORD_NAME];
-    let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(RECORD_NAME)];
-    let be = |at: usize| u32::from_be_bytes(h[at..at + 4].try_into().unwrap());
-    Some((name, be(40), be(44)))
+    let mut d = vec![0u8; block];
+    d[..8].copy_from_slice(DIR_MAGIC);
+    d[8..12].copy_from_slice(&(entries.len() as u32).to_be_bytes());
+    for (i, x) in entries.iter().enumerate() {
+        let e = 12 + i * DIR_ENTRY;
+        let n = x.name.len().min(DIR_NAME);
+        d[e..e + n].copy_from_slice(&x.name.as_bytes()[..n]);
+        d[e + 32..e + 36].copy_from_slice(&(x.offset as u32).to_be_bytes());
+        d[e + 36..e + 40].copy_from_slice(&x.size.to_be_bytes());
+        d[e + 40..e + 44].copy_from_slice(&x.sum.to_be_bytes());
+    }
+    let sum = data_sum(&d[..block - 4]);
+    d[block - 4..].copy_from_slice(&sum.to_be_bytes());
+    Some(d)
 }
 
-/// Bytes a record of an NVRAM of `size` bytes takes: whole `block`s.
-pub fn record_len(size: u32, block: u64) -> u64 {
-    (RECORD_HEADER as u64 + u64::from(size)).div_ceil(block) * block
-}
-
-/// Where the record of `name`'s NVRAM of `size` bytes is, in a store of
-/// `store_size` bytes with `block`-byte erase blocks whose record headers
-/// `header_at(offset)` reads: `(offset, true)` for its record, `(offset,
-/// false)` for where a new one goes, `None` when there is no room (or a
-/// header cannot be read). A record of the same name with another size
-/// (the manifest changed) is left where it is.
+/// Where `name`'s NVRAM of `size` bytes goes in a store of `store_size`
+/// bytes (`block`-byte erase blocks, the first the directory) holding
+/// `entries`: its own place if it has one of that size, else the first
+/// gap between the others (a place of the same name but another size is
+/// given up), in whole blocks; `None` when nothing fits.
 pub fn place(
+    entries: &[StoreEntry],
     store_size: u64,
     block: u64,
     name: &str,
     size: u32,
-    mut header_at: impl FnMut(u64) -> Option<[u8; RECORD_HEADER]>,
-) -> Option<(u64, bool)> {
-    let mut off = 0u64;
-    while off + RECORD_HEADER as u64 <= store_size {
-        let h = header_at(off)?;
-        match parse_record(&h) {
-            Some((n, s, _)) if n == name.as_bytes() && s == size => return Some((off, true)),
-            Some((_, s, _)) => off += record_len(s, block),
-            None => {
-                return (off + record_len(size, block) <= store_size).then_some((off, false));
-            }
-        }
+) -> Option<u64> {
+    if let Some(e) = entries.iter().find(|e| e.name == name && e.size == size) {
+        return Some(e.offset);
     }
-    None
+    let need = u64::from(size).div_ceil(block) * block;
+    let mut taken: Vec<(u64, u64)> = entries
+        .iter()
+        .filter(|e| e.name != name)
+        .map(|e| {
+            (
+                e.offset,
+                e.offset + u64::from(e.size).div_ceil(block) * block,
+            )
+        })
+        .collect();
+    taken.sort_unstable();
+    let mut at = block;
+    for (start, end) in taken {
+        if at + need <= start {
+            return Some(at);
+        }
+        at = at.max(end);
+    }
+    (at + need <= store_size).then_some(at)
 }
 
-/// The NVRAM a record holds (`rec`: header and bytes as read from
-/// flash), if it is `name`'s, of `size` bytes, with its checksum right.
-pub fn record_data<'a>(rec: &'a [u8], name: &str, size: u32) -> Option<&'a [u8]> {
-    let (n, s, sum) = parse_record(rec)?;
-    let data = rec.get(RECORD_HEADER..RECORD_HEADER + size as usize)?;
-    (n == name.as_bytes() && s == size && data_sum(data) == sum).then_some(data)
+/// The directory after `name`'s NVRAM of `data` went to `offset`.
+pub fn with_entry(entries: &[StoreEntry], name: &str, offset: u64, data: &[u8]) -> Vec<StoreEntry> {
+    let mut out: Vec<StoreEntry> = entries.iter().filter(|e| e.name != name).cloned().collect();
+    out.push(StoreEntry {
+        name: alloc::string::String::from(name),
+        offset,
+        size: data.len() as u32,
+        sum: data_sum(data),
+    });
+    out
 }
 
 #[cfg(test)]
@@ -239,63 +305,55 @@ mod tests {
     }
 
     #[test]
-    fn records_are_found_appended_and_checked() {
-        // A store of 64 KiB in 4 KiB blocks, erased.
-        let mut flash = vec![0xffu8; 65536];
-        let header_at =
-            |f: &[u8], off: u64| Some(f[off as usize..][..RECORD_HEADER].try_into().unwrap());
-        let write = |f: &mut [u8], off: u64, name: &str, data: &[u8]| {
-            let o = off as usize;
-            f[o..o + RECORD_HEADER].copy_from_slice(&record_header(name, data));
-            f[o + RECORD_HEADER..o + RECORD_HEADER + data.len()].copy_from_slice(data);
-        };
-        assert_eq!(
-            record_len(8192, 4096),
-            12288,
-            "header and data round up to blocks"
-        );
-        let a = blank(8192);
-        assert_eq!(
-            place(65536, 4096, "web", 8192, |o| header_at(&flash, o)),
-            Some((0, false))
-        );
-        write(&mut flash, 0, "web", &a);
+    fn the_store_directory_places_reads_back_and_refuses_damage() {
+        const B: u64 = 4096;
+        const SIZE: u64 = 65536;
+        // Empty (erased) flash: no entries; the first NVRAM goes after
+        // the directory block.
+        assert!(read_directory(&[0xffu8; 4096], SIZE).is_empty());
+        assert_eq!(place(&[], SIZE, B, "web", 8192), Some(4096));
+        let d1 = with_entry(&[], "web", 4096, &blank(8192));
         let mut b = blank(16384);
         b[100] = 42;
-        assert_eq!(
-            place(65536, 4096, "db", 16384, |o| header_at(&flash, o)),
-            Some((12288, false))
+        assert_eq!(place(&d1, SIZE, B, "db", 16384), Some(12288));
+        let d2 = with_entry(&d1, "db", 12288, &b);
+        let block = write_directory(&d2, 4096).unwrap();
+        let back = read_directory(&block, SIZE);
+        assert_eq!(back, d2);
+        assert_eq!(back[1].sum, data_sum(&b));
+        // Found again where it is.
+        assert_eq!(place(&back, SIZE, B, "web", 8192), Some(4096));
+        // Another size: its old place is given up, the first gap that
+        // fits is taken (here before "db").
+        assert_eq!(place(&back, SIZE, B, "web", 4096), Some(4096));
+        assert_eq!(place(&back, SIZE, B, "web", 16384), Some(28672));
+        // Nothing fits.
+        assert_eq!(place(&back, SIZE, B, "big", 65536), None);
+        // A torn or foreign directory is an empty store.
+        let mut torn = block.clone();
+        torn[20] ^= 1;
+        assert!(read_directory(&torn, SIZE).is_empty());
+        let over = with_entry(&d2, "x", 12288 + 4096, &blank(8192));
+        assert!(
+            read_directory(&write_directory(&over, 4096).unwrap(), SIZE).is_empty(),
+            "overlap"
         );
-        write(&mut flash, 12288, "db", &b);
-        // Found again, and read back whole.
-        assert_eq!(
-            place(65536, 4096, "web", 8192, |o| header_at(&flash, o)),
-            Some((0, true))
+        let past = with_entry(&[], "x", 61440, &blank(8192));
+        assert!(
+            read_directory(&write_directory(&past, 4096).unwrap(), SIZE).is_empty(),
+            "past the end"
         );
-        assert_eq!(
-            place(65536, 4096, "db", 16384, |o| header_at(&flash, o)),
-            Some((12288, true))
-        );
-        assert_eq!(record_data(&flash[12288..], "db", 16384), Some(&b[..]));
-        assert_eq!(record_data(&flash[0..], "db", 16384), None, "another VM's");
-        // The same name with another size goes after the others.
-        assert_eq!(
-            place(65536, 4096, "web", 16384, |o| header_at(&flash, o)),
-            Some((32768, false))
-        );
-        // A torn record is not loaded.
-        flash[12288 + RECORD_HEADER + 100] = 7;
-        assert_eq!(record_data(&flash[12288..], "db", 16384), None);
-        // No room for a VM whose NVRAM does not fit what is left.
-        assert_eq!(
-            place(65536, 4096, "big", 65536, |o| header_at(&flash, o)),
-            None
-        );
-        assert_eq!(
-            place(65536, 4096, "x", 8192, |_| None),
-            None,
-            "unreadable flash"
-        );
+        // 85 entries fit a 4 KiB directory, 86 do not.
+        let many: Vec<StoreEntry> = (0..86)
+            .map(|i| StoreEntry {
+                name: alloc::format!("vm{i}"),
+                offset: 4096 * (i + 1),
+                size: 16,
+                sum: 0,
+            })
+            .collect();
+        assert!(write_directory(&many[..85], 4096).is_some());
+        assert!(write_directory(&many, 4096).is_none());
     }
 
     #[test]

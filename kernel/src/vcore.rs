@@ -225,11 +225,12 @@ pub const JOIN_DEAD_MS: u64 = 30_000;
 /// Threads a core may have (POWER8: 8).
 pub const MAX_THREADS: usize = 8;
 
-/// Thread 0's watch over the threads of its core it asked to join a vcore
-/// run: each thread's first unanswered request is kept across runs (a
-/// thread that misses run after run stays late from the first), cleared
-/// when the thread answers (joins, or arrives after its run ended). Only
-/// thread 0 checks; any thread of the core answers for itself.
+/// One physical core's watch over the threads its thread 0 asked to join
+/// a vcore run (whichever vcore it was): each thread's first unanswered
+/// request is kept across runs (a thread that misses run after run stays
+/// late from the first), cleared when the thread answers (joins, or
+/// arrives after its run ended). Only thread 0 checks; each thread of the
+/// core answers for itself.
 #[derive(Debug, Default)]
 pub struct JoinWatch {
     /// Timebase of each thread's first unanswered request, 0 if none.
@@ -249,6 +250,13 @@ pub enum Late {
 }
 
 impl JoinWatch {
+    pub const fn new() -> Self {
+        JoinWatch {
+            asked: [const { AtomicU64::new(0) }; MAX_THREADS],
+            next: [const { AtomicU64::new(0) }; MAX_THREADS],
+        }
+    }
+
     /// Thread 0 asks `ptid` to join (before posting the work); an earlier
     /// unanswered request keeps its time.
     pub fn ask(&self, ptid: usize, now: u64) {
@@ -260,13 +268,6 @@ impl JoinWatch {
     pub fn answered(&self, ptid: usize) {
         self.asked[ptid].store(0, Ordering::Release);
         self.next[ptid].store(0, Ordering::Relaxed);
-    }
-
-    /// Forgets every request (the vcore is reset with its VM).
-    pub fn clear(&self) {
-        for t in 0..MAX_THREADS {
-            self.answered(t);
-        }
     }
 
     /// Thread 0's check at `now` (timebase, `per_ms` ticks a millisecond):
