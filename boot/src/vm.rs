@@ -1239,7 +1239,7 @@ impl Vm {
                 // An expiry already past (negative) is a wait of one tick.
                 wait = wait.min((deliver::dec_remaining(e, now) as i64).max(1) as u64);
             }
-            if self.owns_console() {
+            if owns_console(self.id) {
                 let poll = self.sh.next_poll.load(Ordering::Relaxed);
                 wait = wait.min(poll.saturating_sub(now).max(1));
             }
@@ -1315,14 +1315,10 @@ impl Vm {
         self.print_dispatch();
         let mut st = self.st.lock();
         RUNNING.lock().retain(|(i, _)| *i != self.id);
-        if st.owns_console() {
+        if owns_console(st.id) {
             pass_console_on(self.id);
         }
         st.destroy(outcome);
-    }
-
-    fn owns_console(&self) -> bool {
-        CONSOLE_OWNER.load(Ordering::Acquire) == self.id
     }
 
     /// The VM's console work, done without its lock on time-slice exits
@@ -1334,7 +1330,7 @@ impl Vm {
         if self.sh.console_queued.load(Ordering::Acquire) {
             self.write_console();
         }
-        if !self.owns_console() {
+        if !owns_console(self.id) {
             return;
         }
         let now = cpu::mftb();
@@ -2107,10 +2103,6 @@ impl VmState {
         self.sh.raw_held.store(false, Ordering::Release);
     }
 
-    fn owns_console(&self) -> bool {
-        CONSOLE_OWNER.load(Ordering::Acquire) == self.id
-    }
-
     /// What was typed on the serial console while this VM owns it
     /// ([`Vm::console_service`] reads it); the vty interrupt is asserted
     /// while input waits. Ctrl-] n passes the console on; Ctrl-] x
@@ -2146,7 +2138,7 @@ impl VmState {
     /// slice ends ([`Vm::flush_raw`]), so a prompt shows before the user
     /// types and other VMs' lines never cut into it.
     fn console_bytes(&mut self, b: &[u8]) {
-        let owner = self.owns_console();
+        let owner = owns_console(self.id);
         let mut sink = ConsoleSink {
             out: &mut self.console_out,
             queued: &self.sh.console_queued,
@@ -2786,6 +2778,11 @@ fn pass_console_on(from: usize) {
         }
         None => CONSOLE_OWNER.store(usize::MAX, Ordering::Release),
     }
+}
+
+/// Whether VM `id` (creation order) owns the serial console.
+fn owns_console(id: usize) -> bool {
+    CONSOLE_OWNER.load(Ordering::Acquire) == id
 }
 
 /// Chooses the VM that owns the console first.

@@ -74,25 +74,6 @@ pub fn span(size: usize, offset: u32, len: u32) -> Option<core::ops::Range<usize
     (end <= size).then_some(start..end)
 }
 
-/// The partitions of an NVRAM image as Linux's scan finds them
-/// (`nvram_scan_partitions`): from offset 0 until a header's checksum is
-/// wrong, its length is 0 or it runs past the end. (offset, signature,
-/// name, length in bytes).
-pub fn partitions(img: &[u8]) -> Vec<(usize, u8, [u8; 12], usize)> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + HEADER <= img.len() {
-        let h: &[u8; HEADER] = img[off..off + HEADER].try_into().unwrap();
-        let len = usize::from(u16::from_be_bytes([h[2], h[3]])) * HEADER;
-        if checksum(h) != h[1] || len == 0 || off + len > img.len() {
-            break;
-        }
-        out.push((off, h[0], h[4..16].try_into().unwrap(), len));
-        off += len;
-    }
-    out
-}
-
 /// The flash partition (`cargo xtask pnor` lays it out) where the
 /// firmware keeps guest NVRAMs across power-offs, through OPAL's flash
 /// calls.
@@ -243,6 +224,25 @@ pub fn with_entry(entries: &[StoreEntry], name: &str, offset: u64, data: &[u8]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The partitions of an NVRAM image as Linux's scan finds them
+    /// (`nvram_scan_partitions`): from offset 0 until a header's checksum is
+    /// wrong, its length is 0 or it runs past the end. (offset, signature,
+    /// name, length in bytes).
+    pub fn partitions(img: &[u8]) -> Vec<(usize, u8, [u8; 12], usize)> {
+        let mut out = Vec::new();
+        let mut off = 0;
+        while off + HEADER <= img.len() {
+            let h: &[u8; HEADER] = img[off..off + HEADER].try_into().unwrap();
+            let len = usize::from(u16::from_be_bytes([h[2], h[3]])) * HEADER;
+            if checksum(h) != h[1] || len == 0 || off + len > img.len() {
+                break;
+            }
+            out.push((off, h[0], h[4..16].try_into().unwrap(), len));
+            off += len;
+        }
+        out
+    }
 
     /// Linux's `nvram_checksum` (arch/powerpc/kernel/nvram_64.c), as a
     /// second opinion on [`checksum`].
