@@ -209,7 +209,9 @@ fn seq_sha256(n: u32) -> Result<String, String> {
 /// through `gzip | gunzip` and a run of fork + exec; meanwhile one tmpfs
 /// file written, copied and both hashed twice. Each result is checked
 /// against the host's; any wrong one is printed with `WRONG`. Then the
-/// uptime (the benchmark's figure), steal time, and power-off.
+/// partition's name (from its device tree, so a check can tell whose
+/// line it is), the uptime (the benchmark's figure), steal time, and
+/// power-off.
 fn stress_init_script(w: Stress) -> Result<String, String> {
     let (seq_sum, file_sum) = (seq_sha256(w.seq)?, seq_sha256(w.file_seq)?);
     let (seq, forks, file_seq) = (w.seq, w.forks, w.file_seq);
@@ -222,6 +224,7 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs -o size=90% tmp /tmp
 n=$(nproc)
+part=$(tr -d '\000' < /proc/device-tree/ibm,partition-name)
 echo "stress: $(uname -r) up $(cut -d' ' -f1 /proc/uptime) s, $n cpus: seq {seq}, forks {forks}, file seq {file_seq}"
 check() {{ if [ "$2" = "$3" ]; then echo ok >> /tmp/ok.$1; else echo "stress: $1: WRONG: got '$2', want '$3'"; fi; }}
 job() {{
@@ -239,7 +242,7 @@ wait
 got=$(cat /tmp/ok.* | wc -l); want=$((3 * n + 4))
 up=$(cut -d' ' -f1 /proc/uptime)
 steal=$(awk '/^cpu /{{print $9}}' /proc/stat)
-if [ "$got" = "$want" ]; then echo "{STRESS_DONE} ($got of $want) at $up s of uptime, steal $steal ticks"
+if [ "$got" = "$want" ]; then echo "{STRESS_DONE} in $part ($got of $want) at $up s of uptime, steal $steal ticks"
 else echo "stress: FAILED: $got of $want checks passed at $up s of uptime"; fi
 poweroff -f
 "#
