@@ -1,39 +1,11 @@
-//! Test only: VM lifecycle churn (`hv.test=vm-churn:N`) and fault
-//! injection in VM creation (`hv.test=fail-alloc:K`). Both compare what
-//! the machine has free (memory, HPT pool slots, LPIDs) before and after.
+//! Test only: VM lifecycle churn (`hv.test=vm-churn:N`), and what the
+//! machine has free (memory, HPT pool slots, LPIDs), which it and fault
+//! injection in VM creation (`hv.test=fail-alloc:K`, crate::mem) compare
+//! before and after.
 
 use crate::mem::{HPT_POOL, PAGES};
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
-use log::{error, info, warn};
-
-/// The allocation of VM creation to fail (0: none), and how many have
-/// been made since it was set.
-static FAIL_AT: AtomicU64 = AtomicU64::new(0);
-static MADE: AtomicU64 = AtomicU64::new(0);
-
-/// `hv.test=fail-alloc:K`: the K-th allocation of VM creation (counted
-/// over every VM of the boot) fails as if that resource had run out.
-pub fn fail_allocation(k: u64) {
-    FAIL_AT.store(k, Ordering::Release);
-}
-
-/// An allocation site of VM creation is about to allocate `what`: false
-/// when this is the one `hv.test=fail-alloc` fails. One relaxed load when
-/// fault injection is off.
-#[inline]
-pub fn may_allocate(what: &str) -> bool {
-    let k = FAIL_AT.load(Ordering::Relaxed);
-    if k == 0 {
-        return true;
-    }
-    let n = MADE.fetch_add(1, Ordering::AcqRel) + 1;
-    if n != k {
-        return true;
-    }
-    warn!(target: "test", "failing allocation {n} of VM creation ({what}), as hv.test=fail-alloc:{k} asks");
-    false
-}
+use log::{error, info};
 
 /// What the machine has free for VMs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +53,7 @@ pub fn free() -> Free {
 /// pool for odd ones, LPID, device tree, a vcore on a core). Quiet but
 /// for a line every 100 VMs and any warning or error. True when all ran
 /// ok and everything is free again.
-pub fn churn(n: u32, cores: usize) -> bool {
+pub fn churn(n: u32, cores: usize, image: &'static [u8]) -> bool {
     let pool_order = HPT_POOL.get().map(|p| p.lock().order());
     let level = log::max_level();
     let mut ok = 0;
@@ -99,7 +71,7 @@ pub fn churn(n: u32, cores: usize) -> bool {
                 vcpus: 1,
                 threads: 1,
             },
-            image: crate::HELLO_GUEST,
+            image,
             memory: 16 << 20,
             hpt_order: if i % 2 == 1 { pool_order } else { None },
             bootargs: "quiet",

@@ -10,6 +10,7 @@ extern crate alloc;
 
 mod churn;
 mod entry;
+mod machine;
 mod mem;
 mod nvstore;
 mod sched;
@@ -19,36 +20,20 @@ mod stackguard;
 mod trap;
 mod vm;
 
-use kernel::console::{Console, Hooks};
+use kernel::console::Hooks;
 use log::{error, info, warn};
+use machine::{fatal, power_off, CONSOLE};
 use ppc64::{cpu, opal};
-
-pub static CONSOLE: Console = Console::new();
-
-/// Prints the final status line and powers the machine off.
-pub fn power_off(ok: bool) -> ! {
-    if !ok {
-        stackguard::report_all();
-    }
-    smp::print_counters();
-    // Printed without a level tag: runners match these exact markers.
-    if ok {
-        info!(target: "hv", "power off (ok)");
-    } else {
-        info!(target: "hv", "power off (failure)");
-    }
-    opal::power_down()
-}
-
-/// Stops the boot with a message naming what went wrong.
-pub fn fatal(args: core::fmt::Arguments<'_>) -> ! {
-    error!(target: "hv", "fatal: {args}");
-    power_off(false)
-}
 
 #[unsafe(no_mangle)]
 pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
     opal::init(opal_base, opal_entry);
+    machine::on_power_off(|ok| {
+        if !ok {
+            stackguard::report_all();
+        }
+        smp::print_counters();
+    });
     CONSOLE.init(Hooks {
         write: opal::console_write,
         ticks: cpu::mftb,
@@ -75,7 +60,7 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
     trap::init_boot_thread();
 
     let boot = mem::init(fdt_addr);
-    smp::init(&boot.topology, &boot.icps);
+    smp::init(&boot.topology, &boot.icps, sched::thread_work);
 
     match boot.args.test {
         Some(kernel::bootargs::TestAction::Panic) => {
@@ -91,10 +76,10 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
         Some(kernel::bootargs::TestAction::Resume) if !selftest::resume_test() => power_off(false),
         Some(kernel::bootargs::TestAction::StackOverflow) => selftest::stack_overflow(),
         Some(kernel::bootargs::TestAction::StuckThread) => selftest::stuck_thread(),
-        Some(kernel::bootargs::TestAction::FailAlloc(k)) => churn::fail_allocation(u64::from(k)),
+        Some(kernel::bootargs::TestAction::FailAlloc(k)) => mem::fail_allocation(u64::from(k)),
         Some(kernel::bootargs::TestAction::VmChurn(n)) => {
             let cores = smp::smp().cpus.iter().map(|c| c.core).max().unwrap_or(0) + 1;
-            if !churn::churn(n, cores) {
+            if !churn::churn(n, cores, HELLO_GUEST) {
                 power_off(false);
             }
         }

@@ -1,8 +1,9 @@
 //! Memory and machine discovery at boot: device tree, free-memory map,
 //! heap, page allocator and the preallocated HPT pool.
 
-use crate::fatal;
+use crate::machine::fatal;
 use buddy_system_allocator::LockedHeap;
+use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::bootargs::{self, BootArgs};
 use kernel::devtree::{self, Topology};
 use kernel::hptpool::{self, HptPool};
@@ -191,7 +192,7 @@ pub fn init(fdt_addr: u64) -> BootInfo {
     }
 
     let topology = devtree::topology(&fdt).unwrap_or_else(|e| fatal(format_args!("{e}")));
-    crate::CONSOLE.set_timebase_hz(topology.timebase_hz);
+    crate::machine::CONSOLE.set_timebase_hz(topology.timebase_hz);
     kernel::time::set_timebase_hz(topology.timebase_hz);
     match topology.clock_hz {
         Some(hz) => kernel::time::set_cpu_clock_hz(hz),
@@ -286,4 +287,35 @@ fn dump_fdt(blob: &[u8]) {
         info!(target: "fdt", "dump {:06x} {hex}", i * 64);
     }
     info!(target: "fdt", "dump end");
+}
+
+// Fault injection in VM creation (`hv.test=fail-alloc:K`): next to the
+// allocators it fails, so VM creation asks the allocator's module only.
+
+/// The allocation of VM creation to fail (0: none), and how many have
+/// been made since it was set.
+static FAIL_AT: AtomicU64 = AtomicU64::new(0);
+static MADE: AtomicU64 = AtomicU64::new(0);
+
+/// `hv.test=fail-alloc:K`: the K-th allocation of VM creation (counted
+/// over every VM of the boot) fails as if that resource had run out.
+pub fn fail_allocation(k: u64) {
+    FAIL_AT.store(k, Ordering::Release);
+}
+
+/// An allocation site of VM creation is about to allocate `what`: false
+/// when this is the one `hv.test=fail-alloc` fails. One relaxed load when
+/// fault injection is off.
+#[inline]
+pub fn may_allocate(what: &str) -> bool {
+    let k = FAIL_AT.load(Ordering::Relaxed);
+    if k == 0 {
+        return true;
+    }
+    let n = MADE.fetch_add(1, Ordering::AcqRel) + 1;
+    if n != k {
+        return true;
+    }
+    warn!(target: "test", "failing allocation {n} of VM creation ({what}), as hv.test=fail-alloc:{k} asks");
+    false
 }

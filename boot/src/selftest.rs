@@ -364,7 +364,7 @@ pub fn stack_overflow() {
 /// Runs on the target: recurses until r1 is `below` bytes under the
 /// bottom of this thread's stack.
 fn dive(below: u64) -> u64 {
-    let zone = crate::smp::this_paca().stack_zone;
+    let zone = ppc64::power::this_paca().stack_zone;
     let bottom = zone + kernel::stackguard::ZONE_BYTES as u64;
     dive_to(bottom - below)
 }

@@ -101,6 +101,10 @@ fn acknowledge(me: &CpuState) {
 }
 
 static SMP: spin::Once<Smp<Power8>> = spin::Once::new();
+
+/// What a secondary thread runs when it finds work in its
+/// hypervisor-state block (the scheduler's, given at [`init`]).
+static THREAD_WORK: spin::Once<fn(&CpuState, usize)> = spin::Once::new();
 /// Index of the boot thread in `smp().cpus`.
 static BOOT_ID: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
@@ -109,28 +113,14 @@ pub fn boot_cpu() -> &'static CpuState {
     &smp().cpus[BOOT_ID.load(core::sync::atomic::Ordering::Acquire)]
 }
 
-/// All hardware threads, once `init` has made them.
-pub fn try_smp() -> Option<&'static Smp<Power8>> {
-    SMP.get()
-}
-
 /// All hardware threads (after `init`).
 pub fn smp() -> &'static Smp<Power8> {
     SMP.get().expect("smp::init has run")
 }
 
-/// The calling thread's per-thread area (HSPRG0).
-pub fn this_paca() -> &'static Paca {
-    let paca = cpu::mfspr::<{ ppc64::spr::HSPRG0 }>() as *const Paca;
-    // SAFETY: HSPRG0 always points at this thread's per-thread area, set up
-    // by `trap::init_boot_thread` and `init` (boot thread) or
-    // `__secondary_start` before any Rust code; areas are never freed.
-    unsafe { &*paca }
-}
-
 /// The calling thread's state, through its per-thread area.
 pub fn me() -> &'static CpuState {
-    &smp().cpus[this_paca().cpu_id as usize]
+    &smp().cpus[power::this_paca().cpu_id as usize]
 }
 
 /// Usable bytes of each secondary thread's stack (a guard zone lies
@@ -140,7 +130,8 @@ const STACK_SIZE: usize = 64 * 1024;
 /// Creates the per-thread state of every thread, moves the boot thread onto
 /// its own, starts every other thread with OPAL_START_CPU and waits until
 /// all are online.
-pub fn init(topology: &Topology, icps: &[IcpWindow]) {
+pub fn init(topology: &Topology, icps: &[IcpWindow], work: fn(&CpuState, usize)) {
+    THREAD_WORK.call_once(|| work);
     let boot_pir = cpu::pir();
     let mut cpus = Vec::new();
     for core in &topology.cores {
@@ -153,7 +144,7 @@ pub fn init(topology: &Topology, icps: &[IcpWindow]) {
     }
     let smp = SMP.call_once(|| Smp::new(cpus, Power8));
     let Some(boot) = smp.by_pir(boot_pir) else {
-        crate::fatal(format_args!(
+        crate::machine::fatal(format_args!(
             "boot thread PIR {boot_pir:#x} is not in the device tree"
         ));
     };
@@ -244,7 +235,8 @@ pub extern "C" fn hv_secondary_main(paca: &'static mut Paca) -> ! {
         .ipis_sent
         .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     smp.machine.send_ipi(boot_cpu());
-    smp.idle_loop_with(me, crate::sched::thread_work)
+    let work = *THREAD_WORK.get().expect("smp::init has run");
+    smp.idle_loop_with(me, work)
 }
 
 /// Waits `us` microseconds in nap (woken by the decrementer).
@@ -256,7 +248,7 @@ pub fn delay_us(us: u64) {
 pub fn print_counters() {
     let Some(smp) = SMP.get() else { return };
     for c in &smp.cpus {
-        let exc = paca_of(c.pir).map(|p| p.exceptions).unwrap_or(0);
+        let exc = power::paca_of(c.pir).map(|p| p.exceptions).unwrap_or(0);
         info!(
             target: "cpu",
             "PIR {:#x} core {} thread {}: {} exceptions={exc}",
@@ -266,13 +258,6 @@ pub fn print_counters() {
             c.stats.snapshot()
         );
     }
-}
-
-fn paca_of(pir: u32) -> Option<&'static Paca> {
-    let p = power::PACA_BY_PIR[(pir as u64 & ppc64::paca::PIR_MASK) as usize]
-        .load(core::sync::atomic::Ordering::Acquire);
-    // SAFETY: registered pointers are leaked boxes that live forever.
-    (p != 0).then(|| unsafe { &*(p as *const Paca) })
 }
 
 /// Hardware thread `thread` of physical core `core`, if online.

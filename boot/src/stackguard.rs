@@ -61,7 +61,7 @@ fn zone(g: &Guarded) -> &'static [u64] {
 /// with the failure report.
 #[inline]
 pub fn check() {
-    for g in stacks(crate::smp::this_paca()) {
+    for g in stacks(power::this_paca()) {
         quick_check(g);
     }
 }
@@ -72,7 +72,7 @@ pub fn check() {
 /// ([`check_exception`]) and on slow exits.
 #[inline]
 pub fn check_thread_stack() {
-    let [thread, _] = stacks(crate::smp::this_paca());
+    let [thread, _] = stacks(power::this_paca());
     quick_check(thread);
 }
 
@@ -86,9 +86,9 @@ fn quick_check(g: Guarded) {
 /// A hypervisor exception interrupted code whose stack pointer was `r1`:
 /// an overflow if it lies in (or just under) one of this thread's zones.
 pub fn check_exception(r1: u64) {
-    for g in stacks(crate::smp::this_paca()) {
+    for g in stacks(power::this_paca()) {
         if g.zone != 0 && g.overflowed_to(r1) {
-            crate::fatal(format_args!(
+            crate::machine::fatal(format_args!(
                 "PIR {:#x}: {} overflow: exception with r1 {r1:#x}, below the stack's bottom {:#x}",
                 cpu::pir(),
                 g.kind.name(),
@@ -102,26 +102,20 @@ pub fn check_exception(r1: u64) {
 /// The failure report names every written zone, this one included.
 #[cold]
 fn overflowed(_: Guarded) -> ! {
-    crate::power_off(false)
+    crate::machine::power_off(false)
 }
 
 /// For the failure report: every thread's zones, checked in full; one
 /// line for each that was written into.
 pub fn report_all() {
-    let Some(smp) = crate::smp::try_smp() else {
-        return;
-    };
-    for c in &smp.cpus {
-        let Some(p) = power::paca_of(c.pir) else {
-            continue;
-        };
+    for (pir, p) in power::pacas() {
         for g in stacks(p) {
             if g.zone == 0 {
                 continue;
             }
             let depth = stackguard::overwritten(zone(&g));
             if depth != 0 {
-                log::error!(target: "hv", "PIR {:#x}: {}", c.pir, Overflow { stack: g, depth });
+                log::error!(target: "hv", "PIR {pir:#x}: {}", Overflow { stack: g, depth });
             }
         }
     }

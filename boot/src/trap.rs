@@ -78,5 +78,5 @@ pub extern "C" fn hv_exception(frame: &mut TrapFrame) {
         _ => {}
     }
     TrapReport(frame).for_each_line(|l| error!(target: "trap", "{l}"));
-    crate::power_off(false)
+    crate::machine::power_off(false)
 }

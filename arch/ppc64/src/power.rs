@@ -28,6 +28,22 @@ pub fn paca_of(pir: u32) -> Option<&'static Paca> {
     unsafe { p.as_ref() }
 }
 
+/// Every registered per-thread area, with the PIR it was registered for
+/// (modulo the table's size).
+pub fn pacas() -> impl Iterator<Item = (u32, &'static Paca)> {
+    (0..PIR_TABLE_SIZE as u32).filter_map(|pir| paca_of(pir).map(|p| (pir, p)))
+}
+
+/// The calling thread's per-thread area (HSPRG0).
+pub fn this_paca() -> &'static Paca {
+    let paca = crate::cpu::mfspr::<{ crate::spr::HSPRG0 }>() as *const Paca;
+    // SAFETY: HSPRG0 always points at this thread's per-thread area, set
+    // before any Rust code runs on the thread (the boot thread's by the
+    // firmware's trap set-up, a secondary's by `__secondary_start`);
+    // areas are never freed.
+    unsafe { &*paca }
+}
+
 /// Records the per-thread area of the thread with PIR `pir`.
 pub fn register_paca(pir: u32, paca: *mut Paca) {
     PACA_BY_PIR[(pir as u64 & PIR_MASK) as usize].store(paca as u64, Ordering::Release);

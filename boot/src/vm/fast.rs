@@ -1,0 +1,216 @@
+//! The hypercall fast path: HPT calls from the exit assembly, without
+//! the VM's lock.
+
+use super::*;
+
+/// TLB invalidations of hypercalls, on POWER8.
+pub(super) struct Power8Tlb;
+
+impl TlbOps for Power8Tlb {
+    fn local(&mut self, lpid: u32, rb: u64) {
+        // Hypercalls run in the caller's partition, so tlbiel (which acts
+        // on the loaded LPID) hits the right one; were another loaded, a
+        // tlbie for this LPID is still correct.
+        if cpu::lpidr() == u64::from(lpid) {
+            cpu::tlbiel(rb);
+        } else {
+            cpu::tlbie_lpid(lpid as u64, rb);
+        }
+    }
+    fn global(&mut self, lpid: u32, rb: u64) {
+        cpu::tlbie_lpid(lpid as u64, rb);
+    }
+    fn flush_lpid_here(&mut self, _: u32) {
+        // Whole-LPID flushes happen in the entry asm (PartitionRegs::flush_tlb).
+    }
+    fn local_batch(&mut self, lpid: u32, rbs: &[u64]) {
+        if cpu::lpidr() == u64::from(lpid) {
+            cpu::tlbiel_batch(rbs);
+        } else {
+            cpu::tlbie_lpid_batch(lpid as u64, rbs);
+        }
+    }
+    fn global_batch(&mut self, lpid: u32, rbs: &[u64]) {
+        cpu::tlbie_lpid_batch(lpid as u64, rbs);
+    }
+}
+
+/// What the HPT hypercalls work on, fixed when the VM is made: every
+/// thread running the VM's vcpus uses it without the VM's lock (each HPTE
+/// is changed under its own lock, kernel::hcall).
+pub(super) struct GuestMmu {
+    pub(super) hpt_base: u64,
+    /// HPTEs in the table (16 bytes each).
+    pub(super) hpt_entries: u64,
+    pub(super) mem_base: u64,
+    pub(super) mem_size: u64,
+    pub(super) tlb: VmTlb,
+}
+
+impl GuestMmu {
+    /// The HPT hypercalls' view of this VM from `core`, where its vcpu
+    /// runs.
+    pub(super) fn partition(&self, core: usize) -> hcall::Partition<'_> {
+        // SAFETY: the HPT belongs to this VM alone and lives as long as
+        // it; its entries are only changed under their HPTE lock
+        // (kernel::hcall), by atomic accesses, so vcpus on several threads
+        // may share it.
+        let table = unsafe {
+            core::slice::from_raw_parts(
+                self.hpt_base as *const [core::sync::atomic::AtomicU64; 2],
+                self.hpt_entries as usize,
+            )
+        };
+        hcall::Partition {
+            hpt: table,
+            mem_base: self.mem_base,
+            mem_size: self.mem_size,
+            tlb: &self.tlb,
+            core,
+            running_here: true,
+        }
+    }
+}
+
+/// HPT hypercall `op` on `p`, with its arguments in `g[4..]` and its
+/// return code written to `g[3]` and its results after it: only the
+/// registers PAPR defines for the call's results (H_ENTER: r4; H_REMOVE,
+/// H_READ: r4-r5, or r4-r11 with H_READ_4; H_CLEAR_REF/MOD: r4;
+/// H_BULK_REMOVE: r4-r11 in place; H_PROTECT: none). Each call has its
+/// own out-of-line function, so each pays only for its own registers.
+#[inline(always)]
+pub(super) fn hpt_hcall(p: &hcall::Partition, op: HptCall, g: &mut [u64; 32]) -> HcallPath {
+    match op {
+        HptCall::Enter => hpt_enter(p, g),
+        HptCall::Remove => hpt_remove(p, g),
+        HptCall::Read if g[4] & hcall::H_READ_4 != 0 => hpt_read_4(p, g),
+        HptCall::Read => hpt_read(p, g),
+        HptCall::Protect => hpt_protect(p, g),
+        HptCall::ClearRef => hpt_clear(p, g, true),
+        HptCall::ClearMod => hpt_clear(p, g, false),
+        HptCall::BulkRemove => hpt_bulk_remove(p, g),
+    }
+}
+
+/// Orders the HPTE updates before the guest runs again.
+#[inline(always)]
+pub(super) fn ptesync() {
+    // SAFETY: an ordering instruction only.
+    unsafe { core::arch::asm!("ptesync", options(nostack, preserves_flags)) };
+}
+
+/// The end of every HPT call: its return code in r3.
+#[inline(always)]
+pub(super) fn answered(g: &mut [u64; 32], code: i64) -> HcallPath {
+    g[3] = code as u64;
+    HcallPath::Resumed
+}
+
+#[inline(never)]
+pub(super) fn hpt_enter(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
+    let r = p.h_enter(g[4], g[5], g[6], g[7]);
+    ptesync();
+    g[4] = r.vals[0];
+    answered(g, r.code)
+}
+
+#[inline(never)]
+pub(super) fn hpt_remove(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
+    let r = p.h_remove(&mut Power8Tlb, g[4], g[5], g[6]);
+    ptesync();
+    (g[4], g[5]) = (r.vals[0], r.vals[1]);
+    answered(g, r.code)
+}
+
+#[inline(never)]
+pub(super) fn hpt_read(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
+    let r = p.h_read_1(g[5]);
+    if r.code == hcall::H_SUCCESS {
+        (g[4], g[5]) = (r.vals[0], r.vals[1]);
+    }
+    answered(g, r.code)
+}
+
+#[inline(never)]
+pub(super) fn hpt_read_4(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
+    let r = p.h_read_4(g[5]);
+    if r.code == hcall::H_SUCCESS {
+        g[4..12].copy_from_slice(&r.vals);
+    }
+    answered(g, r.code)
+}
+
+#[inline(never)]
+pub(super) fn hpt_protect(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
+    let r = p.h_protect(&mut Power8Tlb, g[4], g[5], g[6]);
+    ptesync();
+    answered(g, r.code)
+}
+
+#[inline(never)]
+pub(super) fn hpt_clear(p: &hcall::Partition, g: &mut [u64; 32], reference: bool) -> HcallPath {
+    let r = if reference {
+        p.h_clear_ref(&mut Power8Tlb, g[5])
+    } else {
+        p.h_clear_mod(&mut Power8Tlb, g[5])
+    };
+    ptesync();
+    g[4] = r.vals[0];
+    answered(g, r.code)
+}
+
+#[inline(never)]
+pub(super) fn hpt_bulk_remove(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
+    let code = match g[4..].first_chunk_mut::<8>() {
+        Some(regs) => p.h_bulk_remove_in_place(&mut Power8Tlb, regs),
+        None => hcall::H_PARAMETER, // r4-r11 are always there
+    };
+    ptesync();
+    answered(g, code)
+}
+
+/// What the hypercall fast path works with during one vcpu's run on a
+/// thread (`VcpuEntry::hcall_ctx` points at it).
+pub struct FastCtx<'a> {
+    /// The HPT calls' view of the VM from this thread's core.
+    pub(super) part: hcall::Partition<'a>,
+    /// Counted here, added to the VM's when the vcpu leaves the thread.
+    pub(super) tally: &'a mut hcall::Tally,
+}
+
+/// The hypercall fast path's handler (`ppc64::regs::HcallPath`), called
+/// by the exit assembly for every `sc 1` with the vcpu's register image
+/// (r0-r13, CR, LR, CTR, XER, PC, MSR saved; the other SPRs, FP and the
+/// partition still the guest's) and this run's [`FastCtx`]. It handles
+/// what [`Hcall::path`] says is fast and unimplemented numbers, and
+/// answers [`HcallPath::Full`], having changed nothing, for the rest:
+/// hypercalls from guest problem state, the full-path calls, an
+/// unimplemented number when the tally has no room for it.
+#[unsafe(no_mangle)]
+pub extern "C" fn hv_hcall_fast(regs: &mut GuestRegs, ctx: *mut FastCtx) -> HcallPath {
+    // SAFETY: the pointer vcpu_thread put in this entry: its FastCtx,
+    // alive for the whole run and used by nothing else while the guest
+    // (or this handler) runs; null only for an entry made elsewhere.
+    let Some(ctx) = (unsafe { ctx.as_mut() }) else {
+        return HcallPath::Full;
+    };
+    if regs.msr & spr::MSR_PR != 0 {
+        return HcallPath::Full;
+    }
+    let nr = regs.gpr[3];
+    match Hcall::decode(nr) {
+        None => {
+            if !ctx.tally.count_unknown(nr) {
+                return HcallPath::Full;
+            }
+            answered(&mut regs.gpr, hcall::H_FUNCTION)
+        }
+        Some((i, call)) => match (call.path(), call) {
+            (hcall::Path::Fast, Hcall::Hpt(op)) => {
+                ctx.tally.known[i] += 1;
+                hpt_hcall(&ctx.part, op, &mut regs.gpr)
+            }
+            _ => HcallPath::Full,
+        },
+    }
+}
