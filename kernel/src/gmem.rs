@@ -2,84 +2,157 @@
 //! guest-physical address into host memory, with every access bounds
 //! checked against the partition's size.
 //!
-//! The firmware builds a [`GuestMemory`] over a VM's contiguous RAM; host
-//! tests build one over a `Vec`. Multi-byte accessors are big-endian (RTAS
+//! A guest's RAM is written by its vcpus while the hypervisor reads or
+//! writes it (a hypercall on one thread, the guest running on the
+//! others), so no Rust reference (`&[u8]`, `&mut [u8]`) to it is ever
+//! made: every access is a copy in or out through raw pointers, as
+//! rust-vmm's `vm-memory` does since it dropped slices over guest memory.
+//! What a copy reads while the guest writes the same bytes is whatever
+//! they held, as with a device's DMA; nothing here relies on it.
+//!
+//! The firmware builds a [`GuestMemory`] over a VM's contiguous RAM
+//! ([`GuestMemory::from_raw`]); host tests build one over a `Vec`
+//! ([`GuestMemory::new`]). Multi-byte accessors are big-endian (RTAS
 //! buffers, the VPA) unless named otherwise.
 
-/// A partition's RAM: guest-physical 0 is `mem[0]`.
+use alloc::vec::Vec;
+use core::marker::PhantomData;
+
+/// A partition's RAM: guest-physical 0 is the byte at `base`.
 pub struct GuestMemory<'a> {
-    mem: &'a mut [u8],
+    base: *mut u8,
+    size: u64,
+    _ram: PhantomData<&'a mut [u8]>,
 }
 
 impl<'a> GuestMemory<'a> {
+    /// Over memory the caller owns alone for `'a` (host tests, and RAM
+    /// no vcpu runs on yet).
     pub fn new(mem: &'a mut [u8]) -> Self {
-        GuestMemory { mem }
+        GuestMemory {
+            base: mem.as_mut_ptr(),
+            size: mem.len() as u64,
+            _ram: PhantomData,
+        }
+    }
+
+    /// Over `size` bytes at `base`, which the guest's vcpus may be
+    /// writing meanwhile.
+    ///
+    /// # Safety
+    /// `base..base+size` must be valid for reads and writes for `'a` and
+    /// not be referenced by any Rust reference meanwhile (only raw
+    /// accesses, such as the guest's own, may touch it).
+    pub unsafe fn from_raw(base: *mut u8, size: u64) -> Self {
+        GuestMemory {
+            base,
+            size,
+            _ram: PhantomData,
+        }
     }
 
     /// Bytes of guest memory.
     pub fn size(&self) -> u64 {
-        self.mem.len() as u64
-    }
-
-    /// `gpa..gpa+len`, if it lies inside guest memory.
-    pub fn slice(&mut self, gpa: u64, len: u64) -> Option<&mut [u8]> {
-        let end = gpa.checked_add(len)?;
-        if end > self.size() {
-            return None;
-        }
-        Some(&mut self.mem[gpa as usize..end as usize])
+        self.size
     }
 
     /// Whether `gpa..gpa+len` lies inside guest memory.
     pub fn contains(&self, gpa: u64, len: u64) -> bool {
-        gpa.checked_add(len).is_some_and(|e| e <= self.size())
+        gpa.checked_add(len).is_some_and(|e| e <= self.size)
     }
 
-    pub fn read_u8(&mut self, gpa: u64) -> Option<u8> {
-        self.slice(gpa, 1).map(|b| b[0])
+    /// The host pointer of `gpa..gpa+len`, if it lies inside.
+    fn at(&self, gpa: u64, len: u64) -> Option<*mut u8> {
+        // In bounds, so the offset fits the allocation (and a usize).
+        self.contains(gpa, len)
+            .then(|| self.base.wrapping_add(gpa as usize))
     }
 
-    pub fn read_be16(&mut self, gpa: u64) -> Option<u16> {
-        self.slice(gpa, 2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    /// Copies `gpa..gpa+buf.len()` out into `buf`.
+    pub fn read(&self, gpa: u64, buf: &mut [u8]) -> Option<()> {
+        let src = self.at(gpa, buf.len() as u64)?;
+        // SAFETY: `src..+len` lies in the RAM `new`/`from_raw` vouched
+        // for, which no Rust reference covers, so it cannot overlap `buf`.
+        unsafe { core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        Some(())
     }
 
-    pub fn read_be32(&mut self, gpa: u64) -> Option<u32> {
-        self.slice(gpa, 4)
-            .map(|b| u32::from_be_bytes(b.try_into().unwrap()))
+    /// Copies `data` in at `gpa`.
+    pub fn write(&mut self, gpa: u64, data: &[u8]) -> Option<()> {
+        let dst = self.at(gpa, data.len() as u64)?;
+        // SAFETY: as in `read`, the other way.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+        Some(())
     }
 
-    pub fn write_be32(&mut self, gpa: u64, v: u32) -> Option<()> {
-        self.slice(gpa, 4)
-            .map(|b| b.copy_from_slice(&v.to_be_bytes()))
-    }
-
-    pub fn read_be64(&mut self, gpa: u64) -> Option<u64> {
-        self.slice(gpa, 8)
-            .map(|b| u64::from_be_bytes(b.try_into().unwrap()))
-    }
-
-    pub fn write_be64(&mut self, gpa: u64, v: u64) -> Option<()> {
-        self.slice(gpa, 8)
-            .map(|b| b.copy_from_slice(&v.to_be_bytes()))
-    }
-
-    /// A NUL-terminated string at `gpa` (at most `max` bytes, lossy UTF-8).
-    pub fn read_cstr(&mut self, gpa: u64, max: u64) -> Option<alloc::string::String> {
-        let avail = self.size().checked_sub(gpa)?.min(max);
-        let b = self.slice(gpa, avail)?;
-        let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-        Some(alloc::string::String::from_utf8_lossy(&b[..n]).into_owned())
+    /// Sets `gpa..gpa+len` to `byte`.
+    pub fn fill(&mut self, gpa: u64, len: u64, byte: u8) -> Option<()> {
+        let dst = self.at(gpa, len)?;
+        // SAFETY: in bounds of the RAM vouched for (see `read`).
+        unsafe { core::ptr::write_bytes(dst, byte, len as usize) };
+        Some(())
     }
 
     /// Copies `len` bytes from `src` to `dst` (both guest-physical; the
     /// ranges may overlap).
     pub fn copy_within(&mut self, src: u64, dst: u64, len: u64) -> Option<()> {
-        if !self.contains(src, len) || !self.contains(dst, len) {
+        let (from, to) = (self.at(src, len)?, self.at(dst, len)?);
+        // SAFETY: both ranges in bounds of the RAM vouched for; `copy`
+        // allows overlap.
+        unsafe { core::ptr::copy(from, to, len as usize) };
+        Some(())
+    }
+
+    /// `gpa..gpa+len` copied out.
+    pub fn to_vec(&self, gpa: u64, len: u64) -> Option<Vec<u8>> {
+        if !self.contains(gpa, len) {
             return None;
         }
-        self.mem
-            .copy_within(src as usize..(src + len) as usize, dst as usize);
-        Some(())
+        let mut v = alloc::vec![0; len as usize];
+        self.read(gpa, &mut v)?;
+        Some(v)
+    }
+
+    fn read_n<const N: usize>(&self, gpa: u64) -> Option<[u8; N]> {
+        let mut b = [0; N];
+        self.read(gpa, &mut b)?;
+        Some(b)
+    }
+
+    pub fn read_u8(&self, gpa: u64) -> Option<u8> {
+        self.read_n::<1>(gpa).map(|b| b[0])
+    }
+
+    pub fn write_u8(&mut self, gpa: u64, v: u8) -> Option<()> {
+        self.write(gpa, &[v])
+    }
+
+    pub fn read_be16(&self, gpa: u64) -> Option<u16> {
+        self.read_n(gpa).map(u16::from_be_bytes)
+    }
+
+    pub fn read_be32(&self, gpa: u64) -> Option<u32> {
+        self.read_n(gpa).map(u32::from_be_bytes)
+    }
+
+    pub fn write_be32(&mut self, gpa: u64, v: u32) -> Option<()> {
+        self.write(gpa, &v.to_be_bytes())
+    }
+
+    pub fn read_be64(&self, gpa: u64) -> Option<u64> {
+        self.read_n(gpa).map(u64::from_be_bytes)
+    }
+
+    pub fn write_be64(&mut self, gpa: u64, v: u64) -> Option<()> {
+        self.write(gpa, &v.to_be_bytes())
+    }
+
+    /// A NUL-terminated string at `gpa` (at most `max` bytes, lossy UTF-8).
+    pub fn read_cstr(&self, gpa: u64, max: u64) -> Option<alloc::string::String> {
+        let avail = self.size.checked_sub(gpa)?.min(max);
+        let b = self.to_vec(gpa, avail)?;
+        let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        Some(alloc::string::String::from_utf8_lossy(&b[..n]).into_owned())
     }
 }
 
@@ -100,9 +173,22 @@ mod tests {
         assert_eq!(m.read_be32(61), None);
         assert_eq!(m.write_be64(57, 1), None);
         assert_eq!(m.read_u8(64), None);
-        assert!(m.slice(u64::MAX, 2).is_none());
-        assert!(m.slice(64, 0).is_some());
+        assert_eq!(m.write_u8(64, 1), None);
+        assert!(m.to_vec(u64::MAX, 2).is_none());
+        assert_eq!(m.to_vec(64, 0), Some(vec![]));
         assert!(!m.contains(1, u64::MAX));
+        assert_eq!(m.fill(60, 5, 0xff), None);
+        m.fill(60, 4, 0xff).unwrap();
+        assert_eq!(m.read_be32(60), Some(u32::MAX));
+    }
+
+    #[test]
+    fn a_refused_write_changes_nothing() {
+        let mut v = vec![7u8; 16];
+        let mut m = GuestMemory::new(&mut v);
+        assert_eq!(m.write(10, &[0; 7]), None);
+        assert_eq!(m.fill(u64::MAX, 2, 0), None);
+        assert_eq!(v, vec![7u8; 16]);
     }
 
     #[test]
@@ -110,7 +196,7 @@ mod tests {
         let mut v = vec![0u8; 16];
         v[4..9].copy_from_slice(b"panic");
         v[12..16].copy_from_slice(b"tail");
-        let mut m = GuestMemory::new(&mut v);
+        let m = GuestMemory::new(&mut v);
         assert_eq!(m.read_cstr(4, 100).as_deref(), Some("panic"));
         assert_eq!(m.read_cstr(4, 3).as_deref(), Some("pan"));
         assert_eq!(m.read_cstr(12, 100).as_deref(), Some("tail"));
@@ -125,5 +211,8 @@ mod tests {
         assert_eq!(m.read_u8(16), Some(0));
         assert_eq!(m.copy_within(0, 17, 16), None);
         assert_eq!(m.copy_within(17, 0, 16), None);
+        // Overlapping ranges copy as memmove does.
+        m.copy_within(0, 1, 4).unwrap();
+        assert_eq!(m.to_vec(0, 5), Some(vec![0, 0, 1, 2, 3]));
     }
 }

@@ -105,9 +105,7 @@ pub fn page_init(
         }
         mem.copy_within(src, dst, PAGE);
     } else if flags & H_ZERO_PAGE != 0 {
-        if let Some(p) = mem.slice(dst, PAGE) {
-            p.fill(0);
-        }
+        mem.fill(dst, PAGE, 0);
     }
     Ok((flags & icache != 0).then_some(dst))
 }

@@ -136,8 +136,8 @@ impl Vpa {
         match (func, area) {
             (REG_VPA, Some(a)) if a.len >= VPA_MIN => {
                 self.vpa = Some(a);
-                if let Some(s) = mem.slice(a.gpa + OLD_STATUS, 1) {
-                    s[0] |= SHARED_PROC;
+                if let Some(s) = mem.read_u8(a.gpa + OLD_STATUS) {
+                    mem.write_u8(a.gpa + OLD_STATUS, s | SHARED_PROC);
                 }
             }
             (REG_DTL, Some(mut a)) if a.len >= DTL_ENTRY => {
@@ -202,10 +202,7 @@ impl Vpa {
         }
         let entries = u64::from(dtl.len / DTL_ENTRY);
         let e = dtl.gpa + (self.dtl_count % entries) * u64::from(DTL_ENTRY);
-        let Some(b) = mem.slice(e, u64::from(DTL_ENTRY)) else {
-            return;
-        };
-        b.fill(0);
+        let mut b = [0u8; DTL_ENTRY as usize];
         b[DTL_DISPATCH_REASON as usize] = d.reason;
         b[DTL_PREEMPT_REASON as usize] = match d.after {
             Undispatched::Ceded => PREEMPT_CEDE,
@@ -214,12 +211,15 @@ impl Vpa {
         let put = |b: &mut [u8], off: u64, v: &[u8]| {
             b[off as usize..off as usize + v.len()].copy_from_slice(v);
         };
-        put(b, DTL_PROCESSOR, &d.processor.to_be_bytes());
+        put(&mut b, DTL_PROCESSOR, &d.processor.to_be_bytes());
         let stolen = u32::try_from(d.stolen).unwrap_or(u32::MAX);
-        put(b, DTL_ENQUEUE_TO_DISPATCH, &stolen.to_be_bytes());
-        put(b, DTL_TIMEBASE, &d.tb.to_be_bytes());
-        put(b, DTL_SRR0, &d.srr0.to_be_bytes());
-        put(b, DTL_SRR1, &d.srr1.to_be_bytes());
+        put(&mut b, DTL_ENQUEUE_TO_DISPATCH, &stolen.to_be_bytes());
+        put(&mut b, DTL_TIMEBASE, &d.tb.to_be_bytes());
+        put(&mut b, DTL_SRR0, &d.srr0.to_be_bytes());
+        put(&mut b, DTL_SRR1, &d.srr1.to_be_bytes());
+        if mem.write(e, &b).is_none() {
+            return;
+        }
         // The entry is complete before the guest can see the new index.
         core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
         self.dtl_count += 1;
@@ -227,7 +227,7 @@ impl Vpa {
     }
 
     /// The yield count, if a VPA is registered.
-    pub fn yield_count(&self, mem: &mut GuestMemory<'_>) -> Option<u32> {
+    pub fn yield_count(&self, mem: &GuestMemory<'_>) -> Option<u32> {
         mem.read_be32(self.vpa?.gpa + YIELD_COUNT)
     }
 }
@@ -360,13 +360,14 @@ mod tests {
         assert_eq!(m.read_be64(0x1000 + ENQUEUE_DISPATCH_TB), Some(500));
         assert_eq!(m.read_be64(0x1000 + DTL_IDX), Some(0));
         // Linux's native accounting: preemptions only.
-        m.slice(0x1000 + DTL_ENABLE_MASK, 1).unwrap()[0] = DTL_LOG_PREEMPT;
+        m.write_u8(0x1000 + DTL_ENABLE_MASK, DTL_LOG_PREEMPT)
+            .unwrap();
         p.dispatched(&mut m, &dispatch(Undispatched::Ceded, 0, 10));
         assert_eq!(m.read_be64(0x1000 + DTL_IDX), Some(0), "cede not asked for");
         p.dispatched(&mut m, &dispatch(Undispatched::Preempted, 7000, 11));
         assert_eq!(m.read_be64(0x1000 + ENQUEUE_DISPATCH_TB), Some(7500));
         assert_eq!(m.read_be64(0x1000 + DTL_IDX), Some(1));
-        let e = m.slice(0x2000, 48).unwrap().to_vec();
+        let e = m.to_vec(0x2000, 48).unwrap();
         assert_eq!(e[0], DISPATCH_TIME_SLICE);
         assert_eq!(e[1], PREEMPT_TIME_SLICE);
         assert_eq!(e[2..4], 0x11u16.to_be_bytes());
@@ -383,24 +384,22 @@ mod tests {
         let mut p = Vpa::default();
         p.register(f(REG_VPA), 0x1000, &mut m);
         p.register(f(REG_DTL), 0x2000, &mut m);
-        m.slice(0x1000 + DTL_ENABLE_MASK, 1).unwrap()[0] = DTL_LOG_CEDE | DTL_LOG_PREEMPT;
+        m.write_u8(0x1000 + DTL_ENABLE_MASK, DTL_LOG_CEDE | DTL_LOG_PREEMPT)
+            .unwrap();
         // 4096 bytes hold 85 entries; the 86th goes back to the start.
         for i in 0..86u64 {
             p.dispatched(&mut m, &dispatch(Undispatched::Ceded, 1, 100 + i));
         }
         assert_eq!(m.read_be64(0x1000 + DTL_IDX), Some(86));
-        assert_eq!(m.slice(0x2000 + 16, 8).unwrap(), &185u64.to_be_bytes());
-        assert_eq!(m.slice(0x2000 + 48 + 16, 8).unwrap(), &101u64.to_be_bytes());
+        assert_eq!(m.read_be64(0x2000 + 16), Some(185));
+        assert_eq!(m.read_be64(0x2000 + 48 + 16), Some(101));
         assert_eq!(
-            m.slice(0x2000 + 85 * 48, 1).unwrap()[0],
+            m.read_u8(0x2000 + 85 * 48).unwrap(),
             0,
             "nothing past the ring"
         );
         p.dispatched(&mut m, &dispatch(Undispatched::Preempted, 1 << 40, 300));
-        assert_eq!(
-            m.slice(0x2000 + 48 + 4, 4).unwrap(),
-            &u32::MAX.to_be_bytes()
-        );
+        assert_eq!(m.read_be32(0x2000 + 48 + 4), Some(u32::MAX));
         // Registering the DTL again starts from its beginning.
         // (Its size is in the first entry's place, as Linux writes it.)
         p.register(f(DEREG_DTL), 0, &mut m);

@@ -129,8 +129,8 @@ impl VmState {
         };
         let log_gpa = self.rtas_base + fwnmi::ERROR_LOG_OFFSET;
         let log = fwnmi::machine_check_log(v.regs.gpr[3], cause);
-        match self.mem().slice(log_gpa, log.len() as u64) {
-            Some(dst) => dst.copy_from_slice(&log),
+        match self.mem().write(log_gpa, &log) {
+            Some(()) => {}
             None => {
                 return Next::Stop(Outcome::Crashed("no room for the machine check log".into()))
             }

@@ -193,7 +193,8 @@ impl VmState {
             unsafe { cpu::zero_real(d.start, d.size()) };
         }
         let zeroed: u64 = dirty.iter().map(|d| d.size()).sum();
-        // SAFETY: as above.
+        // SAFETY: as above; no vcpu exists yet, so this slice is the only
+        // access to the RAM while it lives (kernel::gmem for later ones).
         let mem =
             unsafe { core::slice::from_raw_parts_mut(mem_base as *mut u8, mem_size as usize) };
         let loaded = kernel::elf::load(image, mem, cfg.load_addr).map_err(VmError::Image)?;
@@ -338,7 +339,9 @@ impl VmState {
     pub(super) fn reboot(&mut self, vcores_running: u32) -> Result<(), VmError> {
         hpt::reset(&mut FirmwareHptMemory, &self.hpt, vcores_running).map_err(VmError::Hpt)?;
         self.sh.mmu.tlb.mark_all();
-        // SAFETY: this VM's own memory; every vcpu is stopped.
+        // SAFETY: this VM's own memory; no vcore is in the guest (the
+        // HPT reset above refused otherwise) and no vcpu is on a thread,
+        // so this slice is the only access to the RAM while it lives.
         let mem = unsafe {
             core::slice::from_raw_parts_mut(self.mem_base as *mut u8, self.mem_size as usize)
         };

@@ -544,14 +544,15 @@ impl Vm {
 }
 
 impl VmState {
-    /// This VM's memory, bounds-checked.
-    fn mem(&mut self) -> GuestMemory<'_> {
+    /// This VM's memory: bounds-checked copies in and out, while its
+    /// vcpus may run and write it (kernel::gmem).
+    fn mem(&self) -> GuestMemory<'_> {
         // SAFETY: `mem_base..mem_base+mem_size` is this VM's own RAM
-        // (allocated in `create`, freed only in `destroy`), identity-mapped
-        // in real mode; `&mut self` keeps the view unique on this thread.
-        GuestMemory::new(unsafe {
-            core::slice::from_raw_parts_mut(self.mem_base as *mut u8, self.mem_size as usize)
-        })
+        // (allocated in `create`, freed only in `destroy`, after which no
+        // `VmState` method runs), identity-mapped in real mode; outside
+        // creation and reboot (no vcpu runs then) the firmware never makes
+        // a reference to it.
+        unsafe { GuestMemory::from_raw(self.mem_base as *mut u8, self.mem_size) }
     }
 
     /// Adds what a vcpu's thread counted on the fast path.

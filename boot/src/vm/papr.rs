@@ -474,15 +474,12 @@ impl VmState {
                 let Some(span) = kernel::nvram::span(self.nvram.len(), off, len) else {
                     return (BAD, Next::Resume);
                 };
-                let mut nvram = core::mem::take(&mut self.nvram);
-                let done = self.mem().slice(buf, u64::from(len)).map(|g| {
-                    if s == Service::NvramFetch {
-                        g.copy_from_slice(&nvram[span]);
-                    } else {
-                        nvram[span].copy_from_slice(g);
-                    }
-                });
-                self.nvram = nvram;
+                let done = if s == Service::NvramFetch {
+                    self.mem().write(buf, &self.nvram[span])
+                } else {
+                    let got = self.mem().to_vec(buf, u64::from(len));
+                    got.map(|g| self.nvram[span].copy_from_slice(&g))
+                };
                 self.nvram_dirty |= done.is_some() && s == Service::NvramStore;
                 match done {
                     Some(()) => {
@@ -502,10 +499,7 @@ impl VmState {
     /// a vcpu of the caller's own vcore already runs beside it.
     pub(super) fn confer(&mut self, from: u32, to: u32, seen: u32) -> Next {
         let sh = self.sh.clone();
-        let count = sh.vcpus[to as usize]
-            .vpa
-            .lock()
-            .yield_count(&mut self.mem());
+        let count = sh.vcpus[to as usize].vpa.lock().yield_count(&self.mem());
         let (theirs, ours) = (sh.layout.place(to), sh.layout.place(from));
         let waiting = match (theirs, ours) {
             (Some((t, _)), Some((o, _))) => {

@@ -613,7 +613,7 @@ impl Vm {
             srr1: v.regs.msr,
             reason,
         };
-        let mut st = self.st.lock();
+        let st = self.st.lock();
         self.sh.vcpus[v.id as usize]
             .vpa
             .lock()
