@@ -8,7 +8,7 @@
 //! panic). Layout and values as QEMU's `spapr_mce_dispatch_elog` writes
 //! them and Linux's pseries `ras.c` reads them.
 
-use crate::rtas;
+use crate::papr::rtas;
 
 /// Where the log goes, from the RTAS base (QEMU's RTAS_ERROR_LOG_OFFSET).
 pub const ERROR_LOG_OFFSET: u64 = 0x30;

@@ -3,7 +3,7 @@
 //! it, the RTAS area in the top page, the device tree just below it.
 
 use crate::fwnmi;
-use crate::rtas::RTAS_BLOB;
+use crate::papr::rtas::RTAS_BLOB;
 
 /// The RTAS area at the top of guest memory: the blob, the FWNMI error
 /// log after it, Linux's per-vcpu margin.

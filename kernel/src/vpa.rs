@@ -11,7 +11,7 @@
 //! (H_RESOURCE).
 
 use crate::gmem::GuestMemory;
-use crate::hcall::{H_PARAMETER, H_RESOURCE, H_SUCCESS};
+use papr_abi::{H_PARAMETER, H_RESOURCE, H_SUCCESS};
 
 /// Bit position (from the right) of the subfunction in the flags.
 pub const FUNC_SHIFT: u32 = 63 - 18;
@@ -314,12 +314,12 @@ mod tests {
         let mut m = GuestMemory::new(&mut v);
         let mut p = Vpa::default();
         p.bump_yield_count(&mut m);
-        assert_eq!(p.yield_count(&mut m), None);
+        assert_eq!(p.yield_count(&m), None);
         p.register(f(REG_VPA), 0x1000, &mut m);
         p.bump_yield_count(&mut m);
-        assert_eq!(p.yield_count(&mut m), Some(1));
+        assert_eq!(p.yield_count(&m), Some(1));
         p.bump_yield_count(&mut m);
-        assert_eq!(p.yield_count(&mut m), Some(2));
+        assert_eq!(p.yield_count(&m), Some(2));
         assert_eq!(v[0x1100..0x1104], 2u32.to_be_bytes());
     }
 
@@ -356,7 +356,7 @@ mod tests {
         // Preempted, but the guest has not enabled the log yet: steal and
         // the yield count only.
         p.dispatched(&mut m, &dispatch(Undispatched::Preempted, 500, 9));
-        assert_eq!(p.yield_count(&mut m), Some(1));
+        assert_eq!(p.yield_count(&m), Some(1));
         assert_eq!(m.read_be64(0x1000 + ENQUEUE_DISPATCH_TB), Some(500));
         assert_eq!(m.read_be64(0x1000 + DTL_IDX), Some(0));
         // Linux's native accounting: preemptions only.

@@ -37,7 +37,7 @@ impl TlbOps for Power8Tlb {
 
 /// What the HPT hypercalls work on, fixed when the VM is made: every
 /// thread running the VM's vcpus uses it without the VM's lock (each HPTE
-/// is changed under its own lock, kernel::hcall).
+/// is changed under its own lock, kernel::papr::hpt).
 pub(super) struct GuestMmu {
     pub(super) hpt_base: u64,
     /// HPTEs in the table (16 bytes each).
@@ -50,10 +50,10 @@ pub(super) struct GuestMmu {
 impl GuestMmu {
     /// The HPT hypercalls' view of this VM from `core`, where its vcpu
     /// runs.
-    pub(super) fn partition(&self, core: usize) -> hcall::Partition<'_> {
+    pub(super) fn partition(&self, core: usize) -> Partition<'_> {
         // SAFETY: the HPT belongs to this VM alone and lives as long as
         // it; its entries are only changed under their HPTE lock
-        // (kernel::hcall), by atomic accesses, so vcpus on several threads
+        // (kernel::papr::hpt), by atomic accesses, so vcpus on several threads
         // may share it.
         let table = unsafe {
             core::slice::from_raw_parts(
@@ -61,7 +61,7 @@ impl GuestMmu {
                 self.hpt_entries as usize,
             )
         };
-        hcall::Partition {
+        Partition {
             hpt: table,
             mem_base: self.mem_base,
             mem_size: self.mem_size,
@@ -79,11 +79,11 @@ impl GuestMmu {
 /// H_BULK_REMOVE: r4-r11 in place; H_PROTECT: none). Each call has its
 /// own out-of-line function, so each pays only for its own registers.
 #[inline(always)]
-pub(super) fn hpt_hcall(p: &hcall::Partition, op: HptCall, g: &mut [u64; 32]) -> HcallPath {
+pub(super) fn hpt_hcall(p: &Partition, op: HptCall, g: &mut [u64; 32]) -> HcallPath {
     match op {
         HptCall::Enter => hpt_enter(p, g),
         HptCall::Remove => hpt_remove(p, g),
-        HptCall::Read if g[4] & hcall::H_READ_4 != 0 => hpt_read_4(p, g),
+        HptCall::Read if g[4] & papr_abi::H_READ_4 != 0 => hpt_read_4(p, g),
         HptCall::Read => hpt_read(p, g),
         HptCall::Protect => hpt_protect(p, g),
         HptCall::ClearRef => hpt_clear(p, g, true),
@@ -107,7 +107,7 @@ pub(super) fn answered(g: &mut [u64; 32], code: i64) -> HcallPath {
 }
 
 #[inline(never)]
-pub(super) fn hpt_enter(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
+pub(super) fn hpt_enter(p: &Partition, g: &mut [u64; 32]) -> HcallPath {
     let r = p.h_enter(g[4], g[5], g[6], g[7]);
     ptesync();
     g[4] = r.vals[0];
@@ -115,7 +115,7 @@ pub(super) fn hpt_enter(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
 }
 
 #[inline(never)]
-pub(super) fn hpt_remove(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
+pub(super) fn hpt_remove(p: &Partition, g: &mut [u64; 32]) -> HcallPath {
     let r = p.h_remove(&mut Power8Tlb, g[4], g[5], g[6]);
     ptesync();
     (g[4], g[5]) = (r.vals[0], r.vals[1]);
@@ -123,32 +123,32 @@ pub(super) fn hpt_remove(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
 }
 
 #[inline(never)]
-pub(super) fn hpt_read(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
+pub(super) fn hpt_read(p: &Partition, g: &mut [u64; 32]) -> HcallPath {
     let r = p.h_read_1(g[5]);
-    if r.code == hcall::H_SUCCESS {
+    if r.code == papr_abi::H_SUCCESS {
         (g[4], g[5]) = (r.vals[0], r.vals[1]);
     }
     answered(g, r.code)
 }
 
 #[inline(never)]
-pub(super) fn hpt_read_4(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
+pub(super) fn hpt_read_4(p: &Partition, g: &mut [u64; 32]) -> HcallPath {
     let r = p.h_read_4(g[5]);
-    if r.code == hcall::H_SUCCESS {
+    if r.code == papr_abi::H_SUCCESS {
         g[4..12].copy_from_slice(&r.vals);
     }
     answered(g, r.code)
 }
 
 #[inline(never)]
-pub(super) fn hpt_protect(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
+pub(super) fn hpt_protect(p: &Partition, g: &mut [u64; 32]) -> HcallPath {
     let r = p.h_protect(&mut Power8Tlb, g[4], g[5], g[6]);
     ptesync();
     answered(g, r.code)
 }
 
 #[inline(never)]
-pub(super) fn hpt_clear(p: &hcall::Partition, g: &mut [u64; 32], reference: bool) -> HcallPath {
+pub(super) fn hpt_clear(p: &Partition, g: &mut [u64; 32], reference: bool) -> HcallPath {
     let r = if reference {
         p.h_clear_ref(&mut Power8Tlb, g[5])
     } else {
@@ -160,10 +160,10 @@ pub(super) fn hpt_clear(p: &hcall::Partition, g: &mut [u64; 32], reference: bool
 }
 
 #[inline(never)]
-pub(super) fn hpt_bulk_remove(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallPath {
+pub(super) fn hpt_bulk_remove(p: &Partition, g: &mut [u64; 32]) -> HcallPath {
     let code = match g[4..].first_chunk_mut::<8>() {
         Some(regs) => p.h_bulk_remove_in_place(&mut Power8Tlb, regs),
-        None => hcall::H_PARAMETER, // r4-r11 are always there
+        None => papr_abi::H_PARAMETER, // r4-r11 are always there
     };
     ptesync();
     answered(g, code)
@@ -173,9 +173,9 @@ pub(super) fn hpt_bulk_remove(p: &hcall::Partition, g: &mut [u64; 32]) -> HcallP
 /// thread (`VcpuEntry::hcall_ctx` points at it).
 pub struct FastCtx<'a> {
     /// The HPT calls' view of the VM from this thread's core.
-    pub(super) part: hcall::Partition<'a>,
+    pub(super) part: Partition<'a>,
     /// Counted here, added to the VM's when the vcpu leaves the thread.
-    pub(super) tally: &'a mut hcall::Tally,
+    pub(super) tally: &'a mut table::Tally,
 }
 
 /// The hypercall fast path's handler (`ppc64::regs::HcallPath`), called
@@ -203,10 +203,10 @@ pub extern "C" fn hv_hcall_fast(regs: &mut GuestRegs, ctx: *mut FastCtx) -> Hcal
             if !ctx.tally.count_unknown(nr) {
                 return HcallPath::Full;
             }
-            answered(&mut regs.gpr, hcall::H_FUNCTION)
+            answered(&mut regs.gpr, papr_abi::H_FUNCTION)
         }
         Some((i, call)) => match (call.path(), call) {
-            (hcall::Path::Fast, Hcall::Hpt(op)) => {
+            (table::Path::Fast, Hcall::Hpt(op)) => {
                 ctx.tally.known[i] += 1;
                 hpt_hcall(&ctx.part, op, &mut regs.gpr)
             }

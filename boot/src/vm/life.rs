@@ -238,7 +238,7 @@ impl VmState {
             initrd,
             rtas_base: rtas_base as u32,
             rtas_size: layout::RTAS_SIZE as u32,
-            hypertas_functions: HYPERTAS_FUNCTIONS,
+            hypertas_functions: &table::hypertas_functions(),
             rtas_tokens: &tokens,
             nvram_size: cfg.nvram,
         });
@@ -318,10 +318,10 @@ impl VmState {
                 .unwrap_or_else(|| kernel::nvram::blank(cfg.nvram)),
             nvram_dirty: false,
             hcalls: 0,
-            unknown_counts: hcall::UnknownCounts::default(),
+            unknown_counts: table::UnknownCounts::default(),
             rtas_counts: [0; rtas::SERVICES.len()],
             console_out: Vec::new(),
-            known_counts: [0; hcall::IMPLEMENTED],
+            known_counts: [0; table::IMPLEMENTED],
             privileged: 0,
             externals: 0,
             exits: 0,
@@ -416,7 +416,7 @@ impl VmState {
             .filter(|(_, n)| **n > 0);
         let rtas = self.rtas_counts.iter().enumerate().filter(|(_, n)| **n > 0);
         let mut v: Vec<(u64, &str, u64)> = known
-            .map(|(i, n)| (*n, hcall::name(hcall::number(i)), hcall::number(i)))
+            .map(|(i, n)| (*n, table::name(table::number(i)), table::number(i)))
             .chain(rtas.map(|(i, n)| {
                 let (name, s) = rtas::SERVICES[i];
                 (*n, name, RTAS_COUNT_BASE | u64::from(rtas::token(s)))

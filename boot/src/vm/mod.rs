@@ -40,12 +40,13 @@ use kernel::dispatch::Dispatch;
 use kernel::fwnmi::{self, Cause, Fwnmi, Refused};
 use kernel::gmem::GuestMemory;
 use kernel::guestfdt::{self, GuestFdtConfig};
-use kernel::hcall::{self, Hcall, HptCall, H_PARAMETER, H_SUCCESS};
 use kernel::hpt::{self, Hpt, HptMemory};
 use kernel::layout::{self, LayoutError};
 use kernel::lpid::LpidAllocator;
 use kernel::mode::{self, ModeChange};
-use kernel::rtas::{self, Service};
+use kernel::papr::hpt::Partition;
+use kernel::papr::rtas::{self, Service};
+use kernel::papr::table::{self, Hcall, HptCall};
 use kernel::smp::{CpuState, ThreadMode};
 use kernel::tlb::{TlbOps, VmTlb};
 use kernel::vcore::{Cede, CedeState, EntryExit, JoinWatch, Late, Layout, VcpuState, MAX_THREADS};
@@ -53,26 +54,13 @@ use kernel::vpa::{self, Undispatched, Vpa};
 use kernel::vterm::{self, Typed, Vterm};
 use kernel::xics::{Xics, XicsError};
 use log::{info, warn};
+use papr_abi::{H_PARAMETER, H_SUCCESS};
 use ppc64::cpu;
 use ppc64::guest;
 use ppc64::hpte::{self, HptOrder, PageSize};
 use ppc64::regs::{self, Exit, ExitScope, GuestRegs, HcallPath, PartitionRegs, VcpuEntry};
 use ppc64::spr;
 use ppc64::trap::vector;
-
-/// `ibm,hypertas-functions`: the PAPR function sets implemented
-/// (splpar: H_CEDE, H_PROD, H_CONFER, H_REGISTER_VPA; interrupt: the XICS
-/// hypercalls; bulk: H_BULK_REMOVE; sprg0, copy: H_SET_SPRG0, H_PAGE_INIT).
-const HYPERTAS_FUNCTIONS: &[&str] = &[
-    "hcall-pft",
-    "hcall-term",
-    "hcall-interrupt",
-    "hcall-splpar",
-    "hcall-bulk",
-    "hcall-set-mode",
-    "hcall-sprg0",
-    "hcall-copy",
-];
 
 /// How a VM ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,12 +111,12 @@ struct VmState {
     nvram_dirty: bool,
     hcalls: u64,
     /// Unimplemented hypercall numbers, for the stop report.
-    unknown_counts: hcall::UnknownCounts,
+    unknown_counts: table::UnknownCounts,
     /// RTAS calls by service (index into `rtas::SERVICES`).
     rtas_counts: [u64; rtas::SERVICES.len()],
     /// Implemented hypercalls by table index (no map lookup on the
     /// hypercall path); `unknown_counts` and `rtas_counts` the others.
-    known_counts: [u64; hcall::IMPLEMENTED],
+    known_counts: [u64; table::IMPLEMENTED],
     /// `sc 1` from guest user space, refused.
     privileged: u64,
     /// Console output made under the lock, written without it.
@@ -362,7 +350,7 @@ struct Vcpu {
     last_vector: Option<(u64, u64)>,
     /// Hypercalls counted on the fast path during a run (zero between
     /// runs), boxed so a run takes it without copying.
-    tally: Option<Box<hcall::Tally>>,
+    tally: Option<Box<table::Tally>>,
 }
 
 impl Vcpu {
@@ -556,7 +544,7 @@ impl VmState {
     }
 
     /// Adds what a vcpu's thread counted on the fast path.
-    fn add_tally(&mut self, t: &hcall::Tally) {
+    fn add_tally(&mut self, t: &table::Tally) {
         // Every fast-path hypercall was one exit.
         self.exits += t.hcalls();
         self.hcalls += t.hcalls();

@@ -27,13 +27,13 @@ impl VmState {
         let (nr, a) = (r[3], [r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11]]);
         if v.regs.msr & spr::MSR_PR != 0 {
             self.privileged += 1;
-            v.regs.gpr[3] = hcall::H_PRIVILEGE as u64;
+            v.regs.gpr[3] = papr_abi::H_PRIVILEGE as u64;
             return Next::Resume;
         }
         self.hcalls += 1;
         let Some((index, call)) = Hcall::decode(nr) else {
             self.unknown_counts.count(nr, 1);
-            v.regs.gpr[3] = hcall::H_FUNCTION as u64;
+            v.regs.gpr[3] = papr_abi::H_FUNCTION as u64;
             return Next::Resume;
         };
         self.known_counts[index] += 1;

@@ -393,7 +393,7 @@ impl Vm {
             }
         }
         // Zeroed here, on the way out, not on the way in.
-        *tally = hcall::Tally::default();
+        *tally = table::Tally::default();
         v.tally = Some(tally);
         me.hv.set_mode(ThreadMode::Idle);
         *self.vcpus[id as usize].lock() = Some(v);

@@ -10,8 +10,8 @@ pub use fdt;
 
 /// The PAPR hypercall ABI (numbers, return codes, flags), shared with the
 /// hypervisor.
-pub use papr;
-use papr::{H_PUT_TERM_CHAR, H_RTAS, H_SET_MODE, H_SET_MODE_RESOURCE_LE};
+pub use papr_abi as papr;
+use papr_abi::{H_PUT_TERM_CHAR, H_RTAS, H_SET_MODE, H_SET_MODE_RESOURCE_LE};
 
 const STACK_SIZE: usize = 64 * 1024;
 #[repr(C, align(16))]

@@ -5,13 +5,13 @@
 
 use crate::gmem::GuestMemory;
 
-pub use papr::rtas::*;
+pub use papr_abi::rtas::*;
 
 /// The RTAS blob placed in guest memory, big-endian code (guests enter
 /// RTAS big-endian): `mr r4,r3; lis r3,H_RTAS@h; ori r3,r3,H_RTAS@l;
 /// sc 1; blr` — the argument buffer goes to H_RTAS in r4.
 pub const RTAS_BLOB: [u8; 20] = {
-    let hcall = papr::H_RTAS;
+    let hcall = papr_abi::H_RTAS;
     let insns: [u32; 5] = [
         0x7c64_1b78,                                   // mr r4, r3
         0x3c60_0000 | ((hcall >> 16) as u32 & 0xffff), // lis r3, hi

@@ -403,75 +403,6 @@ fn tlbie_rb_carries_segment_size_and_large_page_bits() {
 }
 
 #[test]
-fn every_implemented_hypercall_has_one_number_and_its_linux_name() {
-    for (i, &(nr, call, name)) in super::CALLS.iter().enumerate() {
-        assert_eq!(Hcall::decode(nr), Some((i, call)), "{name}");
-        assert_eq!(super::number(i), nr);
-        assert_eq!(super::name(nr), name);
-        assert!(name.starts_with("H_"));
-        for &(other, other_call, _) in &super::CALLS[i + 1..] {
-            assert_ne!(nr, other, "{name}: number used twice");
-            assert_ne!(call, other_call, "{name}: call listed twice");
-        }
-    }
-    assert_eq!(
-        Hcall::decode(H_ENTER).map(|c| c.1),
-        Some(Hcall::Hpt(HptCall::Enter))
-    );
-    assert_eq!(
-        Hcall::decode(0x1c8).map(|c| c.1),
-        Some(Hcall::GetCpuCharacteristics)
-    );
-    // Not implemented: H_SET_DABR, H_GET_PERF_COUNTER_INFO, nonsense.
-    for nr in [H_SET_DABR, 0xf080, 0x7f00, u64::MAX] {
-        assert_eq!(Hcall::decode(nr), None);
-        assert_eq!(super::name(nr), "unknown");
-    }
-    // The table lookup sees only multiples of 4 in its two ranges.
-    for nr in [
-        H_ENTER + 1,
-        H_ENTER + 2,
-        H_RTAS + 2,
-        0x3fc,
-        0x400,
-        0xefff,
-        0xf3fc,
-        0xf400,
-        0x1_0000_f000,
-    ] {
-        assert_eq!(Hcall::decode(nr), None, "{nr:#x}");
-    }
-}
-
-#[test]
-fn only_the_hpt_calls_take_the_fast_path() {
-    for &(nr, call, name) in super::CALLS {
-        let fast = matches!(call, Hcall::Hpt(_));
-        assert_eq!(call.path() == super::Path::Fast, fast, "{name} ({nr:#x})");
-    }
-}
-
-#[test]
-fn a_tally_counts_unknown_numbers_until_its_slots_are_full() {
-    let mut t = super::Tally::default();
-    for nr in [0x7f00, 0x7f00, 0xf080, 0x7f00] {
-        assert!(t.count_unknown(nr));
-    }
-    for nr in 1..super::UNKNOWN_SLOTS as u64 - 1 {
-        assert!(t.count_unknown(0x1_0000 + nr));
-    }
-    // Full: a new number is refused (the full path counts it), a known
-    // one still counts.
-    assert!(!t.count_unknown(0x2_0000));
-    assert!(t.count_unknown(0xf080));
-    let seen: Vec<_> = t.unknown().collect();
-    assert_eq!(seen.len(), super::UNKNOWN_SLOTS);
-    assert_eq!(seen[0], (0x7f00, 3));
-    assert_eq!(seen[1], (0xf080, 2));
-    assert!(!seen.iter().any(|s| s.0 == 0x2_0000));
-}
-
-#[test]
 fn vcpus_on_several_threads_share_one_table_without_losing_an_entry() {
     // Four "vcpus" enter, read, protect and remove their own entries in
     // the same two PTEGs at once. Each holds at most one entry at a time,
@@ -594,20 +525,6 @@ fn entries_are_invalid_before_the_tlb_is_and_mmu_rc_updates_are_kept() {
     assert!(f.hpt[idx as usize]
         .iter()
         .all(|w| w.load(Ordering::Relaxed) == 0));
-}
-
-#[test]
-fn unknown_numbers_are_counted_in_fixed_space() {
-    let mut c = UnknownCounts::default();
-    for nr in 0..1000u64 {
-        c.count(0x7f00 + 4 * nr, 1);
-        c.count(0x7f00, 2);
-    }
-    let named: Vec<_> = c.named().collect();
-    assert_eq!(named.len(), UNKNOWN_KINDS);
-    assert_eq!(named[0], (0x7f00, 2001));
-    assert_eq!(named[1], (0x7f04, 1));
-    assert_eq!(c.others, 1000 - UNKNOWN_KINDS as u64);
 }
 
 #[test]
