@@ -127,7 +127,7 @@ impl Vm {
                     let out = {
                         let mut st = self.st.lock();
                         self.sh.console_queued.store(false, Ordering::Release);
-                        core::mem::take(&mut st.console_out)
+                        core::mem::take(&mut st.con.out)
                     };
                     if out.is_empty() {
                         break;
@@ -162,15 +162,57 @@ impl Vm {
     }
 }
 
+/// A VM's side of the console: the vty's state and the output queued
+/// under the VM's lock.
+#[derive(Default)]
+pub(super) struct GuestConsole {
+    /// Output lines (the last one is a guest panic's reason), the console
+    /// owner's unfinished line, typed input.
+    pub(super) term: Vterm,
+    /// Console output made under the lock, written without it.
+    pub(super) out: Vec<ConsoleOut>,
+}
+
+impl GuestConsole {
+    /// Writes out the console owner's unfinished line.
+    pub(super) fn flush_raw(&mut self, sh: &Shared) {
+        let mut sink = ConsoleSink {
+            out: &mut self.out,
+            queued: &sh.console_queued,
+        };
+        self.term.flush(&mut sink);
+        sh.raw_held.store(false, Ordering::Release);
+    }
+
+    /// Guest console output of VM `id`: passed through as it is when the
+    /// VM owns the console, else printed a line at a time with the VM's
+    /// name. The owner's output goes out a whole line at a time too, and
+    /// an unfinished line (a shell prompt, the echo of what is typed) as
+    /// soon as the guest waits: it cedes, reads the console, or its time
+    /// slice ends ([`GuestConsole::flush_raw`]), so a prompt shows before
+    /// the user types and other VMs' lines never cut into it.
+    pub(super) fn output(&mut self, sh: &Shared, id: usize, b: &[u8]) {
+        let owner = owns_console(id);
+        let mut sink = ConsoleSink {
+            out: &mut self.out,
+            queued: &sh.console_queued,
+        };
+        self.term.output(b, owner, &mut sink);
+        sh.raw_held.store(self.term.holds_raw(), Ordering::Release);
+    }
+
+    /// Ends an unterminated console line (so it counts as the last line).
+    pub(super) fn flush_line(&mut self, sh: &Shared, id: usize) {
+        if self.term.unterminated().is_some() {
+            self.output(sh, id, b"\n");
+        }
+    }
+}
+
 impl VmState {
     /// Writes out the console owner's unfinished line.
     pub(super) fn flush_raw(&mut self) {
-        let mut sink = ConsoleSink {
-            out: &mut self.console_out,
-            queued: &self.sh.console_queued,
-        };
-        self.term.flush(&mut sink);
-        self.sh.raw_held.store(false, Ordering::Release);
+        self.con.flush_raw(&self.sh);
     }
 
     /// What was typed on the serial console while this VM owns it
@@ -179,7 +221,7 @@ impl VmState {
     /// answers true (stop the VM).
     pub(super) fn typed(&mut self, bytes: &[u8]) -> bool {
         let mut stop = false;
-        match self.term.typed(bytes) {
+        match self.con.term.typed(bytes) {
             Typed::NextVm => {
                 self.flush_raw();
                 pass_console_on(self.id);
@@ -191,38 +233,12 @@ impl VmState {
             }
             Typed::Input => {}
         }
-        self.update_vty_line();
+        let k = self
+            .svc
+            .xics
+            .set_line(guestfdt::VTY_IRQ, self.con.term.has_input());
+        let sh = &self.sh;
+        self.svc.kick(&sh.vcpus, k, |s| sh.kick_vcpu(s));
         stop
-    }
-
-    pub(super) fn update_vty_line(&mut self) {
-        let k = self.xics.set_line(guestfdt::VTY_IRQ, self.term.has_input());
-        self.kick(k);
-    }
-
-    /// Guest console output: passed through as it is when this VM owns
-    /// the console, else printed a line at a time with the VM's name. The
-    /// owner's output goes out a whole line at a time too, and an
-    /// unfinished line (a shell prompt, the echo of what is typed) as
-    /// soon as the guest waits: it cedes, reads the console, or its time
-    /// slice ends ([`Vm::flush_raw`]), so a prompt shows before the user
-    /// types and other VMs' lines never cut into it.
-    pub(super) fn console_bytes(&mut self, b: &[u8]) {
-        let owner = owns_console(self.id);
-        let mut sink = ConsoleSink {
-            out: &mut self.console_out,
-            queued: &self.sh.console_queued,
-        };
-        self.term.output(b, owner, &mut sink);
-        self.sh
-            .raw_held
-            .store(self.term.holds_raw(), Ordering::Release);
-    }
-
-    /// Ends an unterminated console line (so it counts as the last line).
-    pub(super) fn flush_line(&mut self) {
-        if self.term.unterminated().is_some() {
-            self.console_bytes(b"\n");
-        }
     }
 }

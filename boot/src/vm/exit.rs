@@ -13,12 +13,12 @@ pub(super) fn exit_needs_vm(exit: Exit) -> bool {
 impl VmState {
     /// Handles an exit of `v` on its thread (the partition still loaded).
     /// `vec` is the raw exit vector `exit` was decoded from.
-    pub(super) fn handle_exit(&mut self, v: &mut Vcpu, exit: Exit, vec: u64) -> Next {
+    pub(super) fn handle_exit(&mut self, v: &mut Vcpu, exit: Exit, vec: u64) -> Action {
         self.exits += 1;
         match exit {
             Exit::Hcall => self.hcall(v),
             // Handled without the VM's lock ([`exit_needs_vm`]).
-            Exit::Hdec | Exit::HvDoorbell | Exit::External => Next::Resume,
+            Exit::Hdec | Exit::HvDoorbell | Exit::External => Action::Resume,
             // An instruction the guest may not execute, or a facility it
             // does not have (TM, BHRB): to the guest it is an
             // illegal-instruction program interrupt.
@@ -36,7 +36,7 @@ impl VmState {
                 info!(target: "vm", "{}: real-mode instruction fetch at {:#x} beyond guest memory: machine check", self.name, v.regs.pc);
                 self.machine_check(v, Cause::Fetch(v.regs.pc), vec)
             }
-            _ => Next::Stop(self.unexpected(v, vec)),
+            _ => Action::Stop(self.unexpected(v, vec)),
         }
     }
 
@@ -57,7 +57,11 @@ impl VmState {
     /// (0x500) when its MSR[EE] allows, else left to LPCR[MER] so it is
     /// taken the moment the guest enables EE. Returns whether MER is needed.
     pub(super) fn deliver_external(&mut self, v: &mut Vcpu) -> bool {
-        let presented = self.xics.icp(v.id).is_some_and(|i| i.pending().is_some());
+        let presented = self
+            .svc
+            .xics
+            .icp(v.id)
+            .is_some_and(|i| i.pending().is_some());
         match deliver::external(presented, v.regs.msr) {
             External::None => false,
             External::Inject => {
@@ -72,7 +76,7 @@ impl VmState {
     /// Delivers an interrupt to the guest (kernel::deliver says how).
     pub(super) fn reflect(&mut self, v: &mut Vcpu, vector: u64, reason: u64) -> u64 {
         self.reflected += 1;
-        deliver::deliver(&mut v.regs, self.irq_mode, vector, reason)
+        deliver::deliver(&mut v.regs, self.svc.irq_mode, vector, reason)
     }
 
     /// Reflects a fault, unless it happened on the first instruction of
@@ -84,10 +88,10 @@ impl VmState {
         vector: u64,
         reason: u64,
         exit: u64,
-    ) -> Next {
+    ) -> Action {
         if let Some((at, sent)) = v.last_vector.filter(|l| l.0 == v.regs.pc) {
             let offset = exit & !ppc64::trap::VEC_HSRR_FLAG;
-            return Next::Stop(Outcome::Crashed(alloc::format!(
+            return Action::Stop(Outcome::Crashed(alloc::format!(
                 "no handler at the guest's {sent:#x} vector: {} at {at:#x} (msr {:#x})",
                 ppc64::trap::vector_name(offset),
                 v.regs.msr
@@ -95,7 +99,7 @@ impl VmState {
         }
         let at = self.reflect(v, vector, reason);
         v.last_vector = Some((at, vector));
-        Next::Resume
+        Action::Resume
     }
 
     /// A machine check for the running vcpu. With FWNMI registered it goes
@@ -105,7 +109,7 @@ impl VmState {
     /// 0x200. A machine check while this vcpu has not yet released the
     /// previous log (`ibm,nmi-interlock`) stops the VM, as a nested
     /// machine check checkstops a machine.
-    pub(super) fn machine_check(&mut self, v: &mut Vcpu, cause: Cause, exit: u64) -> Next {
+    pub(super) fn machine_check(&mut self, v: &mut Vcpu, cause: Cause, exit: u64) -> Action {
         let reason = match cause {
             Cause::LoadStore(addr) => {
                 v.regs.dar = addr;
@@ -113,7 +117,7 @@ impl VmState {
             }
             Cause::Fetch(_) => 0,
         };
-        let handler = match self.fwnmi.begin_machine_check(v.id) {
+        let handler = match self.svc.fwnmi.begin_machine_check(v.id) {
             Ok(v) => v,
             Err(Refused::NotRegistered) => return self.reflect_fault(v, vector::MACHINE_CHECK, reason, exit),
             // A nested machine check, or one while another vcpu holds the
@@ -121,7 +125,7 @@ impl VmState {
             // must keep going cannot here; the VM stops, as on a
             // checkstop.
             Err(Refused::Nested | Refused::Busy(_)) => {
-                return Next::Stop(Outcome::Crashed(alloc::format!(
+                return Action::Stop(Outcome::Crashed(alloc::format!(
                     "machine check at pc {:#x} before the guest released the previous one (ibm,nmi-interlock)",
                     v.regs.pc
                 )))
@@ -132,11 +136,11 @@ impl VmState {
         match self.mem().write(log_gpa, &log) {
             Some(()) => {}
             None => {
-                return Next::Stop(Outcome::Crashed("no room for the machine check log".into()))
+                return Action::Stop(Outcome::Crashed("no room for the machine check log".into()))
             }
         }
         self.reflected += 1;
-        deliver::deliver_fwnmi(&mut v.regs, self.irq_mode, handler, log_gpa, reason);
-        Next::Resume
+        deliver::deliver_fwnmi(&mut v.regs, self.svc.irq_mode, handler, log_gpa, reason);
+        Action::Resume
     }
 }

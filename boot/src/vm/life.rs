@@ -307,22 +307,16 @@ impl VmState {
             mem_order,
             mem_size,
             hpt,
-            irq_mode: InterruptMode::default(),
-            xics: Xics::new(cfg.layout.vcpus, &[true]),
+            svc: Services::new(
+                cfg.layout,
+                &[true],
+                crate::nvstore::load(cfg.name, cfg.nvram)
+                    .unwrap_or_else(|| kernel::nvram::blank(cfg.nvram)),
+                mem_size,
+            ),
             sh,
-            term: Vterm::default(),
+            con: GuestConsole::default(),
             id,
-            tod_offset: 0,
-            fwnmi: Fwnmi::default(),
-            nvram: crate::nvstore::load(cfg.name, cfg.nvram)
-                .unwrap_or_else(|| kernel::nvram::blank(cfg.nvram)),
-            nvram_dirty: false,
-            hcalls: 0,
-            unknown_counts: table::UnknownCounts::default(),
-            rtas_counts: [0; rtas::SERVICES.len()],
-            console_out: Vec::new(),
-            known_counts: [0; table::IMPLEMENTED],
-            privileged: 0,
             externals: 0,
             exits: 0,
             partition_switches: 0,
@@ -356,15 +350,10 @@ impl VmState {
         let f = self.fdt_gpa as usize;
         mem[f..f + self.fdt.len()].copy_from_slice(&self.fdt);
         map_vrma(&self.hpt, self.mem_base, self.mem_size)?;
-        self.xics.reset();
-        for id in 0..self.sh.layout.vcpus {
-            self.sync_presented(id);
-        }
-        self.irq_mode = InterruptMode::default();
+        self.svc.reset(&self.sh.vcpus);
         self.sh
             .irq_lpcr
-            .store(irq_lpcr(self.irq_mode), Ordering::Release);
-        self.fwnmi.reset();
+            .store(irq_lpcr(self.svc.irq_mode), Ordering::Release);
         self.reboots += 1;
         info!(target: "vm", "{}: system-reboot #{}: HPT cleared, image reloaded", self.name, self.reboots);
         Ok(())
@@ -379,13 +368,13 @@ impl VmState {
             self.name,
             self.lpid,
             outcome,
-            self.hcalls,
+            self.svc.counts.hcalls,
             self.exits,
             self.partition_switches,
             self.reboots,
             self.reflected,
             self.externals,
-            self.privileged
+            self.svc.counts.privileged
         );
         self.print_hcall_counts();
         self.timings.print(&self.name, self.sh.layout.threads);
@@ -401,7 +390,7 @@ impl VmState {
         if let Err(e) = LPIDS.lock().free(self.lpid) {
             warn!(target: "vm", "{}: freeing LPID {}: {e}", self.name, self.lpid);
         }
-        if let Some(line) = self.term.unterminated() {
+        if let Some(line) = self.con.term.unterminated() {
             warn!(target: "guest", "{}: (unterminated) {line}", self.name);
         }
     }
@@ -409,30 +398,16 @@ impl VmState {
     /// One line per hypercall (and RTAS service) the VM made, most used
     /// first: where a guest's time in the hypervisor went.
     pub(super) fn print_hcall_counts(&self) {
-        let known = self
-            .known_counts
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| **n > 0);
-        let rtas = self.rtas_counts.iter().enumerate().filter(|(_, n)| **n > 0);
-        let mut v: Vec<(u64, &str, u64)> = known
-            .map(|(i, n)| (*n, table::name(table::number(i)), table::number(i)))
-            .chain(rtas.map(|(i, n)| {
-                let (name, s) = rtas::SERVICES[i];
-                (*n, name, RTAS_COUNT_BASE | u64::from(rtas::token(s)))
-            }))
-            .chain(self.unknown_counts.named().map(|(k, n)| (n, "unknown", k)))
-            .collect();
-        v.sort_by(|a, b| b.cmp(a));
-        for (n, name, k) in v {
+        let counts = &self.svc.counts;
+        for (n, name, k) in counts.report() {
             info!(target: "hcall", "vm {}: {name} ({k:#x}) {n}", self.name);
         }
-        if self.unknown_counts.others > 0 {
+        if counts.unknown.others > 0 {
             info!(
                 target: "hcall",
                 "vm {}: {} calls to other unknown numbers",
                 self.name,
-                self.unknown_counts.others
+                counts.unknown.others
             );
         }
     }

@@ -37,49 +37,30 @@ use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use kernel::deliver::{self, External, InterruptMode};
 use kernel::dispatch::Dispatch;
-use kernel::fwnmi::{self, Cause, Fwnmi, Refused};
+use kernel::fwnmi::{self, Cause, Refused};
 use kernel::gmem::GuestMemory;
 use kernel::guestfdt::{self, GuestFdtConfig};
 use kernel::hpt::{self, Hpt, HptMemory};
 use kernel::layout::{self, LayoutError};
 use kernel::lpid::LpidAllocator;
-use kernel::mode::{self, ModeChange};
 use kernel::papr::hpt::Partition;
-use kernel::papr::rtas::{self, Service};
+use kernel::papr::rtas;
+use kernel::papr::services::{Action, Caller, Env, Services, VcpuShared};
 use kernel::papr::table::{self, Hcall, HptCall};
+
+pub use kernel::papr::services::Outcome;
 use kernel::smp::{CpuState, ThreadMode};
 use kernel::tlb::{TlbOps, VmTlb};
-use kernel::vcore::{Cede, CedeState, EntryExit, JoinWatch, Late, Layout, VcpuState, MAX_THREADS};
+use kernel::vcore::{EntryExit, JoinWatch, Late, Layout, VcpuState, MAX_THREADS};
 use kernel::vpa::{self, Undispatched, Vpa};
 use kernel::vterm::{self, Typed, Vterm};
-use kernel::xics::{Xics, XicsError};
 use log::{info, warn};
-use papr_abi::{H_PARAMETER, H_SUCCESS};
 use ppc64::cpu;
 use ppc64::guest;
 use ppc64::hpte::{self, HptOrder, PageSize};
 use ppc64::regs::{self, Exit, ExitScope, GuestRegs, HcallPath, PartitionRegs, VcpuEntry};
 use ppc64::spr;
 use ppc64::trap::vector;
-
-/// How a VM ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Ok,
-    Crashed(String),
-    /// Stopped from the console (Ctrl-] x).
-    Stopped,
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Outcome::Ok => write!(f, "result=ok"),
-            Outcome::Crashed(why) => write!(f, "result=crashed reason=\"{why}\""),
-            Outcome::Stopped => write!(f, "result=stopped reason=\"Ctrl-] x on the console\""),
-        }
-    }
-}
 
 /// Everything of a VM but its vcpus: what exit handlers share.
 struct VmState {
@@ -89,38 +70,18 @@ struct VmState {
     mem_order: u32,
     mem_size: u64,
     pub hpt: Hpt,
-    /// Interrupt endianness and location (H_SET_MODE: LPCR[ILE], [AIL]).
-    irq_mode: InterruptMode,
     /// What the threads running its vcpus share (layout, per-vcpu wake
     /// state, vcores).
     sh: Arc<Shared>,
-    /// Interrupt controller: one ICP per vcpu, the vty's source.
-    xics: Xics,
-    /// The vty: output lines (the last one is a guest panic's reason),
-    /// the console owner's unfinished line, typed input.
-    term: Vterm,
+    /// The vty's state and the console output queued under the lock.
+    con: GuestConsole,
     /// Creation order (console ownership).
     id: usize,
-    /// Seconds added to the host's clock (set-time-of-day).
-    tod_offset: i64,
-    /// `ibm,nmi-register` and the machine-check log interlock.
-    fwnmi: Fwnmi,
-    /// Its NVRAM (RTAS nvram-fetch/-store), kept across reboots, and in
-    /// flash (crate::nvstore) when it stops or reboots after a store.
-    nvram: Vec<u8>,
-    nvram_dirty: bool,
-    hcalls: u64,
-    /// Unimplemented hypercall numbers, for the stop report.
-    unknown_counts: table::UnknownCounts,
-    /// RTAS calls by service (index into `rtas::SERVICES`).
-    rtas_counts: [u64; rtas::SERVICES.len()],
-    /// Implemented hypercalls by table index (no map lookup on the
-    /// hypercall path); `unknown_counts` and `rtas_counts` the others.
-    known_counts: [u64; table::IMPLEMENTED],
-    /// `sc 1` from guest user space, refused.
-    privileged: u64,
-    /// Console output made under the lock, written without it.
-    console_out: Vec<ConsoleOut>,
+    /// The partition services' state (XICS, interrupt mode, FWNMI,
+    /// clock offset, NVRAM, hypercall counts), kernel::papr::services;
+    /// the NVRAM also in flash (crate::nvstore) when it stops or reboots
+    /// after a store.
+    svc: Services,
     /// External interrupts delivered by the hypervisor (the rest are taken
     /// through LPCR[MER]).
     externals: u64,
@@ -146,30 +107,6 @@ struct VmState {
 /// (every vcpu stops, the HPT is cleared, vcpu 0 restarts at the entry
 /// point with the others stopped) or a stop with its outcome.
 pub type VmEvent = kernel::vcore::sched::Event<Outcome>;
-
-/// A vcpu's state that other vcpus change while it may run elsewhere.
-#[derive(Default)]
-struct VcpuShared {
-    /// H_PROD / H_CEDE handshake (a prod before the cede is kept).
-    cede: CedeState,
-    /// Stopped (never started, or `stop-self`): its thread naps in the
-    /// vcore until RTAS `start-cpu`.
-    stopped: AtomicBool,
-    /// `start-cpu`'s (entry, r3), applied by the thread that runs the
-    /// vcpu next; the lock also orders start-cpu against stop-self.
-    start: spin::Mutex<Option<(u64, u64)>>,
-    /// H_REGISTER_VPA registrations (any vcpu may register for another).
-    vpa: spin::Mutex<Vpa>,
-    /// Timebase of the first interrupt or prod sent to the vcpu since it
-    /// last ceded, 0 if none (how late a ceded vcpu woke: kernel::dispatch).
-    kicked: AtomicU64,
-    /// Its ICP presents an interrupt: a copy of `VmState::xics` made under
-    /// the VM's lock by every change (`VmState::sync_presented`), before
-    /// the vcpu is kicked, so its thread checks for interrupts without
-    /// the lock (a stale `false` is followed by the kick's IPI, a stale
-    /// `true` costs a look under the lock).
-    presented: AtomicBool,
-}
 
 /// No physical core (a vcore waiting in the run queue).
 pub const NO_CORE: usize = usize::MAX;
@@ -206,7 +143,7 @@ struct Shared {
     /// HPT and VRMA set up: entries are gated on it (ordered against
     /// `running`, so a reset never races an entry).
     mmu_ready: AtomicBool,
-    /// Console output is queued in `VmState::console_out`.
+    /// Console output is queued in `VmState::con`.
     console_queued: AtomicBool,
     /// The owner's unfinished line waits in the vty for a flush.
     raw_held: AtomicBool,
@@ -284,10 +221,6 @@ impl Shared {
                 }
             }
         }
-    }
-
-    fn all_stopped(&self) -> bool {
-        self.vcpus.iter().all(|v| v.stopped.load(Ordering::Acquire))
     }
 }
 
@@ -385,22 +318,6 @@ impl Vcpu {
         self.last_vector = None;
     }
 }
-
-/// What the run loop does after an exit.
-enum Next {
-    Resume,
-    Cede,
-    /// H_CONFER to a vcpu whose vcore waits for a core: this vcore gives
-    /// its core up now if a vcore waits (its slice ends early).
-    Yield,
-    /// The vcpu stopped itself (`stop-self`).
-    Stopped,
-    Reboot,
-    Stop(Outcome),
-}
-
-/// Keys of RTAS services in the hypercall histogram.
-const RTAS_COUNT_BASE: u64 = 1 << 32;
 
 impl Vm {
     /// Prepares a VM; nothing is left behind on failure.
@@ -547,20 +464,14 @@ impl VmState {
     fn add_tally(&mut self, t: &table::Tally) {
         // Every fast-path hypercall was one exit.
         self.exits += t.hcalls();
-        self.hcalls += t.hcalls();
-        for (k, n) in self.known_counts.iter_mut().zip(t.known) {
-            *k += n;
-        }
-        for (nr, n) in t.unknown() {
-            self.unknown_counts.count(nr, n);
-        }
+        self.svc.counts.add(t);
     }
 
     /// Keeps the NVRAM in flash if the guest stored into it since (no
     /// vcpu runs: the VM is stopping or rebooting).
     fn save_nvram(&mut self) {
-        if core::mem::take(&mut self.nvram_dirty) {
-            crate::nvstore::save(&self.name, &self.nvram);
+        if core::mem::take(&mut self.svc.nvram_dirty) {
+            crate::nvstore::save(&self.name, &self.svc.nvram);
         }
     }
 }

@@ -389,7 +389,7 @@ impl Vm {
                 // yield count odd until it is dispatched again).
                 v.undispatched = Some(Undispatched::Preempted);
                 v.dispatch.preemptions += 1;
-                st.undispatch(v.id);
+                Services::undispatch(&self.sh.vcpus, v.id, &mut st.mem());
             }
         }
         // Zeroed here, on the way out, not on the way in.
@@ -476,11 +476,11 @@ impl Vm {
                 let next = st.handle_exit(v, exit, vec);
                 // The exit may have changed its own ICP (H_XIRR, H_EOI,
                 // H_CPPR) without a kick.
-                st.sync_presented(v.id);
+                st.svc.sync_presented(&self.sh.vcpus, v.id);
                 next
             } else {
                 v.quick_exits += 1;
-                Next::Resume
+                Action::Resume
             };
             if exit == Exit::External {
                 // An IPI for this thread: run any call it brought.
@@ -497,29 +497,29 @@ impl Vm {
             match next {
                 // An exit that concerns the whole vcore (regs::Exit::scope):
                 // at the slice's end it leaves if another vcore waits.
-                Next::Resume if exit.scope() == ExitScope::Vcore => {
+                Action::Resume if exit.scope() == ExitScope::Vcore => {
                     if self.slice_over(vc, me) {
                         return;
                     }
                 }
-                Next::Yield => {
+                Action::Yield => {
                     if crate::sched::others_waiting() {
                         return;
                     }
                 }
-                Next::Stopped => {
+                Action::Stopped => {
                     stopped_itself = true;
                     v.ready_since = None;
                 }
-                Next::Resume => {}
-                Next::Cede => {
+                Action::Resume => {}
+                Action::Cede => {
                     // (Its yield count went odd in the H_CEDE handler.)
                     v.ceded = true;
                     v.undispatched = Some(Undispatched::Ceded);
                     v.ready_since = None;
                 }
-                Next::Reboot => crate::sched::post_event(self, VmEvent::Reboot),
-                Next::Stop(o) => crate::sched::post_event(self, VmEvent::Stop(o)),
+                Action::Reboot => crate::sched::post_event(self, VmEvent::Reboot),
+                Action::Stop(o) => crate::sched::post_event(self, VmEvent::Stop(o)),
             }
         }
     }

@@ -114,7 +114,7 @@ impl Call {
     /// Reads the buffer at `gpa`; `None` if the header or the argument
     /// and return cells do not lie inside guest memory, or there are too
     /// many (the hypercall then fails with H_PARAMETER).
-    pub fn read(mem: &mut GuestMemory<'_>, gpa: u64) -> Option<Call> {
+    pub fn read(mem: &GuestMemory<'_>, gpa: u64) -> Option<Call> {
         let token = mem.read_be32(gpa)?;
         let nargs = mem.read_be32(gpa.checked_add(4)?)?;
         let nret = mem.read_be32(gpa.checked_add(8)?)?;
@@ -250,7 +250,7 @@ mod tests {
         let t = token(Service::GetXive);
         let mut v = buf(&[t, 1, 3, 0x1000, 7, 7, 7]);
         let mut m = GuestMemory::new(&mut v);
-        let c = Call::read(&mut m, 0x40).unwrap();
+        let c = Call::read(&m, 0x40).unwrap();
         assert_eq!((c.token, c.nargs, c.nret, c.args[0]), (t, 1, 3, 0x1000));
         assert!(c.shape(1, 3));
         assert!(!c.shape(1, 2));
@@ -265,20 +265,20 @@ mod tests {
     #[test]
     fn buffers_outside_memory_or_too_large_are_refused() {
         let mut v = buf(&[1, 17, 0]);
-        let mut m = GuestMemory::new(&mut v);
-        assert_eq!(Call::read(&mut m, 0x40), None, "17 args");
+        let m = GuestMemory::new(&mut v);
+        assert_eq!(Call::read(&m, 0x40), None, "17 args");
         let mut v = vec![0u8; 0x40 + 12 + 4 * 31];
         v[0x44..0x48].copy_from_slice(&16u32.to_be_bytes());
         v[0x48..0x4c].copy_from_slice(&16u32.to_be_bytes());
-        let mut m = GuestMemory::new(&mut v);
-        assert_eq!(Call::read(&mut m, 0x40), None, "cells beyond the end");
+        let m = GuestMemory::new(&mut v);
+        assert_eq!(Call::read(&m, 0x40), None, "cells beyond the end");
         let mut v = vec![0u8; 0x40 + 12 + 4 * 32];
         v[0x44..0x48].copy_from_slice(&16u32.to_be_bytes());
         v[0x48..0x4c].copy_from_slice(&16u32.to_be_bytes());
-        let mut m = GuestMemory::new(&mut v);
-        assert!(Call::read(&mut m, 0x40).is_some(), "exactly fits");
-        assert_eq!(Call::read(&mut m, 254), None, "header beyond the end");
-        assert_eq!(Call::read(&mut m, u64::MAX - 3), None);
+        let m = GuestMemory::new(&mut v);
+        assert!(Call::read(&m, 0x40).is_some(), "exactly fits");
+        assert_eq!(Call::read(&m, 254), None, "header beyond the end");
+        assert_eq!(Call::read(&m, u64::MAX - 3), None);
     }
 
     #[test]

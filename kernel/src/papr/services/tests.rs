@@ -1,0 +1,415 @@
+//! The full-path hypercalls and RTAS against a recording fake machine:
+//! what could be checked only by booting QEMU before.
+
+use super::*;
+use alloc::vec;
+use alloc::vec::Vec;
+
+const MEM: usize = 1 << 20;
+const RTAS_BUF: u64 = 0x1000;
+
+/// A machine that records what the services ask of it.
+struct Fake {
+    ram: Vec<u8>,
+    kicked: Vec<u32>,
+    console: Vec<u8>,
+    waiting: Vec<u32>,
+    mode: Option<InterruptMode>,
+    flushed: Vec<u64>,
+}
+
+impl Fake {
+    fn new() -> Self {
+        Fake {
+            ram: vec![0; MEM],
+            kicked: Vec::new(),
+            console: Vec::new(),
+            waiting: Vec::new(),
+            mode: None,
+            flushed: Vec::new(),
+        }
+    }
+}
+
+impl Env for Fake {
+    fn kick(&mut self, id: u32) {
+        self.kicked.push(id);
+    }
+    fn timebase(&self) -> u64 {
+        1234
+    }
+    fn host_epoch(&self) -> Option<i64> {
+        Some(1_700_000_000)
+    }
+    fn mem(&self) -> GuestMemory<'_> {
+        // SAFETY: the fake's own Vec, alive as long as the borrow of
+        // `self`; host tests make no reference to it meanwhile.
+        unsafe { GuestMemory::from_raw(self.ram.as_ptr() as *mut u8, self.ram.len() as u64) }
+    }
+    fn flush_icache(&mut self, gpa: u64, _: u64) {
+        self.flushed.push(gpa);
+    }
+    fn cpu_characteristics(&self) -> Characteristics {
+        crate::cpuchar::CONSERVATIVE
+    }
+    fn vcore_waiting(&self, index: u32) -> bool {
+        self.waiting.contains(&index)
+    }
+    fn interrupt_mode(&mut self, mode: InterruptMode) {
+        self.mode = Some(mode);
+    }
+    fn console_write(&mut self, bytes: &[u8]) {
+        self.console.extend_from_slice(bytes);
+    }
+    fn console_read(&mut self) -> (u64, u64, u64) {
+        (0, 0, 0)
+    }
+    fn console_has_input(&self) -> bool {
+        false
+    }
+    fn console_last_line(&mut self) -> String {
+        String::from("last words")
+    }
+    fn hpt(&mut self, _: HptCall, _: &mut [u64; 32]) -> i64 {
+        H_NOT_FOUND
+    }
+}
+
+/// A VM of `vcpus` vcpus in vcores of `threads`, vcpu 0 running.
+fn vm(vcpus: u32, threads: u32) -> (Services, Vec<VcpuShared>) {
+    let layout = Layout::new(vcpus, threads, 8).unwrap();
+    let shared: Vec<VcpuShared> = (0..vcpus).map(|_| VcpuShared::default()).collect();
+    for (i, v) in shared.iter().enumerate() {
+        v.stopped.store(i != 0, Ordering::Release);
+    }
+    let svc = Services::new(layout, &[true], crate::nvram::blank(65536), MEM as u64);
+    (svc, shared)
+}
+
+/// `sc 1` with `nr` and its arguments from vcpu `id`: (r3, action, regs).
+fn call(
+    svc: &mut Services,
+    env: &mut Fake,
+    vcpus: &[VcpuShared],
+    id: u32,
+    nr: u64,
+    args: &[u64],
+) -> (i64, Action, GuestRegs) {
+    let mut regs = GuestRegs::default();
+    regs.gpr[3] = nr;
+    regs.gpr[4..4 + args.len()].copy_from_slice(args);
+    let a = svc.hcall(
+        env,
+        vcpus,
+        Caller {
+            id,
+            regs: &mut regs,
+        },
+    );
+    (regs.gpr[3] as i64, a, regs)
+}
+
+/// An RTAS call by service name: (status, returns, action).
+fn rtas_call(
+    svc: &mut Services,
+    env: &mut Fake,
+    vcpus: &[VcpuShared],
+    id: u32,
+    service: Service,
+    args: &[u32],
+    nret: u32,
+) -> (i32, Vec<i32>, Action) {
+    let mut m = env.mem();
+    m.write_be32(RTAS_BUF, rtas::token(service)).unwrap();
+    m.write_be32(RTAS_BUF + 4, args.len() as u32).unwrap();
+    m.write_be32(RTAS_BUF + 8, nret).unwrap();
+    for (i, a) in args.iter().enumerate() {
+        m.write_be32(RTAS_BUF + 12 + 4 * i as u64, *a).unwrap();
+    }
+    let (rc, action, _) = call(svc, env, vcpus, id, H_RTAS, &[RTAS_BUF]);
+    assert_eq!(rc, H_SUCCESS, "{service:?}: H_RTAS itself");
+    let m = env.mem();
+    let rets: Vec<i32> = (0..nret)
+        .map(|i| {
+            m.read_be32(RTAS_BUF + 12 + 4 * (args.len() as u64 + u64::from(i)))
+                .unwrap() as i32
+        })
+        .collect();
+    (rets.first().copied().unwrap_or(0), rets, action)
+}
+
+#[test]
+fn problem_state_gets_h_privilege_and_nothing_is_done() {
+    let (mut svc, vcpus) = vm(2, 1);
+    let mut env = Fake::new();
+    let mut regs = GuestRegs::default();
+    regs.gpr[3] = H_PROD;
+    regs.gpr[4] = 1;
+    regs.msr = spr::MSR_PR;
+    let a = svc.hcall(
+        &mut env,
+        &vcpus,
+        Caller {
+            id: 0,
+            regs: &mut regs,
+        },
+    );
+    assert_eq!((regs.gpr[3] as i64, a), (H_PRIVILEGE, Action::Resume));
+    assert!(env.kicked.is_empty());
+    assert_eq!(svc.counts.privileged, 1);
+    assert_eq!(svc.counts.hcalls, 0);
+}
+
+#[test]
+fn unknown_numbers_are_h_function_and_counted() {
+    let (mut svc, vcpus) = vm(1, 1);
+    let mut env = Fake::new();
+    let (rc, a, _) = call(&mut svc, &mut env, &vcpus, 0, 0xf080, &[]);
+    assert_eq!((rc, a), (H_FUNCTION, Action::Resume));
+    assert_eq!(svc.counts.unknown.named().next(), Some((0xf080, 1)));
+}
+
+#[test]
+fn a_wrong_vtermno_is_h_parameter_and_prints_nothing() {
+    let (mut svc, vcpus) = vm(1, 1);
+    let mut env = Fake::new();
+    let hi = u64::from_be_bytes(*b"hi\0\0\0\0\0\0");
+    let (rc, ..) = call(
+        &mut svc,
+        &mut env,
+        &vcpus,
+        0,
+        H_PUT_TERM_CHAR,
+        &[0x3000_0001, 2, hi, 0],
+    );
+    assert_eq!(rc, H_PARAMETER);
+    assert!(env.console.is_empty());
+    // The vty's reg, and 0 (the first vty), both print.
+    for term in [u64::from(crate::guestfdt::VTY_REG), 0] {
+        let (rc, ..) = call(
+            &mut svc,
+            &mut env,
+            &vcpus,
+            0,
+            H_PUT_TERM_CHAR,
+            &[term, 2, hi, 0],
+        );
+        assert_eq!(rc, H_SUCCESS);
+    }
+    assert_eq!(env.console, b"hihi");
+    // A length over 16 is refused whatever the vtermno.
+    let (rc, ..) = call(
+        &mut svc,
+        &mut env,
+        &vcpus,
+        0,
+        H_PUT_TERM_CHAR,
+        &[0, 17, hi, 0],
+    );
+    assert_eq!(rc, H_PARAMETER);
+}
+
+#[test]
+fn prod_of_a_vcpu_that_is_not_there_is_h_parameter() {
+    let (mut svc, vcpus) = vm(2, 1);
+    let mut env = Fake::new();
+    let (rc, ..) = call(&mut svc, &mut env, &vcpus, 0, H_PROD, &[2]);
+    assert_eq!(rc, H_PARAMETER);
+    // A prod before the cede is kept: the cede returns at once.
+    let (rc, ..) = call(&mut svc, &mut env, &vcpus, 0, H_PROD, &[1]);
+    assert_eq!(rc, H_SUCCESS);
+    let (rc, a, regs) = call(&mut svc, &mut env, &vcpus, 1, H_CEDE, &[]);
+    assert_eq!((rc, a), (H_SUCCESS, Action::Resume));
+    assert_ne!(regs.msr & spr::MSR_EE, 0, "H_CEDE returns with MSR[EE] set");
+    let (_, a, _) = call(&mut svc, &mut env, &vcpus, 1, H_CEDE, &[]);
+    assert_eq!(a, Action::Cede);
+}
+
+#[test]
+fn an_ipi_marks_the_target_presented_before_it_is_kicked() {
+    let (mut svc, vcpus) = vm(2, 1);
+    let mut env = Fake::new();
+    // The target accepts every priority first (the ICP starts at CPPR 0).
+    let (rc, ..) = call(&mut svc, &mut env, &vcpus, 1, H_CPPR, &[0xff]);
+    assert_eq!(rc, H_SUCCESS);
+    assert!(!vcpus[1].presented.load(Ordering::Acquire));
+    let (rc, ..) = call(&mut svc, &mut env, &vcpus, 0, H_IPI, &[1, 5]);
+    assert_eq!(rc, H_SUCCESS);
+    assert_eq!(env.kicked.last(), Some(&1));
+    assert!(vcpus[1].presented.load(Ordering::Acquire));
+    let (rc, _, regs) = call(&mut svc, &mut env, &vcpus, 1, H_XIRR_X, &[]);
+    assert_eq!(rc, H_SUCCESS);
+    assert_eq!(regs.gpr[4] & 0xff_ffff, 2, "the IPI source");
+    assert_eq!(regs.gpr[5], 1234, "H_XIRR_X gives the timebase");
+    let (rc, ..) = call(&mut svc, &mut env, &vcpus, 0, H_IPI, &[7, 5]);
+    assert_eq!(rc, H_PARAMETER);
+}
+
+#[test]
+fn start_cpu_on_a_running_vcpu_is_a_hardware_error() {
+    let (mut svc, vcpus) = vm(2, 1);
+    let mut env = Fake::new();
+    let s = Service::StartCpu;
+    let (st, ..) = rtas_call(&mut svc, &mut env, &vcpus, 0, s, &[0, 0x100, 7], 1);
+    assert_eq!(st, rtas::HARDWARE_ERROR);
+    let (st, ..) = rtas_call(&mut svc, &mut env, &vcpus, 0, s, &[2, 0x100, 7], 1);
+    assert_eq!(st, rtas::PARAMETER_ERROR, "no vcpu 2");
+    let (st, ..) = rtas_call(&mut svc, &mut env, &vcpus, 0, s, &[1, 0x100], 1);
+    assert_eq!(st, rtas::PARAMETER_ERROR, "too few arguments");
+    let (st, ..) = rtas_call(&mut svc, &mut env, &vcpus, 0, s, &[1, 0x100, 7], 1);
+    assert_eq!(st, rtas::SUCCESS);
+    assert_eq!(*vcpus[1].start.lock(), Some((0x100, 7)));
+    assert!(!vcpus[1].stopped.load(Ordering::Acquire));
+    assert_eq!(env.kicked, [1]);
+    let q = Service::QueryCpuStoppedState;
+    let (st, rets, _) = rtas_call(&mut svc, &mut env, &vcpus, 0, q, &[1], 2);
+    assert_eq!((st, rets[1]), (rtas::SUCCESS, rtas::CPU_RUNNING));
+}
+
+#[test]
+fn stop_self_stops_the_caller_and_on_the_last_vcpu_ends_the_vm() {
+    let (mut svc, vcpus) = vm(2, 1);
+    let mut env = Fake::new();
+    let s = Service::StartCpu;
+    rtas_call(&mut svc, &mut env, &vcpus, 0, s, &[1, 0x100, 0], 1);
+    let (st, _, a) = rtas_call(&mut svc, &mut env, &vcpus, 1, Service::StopSelf, &[], 1);
+    assert_eq!((st, a), (rtas::SUCCESS, Action::Stopped));
+    let (_, _, a) = rtas_call(&mut svc, &mut env, &vcpus, 0, Service::StopSelf, &[], 1);
+    assert!(
+        matches!(a, Action::Stop(Outcome::Crashed(ref why)) if why.contains("last running vcpu")),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn rtas_outside_guest_memory_is_h_parameter_and_an_unknown_token_a_parameter_error() {
+    let (mut svc, vcpus) = vm(1, 1);
+    let mut env = Fake::new();
+    let (rc, ..) = call(&mut svc, &mut env, &vcpus, 0, H_RTAS, &[MEM as u64 - 8]);
+    assert_eq!(rc, H_PARAMETER);
+    let mut m = env.mem();
+    m.write_be32(RTAS_BUF, 0xdead).unwrap();
+    m.write_be32(RTAS_BUF + 4, 0).unwrap();
+    m.write_be32(RTAS_BUF + 8, 1).unwrap();
+    let (rc, ..) = call(&mut svc, &mut env, &vcpus, 0, H_RTAS, &[RTAS_BUF]);
+    assert_eq!(rc, H_SUCCESS);
+    assert_eq!(
+        env.mem().read_be32(RTAS_BUF + 12).map(|v| v as i32),
+        Some(rtas::PARAMETER_ERROR)
+    );
+}
+
+#[test]
+fn nvram_calls_check_their_exact_shape_and_the_buffer() {
+    let (mut svc, vcpus) = vm(1, 1);
+    let mut env = Fake::new();
+    env.mem().write(0x8000, b"hello").unwrap();
+    let store = Service::NvramStore;
+    let (st, ..) = rtas_call(&mut svc, &mut env, &vcpus, 0, store, &[16, 0x8000, 5], 1);
+    assert_eq!(st, rtas::PARAMETER_ERROR, "nret must be 2");
+    let (st, ..) = rtas_call(
+        &mut svc,
+        &mut env,
+        &vcpus,
+        0,
+        store,
+        &[16, MEM as u32 - 2, 5],
+        2,
+    );
+    assert_eq!(st, rtas::HARDWARE_ERROR, "buffer beyond guest memory");
+    assert!(!svc.nvram_dirty);
+    let (st, rets, _) = rtas_call(&mut svc, &mut env, &vcpus, 0, store, &[16, 0x8000, 5], 2);
+    assert_eq!((st, rets[1]), (rtas::SUCCESS, 5));
+    assert!(svc.nvram_dirty);
+    assert_eq!(&svc.nvram[16..21], b"hello");
+    let fetch = Service::NvramFetch;
+    let (st, ..) = rtas_call(&mut svc, &mut env, &vcpus, 0, fetch, &[16, 0x9000, 5], 2);
+    assert_eq!(st, rtas::SUCCESS);
+    assert_eq!(env.mem().to_vec(0x9000, 5).unwrap(), b"hello");
+    let (st, ..) = rtas_call(&mut svc, &mut env, &vcpus, 0, fetch, &[65535, 0x9000, 5], 2);
+    assert_eq!(st, rtas::PARAMETER_ERROR, "beyond the NVRAM");
+}
+
+#[test]
+fn os_term_stops_the_vm_with_the_guests_reason() {
+    let (mut svc, vcpus) = vm(1, 1);
+    let mut env = Fake::new();
+    env.mem().write(0x8000, b"OS panic: \"oops\"\0").unwrap();
+    let (_, _, a) = rtas_call(&mut svc, &mut env, &vcpus, 0, Service::OsTerm, &[0x8000], 1);
+    assert_eq!(
+        a,
+        Action::Stop(Outcome::Crashed("guest panic: 'oops'".into()))
+    );
+    let (_, _, a) = rtas_call(&mut svc, &mut env, &vcpus, 0, Service::OsTerm, &[], 1);
+    assert_eq!(
+        a,
+        Action::Stop(Outcome::Crashed("guest panic: last words".into()))
+    );
+}
+
+#[test]
+fn set_mode_changes_the_interrupt_mode_and_reports_papr_codes() {
+    let (mut svc, vcpus) = vm(1, 1);
+    let mut env = Fake::new();
+    let le = (1, H_SET_MODE_RESOURCE_LE, 0, 0);
+    let (rc, ..) = call(
+        &mut svc,
+        &mut env,
+        &vcpus,
+        0,
+        H_SET_MODE,
+        &[le.0, le.1, le.2, le.3],
+    );
+    assert_eq!(rc, H_SUCCESS);
+    assert_eq!(env.mode.map(|m| m.little_endian), Some(true));
+    // A resource that does not exist: H_P2, as crate::mode says.
+    let (rc, ..) = call(&mut svc, &mut env, &vcpus, 0, H_SET_MODE, &[0, 99, 0, 0]);
+    assert_eq!(rc, H_P2);
+}
+
+#[test]
+fn confer_yields_only_to_a_preempted_vcpu_of_a_waiting_vcore() {
+    let (mut svc, vcpus) = vm(4, 2);
+    let mut env = Fake::new();
+    // Vcpu 2 is in vcore 1; its VPA says yield count 3 (preempted).
+    let mut m = env.mem();
+    m.write(0x2004, &640u16.to_be_bytes()).unwrap();
+    m.write_be32(0x2000 + crate::vpa::YIELD_COUNT, 3).unwrap();
+    let vpa_flags = crate::vpa::REG_VPA << crate::vpa::FUNC_SHIFT;
+    let (rc, ..) = call(
+        &mut svc,
+        &mut env,
+        &vcpus,
+        2,
+        H_REGISTER_VPA,
+        &[vpa_flags, 2, 0x2000],
+    );
+    assert_eq!(rc, H_SUCCESS);
+    let (_, a, _) = call(&mut svc, &mut env, &vcpus, 0, H_CONFER, &[2, 3]);
+    assert_eq!(a, Action::Resume, "vcore 1 is on a core");
+    env.waiting.push(1);
+    let (_, a, _) = call(&mut svc, &mut env, &vcpus, 0, H_CONFER, &[2, 3]);
+    assert_eq!(a, Action::Yield);
+    let (_, a, _) = call(&mut svc, &mut env, &vcpus, 0, H_CONFER, &[2, 5]);
+    assert_eq!(a, Action::Resume, "it ran since the guest looked");
+    let (_, a, _) = call(&mut svc, &mut env, &vcpus, 0, H_CONFER, &[1, 0]);
+    assert_eq!(a, Action::Resume, "a sibling of the caller's own vcore");
+    let (rc, ..) = call(&mut svc, &mut env, &vcpus, 0, H_CONFER, &[9, 0]);
+    assert_eq!(rc, H_PARAMETER);
+}
+
+#[test]
+fn every_error_code_maps_back_to_itself() {
+    for e in HError::ALL {
+        assert_eq!(HError::check(e.code()), Err(e));
+    }
+    assert_eq!(HError::check(H_SUCCESS), Ok(()));
+}
+
+#[test]
+fn an_hpt_call_by_the_full_path_answers_the_fast_paths_code() {
+    let (mut svc, vcpus) = vm(1, 1);
+    let mut env = Fake::new();
+    let (rc, ..) = call(&mut svc, &mut env, &vcpus, 0, H_REMOVE, &[0, 0, 0]);
+    assert_eq!(rc, H_NOT_FOUND);
+}
