@@ -11,9 +11,10 @@
 //!   chosen                        bootargs, stdout-path, linux,initrd-start/end
 //!   interrupt-controller          the virtual XICS presentation layer (IBM,ppc-xicp,
 //!                                 hypercalls), ibm,interrupt-server-ranges <0 N>
-//!   vdevice (IBM,vdevice)         also the interrupt parent of its children (XICS sources)
+//!   vdevice (IBM,vdevice)         also the interrupt parent of its children (XICS sources);
+//!                                 one child per device of the VM's bus (crate::vio):
 //!     vty@30000000                hvterm1: H_PUT_TERM_CHAR / H_GET_TERM_CHAR, vtermno 0x30000000,
-//!                                 interrupts <VTY_IRQ 0>
+//!                                 interrupts <0x1000 0>
 //!     nvram@30000001              the guest's NVRAM (qemu,spapr-nvram): #bytes; RTAS
 //!                                 nvram-fetch / nvram-store
 //!   rtas                          ibm,hypertas-functions, one property per RTAS token,
@@ -30,14 +31,9 @@ use alloc::vec::Vec;
 
 use crate::fdtw::FdtWriter;
 
-/// Unit address (and `reg`, the vtermno of H_PUT_TERM_CHAR) of the console.
-pub const VTY_REG: u32 = 0x3000_0000;
-/// Unit address (`reg`) of the guest's NVRAM.
-pub const NVRAM_REG: u32 = 0x3000_0001;
-/// `/chosen` `stdout-path`.
+/// `/chosen` `stdout-path`: the vty's node.
 pub const STDOUT_PATH: &str = "/vdevice/vty@30000000";
-/// The vty's XICS source (input available).
-pub const VTY_IRQ: u32 = crate::xics::IRQ_BASE;
+const _: () = assert!(crate::vio::vty::REG == 0x3000_0000);
 /// `ibm,pa-features` of QEMU's POWER8 pseries CPU (ISA 2.07): byte 22 bit 0
 /// (transactional memory) clear, so Linux leaves TM alone: guests do not
 /// get TM (HFSCR[TM] is clear; a TM instruction is a program interrupt).
@@ -84,7 +80,7 @@ pub const PROCESSOR_SEGMENT_SIZES: [u32; 2] = [0x1c, 0x28];
 pub const CACHE_LINE: u32 = 128;
 
 /// What the guest's tree says; see the module documentation.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct GuestFdtConfig<'a> {
     /// Root `ibm,partition-name`.
     pub name: &'a str,
@@ -114,8 +110,8 @@ pub struct GuestFdtConfig<'a> {
     /// RTAS calls and their tokens, e.g. `("power-off", 0x2001)`: each
     /// becomes a u32 property of `/rtas` named after the call.
     pub rtas_tokens: &'a [(&'a str, u32)],
-    /// Bytes of the guest's NVRAM (`/vdevice/nvram@…` `#bytes`).
-    pub nvram_size: u32,
+    /// The VM's devices: the children of `/vdevice`.
+    pub vio: &'a crate::vio::VioBus,
 }
 
 /// Property names of `/rtas` that are not tokens.
@@ -219,20 +215,7 @@ pub fn build(cfg: &GuestFdtConfig<'_>) -> Vec<u8> {
     w.prop_u32("#size-cells", 0);
     w.prop_u32("#interrupt-cells", 2);
     w.prop_empty("interrupt-controller");
-    w.begin_node(&format!("vty@{VTY_REG:x}"));
-    w.prop_str("device_type", "serial");
-    w.prop_str("compatible", "hvterm1");
-    w.prop_u32("reg", VTY_REG);
-    w.prop_cells("interrupts", &[VTY_IRQ, 0]);
-    w.end_node();
-    // As QEMU's pseries presents it; Linux finds it by device_type and
-    // wants a 4-byte `#bytes`.
-    w.begin_node(&format!("nvram@{NVRAM_REG:x}"));
-    w.prop_str("device_type", "nvram");
-    w.prop_str("compatible", "qemu,spapr-nvram");
-    w.prop_u32("reg", NVRAM_REG);
-    w.prop_u32("#bytes", cfg.nvram_size);
-    w.end_node();
+    cfg.vio.write_nodes(&mut w);
     w.end_node();
 
     w.begin_node("rtas");
@@ -292,7 +275,11 @@ mod tests {
             rtas_size: 0x2000,
             hypertas_functions: HCALLS,
             rtas_tokens: TOKENS,
-            nvram_size: 0x10000,
+            // Leaked: the config is 'static, a test's bus lives as long.
+            vio: alloc::boxed::Box::leak(alloc::boxed::Box::new(crate::vio::VioBus::new(vec![
+                alloc::boxed::Box::new(crate::vio::vty::Vty),
+                alloc::boxed::Box::new(crate::vio::nvram::Nvram(0x10000)),
+            ]))),
         }
     }
 
@@ -458,7 +445,7 @@ mod tests {
         let nvram = node(&fdt, "/vdevice/nvram@30000001");
         assert_eq!(string(nvram, "device_type"), "nvram");
         assert_eq!(string(nvram, "compatible"), "qemu,spapr-nvram");
-        assert_eq!(cells(nvram, "reg"), [NVRAM_REG]);
+        assert_eq!(cells(nvram, "reg"), [0x3000_0001]);
         assert_eq!(raw(nvram, "#bytes"), 0x10000u32.to_be_bytes());
         assert!(vdev.property("interrupt-controller").is_some());
         let icp = node(&fdt, "/interrupt-controller");

@@ -39,6 +39,7 @@ pub mod time;
 pub mod tlb;
 pub mod units;
 pub mod vcore;
+pub mod vio;
 pub mod vpa;
 pub mod vterm;
 pub mod xics;

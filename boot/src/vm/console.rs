@@ -233,12 +233,11 @@ impl VmState {
             }
             Typed::Input => {}
         }
-        let k = self
-            .svc
-            .xics
-            .set_line(guestfdt::VTY_IRQ, self.con.term.has_input());
-        let sh = &self.sh;
-        self.svc.kick(&sh.vcpus, k, |s| sh.kick_vcpu(s));
+        if let Some(irq) = self.sh.vio.irq(vty::REG) {
+            let k = self.svc.xics.set_line(irq, self.con.term.has_input());
+            let sh = &self.sh;
+            self.svc.kick(&sh.vcpus, k, |s| sh.kick_vcpu(s));
+        }
         stop
     }
 }

@@ -227,6 +227,8 @@ impl VmState {
         mem[rtas_base as usize..rtas_base as usize + rtas::RTAS_BLOB.len()]
             .copy_from_slice(&rtas::RTAS_BLOB);
         let tokens = rtas::tokens();
+        // The devices every VM has: the console and the NVRAM.
+        let vio = VioBus::new(alloc::vec![Box::new(Vty), Box::new(Nvram(cfg.nvram))]);
         let fdt = guestfdt::build(&GuestFdtConfig {
             name,
             layout: cfg.layout,
@@ -240,7 +242,7 @@ impl VmState {
             rtas_size: layout::RTAS_SIZE as u32,
             hypertas_functions: &table::hypertas_functions(),
             rtas_tokens: &tokens,
-            nvram_size: cfg.nvram,
+            vio: &vio,
         });
         let fdt_gpa =
             layout::device_tree(mem_size, fdt.len() as u64, top_used).map_err(VmError::Layout)?;
@@ -287,6 +289,7 @@ impl VmState {
                 mem_size,
                 tlb,
             },
+            vio,
         ));
         // Commit: from here the VM owns its memory, HPT and LPID.
         held.mem = None;
@@ -309,7 +312,7 @@ impl VmState {
             hpt,
             svc: Services::new(
                 cfg.layout,
-                &[true],
+                &sh.vio.sources(),
                 crate::nvstore::load(cfg.name, cfg.nvram)
                     .unwrap_or_else(|| kernel::nvram::blank(cfg.nvram)),
                 mem_size,

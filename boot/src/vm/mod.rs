@@ -52,6 +52,7 @@ pub use kernel::papr::services::Outcome;
 use kernel::smp::{CpuState, ThreadMode};
 use kernel::tlb::{TlbOps, VmTlb};
 use kernel::vcore::{EntryExit, JoinWatch, Late, Layout, VcpuState, MAX_THREADS};
+use kernel::vio::{nvram::Nvram, vty, vty::Vty, VioBus};
 use kernel::vpa::{self, Undispatched, Vpa};
 use kernel::vterm::{self, Typed, Vterm};
 use log::{info, warn};
@@ -134,6 +135,8 @@ pub struct Vcore {
 struct Shared {
     layout: Layout,
     mmu: GuestMmu,
+    /// The VM's devices (kernel::vio), each under its own lock.
+    vio: VioBus,
     vcpus: Vec<VcpuShared>,
     vcores: Vec<Vcore>,
     /// A `VmEvent` is pending (the scheduler holds the event itself).
@@ -155,10 +158,11 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(layout: Layout, mmu: GuestMmu) -> Self {
+    fn new(layout: Layout, mmu: GuestMmu, vio: VioBus) -> Self {
         Shared {
             layout,
             mmu,
+            vio,
             vcpus: (0..layout.vcpus).map(|_| VcpuShared::default()).collect(),
             vcores: (0..layout.vcores())
                 .map(|index| Vcore {

@@ -102,7 +102,8 @@ impl VmState {
             id: v.id,
             regs: &mut v.regs,
         };
-        self.svc.hcall(&mut env, &self.sh.vcpus, caller)
+        self.svc
+            .hcall(&mut env, &self.sh.vcpus, &self.sh.vio, caller)
     }
 }
 

@@ -18,6 +18,7 @@ use crate::fwnmi::Fwnmi;
 use crate::gmem::GuestMemory;
 use crate::mode::{self, ModeChange};
 use crate::vcore::{Cede, CedeState, Layout};
+use crate::vio::VioBus;
 use crate::vpa::Vpa;
 use crate::xics::{Kick, Xics, XicsError};
 use alloc::string::String;
@@ -304,7 +305,13 @@ impl Services {
 
     /// Handles `sc 1` from vcpu `v`. From guest problem state nothing is
     /// done: the caller gets H_PRIVILEGE, as on QEMU's pseries machine.
-    pub fn hcall(&mut self, env: &mut impl Env, vcpus: &[VcpuShared], v: Caller<'_>) -> Action {
+    pub fn hcall(
+        &mut self,
+        env: &mut impl Env,
+        vcpus: &[VcpuShared],
+        vio: &VioBus,
+        v: Caller<'_>,
+    ) -> Action {
         let r = if v.regs.msr & spr::MSR_PR != 0 {
             self.counts.privileged += 1;
             Err(HError::Privilege)
@@ -318,7 +325,7 @@ impl Services {
                 }
                 Some((index, call)) => {
                     self.counts.known[index] += 1;
-                    self.call(env, vcpus, v.id, v.regs, call)
+                    self.call(env, vcpus, vio, v.id, v.regs, call)
                 }
             }
         };
@@ -338,6 +345,7 @@ impl Services {
         &mut self,
         env: &mut impl Env,
         vcpus: &[VcpuShared],
+        vio: &VioBus,
         id: u32,
         regs: &mut GuestRegs,
         call: Hcall,
@@ -351,21 +359,16 @@ impl Services {
                 HError::check(env.hpt(op, &mut regs.gpr))?;
                 Ok(Action::Resume)
             }
-            Hcall::PutTermChar => {
-                let (term, len, hi, lo) = (a[0], a[1], a[2], a[3]);
-                let (bytes, n) = crate::vterm::unpack(len, hi, lo).ok_or(HError::Parameter)?;
-                self.vty(term)?;
-                env.console_write(&bytes[..n]);
-                Ok(Action::Resume)
-            }
-            Hcall::GetTermChar => {
-                self.vty(a[0])?;
-                let (n, hi, lo) = env.console_read();
-                (regs.gpr[4], regs.gpr[5], regs.gpr[6]) = (n, hi, lo);
-                let k = self
-                    .xics
-                    .set_line(crate::guestfdt::VTY_IRQ, env.console_has_input());
-                self.kick(vcpus, k, |s| env.kick(s));
+            // To the device whose unit address is in r4; one that is not
+            // there is H_PARAMETER. A change of the device's interrupt
+            // line goes to the XICS, and the vcpus it concerns are woken.
+            Hcall::Vio(vc) => {
+                let (irq, dev) = vio.route(a[0]).ok_or(HError::Parameter)?;
+                let line = dev.lock().hcall(vc, &mut regs.gpr, env)?;
+                if let (Some(irq), Some(high)) = (irq, line) {
+                    let k = self.xics.set_line(irq, high);
+                    self.kick(vcpus, k, |s| env.kick(s));
+                }
                 Ok(Action::Resume)
             }
             Hcall::SetMode => self.set_mode(env, regs, a),
@@ -457,13 +460,6 @@ impl Services {
                 Ok(Action::Resume)
             }
         }
-    }
-
-    /// A vtermno names the vty: its `reg`, or 0 as on QEMU's pseries.
-    fn vty(&self, term: u64) -> Result<(), HError> {
-        crate::vterm::names_vty(term, crate::guestfdt::VTY_REG)
-            .then_some(())
-            .ok_or(HError::Parameter)
     }
 
     /// H_SET_MODE (crate::mode checks it): breakpoints go into the vcpu's

@@ -4,6 +4,7 @@
 //! the list the guest reads is derived from what is implemented, never
 //! kept by hand. Also the fast/full path split and the hypercall counts.
 
+pub use crate::vio::VioCall;
 use alloc::vec::Vec;
 use papr_abi::*;
 
@@ -26,8 +27,8 @@ pub enum HptCall {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hcall {
     Hpt(HptCall),
-    PutTermChar,
-    GetTermChar,
+    /// Addressed to a device of the VM's bus by unit address (r4).
+    Vio(VioCall),
     SetMode,
     Rtas,
     Xirr,
@@ -90,8 +91,18 @@ pub const CALLS: &[Row] = &[
         PFT,
     ),
     row(H_PROTECT, Hcall::Hpt(HptCall::Protect), "H_PROTECT", PFT),
-    row(H_GET_TERM_CHAR, Hcall::GetTermChar, "H_GET_TERM_CHAR", TERM),
-    row(H_PUT_TERM_CHAR, Hcall::PutTermChar, "H_PUT_TERM_CHAR", TERM),
+    row(
+        H_GET_TERM_CHAR,
+        Hcall::Vio(VioCall::GetTermChar),
+        "H_GET_TERM_CHAR",
+        TERM,
+    ),
+    row(
+        H_PUT_TERM_CHAR,
+        Hcall::Vio(VioCall::PutTermChar),
+        "H_PUT_TERM_CHAR",
+        TERM,
+    ),
     row(H_EOI, Hcall::Eoi, "H_EOI", INTERRUPT),
     row(H_CPPR, Hcall::Cppr, "H_CPPR", INTERRUPT),
     row(H_IPI, Hcall::Ipi, "H_IPI", INTERRUPT),

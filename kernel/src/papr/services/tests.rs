@@ -2,6 +2,9 @@
 //! what could be checked only by booting QEMU before.
 
 use super::*;
+use crate::vio::nvram::Nvram;
+use crate::vio::vty::{self, Vty};
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -75,6 +78,11 @@ impl Env for Fake {
     }
 }
 
+/// The devices every VM has: the vty, the NVRAM.
+fn bus() -> VioBus {
+    VioBus::new(vec![Box::new(Vty), Box::new(Nvram(65536))])
+}
+
 /// A VM of `vcpus` vcpus in vcores of `threads`, vcpu 0 running.
 fn vm(vcpus: u32, threads: u32) -> (Services, Vec<VcpuShared>) {
     let layout = Layout::new(vcpus, threads, 8).unwrap();
@@ -82,7 +90,12 @@ fn vm(vcpus: u32, threads: u32) -> (Services, Vec<VcpuShared>) {
     for (i, v) in shared.iter().enumerate() {
         v.stopped.store(i != 0, Ordering::Release);
     }
-    let svc = Services::new(layout, &[true], crate::nvram::blank(65536), MEM as u64);
+    let svc = Services::new(
+        layout,
+        &bus().sources(),
+        crate::nvram::blank(65536),
+        MEM as u64,
+    );
     (svc, shared)
 }
 
@@ -101,6 +114,7 @@ fn call(
     let a = svc.hcall(
         env,
         vcpus,
+        &bus(),
         Caller {
             id,
             regs: &mut regs,
@@ -149,6 +163,7 @@ fn problem_state_gets_h_privilege_and_nothing_is_done() {
     let a = svc.hcall(
         &mut env,
         &vcpus,
+        &bus(),
         Caller {
             id: 0,
             regs: &mut regs,
@@ -185,7 +200,7 @@ fn a_wrong_vtermno_is_h_parameter_and_prints_nothing() {
     assert_eq!(rc, H_PARAMETER);
     assert!(env.console.is_empty());
     // The vty's reg, and 0 (the first vty), both print.
-    for term in [u64::from(crate::guestfdt::VTY_REG), 0] {
+    for term in [u64::from(vty::REG), 0] {
         let (rc, ..) = call(
             &mut svc,
             &mut env,
