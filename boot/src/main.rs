@@ -60,7 +60,14 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
     trap::init_boot_thread();
 
     let boot = mem::init(fdt_addr);
-    smp::init(&boot.topology, &boot.icps, sched::thread_work);
+    // hv.test=deaf-thread swaps the secondaries' work for one that drops
+    // thread 1's: the production path carries no test check.
+    let deaf = boot.args.test == Some(kernel::bootargs::TestAction::DeafThread);
+    let work = match deaf {
+        true => sched::thread_work_deaf_thread_1 as fn(&_, usize),
+        false => sched::thread_work,
+    };
+    smp::init(&boot.topology, &boot.icps, work);
 
     match boot.args.test {
         Some(kernel::bootargs::TestAction::Panic) => {
@@ -85,7 +92,6 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
         }
         Some(kernel::bootargs::TestAction::DeafThread) => {
             warn!(target: "hv", "test: thread 1 of every core ignores vcore work (hv.test=deaf-thread)");
-            sched::DEAF_THREAD_1.store(true, core::sync::atomic::Ordering::Release);
         }
         _ => {}
     }

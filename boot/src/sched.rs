@@ -36,10 +36,6 @@ static QUEUE: spin::Mutex<Scheduler<Arc<Vm>, Outcome>> = spin::Mutex::new(Schedu
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static DONE: AtomicUsize = AtomicUsize::new(0);
 static OK: AtomicUsize = AtomicUsize::new(0);
-/// Test only (`hv.test=deaf-thread`): thread 1 of every core drops the
-/// vcore work it is given.
-pub static DEAF_THREAD_1: core::sync::atomic::AtomicBool =
-    core::sync::atomic::AtomicBool::new(false);
 /// Cores whose thread 0 waits in the scheduler for work (bit = core).
 static IDLE_CORES: AtomicU64 = AtomicU64::new(0);
 
@@ -106,10 +102,22 @@ pub fn thread_work(me: &CpuState, token: usize) {
     let work = unsafe { Box::from_raw(token as *mut Work) };
     match *work {
         Work::Schedule => schedule(me),
-        // hv.test=deaf-thread: the wake-up is taken and dropped, so thread
-        // 0 must notice that this thread never came.
-        Work::Join(_) if me.thread == 1 && DEAF_THREAD_1.load(Ordering::Acquire) => {}
         Work::Join(j) => j.vm.join(j.vcore, j.run, me),
+    }
+}
+
+/// Test only (`hv.test=deaf-thread`, given to `smp::init` instead of
+/// [`thread_work`]): thread 1 of every core takes its vcore work and drops
+/// it, so thread 0 must notice that the thread never came.
+pub fn thread_work_deaf_thread_1(me: &CpuState, token: usize) {
+    if me.thread != 1 {
+        return thread_work(me, token);
+    }
+    // SAFETY: as in `thread_work`: a `Work` this thread now owns.
+    let work = unsafe { Box::from_raw(token as *mut Work) };
+    match *work {
+        Work::Schedule => schedule(me),
+        Work::Join(_) => {}
     }
 }
 

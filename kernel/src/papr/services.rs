@@ -574,10 +574,10 @@ impl Services {
         Ok(next)
     }
 
-    /// One RTAS service: its status and further return values. Every
-    /// service checks its argument shape: the numbers of arguments and
-    /// returns it uses at least (as QEMU's pseries), exactly where PAPR
-    /// fixes them (NVRAM, FWNMI).
+    /// One RTAS service: its status and further return values. Each
+    /// checks the arguments it reads (at least that many, as QEMU's
+    /// pseries does; the exact shape where PAPR fixes it: NVRAM, FWNMI);
+    /// `rtas` writes no return beyond the caller's `nret`.
     fn rtas_service<E: Env>(
         &mut self,
         env: &mut E,
