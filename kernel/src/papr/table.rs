@@ -200,6 +200,19 @@ const _: () = assert!(LOW_LIMIT / 4 == 256 && (HIGH_LIMIT - HIGH_BASE) / 4 == 25
 static LOW_INDEX: [u8; 256] = index_table(0, LOW_LIMIT);
 static HIGH_INDEX: [u8; 256] = index_table(HIGH_BASE, HIGH_LIMIT);
 
+/// Each row's call alone, by index: the fast path's decode reads one
+/// byte, not a row (whose size is no power of two: the indexing would
+/// cost a multiply on every hypercall).
+static CALL_BY_INDEX: [Hcall; IMPLEMENTED] = {
+    let mut t = [Hcall::Rtas; IMPLEMENTED];
+    let mut i = 0;
+    while i < IMPLEMENTED {
+        t[i] = CALLS[i].call;
+        i += 1;
+    }
+    t
+};
+
 /// Which exit path runs a hypercall (the assembly's two paths are named
 /// in `ppc64::regs::HcallPath`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,7 +240,7 @@ impl Hcall {
         if i == NONE || !nr.is_multiple_of(4) {
             return None;
         }
-        Some((i as usize, CALLS[i as usize].call))
+        Some((i as usize, CALL_BY_INDEX[i as usize]))
     }
 
     /// The path this call takes. The HPT calls touch only the HPT (each
