@@ -18,7 +18,7 @@ pub fn boot_stack() -> (u64, u64) {
     let base = &raw const BOOT_STACK as u64;
     // SAFETY: the zone is the lowest ZONE_BYTES of the boot stack, which
     // the boot thread (running near its top) has never reached.
-    let zone = *ZONE.call_once(|| unsafe { crate::stackguard::arm_static(base) });
+    let zone = *ZONE.call_once(|| unsafe { crate::stacks::arm_static(base) });
     (zone, base + BOOT_STACK_SIZE as u64)
 }
 

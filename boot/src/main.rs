@@ -9,15 +9,15 @@
 extern crate alloc;
 
 mod churn;
+mod cpus;
 mod entry;
+mod exceptions;
 mod machine;
 mod mem;
 mod nvstore;
-mod sched;
+mod scheduler;
 mod selftest;
-mod smp;
-mod stackguard;
-mod trap;
+mod stacks;
 mod vm;
 
 use kernel::console::Hooks;
@@ -30,9 +30,9 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
     opal::init(opal_base, opal_entry);
     machine::on_power_off(|ok| {
         if !ok {
-            stackguard::report_all();
+            stacks::report_all();
         }
-        smp::print_counters();
+        cpus::print_counters();
     });
     CONSOLE.init(Hooks {
         write: opal::console_write,
@@ -57,17 +57,17 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
     if rc != opal::OPAL_SUCCESS {
         fatal(format_args!("OPAL_REINIT_CPUS(HILE_LE) failed: rc={rc}"));
     }
-    trap::init_boot_thread();
+    exceptions::init_boot_thread();
 
     let boot = mem::init(fdt_addr);
     // hv.test=deaf-thread swaps the secondaries' work for one that drops
     // thread 1's: the production path carries no test check.
     let deaf = boot.args.test == Some(kernel::bootargs::TestAction::DeafThread);
     let work = match deaf {
-        true => sched::thread_work_deaf_thread_1 as fn(&_, usize),
-        false => sched::thread_work,
+        true => scheduler::thread_work_deaf_thread_1 as fn(&_, usize),
+        false => scheduler::thread_work,
     };
-    smp::init(&boot.topology, &boot.icps, work);
+    cpus::init(&boot.topology, &boot.icps, work);
 
     match boot.args.test {
         Some(kernel::bootargs::TestAction::Panic) => {
@@ -85,7 +85,7 @@ pub extern "C" fn kmain(fdt_addr: u64, opal_base: u64, opal_entry: u64) -> ! {
         Some(kernel::bootargs::TestAction::StuckThread) => selftest::stuck_thread(),
         Some(kernel::bootargs::TestAction::FailAlloc(k)) => mem::fail_allocation(u64::from(k)),
         Some(kernel::bootargs::TestAction::VmChurn(n)) => {
-            let cores = smp::smp().cpus.iter().map(|c| c.core).max().unwrap_or(0) + 1;
+            let cores = cpus::smp().cpus.iter().map(|c| c.core).max().unwrap_or(0) + 1;
             if !churn::churn(n, cores, HELLO_GUEST) {
                 power_off(false);
             }
@@ -166,10 +166,10 @@ static DEMO_GUESTS: &[(&str, &[u8], u64)] = &[
 
 /// Creates every VM first (each gets its own LPID, memory and HPT) — from
 /// the boot archive's manifest when there is one, else the built-in demo
-/// guests — then runs their vcores on every core at once (sched.rs:
+/// guests — then runs their vcores on every core at once (scheduler.rs:
 /// thread 0 of each core takes vcores from one run queue).
 fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
-    let smp = smp::smp();
+    let smp = cpus::smp();
     let cores = smp.cpus.iter().map(|c| c.core).max().unwrap_or(0) + 1;
     let threads_per_core = smp.cpus.iter().map(|c| c.thread).max().unwrap_or(0) + 1;
     let mut vms = alloc::vec::Vec::new();
@@ -232,7 +232,7 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
     let mut failed = alloc::vec::Vec::new();
     for (id, (cfg, after)) in configs.into_iter().enumerate() {
         if let Some(after) = after {
-            sched::defer(sched::Deferred {
+            scheduler::defer(scheduler::Deferred {
                 after,
                 cfg,
                 cores,
@@ -252,7 +252,7 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
         }
     }
     for name in failed {
-        sched::start_after(name);
+        scheduler::start_after(name);
     }
     // The console goes to the VM that asked for it, else the first one.
     let owner = console_wanted
@@ -262,7 +262,7 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
         vm::set_console_owner(id);
         log::info!(target: "console", "input goes to vm {name} (Ctrl-] n: next VM)");
     }
-    let (done, ok) = sched::run(vms);
+    let (done, ok) = scheduler::run(vms);
     log::info!(
         target: "hv",
         "all VMs stopped: {done} ran, {ok} ok, {} not ok; {}",

@@ -1,7 +1,7 @@
 //! Boot-time self tests and benchmarks selected by boot arguments
 //! (`hv.test=ipi[:N]`, `hv.bench=ipi[:N]`).
 
-use crate::smp::{me, smp};
+use crate::cpus::{me, smp};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::smp::{CpuState, WakeReason};
@@ -277,7 +277,7 @@ pub fn ipi_bench(trials: u32) {
 /// `hrfid`) must be taken and returned from; a 2 ms delay must nap until
 /// the decrementer wakes the thread. Returns whether all held.
 pub fn resume_test() -> bool {
-    use crate::trap::{HDEC_ARMED, HDEC_TAKEN, RESUME_NEXT_TRAP};
+    use crate::exceptions::{HDEC_ARMED, HDEC_TAKEN, RESUME_NEXT_TRAP};
     use ppc64::probe::{probe_pattern, trap_probe};
     let mut ok = true;
 
@@ -330,7 +330,7 @@ pub fn resume_test() -> bool {
     let me = me();
     let dec_before = me.stats.wakes(WakeReason::Decrementer);
     let t0 = cpu::mftb();
-    crate::smp::delay_us(2000);
+    crate::cpus::delay_us(2000);
     let us = kernel::time::ticks_to_ns(cpu::mftb() - t0) / 1000;
     let dec_wakes = me.stats.wakes(WakeReason::Decrementer) - dec_before;
     if us >= 2000 && dec_wakes >= 1 {

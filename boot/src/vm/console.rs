@@ -105,7 +105,7 @@ impl Vm {
             n != 0 && st.typed(&buf[..n])
         };
         if stop {
-            crate::sched::post_event(self, VmEvent::Stop(Outcome::Stopped));
+            crate::scheduler::post_event(self, VmEvent::Stop(Outcome::Stopped));
         }
         self.write_console();
     }

@@ -7,14 +7,14 @@
 //!   time slice, a blocked vcpu's nap;
 //! - `exit.rs`: exit handling and interrupt delivery;
 //! - `fast.rs`: the hypercall fast path (HPT calls without the VM's lock);
-//! - `papr.rs`: the full-path hypercalls and RTAS;
+//! - `env.rs`: the machine side of the partition services (`FirmwareEnv`);
 //! - `console.rs`: the VM's console output and serial console ownership.
 
 mod console;
+mod env;
 mod exit;
 mod fast;
 mod life;
-mod papr;
 mod run;
 
 use console::*;
@@ -24,8 +24,8 @@ use life::*;
 use run::*;
 
 pub use console::set_console_owner;
+pub use env::host_epoch;
 pub use life::{lpids_free, VmConfig, VmError};
-pub use papr::host_epoch;
 pub use run::Join;
 
 use crate::mem::{HPT_POOL, PAGES};
@@ -207,7 +207,7 @@ impl Shared {
         core::sync::atomic::fence(Ordering::SeqCst);
         let core = self.vcores[vc as usize].core.load(Ordering::SeqCst);
         if core == NO_CORE {
-            crate::sched::wake_idle();
+            crate::scheduler::wake_idle();
             return;
         }
         kick_thread(core, ptid as usize);
@@ -230,9 +230,9 @@ impl Shared {
 
 /// IPIs hardware thread `thread` of `core` (not the caller itself).
 fn kick_thread(core: usize, thread: usize) {
-    let me = crate::smp::me();
-    match crate::smp::thread_at(core, thread) {
-        Some(t) if t.id != me.id => crate::smp::smp().kick(me, t),
+    let me = crate::cpus::me();
+    match crate::cpus::thread_at(core, thread) {
+        Some(t) if t.id != me.id => crate::cpus::smp().kick(me, t),
         _ => {}
     }
 }

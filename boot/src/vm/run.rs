@@ -129,7 +129,7 @@ impl Vm {
     /// once every thread that entered has left and saved its vcpu.
     pub fn run_vcore(self: &Arc<Self>, index: u32, me: &CpuState) {
         let vc = &self.sh.vcores[index as usize];
-        let smp = crate::smp::smp();
+        let smp = crate::cpus::smp();
         // One partition per core at a time: its LPIDR/SDR1 are the
         // core's on POWER8.
         if cpu::lpidr() != u64::from(kernel::lpid::HOST_LPID) {
@@ -138,7 +138,7 @@ impl Vm {
                 me.core,
                 cpu::lpidr()
             );
-            crate::sched::post_event(self, VmEvent::Stop(Outcome::Crashed(why)));
+            crate::scheduler::post_event(self, VmEvent::Stop(Outcome::Crashed(why)));
             return;
         }
         // The MMU gate: count this vcore in first, then check; an HPT
@@ -177,10 +177,10 @@ impl Vm {
             .take(self.sh.layout.threads as usize)
             .skip(1)
         {
-            let Some(t) = crate::smp::thread_at(me.core, ptid) else {
+            let Some(t) = crate::cpus::thread_at(me.core, ptid) else {
                 break;
             };
-            let job = Box::new(crate::sched::Work::Join(Join {
+            let job = Box::new(crate::scheduler::Work::Join(Join {
                 vm: self.clone(),
                 vcore: index,
                 run,
@@ -203,7 +203,7 @@ impl Vm {
                 n += 1;
             } else {
                 // SAFETY: the token was never published.
-                drop(unsafe { Box::from_raw(token as *mut crate::sched::Work) });
+                drop(unsafe { Box::from_raw(token as *mut crate::scheduler::Work) });
                 *w = None;
             }
         }
@@ -217,7 +217,7 @@ impl Vm {
                 n + 1
             );
             log::error!(target: "vcore", "{}: {why}", self.name);
-            crate::sched::post_event(self, VmEvent::Stop(Outcome::Crashed(why)));
+            crate::scheduler::post_event(self, VmEvent::Stop(Outcome::Crashed(why)));
         }
         self.vcpu_thread(vc, 0, me, host_lpcr);
         self.leave(vc, 0, me);
@@ -234,7 +234,7 @@ impl Vm {
         for (t, token) in work.iter().flatten() {
             if t.hv.reclaim(*token) {
                 // SAFETY: reclaimed, so the thread never took it.
-                drop(unsafe { Box::from_raw(*token as *mut crate::sched::Work) });
+                drop(unsafe { Box::from_raw(*token as *mut crate::scheduler::Work) });
             }
         }
         vc.dpdes
@@ -259,7 +259,7 @@ impl Vm {
     pub(super) fn report_late_threads(&self, index: u32, vc: &Vcore, me: &CpuState, ms: u64) {
         let inside = vc.ee.still_in();
         for t in (0..8).filter(|t| inside & (1 << t) != 0) {
-            if let Some(c) = crate::smp::thread_at(me.core, t) {
+            if let Some(c) = crate::cpus::thread_at(me.core, t) {
                 log::warn!(
                     target: "watchdog",
                     "vm {} vcore {index}: PIR {:#x} (core {} thread {t}) has not left the vcore for {ms} ms; it is {}",
@@ -277,7 +277,7 @@ impl Vm {
     /// proven dead.
     #[cold]
     pub(super) fn late_join(&self, vc: &Vcore, me: &CpuState, t: usize, late: Late) {
-        let Some(c) = crate::smp::thread_at(me.core, t) else {
+        let Some(c) = crate::cpus::thread_at(me.core, t) else {
             return;
         };
         let doing = c.hv.mode().describe();
@@ -303,7 +303,7 @@ impl Vm {
                     kernel::vcore::JOIN_DEAD_MS
                 );
                 log::error!(target: "vcore", "{}: {why}", self.name);
-                crate::sched::post_event(self, VmEvent::Stop(Outcome::Crashed(why)));
+                crate::scheduler::post_event(self, VmEvent::Stop(Outcome::Crashed(why)));
             }
         }
     }
@@ -361,7 +361,7 @@ impl Vm {
         };
         let Some(mut v) = self.vcpus[id as usize].lock().take() else {
             let why = alloc::format!("vcpu {id} is already running");
-            crate::sched::post_event(self, VmEvent::Stop(Outcome::Crashed(why)));
+            crate::scheduler::post_event(self, VmEvent::Stop(Outcome::Crashed(why)));
             return;
         };
         v.core = me.core;
@@ -469,7 +469,7 @@ impl Vm {
             v.dec_expires = Some(now.wrapping_add(v.regs.dec));
             // Runnable from here until it enters again, unless it blocks.
             v.ready_since = Some(now);
-            crate::stackguard::check();
+            crate::stacks::check();
             let exit = Exit::decode(vec);
             let next = if exit_needs_vm(exit) {
                 let mut st = self.st.lock();
@@ -484,7 +484,7 @@ impl Vm {
             };
             if exit == Exit::External {
                 // An IPI for this thread: run any call it brought.
-                crate::smp::external_exit();
+                crate::cpus::external_exit();
             }
             // Output an exit queued goes out now; the owner's input is
             // read on time-slice exits (at least every SLICE_MS) and
@@ -503,7 +503,7 @@ impl Vm {
                     }
                 }
                 Action::Yield => {
-                    if crate::sched::others_waiting() {
+                    if crate::scheduler::others_waiting() {
                         return;
                     }
                 }
@@ -518,8 +518,8 @@ impl Vm {
                     v.undispatched = Some(Undispatched::Ceded);
                     v.ready_since = None;
                 }
-                Action::Reboot => crate::sched::post_event(self, VmEvent::Reboot),
-                Action::Stop(o) => crate::sched::post_event(self, VmEvent::Stop(o)),
+                Action::Reboot => crate::scheduler::post_event(self, VmEvent::Reboot),
+                Action::Stop(o) => crate::scheduler::post_event(self, VmEvent::Stop(o)),
             }
         }
     }
@@ -633,7 +633,7 @@ impl Vm {
                 self.late_join(vc, me, t, late)
             });
         }
-        if crate::sched::others_waiting() {
+        if crate::scheduler::others_waiting() {
             return true;
         }
         vc.deadline
@@ -647,7 +647,7 @@ impl Vm {
     /// presented to the vcpu, a doorbell is pending for its thread, its
     /// decrementer expires or it is prodded; a stop with `start-cpu`.
     pub(super) fn block(&self, v: &mut Vcpu, vc: &Vcore, me: &CpuState, why: Block) -> bool {
-        let smp = crate::smp::smp();
+        let smp = crate::cpus::smp();
         let shv = &self.sh.vcpus[v.id as usize];
         if why == Block::Ceded && self.sh.raw_held.load(Ordering::Acquire) {
             self.st.lock().flush_raw();

@@ -34,7 +34,7 @@ pub fn init_boot_thread() {
     unsafe {
         (*paca).exc_entry = vectors::exc_common_address();
         (*paca).exc_stack_top = stack_top & !15;
-        (*paca).exc_stack_zone = crate::stackguard::arm_static(BOOT_EXC_STACK.0.get() as u64);
+        (*paca).exc_stack_zone = crate::stacks::arm_static(BOOT_EXC_STACK.0.get() as u64);
         ((*paca).stack_zone, (*paca).stack_top) = crate::entry::boot_stack();
         cpu::mtspr::<{ ppc64::spr::HSPRG0 }>(paca as u64);
         vectors::install();
@@ -61,7 +61,7 @@ pub static HDEC_TAKEN: AtomicU64 = AtomicU64::new(0);
 pub extern "C" fn hv_exception(frame: &mut TrapFrame) {
     // An exception from a stack that ran into its guard zone is reported
     // as the overflow it is.
-    crate::stackguard::check_exception(frame.gpr[1]);
+    crate::stacks::check_exception(frame.gpr[1]);
     match frame.vector_offset() {
         0x700
             if frame.msr & ppc64::spr::SRR1_PROGRAM_TRAP != 0

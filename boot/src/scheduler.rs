@@ -125,7 +125,7 @@ pub fn thread_work_deaf_thread_1(me: &CpuState, token: usize) {
 fn post_work(me: &CpuState, to: &CpuState, w: Work) -> bool {
     let token = Box::into_raw(Box::new(w)) as usize;
     if to.hv.post(token) {
-        crate::smp::smp().kick(me, to);
+        crate::cpus::smp().kick(me, to);
         true
     } else {
         // SAFETY: never published.
@@ -138,8 +138,8 @@ fn post_work(me: &CpuState, to: &CpuState, w: Work) -> bool {
 /// core (this thread too when it is one) until every VM has stopped.
 /// Returns (VMs that ran, VMs that stopped with `result=ok`).
 pub fn run(vms: Vec<Arc<Vm>>) -> (usize, usize) {
-    let smp = crate::smp::smp();
-    let me = crate::smp::me();
+    let smp = crate::cpus::smp();
+    let me = crate::cpus::me();
     let (done0, ok0) = (DONE.load(Ordering::Acquire), OK.load(Ordering::Acquire));
     // Added to: VMs that come after one that could not be made may be
     // live already (start_after).
@@ -173,7 +173,7 @@ pub fn run(vms: Vec<Arc<Vm>>) -> (usize, usize) {
 
 /// Thread 0's loop: take a vcore, run it, give it back.
 fn schedule(me: &CpuState) {
-    let smp = crate::smp::smp();
+    let smp = crate::cpus::smp();
     let bit = 1u64 << me.core;
     while LIVE.load(Ordering::Acquire) != 0 {
         let Some((vm, vcore)) = QUEUE.lock().take() else {
@@ -202,8 +202,8 @@ pub fn wake_idle() {
     if idle == 0 {
         return;
     }
-    let smp = crate::smp::smp();
-    let me = crate::smp::me();
+    let smp = crate::cpus::smp();
+    let me = crate::cpus::me();
     for c in smp
         .cpus
         .iter()
@@ -241,12 +241,12 @@ fn finish(vm: &Vm, o: Outcome) {
     if LIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
         info!(target: "sched", "every VM has stopped");
         // Every thread 0 (and the boot thread) returns from its wait.
-        let smp = crate::smp::smp();
-        let me = crate::smp::me();
+        let smp = crate::cpus::smp();
+        let me = crate::cpus::me();
         for c in smp
             .cpus
             .iter()
-            .filter(|c| c.id != me.id && (c.thread == 0 || c.id == crate::smp::boot_cpu().id))
+            .filter(|c| c.id != me.id && (c.thread == 0 || c.id == crate::cpus::boot_cpu().id))
         {
             smp.kick(me, c);
         }

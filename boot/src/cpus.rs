@@ -25,7 +25,7 @@ impl Machine for Power8 {
     }
 
     fn idle(&self, me: &CpuState, deadline: Option<u64>) {
-        crate::stackguard::check_thread_stack();
+        crate::stacks::check_thread_stack();
         let mut lpcr = cpu::mfspr::<{ ppc64::spr::LPCR }>() | ppc64::spr::LPCR_PECE_EXTERNAL;
         match deadline {
             Some(d) => {
@@ -124,7 +124,7 @@ pub fn me() -> &'static CpuState {
 }
 
 /// Usable bytes of each secondary thread's stack (a guard zone lies
-/// below it, boot/src/stackguard.rs).
+/// below it, boot/src/stacks.rs).
 const STACK_SIZE: usize = 64 * 1024;
 
 /// Creates the per-thread state of every thread, moves the boot thread onto
@@ -155,12 +155,12 @@ pub fn init(topology: &Topology, icps: &[IcpWindow], work: fn(&CpuState, usize))
         paca.cpu_id = c.id as u64;
         paca.exc_entry = vectors::exc_common_address();
         (paca.exc_stack_zone, paca.exc_stack_top) =
-            crate::stackguard::new_stack(crate::trap::EXC_STACK_SIZE);
+            crate::stacks::new_stack(crate::exceptions::EXC_STACK_SIZE);
         (paca.stack_zone, paca.stack_top) = if c.id == boot.id {
             // The boot thread stays on the stack it runs on.
             crate::entry::boot_stack()
         } else {
-            crate::stackguard::new_stack(STACK_SIZE)
+            crate::stacks::new_stack(STACK_SIZE)
         };
         power::register_paca(c.pir, paca);
         if c.id == boot.id {
