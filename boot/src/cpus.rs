@@ -115,7 +115,7 @@ pub fn boot_cpu() -> &'static CpuState {
 
 /// All hardware threads (after `init`).
 pub fn smp() -> &'static Smp<Power8> {
-    SMP.get().expect("smp::init has run")
+    SMP.get().expect("cpus::init has run")
 }
 
 /// The calling thread's state, through its per-thread area.
@@ -235,7 +235,7 @@ pub extern "C" fn hv_secondary_main(paca: &'static mut Paca) -> ! {
         .ipis_sent
         .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     smp.machine.send_ipi(boot_cpu());
-    let work = *THREAD_WORK.get().expect("smp::init has run");
+    let work = *THREAD_WORK.get().expect("cpus::init has run");
     smp.idle_loop_with(me, work)
 }
 

@@ -106,7 +106,7 @@ pub fn thread_work(me: &CpuState, token: usize) {
     }
 }
 
-/// Test only (`hv.test=deaf-thread`, given to `smp::init` instead of
+/// Test only (`hv.test=deaf-thread`, given to `cpus::init` instead of
 /// [`thread_work`]): thread 1 of every core takes its vcore work and drops
 /// it, so thread 0 must notice that the thread never came.
 pub fn thread_work_deaf_thread_1(me: &CpuState, token: usize) {

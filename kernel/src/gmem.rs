@@ -5,10 +5,12 @@
 //! A guest's RAM is written by its vcpus while the hypervisor reads or
 //! writes it (a hypercall on one thread, the guest running on the
 //! others), so no Rust reference (`&[u8]`, `&mut [u8]`) to it is ever
-//! made: every access is a copy in or out through raw pointers, as
-//! rust-vmm's `vm-memory` does since it dropped slices over guest memory.
-//! What a copy reads while the guest writes the same bytes is whatever
-//! they held, as with a device's DMA; nothing here relies on it.
+//! made: every access is a copy in or out through raw pointers (rust-vmm's
+//! `vm-memory` dropped its slices over guest memory for the same reason,
+//! v0.11). A copy is not ordered against the guest's own stores: what it
+//! reads while the guest writes the same bytes is whatever they held, as
+//! with a device's DMA. Nothing here relies on those values: every value
+//! read is checked after it has been copied into hypervisor memory.
 //!
 //! The firmware builds a [`GuestMemory`] over a VM's contiguous RAM
 //! ([`GuestMemory::from_raw`]); host tests build one over a `Vec`
@@ -72,7 +74,9 @@ impl<'a> GuestMemory<'a> {
     pub fn read(&self, gpa: u64, buf: &mut [u8]) -> Option<()> {
         let src = self.at(gpa, buf.len() as u64)?;
         // SAFETY: `src..+len` lies in the RAM `new`/`from_raw` vouched
-        // for, which no Rust reference covers, so it cannot overlap `buf`.
+        // for, which `buf` (a reference the caller holds while this view
+        // exists) cannot overlap: `new` borrowed the RAM exclusively, and
+        // `from_raw`'s caller promised no reference covers it.
         unsafe { core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
         Some(())
     }

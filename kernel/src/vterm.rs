@@ -27,15 +27,9 @@ pub const LINE_MAX: usize = 200;
 pub const CHUNK: usize = 16;
 /// The vtermno that means "the first vty" whatever its `reg` (QEMU's
 /// pseries, hw/char/spapr_vty.c: "kernel early debug always specifies 0";
-/// Linux's hvterm udbg and kvm-unit-tests rely on it).
+/// Linux's hvterm udbg and kvm-unit-tests rely on it): the vty's alias on
+/// the VM's device bus (crate::vio::vty).
 pub const FIRST_VTY: u64 = 0;
-
-/// Whether H_PUT_TERM_CHAR / H_GET_TERM_CHAR's `term` names the VM's one
-/// vty, whose device-tree `reg` is `vty_reg`: that `reg`, or
-/// [`FIRST_VTY`]. Anything else is H_PARAMETER.
-pub fn names_vty(term: u64, vty_reg: u32) -> bool {
-    term == u64::from(vty_reg) || term == FIRST_VTY
-}
 
 /// Where the terminal's output goes.
 pub trait Sink {
@@ -281,19 +275,6 @@ mod tests {
             total += t.read().0;
         }
         assert_eq!(total, INPUT_MAX as u64);
-    }
-
-    #[test]
-    fn the_vty_is_its_reg_or_zero_and_nothing_else() {
-        let reg = 0x3000_0000;
-        assert!(names_vty(0x3000_0000, reg));
-        assert!(
-            names_vty(0, reg),
-            "0 is the first vty, as on QEMU's pseries"
-        );
-        for t in [1, 0x3000_0001, 0x2fff_ffff, 0x1_3000_0000, u64::MAX] {
-            assert!(!names_vty(t, reg), "{t:#x} is no vty");
-        }
     }
 
     #[test]

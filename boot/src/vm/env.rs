@@ -38,8 +38,13 @@ impl Env for FirmwareEnv<'_> {
     }
 
     fn flush_icache(&mut self, gpa: u64, len: u64) {
+        // Only inside this VM's RAM, whoever asks.
+        if !gpa.checked_add(len).is_some_and(|end| end <= self.mem_size) {
+            return;
+        }
         let host = self.mem_base + gpa;
-        // SAFETY: the services checked the page lies in this VM's RAM.
+        // SAFETY: `host..host+len` was just checked to lie in this VM's
+        // RAM; flushing caches changes no memory.
         unsafe { cpu::flush_icache_range(host, host + len) };
     }
 

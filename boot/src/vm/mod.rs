@@ -151,7 +151,7 @@ struct Shared {
     /// The owner's unfinished line waits in the vty for a flush.
     raw_held: AtomicBool,
     /// The LPCR bits of the guest's interrupt mode (ILE, AIL), kept with
-    /// `VmState::irq_mode` so an entry needs no lock.
+    /// `Services::irq_mode` (`VmState::svc`) so an entry needs no lock.
     irq_lpcr: AtomicU64,
     /// Timebase at which the console owner next reads the serial console.
     next_poll: AtomicU64,

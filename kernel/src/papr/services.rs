@@ -312,6 +312,8 @@ impl Services {
         vio: &VioBus,
         v: Caller<'_>,
     ) -> Action {
+        // Every vcpu id checked against the layout indexes `vcpus`.
+        debug_assert_eq!(vcpus.len(), self.layout.vcpus as usize);
         let r = if v.regs.msr & spr::MSR_PR != 0 {
             self.counts.privileged += 1;
             Err(HError::Privilege)
@@ -675,7 +677,7 @@ impl Services {
                 xics_status(self, env, r)
             }
             Service::GetXive => {
-                if c.nargs < 1 || c.nret < 3 {
+                if c.nargs < 1 {
                     return resume(BAD);
                 }
                 match self.xics.get_xive(args[0].into()) {
@@ -700,7 +702,7 @@ impl Services {
                 xics_status(self, env, r)
             }
             Service::QueryCpuStoppedState => {
-                let Some(id) = (c.nargs >= 1 && c.nret >= 2)
+                let Some(id) = (c.nargs >= 1)
                     .then(|| self.vcpu_id(args[0].into()).ok())
                     .flatten()
                 else {

@@ -27,13 +27,14 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::vec::Vec;
 
-/// A device's interrupt source, as the XICS and the device tree see it.
+/// A device's interrupt source, as the XICS sees it. The device tree's
+/// sense cell is 0 for every device, as QEMU's pseries writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Irq {
-    /// Asserted while a condition holds (the vty: input waits); the
-    /// device tree's sense cell 1.
+    /// Asserted while a condition holds (the vty: input waits).
     Level,
-    /// Pulsed per event (VIO devices on QEMU's pseries); sense 0.
+    /// Pulsed per event (the network and disk devices to come, as on
+    /// QEMU's pseries).
     Edge,
 }
 
@@ -48,16 +49,18 @@ pub enum VioCall {
 pub trait VioDevice: Send {
     /// `reg`: its unit address.
     fn unit(&self) -> u32;
-    /// Whether a hypercall's unit address `unit` names this device (its
-    /// `reg`; the vty also answers to 0).
-    fn answers(&self, unit: u64) -> bool {
-        unit == u64::from(self.unit())
+    /// Another unit address a hypercall may name it by (the vty: 0, "the
+    /// first vty").
+    fn alias(&self) -> Option<u64> {
+        None
     }
     /// Its node's name before the `@` (`vty`, `l-lan`, ...).
     fn node_name(&self) -> &'static str;
-    /// Its node's properties but `reg` and `interrupts` (the bus writes
-    /// those).
-    fn node(&self, w: &mut FdtWriter);
+    /// Its node's `device_type` and `compatible`.
+    fn kind(&self) -> (&'static str, &'static str);
+    /// Its node's further properties (after `device_type`, `compatible`,
+    /// `reg` and `interrupts`, which the bus writes).
+    fn node(&self, _w: &mut FdtWriter) {}
     /// Its interrupt source, if it has one.
     fn irq(&self) -> Option<Irq>;
     /// A hypercall for it, its arguments in `gpr[4..]` (the unit address
@@ -71,13 +74,21 @@ pub trait VioDevice: Send {
     ) -> Result<Option<bool>, HError>;
 }
 
-/// A device on the bus, under its own lock.
+/// A device under its own lock.
 pub type Device = spin::Mutex<Box<dyn VioDevice>>;
+
+/// A device on the bus with what the bus needs of it without its lock.
+struct Slot {
+    unit: u32,
+    alias: Option<u64>,
+    /// Its XICS source number, if it interrupts.
+    irq: Option<u32>,
+    dev: Device,
+}
 
 /// A VM's devices, fixed at creation.
 pub struct VioBus {
-    /// Each device with its XICS source number, if it has one.
-    devices: Vec<(Option<u32>, Device)>,
+    slots: Vec<Slot>,
 }
 
 impl VioBus {
@@ -85,65 +96,71 @@ impl VioBus {
     /// `crate::xics::IRQ_BASE` in it, and the device tree lists them so.
     ///
     /// # Panics
-    /// If two devices have one unit address (a bug in the caller).
+    /// If two devices answer to one unit address (a bug in the caller).
     pub fn new(devices: Vec<Box<dyn VioDevice>>) -> Self {
         let mut next = crate::xics::IRQ_BASE;
-        let mut units: Vec<u32> = Vec::new();
-        let devices = devices
-            .into_iter()
-            .map(|d| {
-                assert!(!units.contains(&d.unit()), "unit {:#x} twice", d.unit());
-                units.push(d.unit());
-                let irq = d.irq().map(|_| {
-                    next += 1;
-                    next - 1
-                });
-                (irq, spin::Mutex::new(d))
-            })
-            .collect();
-        VioBus { devices }
+        let mut slots: Vec<Slot> = Vec::new();
+        for d in devices {
+            let (unit, alias) = (d.unit(), d.alias());
+            for u in core::iter::once(u64::from(unit)).chain(alias) {
+                assert!(!slots.iter().any(|s| s.answers(u)), "unit {u:#x} twice");
+            }
+            let irq = d.irq().map(|_| {
+                next += 1;
+                next - 1
+            });
+            slots.push(Slot {
+                unit,
+                alias,
+                irq,
+                dev: spin::Mutex::new(d),
+            });
+        }
+        VioBus { slots }
     }
 
     /// The XICS sources, in number order: true for a level-sensitive one.
     pub fn sources(&self) -> Vec<bool> {
-        self.devices
+        self.slots
             .iter()
-            .filter(|(irq, _)| irq.is_some())
-            .map(|(_, d)| d.lock().irq() == Some(Irq::Level))
+            .filter(|s| s.irq.is_some())
+            .map(|s| s.dev.lock().irq() == Some(Irq::Level))
             .collect()
     }
 
     /// The XICS source of the device at `unit`.
     pub fn irq(&self, unit: u32) -> Option<u32> {
-        self.devices
-            .iter()
-            .find(|(_, d)| d.lock().unit() == unit)
-            .and_then(|(irq, _)| *irq)
+        self.slots.iter().find(|s| s.unit == unit)?.irq
     }
 
-    /// The first device that answers to `unit`, with its source.
+    /// The device a hypercall's unit address names, with its source (no
+    /// device's lock is taken to find it).
     pub fn route(&self, unit: u64) -> Option<(Option<u32>, &Device)> {
-        self.devices
-            .iter()
-            .find(|(_, d)| d.lock().answers(unit))
-            .map(|(irq, d)| (*irq, d))
+        let s = self.slots.iter().find(|s| s.answers(unit))?;
+        Some((s.irq, &s.dev))
     }
 
     /// Each device's `/vdevice` child.
     pub fn write_nodes(&self, w: &mut FdtWriter) {
-        for (irq, d) in &self.devices {
-            let d = d.lock();
-            w.begin_node(&format!("{}@{:x}", d.node_name(), d.unit()));
-            w.prop_u32("reg", d.unit());
-            d.node(w);
-            // Sense 0 whatever the source's kind, as QEMU's pseries writes
-            // it for every VIO device (Linux's xics_host_xlate reads bit 0
-            // of the second cell: 1 would be level).
-            if let Some(n) = irq {
-                w.prop_cells("interrupts", &[*n, 0]);
+        for s in &self.slots {
+            let d = s.dev.lock();
+            let (device_type, compatible) = d.kind();
+            w.begin_node(&format!("{}@{:x}", d.node_name(), s.unit));
+            w.prop_str("device_type", device_type);
+            w.prop_str("compatible", compatible);
+            w.prop_u32("reg", s.unit);
+            if let Some(n) = s.irq {
+                w.prop_cells("interrupts", &[n, 0]);
             }
+            d.node(w);
             w.end_node();
         }
+    }
+}
+
+impl Slot {
+    fn answers(&self, unit: u64) -> bool {
+        unit == u64::from(self.unit) || self.alias == Some(unit)
     }
 }
 

@@ -10,7 +10,7 @@ use crate::papr::services::{Env, HError};
 /// Unit address (`reg`) of the guest's NVRAM.
 pub const REG: u32 = 0x3000_0001;
 
-/// A VM's NVRAM of `0` bytes.
+/// A VM's NVRAM of `.0` bytes.
 pub struct Nvram(pub u32);
 
 impl VioDevice for Nvram {
@@ -22,9 +22,11 @@ impl VioDevice for Nvram {
         "nvram"
     }
 
+    fn kind(&self) -> (&'static str, &'static str) {
+        ("nvram", "qemu,spapr-nvram")
+    }
+
     fn node(&self, w: &mut FdtWriter) {
-        w.prop_str("device_type", "nvram");
-        w.prop_str("compatible", "qemu,spapr-nvram");
         w.prop_u32("#bytes", self.0);
     }
 

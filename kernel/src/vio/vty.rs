@@ -5,7 +5,6 @@
 //! while typed input waits.
 
 use super::{Irq, VioCall, VioDevice};
-use crate::fdtw::FdtWriter;
 use crate::papr::services::{Env, HError};
 use crate::vterm;
 
@@ -20,18 +19,17 @@ impl VioDevice for Vty {
         REG
     }
 
-    /// Its `reg`, or 0: "the first vty", as on QEMU's pseries.
-    fn answers(&self, unit: u64) -> bool {
-        vterm::names_vty(unit, REG)
+    /// 0: "the first vty", as on QEMU's pseries.
+    fn alias(&self) -> Option<u64> {
+        Some(vterm::FIRST_VTY)
     }
 
     fn node_name(&self) -> &'static str {
         "vty"
     }
 
-    fn node(&self, w: &mut FdtWriter) {
-        w.prop_str("device_type", "serial");
-        w.prop_str("compatible", "hvterm1");
+    fn kind(&self) -> (&'static str, &'static str) {
+        ("serial", "hvterm1")
     }
 
     fn irq(&self) -> Option<Irq> {

@@ -13,30 +13,49 @@ const RTAS_BUF: u64 = 0x1000;
 
 /// A machine that records what the services ask of it.
 struct Fake {
-    ram: Vec<u8>,
-    kicked: Vec<u32>,
+    /// Guest RAM, reached only through `base` (taken once, writable).
+    _ram: Vec<u8>,
+    base: *mut u8,
+    /// The vcpus' shared words, to see what a kick's target sees.
+    vcpus: *const [VcpuShared],
+    /// Each kick: (vcpu, whether it was presented an interrupt then).
+    kicked: Vec<(u32, bool)>,
     console: Vec<u8>,
+    /// Typed, not yet read.
+    input: Vec<u8>,
     waiting: Vec<u32>,
     mode: Option<InterruptMode>,
     flushed: Vec<u64>,
 }
 
 impl Fake {
-    fn new() -> Self {
+    fn new(vcpus: &[VcpuShared]) -> Self {
+        let mut ram = vec![0; MEM];
         Fake {
-            ram: vec![0; MEM],
+            base: ram.as_mut_ptr(),
+            _ram: ram,
+            vcpus,
             kicked: Vec::new(),
             console: Vec::new(),
+            input: Vec::new(),
             waiting: Vec::new(),
             mode: None,
             flushed: Vec::new(),
         }
     }
+
+    fn kicked_ids(&self) -> Vec<u32> {
+        self.kicked.iter().map(|k| k.0).collect()
+    }
 }
 
 impl Env for Fake {
     fn kick(&mut self, id: u32) {
-        self.kicked.push(id);
+        // SAFETY: every test keeps its vcpus alive and unmoved for as long
+        // as its Fake (they are made first and dropped last).
+        let vcpus = unsafe { &*self.vcpus };
+        let presented = vcpus[id as usize].presented.load(Ordering::Acquire);
+        self.kicked.push((id, presented));
     }
     fn timebase(&self) -> u64 {
         1234
@@ -45,9 +64,9 @@ impl Env for Fake {
         Some(1_700_000_000)
     }
     fn mem(&self) -> GuestMemory<'_> {
-        // SAFETY: the fake's own Vec, alive as long as the borrow of
-        // `self`; host tests make no reference to it meanwhile.
-        unsafe { GuestMemory::from_raw(self.ram.as_ptr() as *mut u8, self.ram.len() as u64) }
+        // SAFETY: `base` is the fake's own buffer, taken writable once and
+        // alive as long as `self`; nothing makes a reference to it.
+        unsafe { GuestMemory::from_raw(self.base, MEM as u64) }
     }
     fn flush_icache(&mut self, gpa: u64, _: u64) {
         self.flushed.push(gpa);
@@ -65,16 +84,29 @@ impl Env for Fake {
         self.console.extend_from_slice(bytes);
     }
     fn console_read(&mut self) -> (u64, u64, u64) {
-        (0, 0, 0)
+        let n = self.input.len().min(16);
+        let mut b = [0u8; 16];
+        b[..n].copy_from_slice(&self.input[..n]);
+        self.input.drain(..n);
+        let hi = u64::from_be_bytes(b[..8].try_into().unwrap());
+        let lo = u64::from_be_bytes(b[8..].try_into().unwrap());
+        (n as u64, hi, lo)
     }
     fn console_has_input(&self) -> bool {
-        false
+        !self.input.is_empty()
     }
     fn console_last_line(&mut self) -> String {
         String::from("last words")
     }
-    fn hpt(&mut self, _: HptCall, _: &mut [u64; 32]) -> i64 {
-        H_NOT_FOUND
+    /// H_ENTER "succeeds" at slot 7; any other HPT call finds nothing.
+    fn hpt(&mut self, op: HptCall, gpr: &mut [u64; 32]) -> i64 {
+        match op {
+            HptCall::Enter => {
+                gpr[4] = 7;
+                H_SUCCESS
+            }
+            _ => H_NOT_FOUND,
+        }
     }
 }
 
@@ -155,7 +187,7 @@ fn rtas_call(
 #[test]
 fn problem_state_gets_h_privilege_and_nothing_is_done() {
     let (mut svc, vcpus) = vm(2, 1);
-    let mut env = Fake::new();
+    let mut env = Fake::new(&vcpus);
     let mut regs = GuestRegs::default();
     regs.gpr[3] = H_PROD;
     regs.gpr[4] = 1;
@@ -178,7 +210,7 @@ fn problem_state_gets_h_privilege_and_nothing_is_done() {
 #[test]
 fn unknown_numbers_are_h_function_and_counted() {
     let (mut svc, vcpus) = vm(1, 1);
-    let mut env = Fake::new();
+    let mut env = Fake::new(&vcpus);
     let (rc, a, _) = call(&mut svc, &mut env, &vcpus, 0, 0xf080, &[]);
     assert_eq!((rc, a), (H_FUNCTION, Action::Resume));
     assert_eq!(svc.counts.unknown.named().next(), Some((0xf080, 1)));
@@ -187,7 +219,7 @@ fn unknown_numbers_are_h_function_and_counted() {
 #[test]
 fn a_wrong_vtermno_is_h_parameter_and_prints_nothing() {
     let (mut svc, vcpus) = vm(1, 1);
-    let mut env = Fake::new();
+    let mut env = Fake::new(&vcpus);
     let hi = u64::from_be_bytes(*b"hi\0\0\0\0\0\0");
     let (rc, ..) = call(
         &mut svc,
@@ -227,7 +259,7 @@ fn a_wrong_vtermno_is_h_parameter_and_prints_nothing() {
 #[test]
 fn prod_of_a_vcpu_that_is_not_there_is_h_parameter() {
     let (mut svc, vcpus) = vm(2, 1);
-    let mut env = Fake::new();
+    let mut env = Fake::new(&vcpus);
     let (rc, ..) = call(&mut svc, &mut env, &vcpus, 0, H_PROD, &[2]);
     assert_eq!(rc, H_PARAMETER);
     // A prod before the cede is kept: the cede returns at once.
@@ -243,15 +275,18 @@ fn prod_of_a_vcpu_that_is_not_there_is_h_parameter() {
 #[test]
 fn an_ipi_marks_the_target_presented_before_it_is_kicked() {
     let (mut svc, vcpus) = vm(2, 1);
-    let mut env = Fake::new();
+    let mut env = Fake::new(&vcpus);
     // The target accepts every priority first (the ICP starts at CPPR 0).
     let (rc, ..) = call(&mut svc, &mut env, &vcpus, 1, H_CPPR, &[0xff]);
     assert_eq!(rc, H_SUCCESS);
     assert!(!vcpus[1].presented.load(Ordering::Acquire));
     let (rc, ..) = call(&mut svc, &mut env, &vcpus, 0, H_IPI, &[1, 5]);
     assert_eq!(rc, H_SUCCESS);
-    assert_eq!(env.kicked.last(), Some(&1));
-    assert!(vcpus[1].presented.load(Ordering::Acquire));
+    assert_eq!(
+        env.kicked.last(),
+        Some(&(1, true)),
+        "kicked with its interrupt already presented"
+    );
     let (rc, _, regs) = call(&mut svc, &mut env, &vcpus, 1, H_XIRR_X, &[]);
     assert_eq!(rc, H_SUCCESS);
     assert_eq!(regs.gpr[4] & 0xff_ffff, 2, "the IPI source");
@@ -263,7 +298,7 @@ fn an_ipi_marks_the_target_presented_before_it_is_kicked() {
 #[test]
 fn start_cpu_on_a_running_vcpu_is_a_hardware_error() {
     let (mut svc, vcpus) = vm(2, 1);
-    let mut env = Fake::new();
+    let mut env = Fake::new(&vcpus);
     let s = Service::StartCpu;
     let (st, ..) = rtas_call(&mut svc, &mut env, &vcpus, 0, s, &[0, 0x100, 7], 1);
     assert_eq!(st, rtas::HARDWARE_ERROR);
@@ -275,7 +310,7 @@ fn start_cpu_on_a_running_vcpu_is_a_hardware_error() {
     assert_eq!(st, rtas::SUCCESS);
     assert_eq!(*vcpus[1].start.lock(), Some((0x100, 7)));
     assert!(!vcpus[1].stopped.load(Ordering::Acquire));
-    assert_eq!(env.kicked, [1]);
+    assert_eq!(env.kicked_ids(), [1]);
     let q = Service::QueryCpuStoppedState;
     let (st, rets, _) = rtas_call(&mut svc, &mut env, &vcpus, 0, q, &[1], 2);
     assert_eq!((st, rets[1]), (rtas::SUCCESS, rtas::CPU_RUNNING));
@@ -284,7 +319,7 @@ fn start_cpu_on_a_running_vcpu_is_a_hardware_error() {
 #[test]
 fn stop_self_stops_the_caller_and_on_the_last_vcpu_ends_the_vm() {
     let (mut svc, vcpus) = vm(2, 1);
-    let mut env = Fake::new();
+    let mut env = Fake::new(&vcpus);
     let s = Service::StartCpu;
     rtas_call(&mut svc, &mut env, &vcpus, 0, s, &[1, 0x100, 0], 1);
     let (st, _, a) = rtas_call(&mut svc, &mut env, &vcpus, 1, Service::StopSelf, &[], 1);
@@ -299,7 +334,7 @@ fn stop_self_stops_the_caller_and_on_the_last_vcpu_ends_the_vm() {
 #[test]
 fn rtas_outside_guest_memory_is_h_parameter_and_an_unknown_token_a_parameter_error() {
     let (mut svc, vcpus) = vm(1, 1);
-    let mut env = Fake::new();
+    let mut env = Fake::new(&vcpus);
     let (rc, ..) = call(&mut svc, &mut env, &vcpus, 0, H_RTAS, &[MEM as u64 - 8]);
     assert_eq!(rc, H_PARAMETER);
     let mut m = env.mem();
@@ -317,7 +352,7 @@ fn rtas_outside_guest_memory_is_h_parameter_and_an_unknown_token_a_parameter_err
 #[test]
 fn nvram_calls_check_their_exact_shape_and_the_buffer() {
     let (mut svc, vcpus) = vm(1, 1);
-    let mut env = Fake::new();
+    let mut env = Fake::new(&vcpus);
     env.mem().write(0x8000, b"hello").unwrap();
     let store = Service::NvramStore;
     let (st, ..) = rtas_call(&mut svc, &mut env, &vcpus, 0, store, &[16, 0x8000, 5], 1);
@@ -348,7 +383,7 @@ fn nvram_calls_check_their_exact_shape_and_the_buffer() {
 #[test]
 fn os_term_stops_the_vm_with_the_guests_reason() {
     let (mut svc, vcpus) = vm(1, 1);
-    let mut env = Fake::new();
+    let mut env = Fake::new(&vcpus);
     env.mem().write(0x8000, b"OS panic: \"oops\"\0").unwrap();
     let (_, _, a) = rtas_call(&mut svc, &mut env, &vcpus, 0, Service::OsTerm, &[0x8000], 1);
     assert_eq!(
@@ -365,7 +400,7 @@ fn os_term_stops_the_vm_with_the_guests_reason() {
 #[test]
 fn set_mode_changes_the_interrupt_mode_and_reports_papr_codes() {
     let (mut svc, vcpus) = vm(1, 1);
-    let mut env = Fake::new();
+    let mut env = Fake::new(&vcpus);
     let le = (1, H_SET_MODE_RESOURCE_LE, 0, 0);
     let (rc, ..) = call(
         &mut svc,
@@ -385,7 +420,7 @@ fn set_mode_changes_the_interrupt_mode_and_reports_papr_codes() {
 #[test]
 fn confer_yields_only_to_a_preempted_vcpu_of_a_waiting_vcore() {
     let (mut svc, vcpus) = vm(4, 2);
-    let mut env = Fake::new();
+    let mut env = Fake::new(&vcpus);
     // Vcpu 2 is in vcore 1; its VPA says yield count 3 (preempted).
     let mut m = env.mem();
     m.write(0x2004, &640u16.to_be_bytes()).unwrap();
@@ -419,12 +454,109 @@ fn every_error_code_maps_back_to_itself() {
         assert_eq!(HError::check(e.code()), Err(e));
     }
     assert_eq!(HError::check(H_SUCCESS), Ok(()));
+    // Every code a lower module answers is listed (else it would reach
+    // the guest as H_HARDWARE).
+    for code in [
+        H_HARDWARE,
+        H_FUNCTION,
+        H_PRIVILEGE,
+        H_PARAMETER,
+        H_PTEG_FULL,
+        H_NOT_FOUND,
+        H_RESOURCE,
+        H_P2,
+        H_P3,
+        H_P4,
+        H_UNSUPPORTED_FLAG,
+    ] {
+        assert_eq!(HError::of(code).code(), code);
+    }
+    assert_eq!(HError::of(-9999), HError::Hardware);
+}
+
+#[test]
+fn typed_input_is_read_sixteen_bytes_at_a_time_and_the_vty_line_drops_with_the_last() {
+    let (mut svc, vcpus) = vm(1, 1);
+    let mut env = Fake::new(&vcpus);
+    let irq = crate::xics::IRQ_BASE;
+    let (st, ..) = rtas_call(
+        &mut svc,
+        &mut env,
+        &vcpus,
+        0,
+        Service::SetXive,
+        &[irq, 0, 5],
+        1,
+    );
+    assert_eq!(st, rtas::SUCCESS);
+    call(&mut svc, &mut env, &vcpus, 0, H_CPPR, &[0xff]);
+    // Typed (the firmware raises the line as boot's console does).
+    env.input = (b'a'..b'a' + 20).collect();
+    let k = svc.xics.set_line(irq, true);
+    svc.kick(&vcpus, k, |_| {});
+    assert!(vcpus[0].presented.load(Ordering::Acquire));
+    env.kicked.clear();
+    let (rc, _, regs) = call(&mut svc, &mut env, &vcpus, 0, H_GET_TERM_CHAR, &[0]);
+    assert_eq!((rc, regs.gpr[4]), (H_SUCCESS, 16));
+    assert_eq!(regs.gpr[5].to_be_bytes(), *b"abcdefgh");
+    assert!(
+        env.kicked.is_empty(),
+        "input still waits: the line stays up"
+    );
+    let (_, _, regs) = call(&mut svc, &mut env, &vcpus, 0, H_GET_TERM_CHAR, &[0]);
+    assert_eq!(regs.gpr[4], 4);
+    assert_eq!(&regs.gpr[5].to_be_bytes()[..4], b"qrst");
+    assert_eq!(env.kicked, [(0, false)], "the line dropped, the vcpu told");
+    // The NVRAM's unit address is no vty.
+    let nv = u64::from(crate::vio::nvram::REG);
+    let (rc, ..) = call(&mut svc, &mut env, &vcpus, 0, H_GET_TERM_CHAR, &[nv]);
+    assert_eq!(rc, H_PARAMETER);
+}
+
+#[test]
+fn page_init_copies_inside_guest_memory_and_asks_for_the_icache_flush() {
+    let (mut svc, vcpus) = vm(1, 1);
+    let mut env = Fake::new(&vcpus);
+    env.mem().write(0x3000, b"code").unwrap();
+    let flags = H_COPY_PAGE | H_ICACHE_SYNCHRONIZE;
+    let (rc, ..) = call(
+        &mut svc,
+        &mut env,
+        &vcpus,
+        0,
+        H_PAGE_INIT,
+        &[flags, 0x5000, 0x3000],
+    );
+    assert_eq!(rc, H_SUCCESS);
+    assert_eq!(env.mem().to_vec(0x5000, 4).unwrap(), b"code");
+    assert_eq!(env.flushed, [0x5000]);
+    let (rc, ..) = call(
+        &mut svc,
+        &mut env,
+        &vcpus,
+        0,
+        H_PAGE_INIT,
+        &[flags, MEM as u64, 0x3000],
+    );
+    assert_eq!(rc, H_PARAMETER);
+    assert_eq!(env.flushed.len(), 1, "nothing flushed for a refused call");
 }
 
 #[test]
 fn an_hpt_call_by_the_full_path_answers_the_fast_paths_code() {
     let (mut svc, vcpus) = vm(1, 1);
-    let mut env = Fake::new();
+    let mut env = Fake::new(&vcpus);
     let (rc, ..) = call(&mut svc, &mut env, &vcpus, 0, H_REMOVE, &[0, 0, 0]);
     assert_eq!(rc, H_NOT_FOUND);
+    let (rc, _, regs) = call(&mut svc, &mut env, &vcpus, 0, H_ENTER, &[0, 0, 0, 0]);
+    assert_eq!(
+        (rc, regs.gpr[4]),
+        (H_SUCCESS, 7),
+        "its results reach the guest"
+    );
+    assert_eq!(
+        svc.counts.report().len(),
+        2,
+        "each counted under its own name"
+    );
 }
