@@ -490,6 +490,14 @@ impl Services {
             .ok_or(HError::Parameter)
     }
 
+    /// The vcpu an RTAS call names in its first argument, if it has at
+    /// least `nargs` arguments and the vcpu exists.
+    fn vcpu_arg(&self, c: &rtas::Call, nargs: u32) -> Option<u32> {
+        (c.nargs >= nargs)
+            .then(|| self.vcpu_id(c.args[0].into()).ok())
+            .flatten()
+    }
+
     /// A XICS call's answer; the vcpus it changed are woken.
     fn xics_done(
         &mut self,
@@ -702,10 +710,7 @@ impl Services {
                 xics_status(self, env, r)
             }
             Service::QueryCpuStoppedState => {
-                let Some(id) = (c.nargs >= 1)
-                    .then(|| self.vcpu_id(args[0].into()).ok())
-                    .flatten()
-                else {
+                let Some(id) = self.vcpu_arg(c, 1) else {
                     return resume(BAD);
                 };
                 let stopped = vcpus[id as usize].stopped.load(Ordering::Acquire);
@@ -719,10 +724,7 @@ impl Services {
             // start-cpu(id, address, r3), as QEMU's pseries: a running
             // vcpu is a hardware error, an unknown id a parameter error.
             Service::StartCpu => {
-                let Some(to) = (c.nargs >= 3)
-                    .then(|| self.vcpu_id(args[0].into()).ok())
-                    .flatten()
-                else {
+                let Some(to) = self.vcpu_arg(c, 3) else {
                     return resume(BAD);
                 };
                 let shv = &vcpus[to as usize];
