@@ -19,6 +19,7 @@
 //! a device's lock is never held while a VM's lock is taken.
 
 pub mod nvram;
+pub mod tce;
 pub mod vty;
 
 use crate::fdtw::FdtWriter;
