@@ -1,0 +1,264 @@
+//! The l-lan port against guest memory in a Vec, its window mapping IOBA
+//! page `i` to guest page `16 + i`.
+
+use super::*;
+use crate::vio::tce::{PAGE, TCE_READ, TCE_WRITE};
+use alloc::vec;
+
+const MEM: u64 = 1 << 20;
+const WINDOW: u64 = 128 * PAGE;
+const GPA: u64 = 16 * PAGE;
+const BUF_LIST: u64 = 0;
+const FILTER: u64 = PAGE;
+const RXQ: u64 = 2 * PAGE;
+const MAC: u64 = 0x0200_0000_0001;
+
+fn bd(ioba: u64, len: u64) -> u64 {
+    BD_VALID | (len << 32) | ioba
+}
+
+/// A port with its whole window mapped read-write, and its RAM.
+fn port() -> (Llan, Vec<u8>) {
+    let mut t = TceTable::new(0x3000_0002, WINDOW);
+    for i in 0..WINDOW / PAGE {
+        t.put(i * PAGE, (GPA + i * PAGE) | TCE_READ | TCE_WRITE, MEM)
+            .unwrap();
+    }
+    (Llan::new(t, [2, 0, 0, 0, 0, 9]), vec![0u8; MEM as usize])
+}
+
+/// Registered with a queue of `entries`.
+fn open(entries: u64) -> (Llan, Vec<u8>) {
+    let (mut l, mut ram) = port();
+    let mut mem = GuestMemory::new(&mut ram);
+    l.register(
+        BUF_LIST,
+        bd(RXQ, entries * RXQ_ENTRY),
+        FILTER,
+        MAC,
+        &mut mem,
+    )
+    .unwrap();
+    (l, ram)
+}
+
+/// The queue entry `i`: (flags, length, correlator).
+fn entry(ram: &[u8], i: u64) -> (u32, u32, u64) {
+    let at = (GPA + RXQ + i * RXQ_ENTRY) as usize;
+    let word = |o: usize| u32::from_be_bytes(ram[at + o..at + o + 4].try_into().unwrap());
+    let corr = u64::from_be_bytes(ram[at + 8..at + 16].try_into().unwrap());
+    (word(0), word(4), corr)
+}
+
+fn dropped(ram: &[u8]) -> u64 {
+    let at = (GPA + BUF_LIST + DROPPED_AT) as usize;
+    u64::from_be_bytes(ram[at..at + 8].try_into().unwrap())
+}
+
+/// A receive buffer at IOBA `ioba` of `len` bytes, its correlator set.
+fn buffer(l: &mut Llan, ram: &mut [u8], ioba: u64, len: u64, correlator: u64) {
+    let at = (GPA + ioba) as usize;
+    ram[at..at + 8].copy_from_slice(&correlator.to_be_bytes());
+    l.add_buffer(bd(ioba, len)).unwrap();
+}
+
+#[test]
+fn registration_checks_every_page_and_refuses_a_second() {
+    let (mut l, mut ram) = port();
+    let mut mem = GuestMemory::new(&mut ram);
+    let q = bd(RXQ, 4 * RXQ_ENTRY);
+    let bad = [
+        (BUF_LIST + 8, q, FILTER),
+        (BUF_LIST, q, WINDOW),
+        (BUF_LIST, q & !BD_VALID, FILTER),
+        (BUF_LIST, bd(RXQ + 8, 64), FILTER),
+        (BUF_LIST, bd(RXQ, 24), FILTER),
+        (BUF_LIST, bd(WINDOW - 16, 32), FILTER),
+        (BUF_LIST, bd(RXQ, 0), FILTER),
+    ];
+    for (b, q, f) in bad {
+        assert_eq!(
+            l.register(b, q, f, MAC, &mut mem),
+            Err(HError::Parameter),
+            "{b:#x} {q:#x} {f:#x}"
+        );
+        assert!(!l.is_open());
+    }
+    l.register(BUF_LIST, q, FILTER, MAC, &mut mem).unwrap();
+    assert_eq!(l.mac(), [2, 0, 0, 0, 0, 1], "the guest's MAC from now on");
+    assert_eq!(
+        l.register(BUF_LIST, q, FILTER, MAC, &mut mem),
+        Err(HError::Resource)
+    );
+    l.free().unwrap();
+    assert_eq!(l.free(), Err(HError::Resource));
+}
+
+#[test]
+fn a_queue_the_window_does_not_let_it_write_is_refused() {
+    let (mut l, mut ram) = port();
+    l.tce_mut().put(RXQ, GPA | TCE_READ, MEM).unwrap();
+    let mut mem = GuestMemory::new(&mut ram);
+    assert_eq!(
+        l.register(BUF_LIST, bd(RXQ, 64), FILTER, MAC, &mut mem),
+        Err(HError::Parameter)
+    );
+}
+
+#[test]
+fn buffers_are_pooled_by_size_within_limits() {
+    let (mut l, _) = port();
+    assert_eq!(
+        l.add_buffer(bd(0x4000, 512)),
+        Err(HError::Resource),
+        "closed"
+    );
+    let (mut l, _) = open(4);
+    assert_eq!(
+        l.add_buffer(bd(0x4002, 512)),
+        Err(HError::Parameter),
+        "misaligned"
+    );
+    assert_eq!(
+        l.add_buffer(bd(0x4000, 8)),
+        Err(HError::Parameter),
+        "too small"
+    );
+    assert_eq!(
+        l.add_buffer(bd(WINDOW - 256, 512)),
+        Err(HError::Parameter),
+        "past the window"
+    );
+    assert_eq!(
+        l.add_buffer(bd(0x4000, 512) & !BD_VALID),
+        Err(HError::Parameter)
+    );
+    for size in [64, 128, 256, 512, 1024] {
+        l.add_buffer(bd(0x4000, size)).unwrap();
+    }
+    assert_eq!(
+        l.add_buffer(bd(0x4000, 2048)),
+        Err(HError::Resource),
+        "a sixth size"
+    );
+    for _ in 1..MAX_POOL_BUFFERS {
+        l.add_buffer(bd(0x4000, 64)).unwrap();
+    }
+    assert_eq!(
+        l.add_buffer(bd(0x4000, 64)),
+        Err(HError::Resource),
+        "a full pool"
+    );
+}
+
+#[test]
+fn a_frame_lands_after_the_correlator_in_the_smallest_buffer_that_holds_it() {
+    let (mut l, mut ram) = open(4);
+    buffer(&mut l, &mut ram, 0x10000, 2048, 0x1111);
+    buffer(&mut l, &mut ram, 0x8000, 512, 0x2222);
+    let frame: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+    let mut mem = GuestMemory::new(&mut ram);
+    assert_eq!(
+        l.receive(&frame, &mut mem),
+        Received::Queued { signal: false }
+    );
+    let at = (GPA + 0x8000 + RX_OFFSET) as usize;
+    assert_eq!(&ram[at..at + 300], &frame[..]);
+    let (flags, len, corr) = entry(&ram, 0);
+    assert_eq!(flags, RXQ_TOGGLE | RXQ_VALID | RX_OFFSET as u32);
+    assert_eq!(len, 300);
+    assert_eq!(corr, 0x2222, "the 512-byte buffer's correlator");
+    // 600 bytes need the 2 KiB one.
+    let mut mem = GuestMemory::new(&mut ram);
+    l.receive(&[7; 600], &mut mem);
+    assert_eq!(entry(&ram, 1).2, 0x1111);
+    assert_eq!(l.counters.rx_frames, 2);
+    assert_eq!(l.counters.rx_bytes, 900);
+}
+
+#[test]
+fn no_buffer_drops_and_counts_where_linux_reads_it() {
+    let (mut l, mut ram) = open(4);
+    buffer(&mut l, &mut ram, 0x8000, 512, 1);
+    let mut mem = GuestMemory::new(&mut ram);
+    assert_eq!(
+        l.receive(&[0; 600], &mut mem),
+        Received::Dropped,
+        "too big for the pool"
+    );
+    assert_eq!(
+        l.receive(&[0; 100], &mut mem),
+        Received::Queued { signal: false }
+    );
+    assert_eq!(
+        l.receive(&[0; 100], &mut mem),
+        Received::Dropped,
+        "the one buffer is used"
+    );
+    assert_eq!(dropped(&ram), 2);
+    assert_eq!(l.counters.rx_dropped, 2);
+    // A closed port drops too.
+    l.free().unwrap();
+    let mut mem = GuestMemory::new(&mut ram);
+    assert_eq!(l.receive(&[0; 100], &mut mem), Received::Dropped);
+    assert_eq!(l.counters.rx_dropped, 3);
+}
+
+#[test]
+fn the_toggle_flips_each_time_the_queue_wraps() {
+    let (mut l, mut ram) = open(2);
+    for i in 0..5 {
+        buffer(&mut l, &mut ram, 0x8000 + i * 0x1000, 512, i);
+    }
+    for _ in 0..5 {
+        let mut mem = GuestMemory::new(&mut ram);
+        assert!(matches!(
+            l.receive(&[1; 60], &mut mem),
+            Received::Queued { .. }
+        ));
+    }
+    // Frames 1-2 with toggle 1, 3-4 with 0, the fifth in slot 0 with 1.
+    assert_eq!(entry(&ram, 0).0 & RXQ_TOGGLE, RXQ_TOGGLE);
+    assert_eq!(entry(&ram, 1).0 & RXQ_TOGGLE, 0);
+}
+
+#[test]
+fn the_interrupt_is_asked_for_only_while_the_guest_enabled_it() {
+    let (mut l, mut ram) = open(4);
+    for i in 0..2 {
+        buffer(&mut l, &mut ram, 0x8000 + i * 0x1000, 512, i);
+    }
+    assert_eq!(l.signal(2), Err(HError::Parameter));
+    l.signal(1).unwrap();
+    let mut mem = GuestMemory::new(&mut ram);
+    assert_eq!(
+        l.receive(&[1; 60], &mut mem),
+        Received::Queued { signal: true }
+    );
+    l.signal(0).unwrap();
+    assert_eq!(
+        l.receive(&[1; 60], &mut mem),
+        Received::Queued { signal: false }
+    );
+}
+
+#[test]
+fn a_sent_frame_is_gathered_from_the_valid_descriptors_and_copied_now() {
+    let (mut l, mut ram) = open(4);
+    let at = (GPA + 0x20000) as usize;
+    ram[at..at + 14].copy_from_slice(b"header........");
+    ram[at + 0x1000..at + 0x1000 + 4].copy_from_slice(b"body");
+    let mem = GuestMemory::new(&mut ram);
+    let bds = [bd(0x20000, 14), bd(0x21000, 4), 0, bd(0x22000, 4), 0, 0];
+    let frame = l.gather(&bds, &mem).unwrap().unwrap();
+    assert_eq!(frame, b"header........body", "up to the first invalid one");
+    assert_eq!((l.counters.tx_frames, l.counters.tx_bytes), (1, 18));
+    // Over 64 KiB, or a page the window does not let it read: refused.
+    let big = [bd(0, 0x8000), bd(0x8000, 0x8000), bd(0x10000, 1), 0, 0, 0];
+    assert_eq!(l.gather(&big, &mem), Err(HError::Resource));
+    l.tce_mut().put(0x21000, 0, MEM).unwrap();
+    assert_eq!(l.gather(&bds, &mem), Err(HError::Parameter));
+    // A closed port: nothing is sent (H_DROPPED).
+    l.free().unwrap();
+    assert_eq!(l.gather(&bds, &mem), Ok(None));
+}
