@@ -18,6 +18,7 @@
 //! network device). The order is the VM's lock, then one device's lock;
 //! a device's lock is never held while a VM's lock is taken.
 
+pub mod lan;
 pub mod llan;
 pub mod nvram;
 pub mod tce;
