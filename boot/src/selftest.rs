@@ -63,14 +63,15 @@ fn round_trips(rounds: u64) -> u64 {
     rounds
 }
 
-/// `hv.test=ipi[:N]`: N round trips from thread 0 of every core to its
-/// secondaries and across cores, one coordinator at a time, then exact
-/// accounting of every IPI and wake-up. Returns whether it passed.
 /// Every thread's counters once nothing moves any more: an IPI raised
 /// just before (or a reply still being taken) is counted on both sides,
 /// not on one side of a snapshot taken thread by thread. Two equal reads
-/// 1 ms apart count as settled (at most 100 tries). The wait spins on the
-/// timebase: a timed nap would itself show up in the wake counters.
+/// 1 ms apart, with no thread in the middle of a call (a caller may have
+/// its reply before the replier's IPI is counted, and a host that does
+/// not run that thread for a while made the snapshot miss it: a CI run
+/// counted one reply too many), count as settled (at most 100 tries).
+/// The wait spins on the timebase: a timed nap would itself show up in
+/// the wake counters.
 fn settled_counters() -> Vec<kernel::smp::CounterSnapshot> {
     let smp = smp();
     let read = || -> Vec<_> { smp.cpus.iter().map(|c| c.stats.snapshot()).collect() };
@@ -81,7 +82,7 @@ fn settled_counters() -> Vec<kernel::smp::CounterSnapshot> {
             core::hint::spin_loop();
         }
         let now = read();
-        if now == last {
+        if now == last && smp.cpus.iter().all(|c| c.stats.between_calls()) {
             break;
         }
         last = now;
@@ -95,6 +96,9 @@ pub fn coalesce_bound(sent: u64) -> u64 {
     (sent / 1000).max(1)
 }
 
+/// `hv.test=ipi[:N]`: N round trips from thread 0 of every core to its
+/// secondaries and across cores, one coordinator at a time, then exact
+/// accounting of every IPI and wake-up. Returns whether it passed.
 pub fn ipi_test(rounds: u32) -> bool {
     let smp = smp();
     let me = me();

@@ -81,6 +81,9 @@ pub struct Counters {
     /// External-interrupt wakes that found no IPI (another source).
     pub spurious: AtomicU64,
     pub calls_run: AtomicU64,
+    /// Calls finished: run, and their reply's IPI (if the caller waits)
+    /// counted. Behind `calls_run` only while a call is under way.
+    pub calls_done: AtomicU64,
     /// Watchdog reports this thread made about a thread that did not
     /// answer it.
     pub watchdog_reports: AtomicU64,
@@ -98,6 +101,15 @@ impl Counters {
 
     pub fn total_wakes(&self) -> u64 {
         WakeReason::ALL.iter().map(|r| self.wakes(*r)).sum()
+    }
+
+    /// No call is under way on the thread: every call it ran has had its
+    /// reply's IPI counted (a waiter may see the reply before the replier
+    /// gets to raise that IPI, so counters read after the waiter returns
+    /// can still move).
+    pub fn between_calls(&self) -> bool {
+        let done = self.calls_done.load(Ordering::Acquire);
+        done == self.calls_run.load(Ordering::Relaxed)
     }
 
     pub fn snapshot(&self) -> CounterSnapshot {
@@ -498,6 +510,7 @@ impl<M: Machine> Smp<M> {
             if req.wait {
                 self.kick(me, &self.cpus[req.from]);
             }
+            me.stats.calls_done.fetch_add(1, Ordering::Release);
             n += 1;
         }
         n
