@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Fetches the unmodified Linux guest the tests boot: Debian bookworm's
-# ppc64el kernel (linux-image-6.1.0-*-powerpc64le, its vmlinux) and
+# ppc64el kernel (linux-image-6.1.0-*-powerpc64le: its vmlinux, and the
+# ibmveth module from the same package) and
 # busybox-static, from the Debian mirror this machine's apt uses, into a
 # cache (default target/linux). Packages are checked against the SHA256 in
 # the archive's index. Prints nothing but progress on stderr; on success
-# the cache holds vmlinux, busybox and versions.
+# the cache holds vmlinux, ibmveth.ko, busybox and versions.
 #   scripts/linux-guest.sh [CACHE_DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,7 +15,7 @@ mkdir -p "$cache"
 cd "$cache"
 say() { echo "linux-guest: $*" >&2; }
 
-if [ -s vmlinux ] && [ -s busybox ] && [ -s versions ]; then
+if [ -s vmlinux ] && [ -s ibmveth.ko ] && [ -s busybox ] && [ -s versions ]; then
     exit 0
 fi
 mirror=$(debian_mirror)
@@ -47,9 +48,11 @@ fetch "$kpkg" kernel.deb
 fetch busybox-static busybox.deb
 
 rm -rf x && mkdir x
-dpkg-deb --fsys-tarfile kernel.deb | tar -x -C x --wildcards './boot/vmlinux-*'
+dpkg-deb --fsys-tarfile kernel.deb |
+    tar -x -C x --wildcards './boot/vmlinux-*' './lib/modules/*/kernel/drivers/net/ethernet/ibm/ibmveth.ko'
 dpkg-deb --fsys-tarfile busybox.deb | tar -x -C x ./bin/busybox
 mv x/boot/vmlinux-* vmlinux
+mv x/lib/modules/*/kernel/drivers/net/ethernet/ibm/ibmveth.ko ibmveth.ko
 mv x/bin/busybox busybox
 # The versions come from the index: written before it goes.
 printf '%s %s\nbusybox-static %s\n' "$kpkg" "$(field "$kpkg" Version)" "$(field busybox-static Version)" > versions

@@ -12,7 +12,8 @@ use std::process::Command;
 /// marker).
 pub const SHELL_MARKER: &str = "init: busybox shell ready";
 
-/// The cache directory holding `vmlinux`, `busybox` and `versions`.
+/// The cache directory holding `vmlinux`, `ibmveth.ko`, `busybox` and
+/// `versions`.
 pub fn cache() -> PathBuf {
     root().join("target/linux")
 }
@@ -60,6 +61,8 @@ fn init_script() -> String {
          mount -t sysfs sys /sys\n\
          mount -t devtmpfs dev /dev\n\
          echo \"init: $(uname -r) up $(cut -d' ' -f1 /proc/uptime) s, $(nproc) cpus\"\n\
+         if insmod /lib/modules/ibmveth.ko; then echo 'init: ibmveth.ko loaded'; \
+         else echo 'init: ibmveth.ko NOT loaded'; fi\n\
          if /bin/hcall-from-user; then echo 'init: sc 1 from user space: refused with H_PRIVILEGE'; \
          else echo 'init: sc 1 from user space: NOT refused'; fi\n\
          echo '{SHELL_MARKER}'\n\
@@ -127,6 +130,8 @@ fn busybox_initramfs(name: &str, init: &str, more: &[(&str, &[u8])]) -> Result<P
     let mut entries = vec![
         dir("bin"),
         dir("dev"),
+        dir("lib"),
+        dir("lib/modules"),
         dir("proc"),
         dir("sys"),
         dir("tmp"),
@@ -149,13 +154,19 @@ fn busybox_initramfs(name: &str, init: &str, more: &[(&str, &[u8])]) -> Result<P
     Ok(path)
 }
 
-/// Builds `build/linux/initramfs.cpio`: busybox, the shell `/init` and
-/// the user-space hypercall probe.
+/// Builds `build/linux/initramfs.cpio`: busybox, the shell `/init`, the
+/// user-space hypercall probe and the kernel's own `ibmveth` module (the
+/// virtual Ethernet's driver, loaded at boot).
 pub fn initramfs() -> Result<PathBuf, String> {
+    let ibmveth =
+        std::fs::read(fetch()?.join("ibmveth.ko")).map_err(|e| format!("ibmveth.ko: {e}"))?;
     busybox_initramfs(
         "initramfs",
         &init_script(),
-        &[("bin/hcall-from-user", &hcall_from_user())],
+        &[
+            ("bin/hcall-from-user", &hcall_from_user()),
+            ("lib/modules/ibmveth.ko", &ibmveth),
+        ],
     )
 }
 

@@ -310,6 +310,8 @@ const PROMPT: &str = "/ # ";
 fn linux_booted(b: &Boot) -> Result<(), String> {
     has(b, crate::linux::SHELL_MARKER)?;
     has(b, "init: sc 1 from user space: refused with H_PRIVILEGE")?;
+    // The virtual Ethernet's driver, from the same kernel package, loads.
+    has(b, "init: ibmveth.ko loaded")?;
     has(b, "console: input goes to vm linux")?;
     // No hypercall Linux made at boot was left unimplemented by mistake.
     expect(
