@@ -19,10 +19,12 @@ pub(super) struct FirmwareEnv<'a> {
 }
 
 impl Env for FirmwareEnv<'_> {
+    #[inline]
     fn kick(&mut self, id: u32) {
         self.sh.kick_vcpu(id);
     }
 
+    #[inline]
     fn timebase(&self) -> u64 {
         cpu::mftb()
     }
@@ -31,6 +33,7 @@ impl Env for FirmwareEnv<'_> {
         host_epoch()
     }
 
+    #[inline]
     fn mem(&self) -> GuestMemory<'_> {
         // SAFETY: as in `VmState::mem`: this VM's own RAM for as long as
         // the VM lives, never referenced by the firmware while vcpus run.
@@ -62,6 +65,7 @@ impl Env for FirmwareEnv<'_> {
             .is_some_and(|vc| vc.core.load(Ordering::Acquire) == NO_CORE)
     }
 
+    #[inline]
     fn interrupt_mode(&mut self, mode: InterruptMode) {
         self.sh.irq_lpcr.store(irq_lpcr(mode), Ordering::Release);
     }
@@ -77,6 +81,7 @@ impl Env for FirmwareEnv<'_> {
         self.con.term.read()
     }
 
+    #[inline]
     fn console_has_input(&self) -> bool {
         self.con.term.has_input()
     }

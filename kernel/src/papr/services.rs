@@ -305,6 +305,10 @@ impl Services {
 
     /// Handles `sc 1` from vcpu `v`. From guest problem state nothing is
     /// done: the caller gets H_PRIVILEGE, as on QEMU's pseries machine.
+    /// Inlined into the run loop's exit handling (as the dispatcher was
+    /// before it moved here): out of line, its frame's save and restore
+    /// cost ~55 ticks per cede round trip (BENCHMARKS.md).
+    #[inline(always)]
     pub fn hcall(
         &mut self,
         env: &mut impl Env,
@@ -343,6 +347,7 @@ impl Services {
         }
     }
 
+    #[inline(always)]
     fn call(
         &mut self,
         env: &mut impl Env,
@@ -484,6 +489,7 @@ impl Services {
     }
 
     /// The vcpu a guest names by its id (its interrupt server number).
+    #[inline]
     fn vcpu_id(&self, id: u64) -> Result<u32, HError> {
         (id < u64::from(self.layout.vcpus))
             .then_some(id as u32)
@@ -499,6 +505,7 @@ impl Services {
     }
 
     /// A XICS call's answer; the vcpus it changed are woken.
+    #[inline]
     fn xics_done(
         &mut self,
         env: &mut impl Env,
@@ -512,6 +519,7 @@ impl Services {
 
     /// Wakes (`wake`) the vcpus whose presented interrupt may have
     /// changed, their lock-free flag updated first.
+    #[inline]
     pub fn kick(&self, vcpus: &[VcpuShared], k: Kick, mut wake: impl FnMut(u32)) {
         for s in k.servers() {
             self.sync_presented(vcpus, s);
@@ -521,6 +529,7 @@ impl Services {
 
     /// Copies whether vcpu `id`'s ICP presents an interrupt to its
     /// lock-free flag (after any change of its ICP, before its kick).
+    #[inline]
     pub fn sync_presented(&self, vcpus: &[VcpuShared], id: u32) {
         if let Some(shv) = vcpus.get(id as usize) {
             let p = self.xics.icp(id).is_some_and(|i| i.pending().is_some());
@@ -530,6 +539,7 @@ impl Services {
 
     /// Vcpu `id` stops running (ceded, preempted): its VPA's yield count
     /// goes odd, as guests read it (Linux: `vcpu_is_preempted`).
+    #[inline]
     pub fn undispatch(vcpus: &[VcpuShared], id: u32, mem: &mut GuestMemory<'_>) {
         vcpus[id as usize].vpa.lock().bump_yield_count(mem);
     }
