@@ -1,7 +1,7 @@
 //! The PAPR hypercall ABI as guests and this hypervisor both see it:
 //! hypercall numbers, return codes and flag bits (values as Linux's
 //! `arch/powerpc/include/asm/hvcall.h` and PAPR define them). Shared by the
-//! hypervisor (`kernel::hcall` re-exports it) and the test guests, so a
+//! hypervisor (`kernel::papr` uses it) and the test guests, so a
 //! number is written once; nothing here knows the hypervisor's internals.
 #![no_std]
 
