@@ -14,6 +14,7 @@ pub const H_PRIVILEGE: i64 = -3;
 pub const H_PARAMETER: i64 = -4;
 pub const H_PTEG_FULL: i64 = -6;
 pub const H_NOT_FOUND: i64 = -7;
+pub const H_DROPPED: i64 = -12;
 pub const H_RESOURCE: i64 = -16;
 pub const H_P2: i64 = -55;
 pub const H_P3: i64 = -56;
@@ -56,6 +57,18 @@ pub const H_CEDE: u64 = 0xe0;
 pub const H_CONFER: u64 = 0xe4;
 pub const H_PROD: u64 = 0xe8;
 pub const H_GET_CPU_CHARACTERISTICS: u64 = 0x1c8;
+// Virtual I/O: TCE tables, device interrupts, the logical LAN (ibmveth).
+pub const H_GET_TCE: u64 = 0x1c;
+pub const H_PUT_TCE: u64 = 0x20;
+pub const H_VIO_SIGNAL: u64 = 0x104;
+pub const H_REGISTER_LOGICAL_LAN: u64 = 0x114;
+pub const H_FREE_LOGICAL_LAN: u64 = 0x118;
+pub const H_ADD_LOGICAL_LAN_BUFFER: u64 = 0x11c;
+pub const H_SEND_LOGICAL_LAN: u64 = 0x120;
+pub const H_MULTICAST_CTRL: u64 = 0x130;
+pub const H_STUFF_TCE: u64 = 0x138;
+pub const H_PUT_TCE_INDIRECT: u64 = 0x13c;
+pub const H_CHANGE_LOGICAL_LAN_MAC: u64 = 0x14c;
 pub const H_XIRR_X: u64 = 0x2fc;
 pub const H_SET_MODE: u64 = 0x31c;
 /// The private RTAS hypercall QEMU and KVM use.

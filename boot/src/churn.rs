@@ -79,6 +79,7 @@ pub fn churn(n: u32, cores: usize, image: &'static [u8]) -> bool {
             load_addr: None,
             entry_little_endian: false,
             nvram: kernel::nvram::GUEST_MIN,
+            net: None,
         };
         log::set_max_level(log::LevelFilter::Warn);
         match crate::vm::Vm::create(&cfg, cores, 100_000 + i as usize) {

@@ -199,6 +199,7 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
                         load_addr: v.load_addr,
                         entry_little_endian: v.entry_little_endian,
                         nvram: v.nvram,
+                        net: v.net,
                     },
                     v.after,
                 ));
@@ -222,6 +223,7 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
                         load_addr: None,
                         entry_little_endian: false,
                         nvram: kernel::nvram::GUEST_DEFAULT,
+                        net: None,
                     },
                     None,
                 ));

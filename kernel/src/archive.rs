@@ -55,6 +55,7 @@
 //! | `console` | `yes`: this VM owns the serial console first (one VM only) | optional, default: the first VM |
 //! | `after` | name of a VM defined above: this one is created when that one has stopped (its memory, HPT and LPID free again) | optional, default: created at boot |
 //! | `nvram` | size of the guest's NVRAM (RTAS nvram-fetch/-store), 8K..=1M, a multiple of 16 | optional, default 64K |
+//! | `net` | the virtual LAN its l-lan adapter is on (a name like a VM's) | optional, no adapter |
 //!
 //! Lines are trimmed; blank lines and lines whose first non-blank character
 //! is `#` are ignored. There are no trailing comments (a `#` later in a line
@@ -470,6 +471,8 @@ pub struct VmSpec<'a> {
     pub after: Option<&'a str>,
     /// Bytes of its NVRAM (`nvram = SIZE`).
     pub nvram: u32,
+    /// The virtual LAN of its l-lan adapter (`net = LAN`), if it has one.
+    pub net: Option<&'a str>,
 }
 
 /// A problem in the manifest. `line` is 1-based; 0 means the whole file
@@ -549,9 +552,10 @@ struct Draft<'a> {
     /// (name, line) of `after`.
     after: Option<(&'a str, usize)>,
     nvram: Option<u32>,
+    net: Option<&'a str>,
 }
 
-const KEYS: [&str; 12] = [
+const KEYS: [&str; 13] = [
     "vcpus",
     "threads",
     "memory",
@@ -564,6 +568,7 @@ const KEYS: [&str; 12] = [
     "console",
     "after",
     "nvram",
+    "net",
 ];
 
 /// Guest memory is a whole number of VRMA pages (16 MiB).
@@ -681,6 +686,7 @@ pub fn parse_manifest_text<'a>(
                 console: false,
                 after: None,
                 nvram: None,
+                net: None,
             });
             continue;
         }
@@ -807,6 +813,14 @@ pub fn parse_manifest_text<'a>(
                 _ => fail(d, format!("invalid console '{value}' (expected yes or no)")),
             },
             "after" => d.after = Some((value, lineno)),
+            "net" if valid_vm_name(value) => d.net = Some(value),
+            "net" => fail(
+                d,
+                format!(
+                    "invalid LAN name '{value}' (letters, digits, '_', '-', '.'; at most {MAX_VM_NAME}){}",
+                    comment_hint(value)
+                ),
+            ),
             _ => unreachable!("key list and match disagree"),
         }
     }
@@ -903,6 +917,7 @@ pub fn parse_manifest_text<'a>(
             console: d.console,
             after: d.after.map(|a| a.0),
             nvram: d.nvram.unwrap_or(crate::nvram::GUEST_DEFAULT),
+            net: d.net,
         });
     }
     out.errors.sort_by_key(|e| e.line);
@@ -1231,6 +1246,7 @@ image = vmlinux
                 console: false,
                 after: None,
                 nvram: 64 << 10,
+                net: None,
             }
         );
         let db = &m.vms[1];

@@ -372,6 +372,8 @@ pub fn prepare() -> Result<(), String> {
     for (name, vms) in STRESS_LAYOUTS {
         stress_archive(name, vms, "512M", Stress::SMOKE, "")?;
     }
+    // One VM with an l-lan adapter on virtual LAN lan0.
+    archive("linux-net", &manifest("linux", "1G", "net = lan0\n"), &[])?;
     let bad = std::fs::read(root().join("build/guests/bad.elf")).map_err(|e| e.to_string())?;
     archive(
         "linux-and-bad",

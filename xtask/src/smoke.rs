@@ -1414,6 +1414,50 @@ const SMOKES: &[Smoke] = &[
             has(b, "hv: vm linux lpid=1 result=ok")
         },
     },
+    // The virtual Ethernet adapter as unmodified Linux's ibmveth sees it:
+    // probed from the device tree, opened (its DMA window mapped through
+    // TCE hypercalls, the adapter registered, about a thousand receive
+    // buffers added, its interrupt enabled), frames sent.
+    Smoke {
+        name: "linux-net-adapter-comes-up",
+        args: &["--initrd", "build/archives/linux-net.cpio", "--timeout", "240"],
+        status: 0,
+        typing: &[
+            (crate::linux::SHELL_MARKER, ""),
+            (
+                PROMPT,
+                "ip link set eth0 up && ip addr add 10.0.0.1/24 dev eth0 && ip link show eth0 | grep -q UP && echo \"eth0 $(cat /sys/class/net/eth0/address) is-up\"; ping -c 2 -W 1 10.0.0.2; echo ping-done\n",
+            ),
+            ("ping-done", ""),
+            (PROMPT, "poweroff -f\n"),
+        ],
+        check: |b| {
+            linux_booted(b)?;
+            let m = kernel::vio::lan::mac_for("linux", 0);
+            let mac = m.map(|x| format!("{x:02x}")).join(":");
+            has(b, &format!("eth0 {mac} is-up"))?;
+            for l in b.lines() {
+                expect(
+                    !(l.contains("ibmveth") && (l.contains("fail") || l.contains("rror"))),
+                    &format!("ibmveth reported a failure: {l}"),
+                )?;
+            }
+            // The adapter's stop line: its MAC, and the ARP requests sent.
+            let line = b
+                .lines()
+                .find(|l| l.contains("net: vm linux l-lan@30000002: mac"))
+                .ok_or("no l-lan stop line")?;
+            expect(line.contains(&mac), &format!("stop line without the MAC: {line}"))?;
+            let tx: u64 = line
+                .split("tx=")
+                .nth(1)
+                .and_then(|t| t.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            expect(tx >= 1, &format!("no frame sent: {line}"))?;
+            has(b, "hv: vm linux lpid=1 result=ok")
+        },
+    },
     // SMP under load (kernel and initramfs as users boot them; the work
     // of `cargo xtask bench linux-smp`, smaller): every result right,
     // every VM ok, no stall any guest can see.

@@ -132,6 +132,8 @@ pub struct VmConfig<'a> {
     pub entry_little_endian: bool,
     /// Bytes of its NVRAM.
     pub nvram: u32,
+    /// The virtual LAN of its l-lan adapter, if it has one.
+    pub net: Option<&'a str>,
 }
 
 /// What a VM under construction holds; freed on drop unless the VM was
@@ -227,8 +229,17 @@ impl VmState {
         mem[rtas_base as usize..rtas_base as usize + rtas::RTAS_BLOB.len()]
             .copy_from_slice(&rtas::RTAS_BLOB);
         let tokens = rtas::tokens();
-        // The devices every VM has: the console and the NVRAM.
-        let vio = VioBus::new(alloc::vec![Box::new(Vty), Box::new(Nvram(cfg.nvram))]);
+        // The devices every VM has: the console and the NVRAM; and an
+        // l-lan adapter when the manifest puts the VM on a virtual LAN.
+        let mut devices: Vec<Box<dyn kernel::vio::VioDevice>> =
+            alloc::vec![Box::new(Vty), Box::new(Nvram(cfg.nvram))];
+        if cfg.net.is_some() {
+            let unit = kernel::vio::llan::REG;
+            let window = kernel::vio::tce::TceTable::new(unit, kernel::vio::llan::WINDOW);
+            let mac = kernel::vio::lan::mac_for(name, 0);
+            devices.push(Box::new(kernel::vio::llan::Llan::new(unit, window, mac)));
+        }
+        let vio = VioBus::new(devices);
         let fdt = guestfdt::build(&GuestFdtConfig {
             name,
             layout: cfg.layout,
@@ -353,6 +364,7 @@ impl VmState {
         let f = self.fdt_gpa as usize;
         mem[f..f + self.fdt.len()].copy_from_slice(&self.fdt);
         map_vrma(&self.hpt, self.mem_base, self.mem_size)?;
+        self.sh.vio.reset();
         self.svc.reset(&self.sh.vcpus);
         self.sh
             .irq_lpcr
@@ -379,6 +391,9 @@ impl VmState {
             self.externals,
             self.svc.counts.privileged
         );
+        for (node, unit, report) in self.sh.vio.reports() {
+            info!(target: "net", "vm {} {node}@{unit:x}: {report}", self.name);
+        }
         self.print_hcall_counts();
         self.timings.print(&self.name, self.sh.layout.threads);
         let tlb = &self.sh.mmu.tlb;

@@ -11,7 +11,7 @@
 //! must do next is the returned [`Action`].
 
 use super::rtas::{self, Service};
-use super::table::{self, Hcall, HptCall};
+use super::table::{self, Hcall, HptCall, TceCall};
 use crate::cpuchar::Characteristics;
 use crate::deliver::InterruptMode;
 use crate::fwnmi::Fwnmi;
@@ -99,6 +99,8 @@ pub enum Action {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HError {
     Hardware,
+    /// H_SEND_LOGICAL_LAN on a closed port.
+    Dropped,
     Function,
     Privilege,
     Parameter,
@@ -112,8 +114,9 @@ pub enum HError {
 }
 
 impl HError {
-    const ALL: [HError; 11] = [
+    const ALL: [HError; 12] = [
         HError::Hardware,
+        HError::Dropped,
         HError::Function,
         HError::Privilege,
         HError::Parameter,
@@ -130,6 +133,7 @@ impl HError {
     pub const fn code(self) -> i64 {
         match self {
             HError::Hardware => H_HARDWARE,
+            HError::Dropped => H_DROPPED,
             HError::Function => H_FUNCTION,
             HError::Privilege => H_PRIVILEGE,
             HError::Parameter => H_PARAMETER,
@@ -369,6 +373,19 @@ impl Services {
             // To the device whose unit address is in r4; one that is not
             // there is H_PARAMETER. A change of the device's interrupt
             // line goes to the XICS, and the vcpus it concerns are woken.
+            // To the DMA window of the device whose LIOBN is in r4.
+            Hcall::Tce(tc) => {
+                let dev = vio.window(a[0]).ok_or(HError::Parameter)?;
+                let mut dev = dev.lock();
+                let t = dev.tce().ok_or(HError::Parameter)?;
+                match tc {
+                    TceCall::Get => regs.gpr[4] = t.get(a[1])?,
+                    TceCall::Put => t.put(a[1], a[2], self.mem_size)?,
+                    TceCall::Stuff => t.stuff(a[1], a[2], a[3])?,
+                    TceCall::PutIndirect => t.put_indirect(a[1], a[2], a[3], &env.mem())?,
+                }
+                Ok(Action::Resume)
+            }
             Hcall::Vio(vc) => {
                 let (irq, dev) = vio.route(a[0]).ok_or(HError::Parameter)?;
                 let line = dev.lock().hcall(vc, &mut regs.gpr, env)?;

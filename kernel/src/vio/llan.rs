@@ -21,9 +21,18 @@
 //! IOBA.
 
 use super::tce::TceTable;
+use super::{Irq, VioCall, VioDevice};
+use crate::fdtw::FdtWriter;
 use crate::gmem::GuestMemory;
-use crate::papr::services::HError;
+use crate::papr::services::{Env, HError};
 use alloc::vec::Vec;
+
+/// Unit address (`reg`, and the LIOBN of its window) of a VM's first
+/// l-lan adapter.
+pub const REG: u32 = 0x3000_0002;
+/// Bytes of an adapter's DMA window: QEMU's 256 MiB (ibmveth maps some
+/// 32 MiB of buffers; the table is 512 KiB of hypervisor memory).
+pub const WINDOW: u64 = 256 << 20;
 
 /// Descriptor: valid.
 pub const BD_VALID: u64 = 1 << 63;
@@ -109,6 +118,7 @@ struct Open {
 
 /// One l-lan port.
 pub struct Llan {
+    unit: u32,
     tce: TceTable,
     /// Its MAC (the device tree's, or what the guest set since).
     mac: [u8; 6],
@@ -117,8 +127,10 @@ pub struct Llan {
 }
 
 impl Llan {
-    pub fn new(tce: TceTable, mac: [u8; 6]) -> Self {
+    /// The adapter at `unit`, whose window is `tce` (its LIOBN `unit`).
+    pub fn new(unit: u32, tce: TceTable, mac: [u8; 6]) -> Self {
         Llan {
+            unit,
             tce,
             mac,
             open: None,
@@ -333,6 +345,95 @@ impl Llan {
                 Received::Dropped
             }
         }
+    }
+}
+
+impl VioDevice for Llan {
+    fn unit(&self) -> u32 {
+        self.unit
+    }
+
+    fn node_name(&self) -> &'static str {
+        "l-lan"
+    }
+
+    fn kind(&self) -> (&'static str, &'static str) {
+        ("network", "IBM,l-lan")
+    }
+
+    /// What ibmveth's probe reads: its MAC, and no multicast filter.
+    fn node(&self, w: &mut FdtWriter) {
+        w.prop("local-mac-address", &self.mac);
+        w.prop_u32("ibm,mac-address-filters", 0);
+    }
+
+    fn irq(&self) -> Option<Irq> {
+        Some(Irq::Edge)
+    }
+
+    fn dma_window(&self) -> Option<u64> {
+        Some(self.tce.window())
+    }
+
+    fn tce(&mut self) -> Option<&mut TceTable> {
+        Some(&mut self.tce)
+    }
+
+    /// Closed, every DMA mapping gone, the counters kept.
+    fn reset(&mut self) {
+        self.open = None;
+        let pages = self.tce.window() / super::tce::PAGE;
+        // Clearing a whole window within it cannot fail.
+        let _ = self.tce.stuff(0, 0, pages);
+    }
+
+    fn report(&self) -> Option<alloc::string::String> {
+        let c = &self.counters;
+        Some(alloc::format!(
+            "mac {} tx={} frames ({} bytes) rx={} frames ({} bytes) rx-dropped={}",
+            self.mac
+                .iter()
+                .map(|b| alloc::format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+            c.tx_frames,
+            c.tx_bytes,
+            c.rx_frames,
+            c.rx_bytes,
+            c.rx_dropped
+        ))
+    }
+
+    fn hcall(
+        &mut self,
+        call: VioCall,
+        gpr: &mut [u64; 32],
+        env: &mut dyn Env,
+    ) -> Result<Option<bool>, HError> {
+        match call {
+            VioCall::RegisterLogicalLan => {
+                self.register(gpr[5], gpr[6], gpr[7], gpr[8], &mut env.mem())?
+            }
+            VioCall::FreeLogicalLan => self.free()?,
+            VioCall::AddLogicalLanBuffer => self.add_buffer(gpr[5])?,
+            // (BD1..BD6, continuation token): no continuation here, as on
+            // QEMU's pseries. Until the switch joins ports, a frame sent
+            // is counted and goes nowhere.
+            VioCall::SendLogicalLan => {
+                if gpr[11] != 0 {
+                    return Err(HError::Hardware);
+                }
+                let bds: [u64; SEND_BDS] = core::array::from_fn(|i| gpr[5 + i]);
+                self.gather(&bds, &env.mem())?.ok_or(HError::Dropped)?;
+                gpr[4] = 0;
+            }
+            // Every frame reaches every port already: no filter to set.
+            VioCall::MulticastCtrl => {}
+            VioCall::ChangeLogicalLanMac => self.change_mac(gpr[5]),
+            VioCall::Signal => self.signal(gpr[5])?,
+            VioCall::PutTermChar | VioCall::GetTermChar => return Err(HError::Parameter),
+        }
+        Ok(None)
     }
 }
 

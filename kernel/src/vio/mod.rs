@@ -46,6 +46,14 @@ pub enum Irq {
 pub enum VioCall {
     PutTermChar,
     GetTermChar,
+    /// H_VIO_SIGNAL(unit, mode): the device's interrupt on (bit 0) or off.
+    Signal,
+    RegisterLogicalLan,
+    FreeLogicalLan,
+    AddLogicalLanBuffer,
+    SendLogicalLan,
+    MulticastCtrl,
+    ChangeLogicalLanMac,
 }
 
 /// One virtual device.
@@ -66,6 +74,21 @@ pub trait VioDevice: Send {
     fn node(&self, _w: &mut FdtWriter) {}
     /// Its interrupt source, if it has one.
     fn irq(&self) -> Option<Irq>;
+    /// Bytes of its DMA window, if it has one (its LIOBN is its unit
+    /// address, as on QEMU's pseries).
+    fn dma_window(&self) -> Option<u64> {
+        None
+    }
+    /// Its DMA window's TCE table, if it has one.
+    fn tce(&mut self) -> Option<&mut tce::TceTable> {
+        None
+    }
+    /// Back to its power-on state (`system-reboot`).
+    fn reset(&mut self) {}
+    /// What it counted, for the VM's stop report (one line), if anything.
+    fn report(&self) -> Option<alloc::string::String> {
+        None
+    }
     /// A hypercall for it, its arguments in `gpr[4..]` (the unit address
     /// in r4, already matched): its results written to `gpr[4..]`, and
     /// the level its interrupt line has now if the call changed it.
@@ -84,6 +107,8 @@ pub type Device = spin::Mutex<Box<dyn VioDevice>>;
 struct Slot {
     unit: u32,
     alias: Option<u64>,
+    /// Bytes of its DMA window (0: none).
+    window: u64,
     /// Its XICS source number, if it interrupts.
     irq: Option<u32>,
     dev: Device,
@@ -104,7 +129,7 @@ impl VioBus {
         let mut next = crate::xics::IRQ_BASE;
         let mut slots: Vec<Slot> = Vec::new();
         for d in devices {
-            let (unit, alias) = (d.unit(), d.alias());
+            let (unit, alias, window) = (d.unit(), d.alias(), d.dma_window().unwrap_or(0));
             for u in core::iter::once(u64::from(unit)).chain(alias) {
                 assert!(!slots.iter().any(|s| s.answers(u)), "unit {u:#x} twice");
             }
@@ -115,6 +140,7 @@ impl VioBus {
             slots.push(Slot {
                 unit,
                 alias,
+                window,
                 irq,
                 dev: spin::Mutex::new(d),
             });
@@ -143,6 +169,33 @@ impl VioBus {
         Some((s.irq, &s.dev))
     }
 
+    /// The device whose DMA window has LIOBN `liobn`.
+    pub fn window(&self, liobn: u64) -> Option<&Device> {
+        let s = self
+            .slots
+            .iter()
+            .find(|s| s.window != 0 && u64::from(s.unit) == liobn)?;
+        Some(&s.dev)
+    }
+
+    /// Every device back to its power-on state (`system-reboot`).
+    pub fn reset(&self) {
+        for s in &self.slots {
+            s.dev.lock().reset();
+        }
+    }
+
+    /// (node name, unit, report) of every device that reports.
+    pub fn reports(&self) -> Vec<(&'static str, u32, alloc::string::String)> {
+        self.slots
+            .iter()
+            .filter_map(|s| {
+                let d = s.dev.lock();
+                d.report().map(|r| (d.node_name(), s.unit, r))
+            })
+            .collect()
+    }
+
     /// Each device's `/vdevice` child.
     pub fn write_nodes(&self, w: &mut FdtWriter) {
         for s in &self.slots {
@@ -154,6 +207,15 @@ impl VioBus {
             w.prop_u32("reg", s.unit);
             if let Some(n) = s.irq {
                 w.prop_cells("interrupts", &[n, 0]);
+            }
+            if s.window != 0 {
+                // As QEMU's pseries: LIOBN, a 2-cell bus address (0) and a
+                // 2-cell size; without `ibm,#dma-size-cells` Linux would
+                // take the parent's 0 and see an empty window.
+                w.prop_u32("ibm,#dma-address-cells", 2);
+                w.prop_u32("ibm,#dma-size-cells", 2);
+                let (hi, lo) = ((s.window >> 32) as u32, s.window as u32);
+                w.prop_cells("ibm,my-dma-window", &[s.unit, 0, 0, hi, lo]);
             }
             d.node(w);
             w.end_node();

@@ -54,6 +54,10 @@ impl VioDevice for Vty {
                 (gpr[4], gpr[5], gpr[6]) = env.console_read();
                 Ok(Some(env.console_has_input()))
             }
+            // Its interrupt is the console's, not the guest's to mask (as
+            // QEMU's spapr-vty: no signal bits): only "off" is accepted.
+            VioCall::Signal if gpr[5] == 0 => Ok(None),
+            _ => Err(HError::Parameter),
         }
     }
 }

@@ -458,6 +458,7 @@ fn every_error_code_maps_back_to_itself() {
     // the guest as H_HARDWARE).
     for code in [
         H_HARDWARE,
+        H_DROPPED,
         H_FUNCTION,
         H_PRIVILEGE,
         H_PARAMETER,

@@ -24,7 +24,10 @@ fn port() -> (Llan, Vec<u8>) {
         t.put(i * PAGE, (GPA + i * PAGE) | TCE_READ | TCE_WRITE, MEM)
             .unwrap();
     }
-    (Llan::new(t, [2, 0, 0, 0, 0, 9]), vec![0u8; MEM as usize])
+    (
+        Llan::new(REG, t, [2, 0, 0, 0, 0, 9]),
+        vec![0u8; MEM as usize],
+    )
 }
 
 /// Registered with a queue of `entries`.
