@@ -561,3 +561,105 @@ fn an_hpt_call_by_the_full_path_answers_the_fast_paths_code() {
         "each counted under its own name"
     );
 }
+
+/// A VM's devices with an l-lan adapter (its window maps nothing yet).
+fn net_bus() -> VioBus {
+    use crate::vio::llan::{self, Llan};
+    use crate::vio::tce::TceTable;
+    let unit = llan::REG;
+    let nic = Llan::new(unit, TceTable::new(unit, 64 * 4096), [2, 0, 0, 0, 0, 1]);
+    VioBus::new(vec![Box::new(Vty), Box::new(Nvram(65536)), Box::new(nic)])
+}
+
+#[test]
+fn tce_calls_reach_a_window_by_liobn_and_nothing_else() {
+    let (mut svc, vcpus) = vm(1, 1);
+    let mut env = Fake::new(&vcpus);
+    let bus = net_bus();
+    let mut call_on = |nr: u64, args: &[u64]| {
+        let mut regs = GuestRegs::default();
+        regs.gpr[3] = nr;
+        regs.gpr[4..4 + args.len()].copy_from_slice(args);
+        let caller = Caller {
+            id: 0,
+            regs: &mut regs,
+        };
+        svc.hcall(&mut env, &vcpus, &bus, caller);
+        (regs.gpr[3] as i64, regs.gpr[4])
+    };
+    let liobn = u64::from(crate::vio::llan::REG);
+    let rw = crate::vio::tce::TCE_READ | crate::vio::tce::TCE_WRITE;
+    assert_eq!(
+        call_on(H_PUT_TCE, &[liobn, 0x1000, 0x5000 | rw]).0,
+        H_SUCCESS
+    );
+    assert_eq!(
+        call_on(H_GET_TCE, &[liobn, 0x1000]),
+        (H_SUCCESS, 0x5000 | rw)
+    );
+    // The vty and the NVRAM have no window; no device has LIOBN 7, and
+    // the upper half of r4 is not ignored.
+    for bad in [
+        u64::from(vty::REG),
+        u64::from(crate::vio::nvram::REG),
+        7,
+        liobn | 1 << 32,
+    ] {
+        assert_eq!(
+            call_on(H_PUT_TCE, &[bad, 0x1000, 0x5000 | rw]).0,
+            H_PARAMETER
+        );
+    }
+    // A mapping outside guest memory maps nothing.
+    assert_eq!(
+        call_on(H_PUT_TCE, &[liobn, 0x2000, MEM as u64 | rw]).0,
+        H_PARAMETER
+    );
+    assert_eq!(call_on(H_GET_TCE, &[liobn, 0x2000]), (H_SUCCESS, 0));
+    assert_eq!(call_on(H_STUFF_TCE, &[liobn, 0, 0, 64]).0, H_SUCCESS);
+    assert_eq!(call_on(H_GET_TCE, &[liobn, 0x1000]), (H_SUCCESS, 0));
+}
+
+#[test]
+fn logical_lan_calls_answer_as_ibmveth_expects() {
+    let (mut svc, vcpus) = vm(1, 1);
+    let mut env = Fake::new(&vcpus);
+    let bus = net_bus();
+    let mut call_on = |nr: u64, args: &[u64]| {
+        let mut regs = GuestRegs::default();
+        regs.gpr[3] = nr;
+        regs.gpr[4..4 + args.len()].copy_from_slice(args);
+        let caller = Caller {
+            id: 0,
+            regs: &mut regs,
+        };
+        svc.hcall(&mut env, &vcpus, &bus, caller);
+        regs.gpr[3] as i64
+    };
+    let unit = u64::from(crate::vio::llan::REG);
+    // Closed: a send is H_DROPPED (Linux counts it sent), a buffer
+    // H_RESOURCE, H_FREE H_RESOURCE; interrupts may be switched off.
+    assert_eq!(
+        call_on(H_SEND_LOGICAL_LAN, &[unit, 0, 0, 0, 0, 0, 0, 0]),
+        H_DROPPED
+    );
+    assert_eq!(call_on(H_ADD_LOGICAL_LAN_BUFFER, &[unit, 0]), H_RESOURCE);
+    assert_eq!(call_on(H_FREE_LOGICAL_LAN, &[unit]), H_RESOURCE);
+    assert_eq!(call_on(H_VIO_SIGNAL, &[unit, 0]), H_SUCCESS);
+    assert_eq!(call_on(H_VIO_SIGNAL, &[unit, 2]), H_PARAMETER);
+    // A continuation token is not supported.
+    assert_eq!(
+        call_on(H_SEND_LOGICAL_LAN, &[unit, 0, 0, 0, 0, 0, 0, 1]),
+        H_HARDWARE
+    );
+    // The vty takes no LAN call and only "interrupts off".
+    let vty = u64::from(vty::REG);
+    assert_eq!(
+        call_on(H_REGISTER_LOGICAL_LAN, &[vty, 0, 0, 0, 0]),
+        H_PARAMETER
+    );
+    assert_eq!(call_on(H_VIO_SIGNAL, &[vty, 0]), H_SUCCESS);
+    assert_eq!(call_on(H_VIO_SIGNAL, &[vty, 1]), H_PARAMETER);
+    // No device at a unit address: H_PARAMETER.
+    assert_eq!(call_on(H_FREE_LOGICAL_LAN, &[0x3000_0009]), H_PARAMETER);
+}
