@@ -374,7 +374,8 @@ impl Services {
             // there is H_PARAMETER. A change of the device's interrupt
             // line goes to the XICS, and the vcpus it concerns are woken.
             // To the DMA window of the device whose LIOBN is in r4.
-            Hcall::Tce(tc) => {
+            Hcall::GetTce | Hcall::PutTce | Hcall::StuffTce | Hcall::PutTceIndirect => {
+                let tc = call.tce().ok_or(HError::Function)?;
                 let dev = vio.window(a[0]).ok_or(HError::Parameter)?;
                 let mut dev = dev.lock();
                 let t = dev.tce().ok_or(HError::Parameter)?;
@@ -386,7 +387,16 @@ impl Services {
                 }
                 Ok(Action::Resume)
             }
-            Hcall::Vio(vc) => {
+            Hcall::PutTermChar
+            | Hcall::GetTermChar
+            | Hcall::VioSignal
+            | Hcall::RegisterLogicalLan
+            | Hcall::FreeLogicalLan
+            | Hcall::AddLogicalLanBuffer
+            | Hcall::SendLogicalLan
+            | Hcall::MulticastCtrl
+            | Hcall::ChangeLogicalLanMac => {
+                let vc = call.vio().ok_or(HError::Function)?;
                 let (irq, dev) = vio.route(a[0]).ok_or(HError::Parameter)?;
                 let line = dev.lock().hcall(vc, &mut regs.gpr, env)?;
                 if let (Some(irq), Some(high)) = (irq, line) {

@@ -27,10 +27,24 @@ pub enum HptCall {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hcall {
     Hpt(HptCall),
-    /// Addressed to a device of the VM's bus by unit address (r4).
-    Vio(VioCall),
-    /// Addressed to a device's DMA window by LIOBN (r4).
-    Tce(TceCall),
+    // Addressed to a device of the VM's bus by unit address (r4): the
+    // calls [`Hcall::vio`] names. Flat variants, not payloads beside
+    // `Hpt`'s: with one payload variant `Hcall` stays one byte, and the
+    // fast path's decode as short as it was (the assertion below).
+    PutTermChar,
+    GetTermChar,
+    VioSignal,
+    RegisterLogicalLan,
+    FreeLogicalLan,
+    AddLogicalLanBuffer,
+    SendLogicalLan,
+    MulticastCtrl,
+    ChangeLogicalLanMac,
+    // Addressed to a device's DMA window by LIOBN (r4): [`Hcall::tce`].
+    GetTce,
+    PutTce,
+    StuffTce,
+    PutTceIndirect,
     SetMode,
     Rtas,
     Xirr,
@@ -47,6 +61,9 @@ pub enum Hcall {
     PageInit,
     GetCpuCharacteristics,
 }
+
+// The fast path decodes every hypercall into an `Hcall`: one byte.
+const _: () = assert!(core::mem::size_of::<Hcall>() == 1);
 
 /// The TCE hypercalls (a device's DMA window, crate::vio::tce).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,18 +120,8 @@ pub const CALLS: &[Row] = &[
         PFT,
     ),
     row(H_PROTECT, Hcall::Hpt(HptCall::Protect), "H_PROTECT", PFT),
-    row(
-        H_GET_TERM_CHAR,
-        Hcall::Vio(VioCall::GetTermChar),
-        "H_GET_TERM_CHAR",
-        TERM,
-    ),
-    row(
-        H_PUT_TERM_CHAR,
-        Hcall::Vio(VioCall::PutTermChar),
-        "H_PUT_TERM_CHAR",
-        TERM,
-    ),
+    row(H_GET_TERM_CHAR, Hcall::GetTermChar, "H_GET_TERM_CHAR", TERM),
+    row(H_PUT_TERM_CHAR, Hcall::PutTermChar, "H_PUT_TERM_CHAR", TERM),
     row(H_EOI, Hcall::Eoi, "H_EOI", INTERRUPT),
     row(H_CPPR, Hcall::Cppr, "H_CPPR", INTERRUPT),
     row(H_IPI, Hcall::Ipi, "H_IPI", INTERRUPT),
@@ -156,69 +163,59 @@ pub const CALLS: &[Row] = &[
         None,
     ),
     row(H_RTAS, Hcall::Rtas, "H_RTAS", None),
-    row(
-        H_GET_TCE,
-        Hcall::Tce(TceCall::Get),
-        "H_GET_TCE",
-        Some("hcall-tce"),
-    ),
-    row(
-        H_PUT_TCE,
-        Hcall::Tce(TceCall::Put),
-        "H_PUT_TCE",
-        Some("hcall-tce"),
-    ),
+    row(H_GET_TCE, Hcall::GetTce, "H_GET_TCE", Some("hcall-tce")),
+    row(H_PUT_TCE, Hcall::PutTce, "H_PUT_TCE", Some("hcall-tce")),
     row(
         H_STUFF_TCE,
-        Hcall::Tce(TceCall::Stuff),
+        Hcall::StuffTce,
         "H_STUFF_TCE",
         Some("hcall-multi-tce"),
     ),
     row(
         H_PUT_TCE_INDIRECT,
-        Hcall::Tce(TceCall::PutIndirect),
+        Hcall::PutTceIndirect,
         "H_PUT_TCE_INDIRECT",
         Some("hcall-multi-tce"),
     ),
     row(
         H_VIO_SIGNAL,
-        Hcall::Vio(VioCall::Signal),
+        Hcall::VioSignal,
         "H_VIO_SIGNAL",
         Some("hcall-vio"),
     ),
     row(
         H_REGISTER_LOGICAL_LAN,
-        Hcall::Vio(VioCall::RegisterLogicalLan),
+        Hcall::RegisterLogicalLan,
         "H_REGISTER_LOGICAL_LAN",
         LLAN,
     ),
     row(
         H_FREE_LOGICAL_LAN,
-        Hcall::Vio(VioCall::FreeLogicalLan),
+        Hcall::FreeLogicalLan,
         "H_FREE_LOGICAL_LAN",
         LLAN,
     ),
     row(
         H_ADD_LOGICAL_LAN_BUFFER,
-        Hcall::Vio(VioCall::AddLogicalLanBuffer),
+        Hcall::AddLogicalLanBuffer,
         "H_ADD_LOGICAL_LAN_BUFFER",
         LLAN,
     ),
     row(
         H_SEND_LOGICAL_LAN,
-        Hcall::Vio(VioCall::SendLogicalLan),
+        Hcall::SendLogicalLan,
         "H_SEND_LOGICAL_LAN",
         LLAN,
     ),
     row(
         H_MULTICAST_CTRL,
-        Hcall::Vio(VioCall::MulticastCtrl),
+        Hcall::MulticastCtrl,
         "H_MULTICAST_CTRL",
         LLAN,
     ),
     row(
         H_CHANGE_LOGICAL_LAN_MAC,
-        Hcall::Vio(VioCall::ChangeLogicalLanMac),
+        Hcall::ChangeLogicalLanMac,
         "H_CHANGE_LOGICAL_LAN_MAC",
         LLAN,
     ),
@@ -319,6 +316,35 @@ impl Hcall {
             return None;
         }
         Some((i as usize, CALL_BY_INDEX[i as usize]))
+    }
+
+    /// The device call this is, if it is one.
+    #[inline]
+    pub const fn vio(self) -> Option<VioCall> {
+        Some(match self {
+            Hcall::PutTermChar => VioCall::PutTermChar,
+            Hcall::GetTermChar => VioCall::GetTermChar,
+            Hcall::VioSignal => VioCall::Signal,
+            Hcall::RegisterLogicalLan => VioCall::RegisterLogicalLan,
+            Hcall::FreeLogicalLan => VioCall::FreeLogicalLan,
+            Hcall::AddLogicalLanBuffer => VioCall::AddLogicalLanBuffer,
+            Hcall::SendLogicalLan => VioCall::SendLogicalLan,
+            Hcall::MulticastCtrl => VioCall::MulticastCtrl,
+            Hcall::ChangeLogicalLanMac => VioCall::ChangeLogicalLanMac,
+            _ => return None,
+        })
+    }
+
+    /// The TCE call this is, if it is one.
+    #[inline]
+    pub const fn tce(self) -> Option<TceCall> {
+        Some(match self {
+            Hcall::GetTce => TceCall::Get,
+            Hcall::PutTce => TceCall::Put,
+            Hcall::StuffTce => TceCall::Stuff,
+            Hcall::PutTceIndirect => TceCall::PutIndirect,
+            _ => return None,
+        })
     }
 
     /// The path this call takes. The HPT calls touch only the HPT (each
