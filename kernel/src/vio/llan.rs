@@ -142,14 +142,6 @@ impl Llan {
         self.mac
     }
 
-    pub fn tce(&self) -> &TceTable {
-        &self.tce
-    }
-
-    pub fn tce_mut(&mut self) -> &mut TceTable {
-        &mut self.tce
-    }
-
     pub fn is_open(&self) -> bool {
         self.open.is_some()
     }

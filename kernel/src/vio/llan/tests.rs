@@ -100,7 +100,7 @@ fn registration_checks_every_page_and_refuses_a_second() {
 #[test]
 fn a_queue_the_window_does_not_let_it_write_is_refused() {
     let (mut l, mut ram) = port();
-    l.tce_mut().put(RXQ, GPA | TCE_READ, MEM).unwrap();
+    l.tce().unwrap().put(RXQ, GPA | TCE_READ, MEM).unwrap();
     let mut mem = GuestMemory::new(&mut ram);
     assert_eq!(
         l.register(BUF_LIST, bd(RXQ, 64), FILTER, MAC, &mut mem),
@@ -259,7 +259,7 @@ fn a_sent_frame_is_gathered_from_the_valid_descriptors_and_copied_now() {
     // Over 64 KiB, or a page the window does not let it read: refused.
     let big = [bd(0, 0x8000), bd(0x8000, 0x8000), bd(0x10000, 1), 0, 0, 0];
     assert_eq!(l.gather(&big, &mem), Err(HError::Resource));
-    l.tce_mut().put(0x21000, 0, MEM).unwrap();
+    l.tce().unwrap().put(0x21000, 0, MEM).unwrap();
     assert_eq!(l.gather(&bds, &mem), Err(HError::Parameter));
     // A closed port: nothing is sent (H_DROPPED).
     l.free().unwrap();
