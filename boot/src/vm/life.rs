@@ -347,9 +347,13 @@ impl VmState {
     pub(super) fn reboot(&mut self, vcores_running: u32) -> Result<(), VmError> {
         hpt::reset(&mut FirmwareHptMemory, &self.hpt, vcores_running).map_err(VmError::Hpt)?;
         self.sh.mmu.tlb.mark_all();
+        // Devices first: a closed adapter with no DMA mapping takes no
+        // frame into the memory reloaded below.
+        self.sh.vio.reset();
         // SAFETY: this VM's own memory; no vcore is in the guest (the
-        // HPT reset above refused otherwise) and no vcpu is on a thread,
-        // so this slice is the only access to the RAM while it lives.
+        // HPT reset above refused otherwise), no vcpu is on a thread and
+        // no device has a mapping, so this slice is the only access to
+        // the RAM while it lives.
         let mem = unsafe {
             core::slice::from_raw_parts_mut(self.mem_base as *mut u8, self.mem_size as usize)
         };
@@ -364,7 +368,6 @@ impl VmState {
         let f = self.fdt_gpa as usize;
         mem[f..f + self.fdt.len()].copy_from_slice(&self.fdt);
         map_vrma(&self.hpt, self.mem_base, self.mem_size)?;
-        self.sh.vio.reset();
         self.svc.reset(&self.sh.vcpus);
         self.sh
             .irq_lpcr
