@@ -140,13 +140,26 @@ fn call(
     nr: u64,
     args: &[u64],
 ) -> (i64, Action, GuestRegs) {
+    call_on(svc, env, vcpus, &bus(), id, nr, args)
+}
+
+/// `sc 1` as [`call`] makes it, to the devices of `bus`.
+fn call_on(
+    svc: &mut Services,
+    env: &mut Fake,
+    vcpus: &[VcpuShared],
+    bus: &VioBus,
+    id: u32,
+    nr: u64,
+    args: &[u64],
+) -> (i64, Action, GuestRegs) {
     let mut regs = GuestRegs::default();
     regs.gpr[3] = nr;
     regs.gpr[4..4 + args.len()].copy_from_slice(args);
     let a = svc.hcall(
         env,
         vcpus,
-        &bus(),
+        bus,
         Caller {
             id,
             regs: &mut regs,
@@ -576,27 +589,14 @@ fn tce_calls_reach_a_window_by_liobn_and_nothing_else() {
     let (mut svc, vcpus) = vm(1, 1);
     let mut env = Fake::new(&vcpus);
     let bus = net_bus();
-    let mut call_on = |nr: u64, args: &[u64]| {
-        let mut regs = GuestRegs::default();
-        regs.gpr[3] = nr;
-        regs.gpr[4..4 + args.len()].copy_from_slice(args);
-        let caller = Caller {
-            id: 0,
-            regs: &mut regs,
-        };
-        svc.hcall(&mut env, &vcpus, &bus, caller);
-        (regs.gpr[3] as i64, regs.gpr[4])
+    let mut call = |nr: u64, args: &[u64]| {
+        let (rc, _, regs) = call_on(&mut svc, &mut env, &vcpus, &bus, 0, nr, args);
+        (rc, regs.gpr[4])
     };
     let liobn = u64::from(crate::vio::llan::REG);
     let rw = crate::vio::tce::TCE_READ | crate::vio::tce::TCE_WRITE;
-    assert_eq!(
-        call_on(H_PUT_TCE, &[liobn, 0x1000, 0x5000 | rw]).0,
-        H_SUCCESS
-    );
-    assert_eq!(
-        call_on(H_GET_TCE, &[liobn, 0x1000]),
-        (H_SUCCESS, 0x5000 | rw)
-    );
+    assert_eq!(call(H_PUT_TCE, &[liobn, 0x1000, 0x5000 | rw]).0, H_SUCCESS);
+    assert_eq!(call(H_GET_TCE, &[liobn, 0x1000]), (H_SUCCESS, 0x5000 | rw));
     // The vty and the NVRAM have no window; no device has LIOBN 7, and
     // the upper half of r4 is not ignored.
     for bad in [
@@ -605,19 +605,16 @@ fn tce_calls_reach_a_window_by_liobn_and_nothing_else() {
         7,
         liobn | 1 << 32,
     ] {
-        assert_eq!(
-            call_on(H_PUT_TCE, &[bad, 0x1000, 0x5000 | rw]).0,
-            H_PARAMETER
-        );
+        assert_eq!(call(H_PUT_TCE, &[bad, 0x1000, 0x5000 | rw]).0, H_PARAMETER);
     }
     // A mapping outside guest memory maps nothing.
     assert_eq!(
-        call_on(H_PUT_TCE, &[liobn, 0x2000, MEM as u64 | rw]).0,
+        call(H_PUT_TCE, &[liobn, 0x2000, MEM as u64 | rw]).0,
         H_PARAMETER
     );
-    assert_eq!(call_on(H_GET_TCE, &[liobn, 0x2000]), (H_SUCCESS, 0));
-    assert_eq!(call_on(H_STUFF_TCE, &[liobn, 0, 0, 64]).0, H_SUCCESS);
-    assert_eq!(call_on(H_GET_TCE, &[liobn, 0x1000]), (H_SUCCESS, 0));
+    assert_eq!(call(H_GET_TCE, &[liobn, 0x2000]), (H_SUCCESS, 0));
+    assert_eq!(call(H_STUFF_TCE, &[liobn, 0, 0, 64]).0, H_SUCCESS);
+    assert_eq!(call(H_GET_TCE, &[liobn, 0x1000]), (H_SUCCESS, 0));
 }
 
 #[test]
@@ -625,41 +622,31 @@ fn logical_lan_calls_answer_as_ibmveth_expects() {
     let (mut svc, vcpus) = vm(1, 1);
     let mut env = Fake::new(&vcpus);
     let bus = net_bus();
-    let mut call_on = |nr: u64, args: &[u64]| {
-        let mut regs = GuestRegs::default();
-        regs.gpr[3] = nr;
-        regs.gpr[4..4 + args.len()].copy_from_slice(args);
-        let caller = Caller {
-            id: 0,
-            regs: &mut regs,
-        };
-        svc.hcall(&mut env, &vcpus, &bus, caller);
-        regs.gpr[3] as i64
-    };
+    let mut call = |nr: u64, args: &[u64]| call_on(&mut svc, &mut env, &vcpus, &bus, 0, nr, args).0;
     let unit = u64::from(crate::vio::llan::REG);
     // Closed: a send is H_DROPPED (Linux counts it sent), a buffer
     // H_RESOURCE, H_FREE H_RESOURCE; interrupts may be switched off.
     assert_eq!(
-        call_on(H_SEND_LOGICAL_LAN, &[unit, 0, 0, 0, 0, 0, 0, 0]),
+        call(H_SEND_LOGICAL_LAN, &[unit, 0, 0, 0, 0, 0, 0, 0]),
         H_DROPPED
     );
-    assert_eq!(call_on(H_ADD_LOGICAL_LAN_BUFFER, &[unit, 0]), H_RESOURCE);
-    assert_eq!(call_on(H_FREE_LOGICAL_LAN, &[unit]), H_RESOURCE);
-    assert_eq!(call_on(H_VIO_SIGNAL, &[unit, 0]), H_SUCCESS);
-    assert_eq!(call_on(H_VIO_SIGNAL, &[unit, 2]), H_PARAMETER);
+    assert_eq!(call(H_ADD_LOGICAL_LAN_BUFFER, &[unit, 0]), H_RESOURCE);
+    assert_eq!(call(H_FREE_LOGICAL_LAN, &[unit]), H_RESOURCE);
+    assert_eq!(call(H_VIO_SIGNAL, &[unit, 0]), H_SUCCESS);
+    assert_eq!(call(H_VIO_SIGNAL, &[unit, 2]), H_PARAMETER);
     // A continuation token is not supported.
     assert_eq!(
-        call_on(H_SEND_LOGICAL_LAN, &[unit, 0, 0, 0, 0, 0, 0, 1]),
+        call(H_SEND_LOGICAL_LAN, &[unit, 0, 0, 0, 0, 0, 0, 1]),
         H_HARDWARE
     );
     // The vty takes no LAN call and only "interrupts off".
     let vty = u64::from(vty::REG);
     assert_eq!(
-        call_on(H_REGISTER_LOGICAL_LAN, &[vty, 0, 0, 0, 0]),
+        call(H_REGISTER_LOGICAL_LAN, &[vty, 0, 0, 0, 0]),
         H_PARAMETER
     );
-    assert_eq!(call_on(H_VIO_SIGNAL, &[vty, 0]), H_SUCCESS);
-    assert_eq!(call_on(H_VIO_SIGNAL, &[vty, 1]), H_PARAMETER);
+    assert_eq!(call(H_VIO_SIGNAL, &[vty, 0]), H_SUCCESS);
+    assert_eq!(call(H_VIO_SIGNAL, &[vty, 1]), H_PARAMETER);
     // No device at a unit address: H_PARAMETER.
-    assert_eq!(call_on(H_FREE_LOGICAL_LAN, &[0x3000_0009]), H_PARAMETER);
+    assert_eq!(call(H_FREE_LOGICAL_LAN, &[0x3000_0009]), H_PARAMETER);
 }
