@@ -83,7 +83,7 @@ pub fn churn(n: u32, cores: usize, image: &'static [u8]) -> bool {
         };
         log::set_max_level(log::LevelFilter::Warn);
         match crate::vm::Vm::create(&cfg, cores, 100_000 + i as usize) {
-            Ok(vm) => ok += crate::scheduler::run(alloc::vec![alloc::sync::Arc::new(vm)]).1,
+            Ok(vm) => ok += crate::scheduler::run(alloc::vec![vm]).1,
             Err(e) => error!(target: "test", "vm-churn: VM {i} not created: {e}"),
         }
         log::set_max_level(level);

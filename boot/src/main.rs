@@ -244,7 +244,7 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
         }
         match vm::Vm::create(&cfg, cores, id) {
             Ok(v) => {
-                vms.push(alloc::sync::Arc::new(v));
+                vms.push(v);
                 created.push((id, cfg.name));
             }
             Err(e) => {

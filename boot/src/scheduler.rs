@@ -70,7 +70,6 @@ pub fn start_after(name: &str) {
         match Vm::create(&r.cfg, r.cores, r.id) {
             Ok(vm) => {
                 info!(target: "sched", "vm {}: created after vm {name} stopped", vm.name);
-                let vm = Arc::new(vm);
                 // Live before the VM it follows stops counting (finish).
                 LIVE.fetch_add(1, Ordering::AcqRel);
                 vm.started();

@@ -176,6 +176,15 @@ pub fn fuzz_run_passed(b: &Boot, runs: &[(&str, u64, u64)], vms: usize) -> Resul
     )
 }
 
+/// The number after `key` in `line`.
+fn number_after(line: &str, key: &str) -> Result<u64, String> {
+    line.split(key)
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .ok_or(format!("no number after '{key}' in: {line}"))
+}
+
 fn has(b: &Boot, marker: &str) -> Result<(), String> {
     expect(
         b.find(marker).is_some(),
@@ -1445,17 +1454,64 @@ const SMOKES: &[Smoke] = &[
             // The adapter's stop line: its MAC, and the ARP requests sent.
             let line = b
                 .lines()
-                .find(|l| l.contains("net: vm linux l-lan@30000002: mac"))
+                .find(|l| l.contains("net: vm linux l-lan@30000002 on lan0: mac"))
                 .ok_or("no l-lan stop line")?;
             expect(line.contains(&mac), &format!("stop line without the MAC: {line}"))?;
-            let tx: u64 = line
-                .split("tx=")
-                .nth(1)
-                .and_then(|t| t.split_whitespace().next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            expect(tx >= 1, &format!("no frame sent: {line}"))?;
+            expect(number_after(line, "tx=")? >= 1, &format!("no frame sent: {line}"))?;
             has(b, "hv: vm linux lpid=1 result=ok")
+        },
+    },
+    // Two unmodified Linux VMs on one virtual LAN and a third on another
+    // (linux::net_init_script): they ping each other both ways and each
+    // sends the other a few MiB over TCP with nc, SHA-256 checked on both
+    // sides; one reboots meanwhile while the other keeps sending to it;
+    // the third reaches neither.
+    Smoke {
+        name: "linux-net-two-vms-talk-a-third-cannot",
+        args: &["--initrd", "build/archives/net.cpio", "--timeout", "400"],
+        status: 0,
+        typing: &[],
+        check: |b| {
+            for l in b.lines() {
+                expect(!l.contains("WRONG"), &format!("a failed check: {l}"))?;
+            }
+            for (vm, _) in crate::linux::NET_VMS {
+                let done = format!("{} in {vm}", crate::linux::NET_DONE);
+                expect(
+                    b.lines().any(|l| l.contains(&done)),
+                    &format!("vm {vm} did not pass its checks"),
+                )?;
+                let prefix = format!("hv: vm {vm} lpid=");
+                expect(
+                    b.lines()
+                        .any(|l| l.contains(&prefix) && l.contains("result=ok")),
+                    &format!("vm {vm} did not stop with result=ok"),
+                )?;
+            }
+            has(b, "vm: net-b: system-reboot #1")?;
+            let line = |start: &str| {
+                b.lines()
+                    .find(|l| l.contains(start))
+                    .ok_or(format!("no line with '{start}'"))
+            };
+            // Frames sent to net-b while it rebooted were lost at its port.
+            let lan0 = line("net: lan lan0: the last port left")?;
+            expect(
+                number_after(lan0, "dropped-at-ports=")? >= 1,
+                &format!("no frame lost while net-b rebooted: {lan0}"),
+            )?;
+            // Nothing crossed from lan0 to lan1.
+            let lan1 = line("net: lan lan1: the last port left")?;
+            expect(
+                number_after(lan1, "delivered=")? == 0,
+                &format!("a frame was delivered on lan1: {lan1}"),
+            )?;
+            let c = line("net: vm net-c l-lan@30000002 on lan1: mac")?;
+            expect(
+                number_after(c, "rx=")? == 0,
+                &format!("net-c received frames: {c}"),
+            )?;
+            has(b, "hv: power off (ok)")
         },
     },
     // SMP under load (kernel and initramfs as users boot them; the work

@@ -16,6 +16,8 @@ pub(super) struct FirmwareEnv<'a> {
     mem_size: u64,
     /// The physical core the calling vcpu runs on.
     core: usize,
+    /// Interrupts its frames raise in VMs once the lock is released.
+    raise: &'a mut Vec<(Arc<Vm>, u32)>,
 }
 
 impl Env for FirmwareEnv<'_> {
@@ -91,6 +93,12 @@ impl Env for FirmwareEnv<'_> {
         String::from(self.con.term.last_line())
     }
 
+    fn transmit(&mut self, unit: u32, frame: &[u8]) {
+        if let Some((_, lan)) = self.sh.lans.iter().find(|l| l.0 == unit) {
+            lan.send(self.id, unit, frame, self.raise);
+        }
+    }
+
     fn hpt(&mut self, op: HptCall, gpr: &mut [u64; 32]) -> i64 {
         hpt_hcall(&self.sh.mmu.partition(self.core), op, gpr);
         gpr[3] as i64
@@ -107,6 +115,7 @@ impl VmState {
             mem_base: self.mem_base,
             mem_size: self.mem_size,
             core: v.core,
+            raise: &mut v.raise,
         };
         let caller = Caller {
             id: v.id,

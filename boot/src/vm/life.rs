@@ -233,11 +233,13 @@ impl VmState {
         // l-lan adapter when the manifest puts the VM on a virtual LAN.
         let mut devices: Vec<Box<dyn kernel::vio::VioDevice>> =
             alloc::vec![Box::new(Vty), Box::new(Nvram(cfg.nvram))];
-        if cfg.net.is_some() {
+        let mut lans = Vec::new();
+        if let Some(lan) = cfg.net {
             let unit = kernel::vio::llan::REG;
             let window = kernel::vio::tce::TceTable::new(unit, kernel::vio::llan::WINDOW);
             let mac = kernel::vio::lan::mac_for(name, 0);
             devices.push(Box::new(kernel::vio::llan::Llan::new(unit, window, mac)));
+            lans.push((unit, super::net::lan(lan)));
         }
         let vio = VioBus::new(devices);
         let fdt = guestfdt::build(&GuestFdtConfig {
@@ -301,6 +303,7 @@ impl VmState {
                 tlb,
             },
             vio,
+            lans,
         ));
         // Commit: from here the VM owns its memory, HPT and LPID.
         held.mem = None;
@@ -395,7 +398,11 @@ impl VmState {
             self.svc.counts.privileged
         );
         for (node, unit, report) in self.sh.vio.reports() {
-            info!(target: "net", "vm {} {node}@{unit:x}: {report}", self.name);
+            let lan = self.sh.lans.iter().find(|l| l.0 == unit);
+            let on = lan
+                .map(|l| alloc::format!(" on {}", l.1.name))
+                .unwrap_or_default();
+            info!(target: "net", "vm {} {node}@{unit:x}{on}: {report}", self.name);
         }
         self.print_hcall_counts();
         self.timings.print(&self.name, self.sh.layout.threads);

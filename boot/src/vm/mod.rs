@@ -8,13 +8,15 @@
 //! - `exit.rs`: exit handling and interrupt delivery;
 //! - `fast.rs`: the hypercall fast path (HPT calls without the VM's lock);
 //! - `env.rs`: the machine side of the partition services (`FirmwareEnv`);
-//! - `console.rs`: the VM's console output and serial console ownership.
+//! - `console.rs`: the VM's console output and serial console ownership;
+//! - `net.rs`: the virtual LANs (the switch between VMs' l-lan adapters).
 
 mod console;
 mod env;
 mod exit;
 mod fast;
 mod life;
+mod net;
 mod run;
 
 use console::*;
@@ -137,6 +139,8 @@ struct Shared {
     mmu: GuestMmu,
     /// The VM's devices (kernel::vio), each under its own lock.
     vio: VioBus,
+    /// The virtual LAN of each of its l-lan adapters, by unit address.
+    lans: Vec<(u32, Arc<net::Lan>)>,
     vcpus: Vec<VcpuShared>,
     vcores: Vec<Vcore>,
     /// A `VmEvent` is pending (the scheduler holds the event itself).
@@ -158,11 +162,12 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(layout: Layout, mmu: GuestMmu, vio: VioBus) -> Self {
+    fn new(layout: Layout, mmu: GuestMmu, vio: VioBus, lans: Vec<(u32, Arc<net::Lan>)>) -> Self {
         Shared {
             layout,
             mmu,
             vio,
+            lans,
             vcpus: (0..layout.vcpus).map(|_| VcpuShared::default()).collect(),
             vcores: (0..layout.vcores())
                 .map(|index| Vcore {
@@ -185,6 +190,18 @@ impl Shared {
             irq_lpcr: AtomicU64::new(irq_lpcr(InterruptMode::default())),
             next_poll: AtomicU64::new(0),
         }
+    }
+
+    /// The VM's memory, reached without its lock (a frame from another
+    /// VM's adapter).
+    ///
+    /// # Safety
+    /// The VM's memory must not have been freed (`VmState::destroy`) and
+    /// must not be until the result is dropped.
+    unsafe fn guest_memory(&self) -> GuestMemory<'_> {
+        // SAFETY: the caller keeps the memory allocated; the firmware makes
+        // no reference to it while vcpus run (as in `VmState::mem`).
+        unsafe { GuestMemory::from_raw(self.mmu.mem_base as *mut u8, self.mmu.mem_size) }
     }
 
     /// Wakes the thread running vcpu `id`, wherever it is: in the guest
@@ -288,6 +305,9 @@ struct Vcpu {
     /// Hypercalls counted on the fast path during a run (zero between
     /// runs), boxed so a run takes it without copying.
     tally: Option<Box<table::Tally>>,
+    /// Edge interrupts of VMs its frames reached, raised once the VM's
+    /// lock is released (`net::raise_edges`).
+    raise: Vec<(Arc<Vm>, u32)>,
 }
 
 impl Vcpu {
@@ -307,6 +327,7 @@ impl Vcpu {
             quick_exits: 0,
             last_vector: None,
             tally: Some(Box::default()),
+            raise: Vec::new(),
         }
     }
 
@@ -324,8 +345,9 @@ impl Vcpu {
 }
 
 impl Vm {
-    /// Prepares a VM; nothing is left behind on failure.
-    pub fn create(cfg: &VmConfig<'static>, cores: usize, id: usize) -> Result<Vm, VmError> {
+    /// Prepares a VM; nothing is left behind on failure. Its adapters
+    /// join their LANs (frames reach it from now on).
+    pub fn create(cfg: &VmConfig<'static>, cores: usize, id: usize) -> Result<Arc<Vm>, VmError> {
         let layout = cfg.layout;
         let (st, boot) = VmState::create(cfg, cores, id)?;
         let sh = st.sh.clone();
@@ -341,14 +363,19 @@ impl Vm {
             })
             .collect();
         sh.mmu_ready.store(true, Ordering::SeqCst);
-        Ok(Vm {
-            name: st.name.clone(),
-            id,
-            st: spin::Mutex::new(st),
-            console_writer: spin::Mutex::new(()),
-            sh,
-            vcpus,
-        })
+        Ok(Arc::new_cyclic(|me| {
+            for (unit, lan) in &sh.lans {
+                lan.join(me.clone(), id, *unit);
+            }
+            Vm {
+                name: st.name.clone(),
+                id,
+                st: spin::Mutex::new(st),
+                console_writer: spin::Mutex::new(()),
+                sh,
+                vcpus,
+            }
+        }))
     }
 
     pub fn vcores(&self) -> u32 {
@@ -418,6 +445,10 @@ impl Vm {
         }
         self.write_console();
         self.print_dispatch();
+        // Off its LANs before its memory is freed (net.rs).
+        for (_, lan) in &self.sh.lans {
+            lan.leave(self.id);
+        }
         let mut st = self.st.lock();
         RUNNING.lock().retain(|(i, _)| *i != self.id);
         if owns_console(st.id) {

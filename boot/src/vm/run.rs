@@ -482,6 +482,9 @@ impl Vm {
                 v.quick_exits += 1;
                 Action::Resume
             };
+            if !v.raise.is_empty() {
+                net::raise_edges(&mut v.raise);
+            }
             if exit == Exit::External {
                 // An IPI for this thread: run any call it brought.
                 crate::cpus::external_exit();

@@ -18,7 +18,7 @@ use crate::fwnmi::Fwnmi;
 use crate::gmem::GuestMemory;
 use crate::mode::{self, ModeChange};
 use crate::vcore::{Cede, CedeState, Layout};
-use crate::vio::VioBus;
+use crate::vio::{Effect, VioBus};
 use crate::vpa::Vpa;
 use crate::xics::{Kick, Xics, XicsError};
 use alloc::string::String;
@@ -56,6 +56,9 @@ pub trait Env {
     fn console_has_input(&self) -> bool;
     /// The guest's last console line (its unfinished one ended first).
     fn console_last_line(&mut self) -> String;
+    /// A frame the VM's network device at `unit` sent, for its virtual
+    /// LAN (no device's lock is held).
+    fn transmit(&mut self, unit: u32, frame: &[u8]);
     /// An HPT call that came by the full path: the fast path's handler
     /// on the caller's registers (its results written); its return code.
     fn hpt(&mut self, op: HptCall, gpr: &mut [u64; 32]) -> i64;
@@ -398,10 +401,17 @@ impl Services {
             | Hcall::ChangeLogicalLanMac => {
                 let vc = call.vio().ok_or(HError::Function)?;
                 let (irq, dev) = vio.route(a[0]).ok_or(HError::Parameter)?;
-                let line = dev.lock().hcall(vc, &mut regs.gpr, env)?;
-                if let (Some(irq), Some(high)) = (irq, line) {
-                    let k = self.xics.set_line(irq, high);
-                    self.kick(vcpus, k, |s| env.kick(s));
+                // The device's lock is released at the end of this line.
+                let effect = dev.lock().hcall(vc, &mut regs.gpr, env)?;
+                match effect {
+                    Effect::None => {}
+                    Effect::Line(high) => {
+                        if let Some(irq) = irq {
+                            let k = self.xics.set_line(irq, high);
+                            self.kick(vcpus, k, |s| env.kick(s));
+                        }
+                    }
+                    Effect::Send(frame) => env.transmit(a[0] as u32, &frame),
                 }
                 Ok(Action::Resume)
             }

@@ -1,40 +1,66 @@
-//! The virtual Ethernet switch's rules (the l-lan ports of one virtual
-//! LAN): where a frame goes, and the MAC address a VM's adapter gets.
-//! Unicast frames go to the port with the destination MAC; broadcast and
+//! The virtual Ethernet switch (the l-lan ports of one virtual LAN):
+//! where a frame goes, and the MAC address a VM's adapter gets. Unicast
+//! frames go to the port with the destination MAC; broadcast and
 //! multicast ones to every other port; a frame for a MAC no port has is
 //! dropped and counted by the switch; nothing goes back to its sender.
+//! Whether a port takes a frame and where it lands is the port's own
+//! business ([`Ports::offer`], an l-lan device's
+//! [`super::VioDevice::offer`]): its MAC may change at any time.
 
-use alloc::vec::Vec;
+use super::llan::Received;
 
 /// Bytes of an Ethernet header (destination, source, type).
 pub const HEADER: usize = 14;
 
-/// Where a frame sent by one port goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Forward {
-    /// To these ports (indexes into the LAN's ports).
-    To(Vec<usize>),
-    /// A unicast MAC no other port has: dropped.
-    Unknown,
-    /// Shorter than an Ethernet header: dropped.
-    Runt,
+/// The ports of one LAN, as the switch reaches them.
+pub trait Ports {
+    /// How many there are (indexes `0..count`).
+    fn count(&self) -> usize;
+    /// `frame` offered to port `i`: `None` if it does not take it (not
+    /// its MAC, unless `all`; or gone).
+    fn offer(&mut self, i: usize, frame: &[u8], all: bool) -> Option<Received>;
 }
 
-/// Where `frame`, sent by port `from`, goes among the LAN's `ports` (each
-/// port's MAC, in port order).
-pub fn forward(frame: &[u8], from: usize, ports: &[[u8; 6]]) -> Forward {
+/// What a LAN's switch counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames sent into the switch.
+    pub frames: u64,
+    /// Copies queued in a port's receive buffers.
+    pub delivered: u64,
+    /// Copies a port took and dropped (no buffer, closed).
+    pub dropped: u64,
+    /// Unicast frames for a MAC no other port has.
+    pub unknown: u64,
+    /// Frames shorter than an Ethernet header.
+    pub runts: u64,
+}
+
+/// Switches `frame`, sent by port `from`, among `ports`.
+pub fn switch(frame: &[u8], from: usize, ports: &mut impl Ports, c: &mut Counters) {
+    c.frames += 1;
     if frame.len() < HEADER {
-        return Forward::Runt;
+        c.runts += 1;
+        return;
     }
-    let dest = &frame[..6];
-    let mut others = (0..ports.len()).filter(|&p| p != from);
     // The group bit: broadcast and multicast.
-    if dest[0] & 1 != 0 {
-        return Forward::To(others.collect());
+    let all = frame[0] & 1 != 0;
+    let mut taken = false;
+    for i in (0..ports.count()).filter(|&i| i != from) {
+        let Some(r) = ports.offer(i, frame, all) else {
+            continue;
+        };
+        taken = true;
+        match r {
+            Received::Queued { .. } => c.delivered += 1,
+            Received::Dropped => c.dropped += 1,
+        }
+        if !all {
+            break;
+        }
     }
-    match others.find(|&p| ports[p] == dest) {
-        Some(p) => Forward::To(alloc::vec![p]),
-        None => Forward::Unknown,
+    if !taken && !all {
+        c.unknown += 1;
     }
 }
 
@@ -56,10 +82,44 @@ pub fn mac_for(vm: &str, index: u32) -> [u8; 6] {
 mod tests {
     use super::*;
     use alloc::vec;
+    use alloc::vec::Vec;
 
     const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
     const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
     const C: [u8; 6] = [2, 0, 0, 0, 0, 0xc];
+
+    /// Ports by MAC (`None`: gone), recording what each took; port 2
+    /// has no buffer left.
+    struct Fake {
+        macs: Vec<Option<[u8; 6]>>,
+        took: Vec<usize>,
+    }
+
+    impl Ports for Fake {
+        fn count(&self) -> usize {
+            self.macs.len()
+        }
+        fn offer(&mut self, i: usize, frame: &[u8], all: bool) -> Option<Received> {
+            let mac = self.macs[i]?;
+            if !all && frame[..6] != mac {
+                return None;
+            }
+            self.took.push(i);
+            Some(if i == 2 {
+                Received::Dropped
+            } else {
+                Received::Queued { signal: true }
+            })
+        }
+    }
+
+    fn lan(macs: &[Option<[u8; 6]>]) -> (Fake, Counters) {
+        let f = Fake {
+            macs: macs.to_vec(),
+            took: Vec::new(),
+        };
+        (f, Counters::default())
+    }
 
     fn frame(dest: [u8; 6], src: [u8; 6]) -> Vec<u8> {
         let mut f = vec![0u8; 60];
@@ -70,37 +130,57 @@ mod tests {
 
     #[test]
     fn unicast_goes_to_its_port_only_and_never_back() {
-        let ports = [A, B, C];
-        assert_eq!(forward(&frame(B, A), 0, &ports), Forward::To(vec![1]));
-        assert_eq!(forward(&frame(A, C), 2, &ports), Forward::To(vec![0]));
+        let (mut p, mut c) = lan(&[Some(A), Some(B), Some(C), Some(B)]);
+        switch(&frame(B, A), 0, &mut p, &mut c);
+        assert_eq!(p.took, [1], "the first port with the MAC, only");
+        switch(&frame(A, C), 2, &mut p, &mut c);
+        assert_eq!(p.took, [1, 0]);
         // To itself: no other port has its MAC.
-        assert_eq!(forward(&frame(A, A), 0, &ports), Forward::Unknown);
+        switch(&frame(A, A), 0, &mut p, &mut c);
+        switch(&frame([2, 9, 9, 9, 9, 9], A), 0, &mut p, &mut c);
+        assert_eq!(p.took, [1, 0]);
         assert_eq!(
-            forward(&frame([2, 9, 9, 9, 9, 9], A), 0, &ports),
-            Forward::Unknown
+            c,
+            Counters {
+                frames: 4,
+                delivered: 2,
+                unknown: 2,
+                ..Counters::default()
+            }
         );
     }
 
     #[test]
     fn broadcast_and_multicast_go_to_every_other_port() {
-        let ports = [A, B, C];
-        assert_eq!(
-            forward(&frame([0xff; 6], B), 1, &ports),
-            Forward::To(vec![0, 2])
-        );
+        let (mut p, mut c) = lan(&[Some(A), Some(B), Some(C)]);
+        switch(&frame([0xff; 6], B), 1, &mut p, &mut c);
+        assert_eq!(p.took, [0, 2]);
         let ipv6_multicast = [0x33, 0x33, 0, 0, 0, 1];
-        assert_eq!(
-            forward(&frame(ipv6_multicast, A), 0, &ports),
-            Forward::To(vec![1, 2])
-        );
-        // Alone on its LAN: nobody to send to.
-        assert_eq!(forward(&frame([0xff; 6], A), 0, &[A]), Forward::To(vec![]));
+        switch(&frame(ipv6_multicast, A), 0, &mut p, &mut c);
+        assert_eq!(p.took, [0, 2, 1, 2]);
+        assert_eq!((c.delivered, c.dropped, c.unknown), (2, 2, 0));
+        // Alone on its LAN: nobody to send to, and nothing unknown.
+        let (mut p, mut c) = lan(&[Some(A)]);
+        switch(&frame([0xff; 6], A), 0, &mut p, &mut c);
+        assert_eq!((p.took.len(), c.unknown), (0, 0));
+    }
+
+    #[test]
+    fn a_gone_port_takes_nothing_and_its_mac_is_unknown() {
+        let (mut p, mut c) = lan(&[Some(A), None, Some(C)]);
+        switch(&frame(B, A), 0, &mut p, &mut c);
+        switch(&frame([0xff; 6], A), 0, &mut p, &mut c);
+        assert_eq!(p.took, [2]);
+        assert_eq!((c.unknown, c.dropped), (1, 1), "port 2 had no buffer");
     }
 
     #[test]
     fn a_frame_without_a_header_is_a_runt() {
-        assert_eq!(forward(&[0xff; 13], 0, &[A, B]), Forward::Runt);
-        assert_eq!(forward(&[], 0, &[A, B]), Forward::Runt);
+        let (mut p, mut c) = lan(&[Some(A), Some(B)]);
+        switch(&[0xff; 13], 0, &mut p, &mut c);
+        switch(&[], 0, &mut p, &mut c);
+        assert!(p.took.is_empty());
+        assert_eq!((c.frames, c.runts), (2, 2));
     }
 
     #[test]

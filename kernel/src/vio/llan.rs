@@ -21,7 +21,7 @@
 //! IOBA.
 
 use super::tce::TceTable;
-use super::{Irq, VioCall, VioDevice};
+use super::{Effect, Irq, VioCall, VioDevice};
 use crate::fdtw::FdtWriter;
 use crate::gmem::GuestMemory;
 use crate::papr::services::{Env, HError};
@@ -396,36 +396,61 @@ impl VioDevice for Llan {
         ))
     }
 
+    /// Frames for its MAC, and every frame when `all` (broadcast and
+    /// multicast: no filter is kept, as `ibm,mac-address-filters` is 0).
+    /// A port the guest has not opened still answers for its MAC (and
+    /// drops and counts the frame).
+    fn offer(&mut self, frame: &[u8], all: bool, mem: &mut GuestMemory<'_>) -> Option<Received> {
+        if !all && frame.get(..6) != Some(&self.mac[..]) {
+            return None;
+        }
+        Some(self.receive(frame, mem))
+    }
+
     fn hcall(
         &mut self,
         call: VioCall,
         gpr: &mut [u64; 32],
         env: &mut dyn Env,
-    ) -> Result<Option<bool>, HError> {
-        match call {
+    ) -> Result<Effect, HError> {
+        Ok(match call {
             VioCall::RegisterLogicalLan => {
-                self.register(gpr[5], gpr[6], gpr[7], gpr[8], &mut env.mem())?
+                self.register(gpr[5], gpr[6], gpr[7], gpr[8], &mut env.mem())?;
+                Effect::None
             }
-            VioCall::FreeLogicalLan => self.free()?,
-            VioCall::AddLogicalLanBuffer => self.add_buffer(gpr[5])?,
+            VioCall::FreeLogicalLan => {
+                self.free()?;
+                Effect::None
+            }
+            VioCall::AddLogicalLanBuffer => {
+                self.add_buffer(gpr[5])?;
+                Effect::None
+            }
             // (BD1..BD6, continuation token): no continuation here, as on
-            // QEMU's pseries. Until the switch joins ports, a frame sent
-            // is counted and goes nowhere.
+            // QEMU's pseries. The frame goes to the switch once this
+            // port's lock is released; one the switch cannot place is
+            // still a success for the sender (as on an Ethernet).
             VioCall::SendLogicalLan => {
                 if gpr[11] != 0 {
                     return Err(HError::Hardware);
                 }
                 let bds: [u64; SEND_BDS] = core::array::from_fn(|i| gpr[5 + i]);
-                self.gather(&bds, &env.mem())?.ok_or(HError::Dropped)?;
+                let frame = self.gather(&bds, &env.mem())?.ok_or(HError::Dropped)?;
                 gpr[4] = 0;
+                Effect::Send(frame)
             }
-            // Every frame reaches every port already: no filter to set.
-            VioCall::MulticastCtrl => {}
-            VioCall::ChangeLogicalLanMac => self.change_mac(gpr[5]),
-            VioCall::Signal => self.signal(gpr[5])?,
+            // Every multicast frame reaches every port: no filter to set.
+            VioCall::MulticastCtrl => Effect::None,
+            VioCall::ChangeLogicalLanMac => {
+                self.change_mac(gpr[5]);
+                Effect::None
+            }
+            VioCall::Signal => {
+                self.signal(gpr[5])?;
+                Effect::None
+            }
             VioCall::PutTermChar | VioCall::GetTermChar => return Err(HError::Parameter),
-        }
-        Ok(None)
+        })
     }
 }
 

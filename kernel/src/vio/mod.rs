@@ -16,7 +16,9 @@
 //! lock, each device under a lock of its own, so a device can later be
 //! reached without the VM's lock (a frame delivered into another VM's
 //! network device). The order is the VM's lock, then one device's lock;
-//! a device's lock is never held while a VM's lock is taken.
+//! a device's lock is never held while a VM's lock or another device's
+//! lock is taken (a frame sent is switched after its sender's lock is
+//! released: [`Effect::Send`]).
 
 pub mod lan;
 pub mod llan;
@@ -25,6 +27,7 @@ pub mod tce;
 pub mod vty;
 
 use crate::fdtw::FdtWriter;
+use crate::gmem::GuestMemory;
 use crate::papr::services::{Env, HError};
 use alloc::boxed::Box;
 use alloc::format;
@@ -54,6 +57,18 @@ pub enum VioCall {
     SendLogicalLan,
     MulticastCtrl,
     ChangeLogicalLanMac,
+}
+
+/// What a device's hypercall leaves for the bus's owner to do once the
+/// device's lock is released.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    None,
+    /// Its interrupt line is at this level now.
+    Line(bool),
+    /// A frame it sent, for its virtual LAN's switch ([`lan::switch`]),
+    /// which takes other devices' locks: never under this one's.
+    Send(Vec<u8>),
 }
 
 /// One virtual device.
@@ -89,15 +104,26 @@ pub trait VioDevice: Send {
     fn report(&self) -> Option<alloc::string::String> {
         None
     }
+    /// A frame from its virtual LAN's switch, written into `mem` (its
+    /// VM's RAM) through its window: `None` if it is not a network port
+    /// or the frame is not for it (unicast to another MAC, unless `all`).
+    fn offer(
+        &mut self,
+        _frame: &[u8],
+        _all: bool,
+        _mem: &mut GuestMemory<'_>,
+    ) -> Option<llan::Received> {
+        None
+    }
     /// A hypercall for it, its arguments in `gpr[4..]` (the unit address
     /// in r4, already matched): its results written to `gpr[4..]`, and
-    /// the level its interrupt line has now if the call changed it.
+    /// what is left to do once its lock is released.
     fn hcall(
         &mut self,
         call: VioCall,
         gpr: &mut [u64; 32],
         env: &mut dyn Env,
-    ) -> Result<Option<bool>, HError>;
+    ) -> Result<Effect, HError>;
 }
 
 /// A device under its own lock.

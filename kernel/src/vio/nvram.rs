@@ -3,7 +3,7 @@
 //! `#bytes`. It has no hypercalls and no interrupt: the guest reaches it
 //! through RTAS nvram-fetch / nvram-store (crate::papr::services).
 
-use super::{Irq, VioCall, VioDevice};
+use super::{Effect, Irq, VioCall, VioDevice};
 use crate::fdtw::FdtWriter;
 use crate::papr::services::{Env, HError};
 
@@ -35,12 +35,7 @@ impl VioDevice for Nvram {
     }
 
     /// No hypercall names the NVRAM.
-    fn hcall(
-        &mut self,
-        _: VioCall,
-        _: &mut [u64; 32],
-        _: &mut dyn Env,
-    ) -> Result<Option<bool>, HError> {
+    fn hcall(&mut self, _: VioCall, _: &mut [u64; 32], _: &mut dyn Env) -> Result<Effect, HError> {
         Err(HError::Parameter)
     }
 }

@@ -4,7 +4,7 @@
 //! the line state (crate::vterm). Its level-sensitive source is asserted
 //! while typed input waits.
 
-use super::{Irq, VioCall, VioDevice};
+use super::{Effect, Irq, VioCall, VioDevice};
 use crate::papr::services::{Env, HError};
 use crate::vterm;
 
@@ -41,22 +41,22 @@ impl VioDevice for Vty {
         call: VioCall,
         gpr: &mut [u64; 32],
         env: &mut dyn Env,
-    ) -> Result<Option<bool>, HError> {
+    ) -> Result<Effect, HError> {
         match call {
             // (vtermno, len, chars 0-7, chars 8-15)
             VioCall::PutTermChar => {
                 let (bytes, n) = vterm::unpack(gpr[5], gpr[6], gpr[7]).ok_or(HError::Parameter)?;
                 env.console_write(&bytes[..n]);
-                Ok(None)
+                Ok(Effect::None)
             }
             // (vtermno) -> count in r4, up to 16 bytes in r5, r6.
             VioCall::GetTermChar => {
                 (gpr[4], gpr[5], gpr[6]) = env.console_read();
-                Ok(Some(env.console_has_input()))
+                Ok(Effect::Line(env.console_has_input()))
             }
             // Its interrupt is the console's, not the guest's to mask (as
             // QEMU's spapr-vty: no signal bits): only "off" is accepted.
-            VioCall::Signal if gpr[5] == 0 => Ok(None),
+            VioCall::Signal if gpr[5] == 0 => Ok(Effect::None),
             _ => Err(HError::Parameter),
         }
     }

@@ -26,6 +26,11 @@ struct Fake {
     waiting: Vec<u32>,
     mode: Option<InterruptMode>,
     flushed: Vec<u64>,
+    /// The bus the calls go to, when a test looks at its devices from
+    /// inside a call.
+    bus: *const VioBus,
+    /// Each frame sent: (unit, frame, whether the sender's lock was free).
+    sent: Vec<(u32, Vec<u8>, bool)>,
 }
 
 impl Fake {
@@ -41,6 +46,8 @@ impl Fake {
             waiting: Vec::new(),
             mode: None,
             flushed: Vec::new(),
+            bus: core::ptr::null(),
+            sent: Vec::new(),
         }
     }
 
@@ -97,6 +104,15 @@ impl Env for Fake {
     }
     fn console_last_line(&mut self) -> String {
         String::from("last words")
+    }
+    fn transmit(&mut self, unit: u32, frame: &[u8]) {
+        // SAFETY: a test that sets `bus` keeps the bus alive and unmoved
+        // while it makes calls with this Fake.
+        let bus = unsafe { self.bus.as_ref() };
+        let free = bus
+            .and_then(|b| b.route(u64::from(unit)))
+            .is_some_and(|(_, d)| d.try_lock().is_some());
+        self.sent.push((unit, frame.to_vec(), free));
     }
     /// H_ENTER "succeeds" at slot 7; any other HPT call finds nothing.
     fn hpt(&mut self, op: HptCall, gpr: &mut [u64; 32]) -> i64 {
@@ -649,4 +665,42 @@ fn logical_lan_calls_answer_as_ibmveth_expects() {
     assert_eq!(call(H_VIO_SIGNAL, &[vty, 1]), H_PARAMETER);
     // No device at a unit address: H_PARAMETER.
     assert_eq!(call(H_FREE_LOGICAL_LAN, &[0x3000_0009]), H_PARAMETER);
+}
+
+#[test]
+fn a_frame_sent_goes_to_the_switch_after_its_port_is_unlocked() {
+    use crate::vio::llan::{BD_VALID, RXQ_ENTRY};
+    use crate::vio::tce::{TCE_READ, TCE_WRITE};
+    let (mut svc, vcpus) = vm(1, 1);
+    let mut env = Fake::new(&vcpus);
+    let bus = net_bus();
+    env.bus = &bus;
+    let unit = u64::from(crate::vio::llan::REG);
+    let mut call =
+        |env: &mut Fake, nr: u64, args: &[u64]| call_on(&mut svc, env, &vcpus, &bus, 0, nr, args).0;
+    // IOBA page i is guest page 16 + i.
+    for i in 0..4u64 {
+        let tce = ((16 + i) * 4096) | TCE_READ | TCE_WRITE;
+        assert_eq!(call(&mut env, H_PUT_TCE, &[unit, i * 4096, tce]), H_SUCCESS);
+    }
+    let rxq = BD_VALID | (4 * RXQ_ENTRY) << 32 | 0x2000;
+    let mac = 0x0200_0000_0007;
+    assert_eq!(
+        call(
+            &mut env,
+            H_REGISTER_LOGICAL_LAN,
+            &[unit, 0, rxq, 0x1000, mac]
+        ),
+        H_SUCCESS
+    );
+    env.mem().write(19 * 4096, b"0123456789abcdefgh").unwrap();
+    let bd = BD_VALID | 18 << 32 | 0x3000;
+    assert_eq!(
+        call(&mut env, H_SEND_LOGICAL_LAN, &[unit, bd, 0, 0, 0, 0, 0, 0]),
+        H_SUCCESS
+    );
+    assert_eq!(
+        env.sent,
+        [(unit as u32, b"0123456789abcdefgh".to_vec(), true)]
+    );
 }
