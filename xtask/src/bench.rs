@@ -31,6 +31,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     if only.is_some_and(|o| o == "linux-smp") {
         return linux_smp();
     }
+    if only.is_some_and(|o| o == "net") {
+        return net();
+    }
     crate::archives::prepare()?;
     println!("| benchmark | path | median | min | max | trials |");
     println!("|---|---|---|---|---|---|");
@@ -393,6 +396,173 @@ fn linux_smp() -> Result<(), String> {
                 q.wall,
                 ours.wall / q.wall
             );
+        }
+    }
+    Ok(())
+}
+
+/// What one network benchmark run measured.
+struct NetRun {
+    /// `net-a` -> `net-b` over TCP: bytes, guest seconds (uptime).
+    bytes: f64,
+    seconds: f64,
+    /// `net-a` -> `net-b` ping round trip, mean of 20 (ms).
+    rtt: f64,
+}
+
+/// The figures of `net-a`'s and `net-b`'s lines in `console`.
+fn net_run(console: &str, what: &str) -> Result<NetRun, String> {
+    let fail = |why: &str| format!("{what}: {why}\n{console}");
+    for vm in ["net-a", "net-b"] {
+        let done = format!("{} in {vm}", crate::linux::NET_DONE);
+        if !console.lines().any(|l| l.contains(&done)) {
+            return Err(fail(&format!("{vm} did not pass its checks")));
+        }
+    }
+    let after = |key: &str| {
+        console
+            .lines()
+            .find_map(|l| Some(l.split_once(key)?.1.to_string()))
+            .ok_or_else(|| fail(&format!("no '{key}' line")))
+    };
+    let sent = after("net: net-a: sent ")?;
+    let words: Vec<&str> = sent.split_whitespace().collect();
+    let num = |w: Option<&&str>| w.and_then(|w| w.parse::<f64>().ok());
+    let (bytes, seconds) = (num(words.first()), num(words.get(3)));
+    // "round-trip min/avg/max = 0.391/0.529/1.103 ms"
+    let ping = after("net: net-a: ping round-trip min/avg/max = ")?;
+    let rtt = ping.split('/').nth(1).and_then(|w| w.parse::<f64>().ok());
+    match (bytes, seconds, rtt) {
+        (Some(bytes), Some(seconds), Some(rtt)) => Ok(NetRun {
+            bytes,
+            seconds,
+            rtt,
+        }),
+        _ => Err(fail(&format!("unreadable figures: '{sent}', '{ping}'"))),
+    }
+}
+
+/// A free TCP/UDP port number on the host's loopback.
+fn free_port() -> Result<u16, String> {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(s.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// `net-a` and `net-b` as two QEMU pseries machines, each with an
+/// spapr-vlan adapter, joined by a UDP socket netdev.
+fn pseries_net(initrd: &std::path::Path) -> Result<String, String> {
+    let (pa, pb) = (free_port()?, free_port()?);
+    let run = |name: &str, mac: &str, local: u16, remote: u16| {
+        let mut c = Command::new("timeout");
+        c.args(["900", "qemu-system-ppc64", "-M", "pseries,x-vof=on"])
+            .args(["-cpu", "POWER8", "-m", "256M"])
+            .args(["-display", "none", "-nodefaults", "-vga", "none"])
+            .args(["-chardev", "stdio,id=con0,signal=off"])
+            .args(["-device", "spapr-vty,chardev=con0"])
+            .args([
+                "-netdev",
+                &format!("socket,id=n0,udp=127.0.0.1:{remote},localaddr=127.0.0.1:{local}"),
+            ])
+            .args(["-device", &format!("spapr-vlan,netdev=n0,mac={mac}")])
+            .arg("-kernel")
+            .arg(crate::linux::cache().join("vmlinux"))
+            .arg("-initrd")
+            .arg(initrd)
+            .args(["-append", &format!("console=hvc0 netname={name}")]);
+        std::thread::spawn(move || run_typing(c, &[]))
+    };
+    let a = run("net-a", "52:54:00:00:00:0a", pa, pb);
+    let b = run("net-b", "52:54:00:00:00:0b", pb, pa);
+    let join = |h: std::thread::JoinHandle<Result<Boot, String>>| {
+        h.join().map_err(|_| "a QEMU thread panicked".to_string())?
+    };
+    let (a, b) = (join(a)?, join(b)?);
+    Ok(format!("{}\n{}", a.console, b.console))
+}
+
+/// The mean handler ticks of hypercall `name` in `vm`'s stop report.
+fn handler_ticks(console: &str, vm: &str, name: &str) -> Option<(u64, u64)> {
+    let line = console
+        .lines()
+        .find(|l| l.contains(&format!("hcall: vm {vm}: full-path handler ticks")))?;
+    let (_, rest) = line.split_once(&format!("{name} "))?;
+    let fig = rest.split(',').next()?.trim();
+    let (n, mean) = fig.split_once('x')?;
+    Some((n.parse().ok()?, mean.parse().ok()?))
+}
+
+/// `cargo xtask bench net`: two Linux VMs on one virtual LAN (the smoke
+/// test's kernel, ibmveth and `/init`, without the reboot): ping round
+/// trip and TCP throughput of `nc` from `net-a` to `net-b`, against two
+/// QEMU pseries machines with spapr-vlan adapters joined by a UDP socket
+/// (same kernel, same initramfs, same run) under TCG; then this
+/// hypervisor alone under `-icount shift=0,sleep=off`, where its handler
+/// ticks per frame
+/// (H_SEND_LOGICAL_LAN in the sender, H_ADD_LOGICAL_LAN_BUFFER in the
+/// receiver) are printed too. Seconds are the guests' (uptime).
+fn net() -> Result<(), String> {
+    const SEQ: u32 = 1_500_000;
+    let vms = [("net-a", "lan0"), ("net-b", "lan0")];
+    let archive = crate::linux::net_archive("net-bench", &vms, SEQ, false)?;
+    let initrd = crate::linux::net_initramfs("net-bench", SEQ, false)?;
+    let archive = archive.to_string_lossy().into_owned();
+    println!("| mode | machine | TCP net-a -> net-b (MB/s) | ping round trip (ms) |");
+    println!("|---|---|---|---|");
+    let mut per_frame = Vec::new();
+    for icount in [false, true] {
+        let mode = if icount {
+            "-icount shift=0,sleep=off"
+        } else {
+            "TCG"
+        };
+        let mut a = vec!["--initrd", archive.as_str(), "--timeout", "900"];
+        if icount {
+            a.extend(["--", "-icount", "shift=0,sleep=off"]);
+        }
+        let ours = boot(&a)?;
+        let mut runs = vec![(
+            "this hypervisor (powernv8)",
+            net_run(&ours.console, "this hypervisor")?,
+        )];
+        // Two QEMU processes under -icount sleep=off each warp their own
+        // clock while idle (a guest waiting for the other sees its
+        // timers fire early): pseries is compared under TCG only.
+        if !icount {
+            runs.push((
+                "QEMU pseries",
+                net_run(&pseries_net(&initrd)?, "QEMU pseries")?,
+            ));
+        }
+        for (m, r) in &runs {
+            println!(
+                "| {mode} | {m} | {:.2} | {:.3} |",
+                r.bytes / r.seconds / 1e6,
+                r.rtt
+            );
+        }
+        if icount {
+            per_frame.push(handler_ticks(&ours.console, "net-a", "H_SEND_LOGICAL_LAN"));
+            per_frame.push(handler_ticks(
+                &ours.console,
+                "net-b",
+                "H_ADD_LOGICAL_LAN_BUFFER",
+            ));
+        }
+    }
+    println!("\nUnder -icount (one instruction is 1 ns, 0.512 timebase ticks):");
+    for (what, f) in [
+        "H_SEND_LOGICAL_LAN in net-a",
+        "H_ADD_LOGICAL_LAN_BUFFER in net-b",
+    ]
+    .iter()
+    .zip(per_frame)
+    {
+        match f {
+            Some((n, mean)) => println!(
+                "- {what}: {n} calls, handler {mean} ticks = {:.0} instructions each",
+                mean as f64 / 0.512
+            ),
+            None => println!("- {what}: not in the stop report"),
         }
     }
     Ok(())

@@ -269,8 +269,9 @@ pub fn stress_initramfs(suffix: &str, w: Stress) -> Result<PathBuf, String> {
 pub const NET_DONE: &str = "net: done: every check passed";
 
 /// The network `/init` (the VMs of [`NET_VMS`]): loads ibmveth and
-/// takes its address from its partition's name (`net-a` 10.0.0.1,
-/// `net-b` 10.0.0.2, any other 10.0.0.3).
+/// takes its address from its name (`net-a` 10.0.0.1, `net-b` 10.0.0.2,
+/// any other 10.0.0.3): the partition's, or `netname=` on the kernel
+/// command line (QEMU's pseries, for the benchmark). With `smoke`:
 /// - `net-b`'s first boot pings `net-a` until it answers, notes in its
 ///   NVRAM that it rebooted, and reboots (`net-a` keeps sending to it).
 /// - Then `net-a` and `net-b` each listen with `nc`, ping the other until
@@ -279,10 +280,14 @@ pub const NET_DONE: &str = "net: done: every check passed";
 ///   SHA-256 the host computed. `net-a` pings `net-b` all along.
 /// - Any other VM (on another LAN) must not reach 10.0.0.1.
 ///
+/// Without (`cargo xtask bench net`): `net-a` pings `net-b` 20 times,
+/// then sends it `seq 1 N` alone, timed; `net-b` checks what it received.
+///
 /// Each prints [`NET_DONE`] with its name when every check passed, or a
 /// `WRONG` line per failed check; then power-off.
-fn net_init_script(seq: u32) -> Result<String, String> {
+fn net_init_script(seq: u32, smoke: bool) -> Result<String, String> {
     let sum = seq_sha256(seq)?;
+    let smoke = u8::from(smoke);
     Ok(format!(
         r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -291,7 +296,9 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs -o size=90% tmp /tmp
-part=$(tr -d '\000' < /proc/device-tree/ibm,partition-name)
+smoke={smoke}
+part=$(tr -d '\000' < /proc/device-tree/ibm,partition-name 2> /dev/null)
+for w in $(cat /proc/cmdline); do case $w in netname=*) part=${{w#netname=}} ;; esac; done
 say() {{ echo "net: $part: $*"; }}
 fail=0
 wrong() {{ say "WRONG: $*"; fail=1; }}
@@ -305,31 +312,42 @@ ip link set eth0 up && ip addr add 10.0.0.$me/24 dev eth0 || wrong "eth0 not con
 say "10.0.0.$me on eth0 $(cat /sys/class/net/eth0/address)"
 reach() {{ i=0; until ping -c 1 -W 1 $peer > /dev/null; do i=$((i+1)); [ $i -lt $1 ] || return 1; done; }}
 mark() {{ printf $1 | dd of=/dev/nvram bs=1 seek=65000 conv=notrunc 2> /dev/null; }}
+now() {{ cut -d' ' -f1 /proc/uptime; }}
 if [ $me = 3 ]; then
   if reach 5; then wrong "reached $peer on another LAN"; else say "$peer unreachable from another LAN"; fi
 else
-  if [ $me = 2 ] && [ "$(dd if=/dev/nvram bs=1 skip=65000 count=8 2> /dev/null)" != rebooted ]; then
+  if [ $smoke = 1 ] && [ $me = 2 ] && [ "$(dd if=/dev/nvram bs=1 skip=65000 count=8 2> /dev/null)" != rebooted ]; then
     if reach 120; then say "reached $peer: rebooting"; else wrong "$peer unreachable"; fi
     mark rebooted
     reboot -f
   fi
-  [ $me = 2 ] && mark xxxxxxxx
-  mkfifo /tmp/hold
-  exec 3<> /tmp/hold
-  nc -l -p 5000 <&3 > /tmp/got &
-  listener=$!
-  (sleep 300; kill $listener) 2> /dev/null &
+  [ $smoke = 1 ] && [ $me = 2 ] && mark xxxxxxxx
+  seq 1 {seq} > /tmp/sent
+  r=$(sha256sum /tmp/sent); [ "${{r%% *}}" = {sum} ] || wrong "sent sha256 ${{r%% *}}"
+  listener=
+  if [ $smoke = 1 ] || [ $me = 2 ]; then
+    mkfifo /tmp/hold
+    exec 3<> /tmp/hold
+    nc -l -p 5000 <&3 > /tmp/got &
+    listener=$!
+    (sleep 300; kill $listener) 2> /dev/null &
+  fi
   if reach 120; then say "reached $peer"; else wrong "$peer unreachable"; fi
   pinger=
-  [ $me = 1 ] && {{ ping $peer > /tmp/ping 2>&1 & pinger=$!; }}
-  i=0
-  until seq 1 {seq} | tee /tmp/sent | nc -w 3 $peer 5000; do
-    i=$((i+1)); [ $i -lt 90 ] || {{ wrong "could not send to $peer"; break; }}; sleep 1
-  done
-  wait $listener
-  r=$(sha256sum /tmp/sent); [ "${{r%% *}}" = {sum} ] || wrong "sent sha256 ${{r%% *}}"
-  r=$(sha256sum /tmp/got); [ "${{r%% *}}" = {sum} ] || wrong "received sha256 ${{r%% *}}"
-  say "sent and received $(wc -c < /tmp/got) bytes, sha256 ${{r%% *}}"
+  [ $smoke = 1 ] && [ $me = 1 ] && {{ ping $peer > /tmp/ping 2>&1 & pinger=$!; }}
+  [ $smoke = 0 ] && [ $me = 1 ] && say "ping $(ping -c 20 -i 0.2 $peer | grep round-trip)"
+  if [ $smoke = 1 ] || [ $me = 1 ]; then
+    i=0; t0=$(now)
+    until nc -w 3 $peer 5000 < /tmp/sent; do
+      i=$((i+1)); [ $i -lt 90 ] || {{ wrong "could not send to $peer"; break; }}; sleep 1; t0=$(now)
+    done
+    say "sent $(wc -c < /tmp/sent) bytes in $(echo $(now) $t0 | awk '{{printf "%.2f", $1 - $2}}') s"
+  fi
+  if [ -n "$listener" ]; then
+    wait $listener
+    r=$(sha256sum /tmp/got); [ "${{r%% *}}" = {sum} ] || wrong "received sha256 ${{r%% *}}"
+    say "received $(wc -c < /tmp/got) bytes, sha256 ${{r%% *}}"
+  fi
   [ -n "$pinger" ] && {{ kill -INT $pinger; wait $pinger; say "pinging $peer all along: $(grep transmitted /tmp/ping)"; }}
 fi
 if [ $fail = 0 ]; then echo "{NET_DONE} in $part"; else echo "net: FAILED in $part"; fi
@@ -341,16 +359,27 @@ poweroff -f
 /// The VMs of the network smoke test: two on `lan0`, one on `lan1`.
 pub const NET_VMS: &[(&str, &str)] = &[("net-a", "lan0"), ("net-b", "lan0"), ("net-c", "lan1")];
 
-/// Builds `build/archives/NAME.cpio`: `vms` (name, LAN) booting the
-/// network `/init` moving `seq 1 N`.
-pub fn net_archive(name: &str, vms: &[(&str, &str)], seq: u32) -> Result<PathBuf, String> {
+/// Builds `build/linux/NAME.cpio`: busybox, ibmveth and the network
+/// `/init` moving `seq 1 N` ([`net_init_script`]).
+pub fn net_initramfs(name: &str, seq: u32, smoke: bool) -> Result<PathBuf, String> {
     let ibmveth =
         std::fs::read(fetch()?.join("ibmveth.ko")).map_err(|e| format!("ibmveth.ko: {e}"))?;
-    let initrd = busybox_initramfs(
+    busybox_initramfs(
         name,
-        &net_init_script(seq)?,
+        &net_init_script(seq, smoke)?,
         &[("lib/modules/ibmveth.ko", &ibmveth)],
-    )?;
+    )
+}
+
+/// Builds `build/archives/NAME.cpio`: `vms` (name, LAN) booting the
+/// network `/init` moving `seq 1 N`.
+pub fn net_archive(
+    name: &str,
+    vms: &[(&str, &str)],
+    seq: u32,
+    smoke: bool,
+) -> Result<PathBuf, String> {
+    let initrd = net_initramfs(name, seq, smoke)?;
     let mut manifest = String::new();
     for (vm, lan) in vms {
         manifest.push_str(&format!(
@@ -469,7 +498,7 @@ pub fn prepare() -> Result<(), String> {
     }
     // One VM with an l-lan adapter on virtual LAN lan0.
     archive("linux-net", &manifest("linux", "1G", "net = lan0\n"), &[])?;
-    net_archive("net", NET_VMS, 400_000)?;
+    net_archive("net", NET_VMS, 400_000, true)?;
     let bad = std::fs::read(root().join("build/guests/bad.elf")).map_err(|e| e.to_string())?;
     archive(
         "linux-and-bad",

@@ -430,6 +430,19 @@ impl VmState {
         for (n, name, k) in counts.report() {
             info!(target: "hcall", "vm {}: {name} ({k:#x}) {n}", self.name);
         }
+        let handlers: Vec<String> = counts
+            .handler_report(6)
+            .iter()
+            .map(|(name, n, avg)| alloc::format!("{name} {n}x{avg}"))
+            .collect();
+        if !handlers.is_empty() {
+            info!(
+                target: "hcall",
+                "vm {}: full-path handler ticks (calls x mean, most in all first): {}",
+                self.name,
+                handlers.join(", ")
+            );
+        }
         if counts.unknown.others > 0 {
             info!(
                 target: "hcall",

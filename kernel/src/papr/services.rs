@@ -219,6 +219,12 @@ pub struct Counts {
     pub rtas: [u64; rtas::SERVICES.len()],
     /// `sc 1` from guest user space, refused.
     pub privileged: u64,
+    /// Implemented hypercalls by table index that came by the full path,
+    /// and the timebase ticks their handlers took (under the VM's lock,
+    /// from the services' dispatch to the result; without the exit, the
+    /// lock and the entry, and what is done after the lock is released).
+    pub full: [u64; table::IMPLEMENTED],
+    pub ticks: [u64; table::IMPLEMENTED],
 }
 
 impl Default for Counts {
@@ -229,6 +235,8 @@ impl Default for Counts {
             unknown: table::UnknownCounts::default(),
             rtas: [0; rtas::SERVICES.len()],
             privileged: 0,
+            full: [0; table::IMPLEMENTED],
+            ticks: [0; table::IMPLEMENTED],
         }
     }
 }
@@ -243,6 +251,26 @@ impl Counts {
         for (nr, n) in t.unknown() {
             self.unknown.count(nr, n);
         }
+    }
+
+    /// (name, full-path calls, mean handler ticks) of the `top` calls
+    /// whose handlers took the most time in all.
+    pub fn handler_report(&self, top: usize) -> Vec<(&'static str, u64, u64)> {
+        let mut v: Vec<(u64, usize)> = (0..table::IMPLEMENTED)
+            .filter(|&i| self.full[i] > 0)
+            .map(|i| (self.ticks[i], i))
+            .collect();
+        v.sort_by(|a, b| b.cmp(a));
+        v.iter()
+            .take(top)
+            .map(|&(t, i)| {
+                (
+                    table::name(table::number(i)),
+                    self.full[i],
+                    t / self.full[i],
+                )
+            })
+            .collect()
     }
 
     /// (count, name, key) of every call and RTAS service made, most used
@@ -338,7 +366,11 @@ impl Services {
                 }
                 Some((index, call)) => {
                     self.counts.known[index] += 1;
-                    self.call(env, vcpus, vio, v.id, v.regs, call)
+                    let t0 = env.timebase();
+                    let r = self.call(env, vcpus, vio, v.id, v.regs, call);
+                    self.counts.full[index] += 1;
+                    self.counts.ticks[index] += env.timebase().wrapping_sub(t0);
+                    r
                 }
             }
         };

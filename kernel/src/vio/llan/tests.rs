@@ -265,3 +265,53 @@ fn a_sent_frame_is_gathered_from_the_valid_descriptors_and_copied_now() {
     l.free().unwrap();
     assert_eq!(l.gather(&bds, &mem), Ok(None));
 }
+
+/// Two ports on one switch, each with its own RAM.
+struct Two([(Llan, Vec<u8>); 2]);
+
+impl crate::vio::lan::Ports for Two {
+    fn count(&self) -> usize {
+        2
+    }
+    fn offer(&mut self, i: usize, frame: &[u8], all: bool) -> Option<Received> {
+        let (l, ram) = &mut self.0[i];
+        l.offer(frame, all, &mut GuestMemory::new(ram))
+    }
+}
+
+#[test]
+fn a_frame_sent_by_one_port_lands_in_the_other_through_the_switch() {
+    use crate::vio::lan::{switch, Counters};
+    let (mut a, mut ram_a) = open(4);
+    let (mut b, mut ram_b) = open(4);
+    b.change_mac(0x0200_0000_000b);
+    buffer(&mut b, &mut ram_b, 0x8000, 2048, 0xb0b);
+    // A frame for b's MAC, gathered from a's memory.
+    let at = (GPA + 0x20000) as usize;
+    ram_a[at..at + 6].copy_from_slice(&[2, 0, 0, 0, 0, 0xb]);
+    ram_a[at + 6..at + 64].fill(0x5a);
+    let bds = [bd(0x20000, 64), 0, 0, 0, 0, 0];
+    let frame = a
+        .gather(&bds, &GuestMemory::new(&mut ram_a))
+        .unwrap()
+        .unwrap();
+    let mut ports = Two([(a, ram_a), (b, ram_b)]);
+    let mut c = Counters::default();
+    switch(&frame, 0, &mut ports, &mut c);
+    assert_eq!((c.delivered, c.unknown), (1, 0));
+    let [_, (b, ram_b)] = &ports.0;
+    let buf = (GPA + 0x8000 + RX_OFFSET) as usize;
+    assert_eq!(&ram_b[buf..buf + 64], &frame[..]);
+    assert_eq!(entry(ram_b, 0), (RXQ_TOGGLE | RXQ_VALID | 8, 64, 0xb0b));
+    assert_eq!(b.counters.rx_frames, 1);
+    // Back to a: it answers to the MAC it registered (…:01), not to its
+    // device tree's (…:09) any more; it has no buffer, so it drops it.
+    let mut back = frame.clone();
+    back[..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    switch(&back, 1, &mut ports, &mut c);
+    assert_eq!((c.delivered, c.dropped), (1, 1));
+    assert_eq!(ports.0[0].0.counters.rx_dropped, 1);
+    back[5] = 9;
+    switch(&back, 1, &mut ports, &mut c);
+    assert_eq!(c.unknown, 1, "the device tree's MAC is gone");
+}
