@@ -89,6 +89,23 @@ impl<'a> GuestMemory<'a> {
         Some(())
     }
 
+    /// Copies `len` bytes from `src_gpa` in `src` (another partition's
+    /// memory, or this one's) to `dst` in this memory; nothing is copied
+    /// unless both ranges lie inside.
+    pub fn copy_from(
+        &mut self,
+        dst: u64,
+        src: &GuestMemory<'_>,
+        src_gpa: u64,
+        len: u64,
+    ) -> Option<()> {
+        let (from, to) = (src.at(src_gpa, len)?, self.at(dst, len)?);
+        // SAFETY: both ranges in bounds of RAM vouched for (see `read`);
+        // they may be the same RAM, so `copy` (which allows overlap).
+        unsafe { core::ptr::copy(from, to, len as usize) };
+        Some(())
+    }
+
     /// Sets `gpa..gpa+len` to `byte`.
     pub fn fill(&mut self, gpa: u64, len: u64, byte: u8) -> Option<()> {
         let dst = self.at(gpa, len)?;

@@ -47,7 +47,7 @@ pub fn prepare() -> Result<(), String> {
     write(
         "fuzz",
         &[
-            ("manifest", format!("[vm fuzz-1]\nmemory = 64M\nimage = fuzz.elf\nbootargs = seed=1 calls={FUZZ_CALLS}\n\n[vm other]\nmemory = 64M\nimage = fuzz.elf\nbootargs = neighbour\n\n[vm fuzz-2]\nmemory = 64M\nimage = fuzz.elf\nbootargs = seed=2 calls={FUZZ_CALLS}\nafter = fuzz-1\n").as_bytes()),
+            ("manifest", format!("[vm fuzz-1]\nmemory = 64M\nimage = fuzz.elf\nbootargs = seed=1 calls={FUZZ_CALLS}\nnet = fuzz\n\n[vm other]\nmemory = 64M\nimage = fuzz.elf\nbootargs = neighbour\nnet = fuzz\n\n[vm fuzz-2]\nmemory = 64M\nimage = fuzz.elf\nbootargs = seed=2 calls={FUZZ_CALLS}\nafter = fuzz-1\nnet = fuzz\n").as_bytes()),
             ("fuzz.elf", &fuzz),
         ],
     )?;

@@ -93,9 +93,12 @@ impl Env for FirmwareEnv<'_> {
         String::from(self.con.term.last_line())
     }
 
-    fn transmit(&mut self, unit: u32, frame: &[u8]) {
+    fn transmit(&mut self, unit: u32, frame: &kernel::vio::lan::Frame) {
         if let Some((_, lan)) = self.sh.lans.iter().find(|l| l.0 == unit) {
-            lan.send(self.id, unit, frame, self.raise);
+            // SAFETY: this VM's memory, allocated while its vcpu is in
+            // this hypercall.
+            let src = unsafe { self.sh.guest_memory() };
+            lan.send(self.id, unit, frame, &src, self.raise);
         }
     }
 

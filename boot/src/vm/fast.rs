@@ -1,5 +1,5 @@
-//! The hypercall fast path: HPT calls from the exit assembly, without
-//! the VM's lock.
+//! The hypercall fast path: HPT calls, TCE calls and
+//! H_ADD_LOGICAL_LAN_BUFFER from the exit assembly, without the VM's lock.
 
 use super::*;
 
@@ -174,6 +174,8 @@ pub(super) fn hpt_bulk_remove(p: &Partition, g: &mut [u64; 32]) -> HcallPath {
 pub struct FastCtx<'a> {
     /// The HPT calls' view of the VM from this thread's core.
     pub(super) part: Partition<'a>,
+    /// The VM's devices and memory (the TCE calls, H_ADD_LOGICAL_LAN_BUFFER).
+    pub(super) sh: &'a Shared,
     /// Counted here, added to the VM's when the vcpu leaves the thread.
     pub(super) tally: &'a mut table::Tally,
 }
@@ -209,6 +211,26 @@ pub extern "C" fn hv_hcall_fast(regs: &mut GuestRegs, ctx: *mut FastCtx) -> Hcal
             (table::Path::Fast, Hcall::Hpt(op)) => {
                 ctx.tally.known[i] += 1;
                 hpt_hcall(&ctx.part, op, &mut regs.gpr)
+            }
+            (table::Path::Fast, call) => {
+                let r = if let Some(tc) = call.tce() {
+                    // SAFETY: this VM's memory, allocated while its vcpu runs.
+                    let mem = unsafe { ctx.sh.guest_memory() };
+                    ctx.sh.vio.tce_call(tc, &mut regs.gpr, &mem)
+                } else {
+                    match call
+                        .vio()
+                        .and_then(|vc| ctx.sh.vio.quick(vc, &mut regs.gpr))
+                    {
+                        Some(r) => r,
+                        None => return HcallPath::Full,
+                    }
+                };
+                ctx.tally.known[i] += 1;
+                answered(
+                    &mut regs.gpr,
+                    r.map_or_else(|e| e.code(), |()| papr_abi::H_SUCCESS),
+                )
             }
             _ => HcallPath::Full,
         },

@@ -16,7 +16,7 @@
 
 use super::*;
 use alloc::sync::Weak;
-use kernel::vio::lan::{self, Counters, Ports};
+use kernel::vio::lan::{self, Counters, Frame, Ports};
 use kernel::vio::llan::Received;
 
 /// Every virtual LAN a VM has named since boot.
@@ -80,21 +80,31 @@ impl Lan {
         }
     }
 
-    /// Switches `frame` from adapter `unit` of VM `id`; the interrupts of
-    /// the ports it reached that asked for one are added to `raise`.
-    pub(super) fn send(&self, id: usize, unit: u32, frame: &[u8], raise: &mut Vec<(Arc<Vm>, u32)>) {
+    /// Switches `frame` from adapter `unit` of VM `id`, its bytes in
+    /// `src` (that VM's memory); the interrupts of the ports it reached
+    /// that asked for one are added to `raise`.
+    pub(super) fn send(
+        &self,
+        id: usize,
+        unit: u32,
+        frame: &Frame,
+        src: &GuestMemory<'_>,
+        raise: &mut Vec<(Arc<Vm>, u32)>,
+    ) {
         let mut sw = self.switch.lock();
         let Switch { ports, counters } = &mut *sw;
         let Some(from) = ports.iter().position(|p| p.id == id && p.unit == unit) else {
             return;
         };
-        lan::switch(frame, from, &mut Reach { ports, raise }, counters);
+        lan::switch(frame, from, &mut Reach { ports, src, raise }, counters);
     }
 }
 
 /// The ports of a locked LAN, as the switch reaches them.
 struct Reach<'a> {
     ports: &'a [Port],
+    /// The sender's memory.
+    src: &'a GuestMemory<'a>,
     raise: &'a mut Vec<(Arc<Vm>, u32)>,
 }
 
@@ -103,7 +113,7 @@ impl Ports for Reach<'_> {
         self.ports.len()
     }
 
-    fn offer(&mut self, i: usize, frame: &[u8], all: bool) -> Option<Received> {
+    fn offer(&mut self, i: usize, frame: &Frame, all: bool) -> Option<Received> {
         let p = &self.ports[i];
         let vm = p.vm.upgrade()?;
         let (irq, dev) = vm.sh.vio.route(u64::from(p.unit))?;
@@ -111,7 +121,7 @@ impl Ports for Reach<'_> {
         // its VM has not reached `Vm::finish`'s `leave`, after which alone
         // its memory is freed.
         let mut mem = unsafe { vm.sh.guest_memory() };
-        let r = dev.lock().offer(frame, all, &mut mem)?;
+        let r = dev.lock().offer(frame, self.src, all, &mut mem)?;
         if let (Received::Queued { signal: true }, Some(irq)) = (r, irq) {
             self.raise.push((vm, irq));
         }

@@ -369,6 +369,7 @@ impl Vm {
         let mut tally = v.tally.take().unwrap_or_default();
         let mut fast = FastCtx {
             part: self.sh.mmu.partition(me.core),
+            sh: &self.sh,
             tally: &mut tally,
         };
         // The thread's FP/VMX/VSX registers become this vcpu's, saved

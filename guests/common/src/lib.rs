@@ -273,6 +273,28 @@ pub fn device_tree(addr: u64) -> Option<fdt::Fdt<'static>> {
     unsafe { fdt::Fdt::from_ptr(addr as *const u8).ok() }
 }
 
+/// The first `/vdevice` child whose `device_type` is `device_type`: its
+/// unit address (`reg`, also its DMA window's LIOBN) and the bytes of its
+/// DMA window (`ibm,my-dma-window`: LIOBN, a 2-cell bus address, a
+/// 2-cell size; 0 without one).
+pub fn vio_device(fdt: &fdt::Fdt<'_>, device_type: &str) -> Option<(u64, u64)> {
+    let cell = |v: &[u8], i: usize| -> Option<u64> {
+        Some(u64::from(u32::from_be_bytes(
+            v.get(4 * i..4 * i + 4)?.try_into().ok()?,
+        )))
+    };
+    let node = fdt
+        .find_node("/vdevice")?
+        .children()
+        .find(|n| n.property("device_type").and_then(|p| p.as_str()) == Some(device_type))?;
+    let reg = cell(node.property("reg")?.value, 0)?;
+    let window = node
+        .property("ibm,my-dma-window")
+        .and_then(|p| Some(cell(p.value, 3)? << 32 | cell(p.value, 4)?))
+        .unwrap_or(0);
+    Some((reg, window))
+}
+
 /// An RTAS token from `/rtas`.
 pub fn rtas_token(fdt: &fdt::Fdt<'_>, name: &str) -> Option<u32> {
     let p = fdt.find_node("/rtas")?.property(name)?;

@@ -318,6 +318,10 @@ const ARENA: u64 = 1 << 20;
 /// The guard zone under the arena, checked.
 const GUARD: u64 = 64 << 10;
 const GUARD_PATTERN: u64 = 0x4655_5a5a_4755_4152;
+/// An IOMMU page, and a TCE's permission bits (PAPR).
+const PAGE: u64 = 4096;
+const TCE_READ: u64 = 1;
+const TCE_WRITE: u64 = 2;
 /// The VRMA's VSID (1 TiB segment), which the fuzzer never uses.
 const VRMA_VSID: u64 = 0x1ff_ffff;
 
@@ -343,6 +347,10 @@ struct Fuzzer {
     nprotected: usize,
     image: &'static [u8],
     image_sum: u64,
+    /// The l-lan adapter's unit address (its window's LIOBN) and window
+    /// bytes, from the device tree (a number no device has, if none).
+    lan: u64,
+    window: u64,
     calls: [u64; 8],
     anomalies: u64,
 }
@@ -374,6 +382,17 @@ const MIX: &[(u64, u32)] = &[
     (H_SET_SPRG0, 2),
     (H_SET_DABR, 1),
     (H_GET_CPU_CHARACTERISTICS, 2),
+    (H_GET_TCE, 2),
+    (H_PUT_TCE, 4),
+    (H_STUFF_TCE, 2),
+    (H_PUT_TCE_INDIRECT, 3),
+    (H_VIO_SIGNAL, 2),
+    (H_REGISTER_LOGICAL_LAN, 3),
+    (H_FREE_LOGICAL_LAN, 1),
+    (H_ADD_LOGICAL_LAN_BUFFER, 4),
+    (H_SEND_LOGICAL_LAN, 4),
+    (H_MULTICAST_CTRL, 1),
+    (H_CHANGE_LOGICAL_LAN_MAC, 1),
     (0, 6), // an unknown number
 ];
 
@@ -483,6 +502,66 @@ impl Fuzzer {
             }
         }
         [H_RTAS, buf, 0, 0, 0, 0, 0, 0, 0]
+    }
+
+    /// An I/O bus address: mostly a page of the window (half the time
+    /// one of its first eight, so mappings, queues and buffers meet),
+    /// else past it, misaligned or anything.
+    fn ioba(&mut self) -> u64 {
+        match self.rng.below(10) {
+            0 => self.rng.edge(),
+            1 => self.window + self.rng.below(4) * PAGE,
+            2 => self.rng.below(self.window),
+            3..=5 => self.rng.below(self.window / PAGE) * PAGE,
+            _ => self.rng.below(8) * PAGE,
+        }
+    }
+
+    /// A TCE the device may only ever write through into the arena:
+    /// unmapped, a page of the arena with any permission, a read-only
+    /// page anywhere (in guest memory or not), or anything without the
+    /// write bit (the device may read where it likes, not write).
+    fn tce(&mut self) -> u64 {
+        let r = &mut self.rng;
+        match r.below(8) {
+            0 => 0,
+            1 => r.edge() & !TCE_WRITE,
+            2 => r.next() & !TCE_WRITE,
+            3 => (r.below(self.mem) & !(PAGE - 1)) | TCE_READ,
+            4 => (self.mem + r.below(1 << 30)) & !(PAGE - 1) | TCE_READ | TCE_WRITE,
+            _ => {
+                let page = (self.top - ARENA + r.below(ARENA)) & !(PAGE - 1);
+                let rw = TCE_READ | TCE_WRITE;
+                page | r.pick(&[TCE_READ, TCE_WRITE, rw, rw])
+            }
+        }
+    }
+
+    /// A buffer descriptor: valid bit, length, IOBA (mostly sensible).
+    fn bd(&mut self) -> u64 {
+        if self.rng.chance(10) {
+            return self.rng.next();
+        }
+        let valid = if self.rng.chance(90) { 1 << 63 } else { 0 };
+        let len = self.rng.pick(&[16, 64, 1514, 2048, 4096, 65536, 0xff_ffff]);
+        valid | len << 32 | (self.ioba() & 0xffff_ffff)
+    }
+
+    /// An H_PUT_TCE_INDIRECT list: mostly a page of the arena holding
+    /// `count` entries from [`Self::tce`], else anything.
+    fn tce_list(&mut self, count: u64) -> u64 {
+        if self.rng.chance(15) {
+            let edge = self.rng.edge();
+            return self.rng.pick(&[edge, self.mem, self.top - ARENA + 8]);
+        }
+        let list = (self.top - ARENA + self.rng.below(ARENA)) & !(PAGE - 1);
+        for k in 0..count.min(PAGE / 8) {
+            let t = self.tce();
+            // SAFETY: inside the arena, which only the fuzzer and the
+            // hypervisor use.
+            unsafe { core::ptr::write_volatile((list + 8 * k) as *mut u64, t.to_be()) };
+        }
+        list
     }
 
     /// The arguments (r3 = the number, r4.. = arguments) of one call.
@@ -640,6 +719,67 @@ impl Fuzzer {
                 };
                 [nr, t, len, r.next(), r.next(), 0, 0, 0, 0]
             }
+            H_GET_TCE => {
+                let liobn = self.rng.arg(self.lan);
+                [nr, liobn, self.ioba(), 0, 0, 0, 0, 0, 0]
+            }
+            H_PUT_TCE => {
+                let liobn = self.rng.arg(self.lan);
+                [nr, liobn, self.ioba(), self.tce(), 0, 0, 0, 0, 0]
+            }
+            H_STUFF_TCE => {
+                let liobn = self.rng.arg(self.lan);
+                let value = if self.rng.chance(70) { 0 } else { self.tce() };
+                let count = self.rng.pick(&[1, 2, 16, 512, 513, self.window / PAGE]);
+                [nr, liobn, self.ioba(), value, count, 0, 0, 0, 0]
+            }
+            H_PUT_TCE_INDIRECT => {
+                let liobn = self.rng.arg(self.lan);
+                let edge = self.rng.edge();
+                let count = self.rng.pick(&[1, 2, 3, 64, 512, 513, edge]);
+                let list = self.tce_list(count);
+                [nr, liobn, self.ioba(), list, count, 0, 0, 0, 0]
+            }
+            H_VIO_SIGNAL => {
+                let any = self.rng.next();
+                let unit = self.rng.pick(&[self.lan, self.vtermno, any]);
+                let edge = self.rng.edge();
+                let mode = self.rng.pick(&[0, 1, 2, 3, edge]);
+                [nr, unit, mode, 0, 0, 0, 0, 0, 0]
+            }
+            H_REGISTER_LOGICAL_LAN => {
+                let unit = self.rng.arg(self.lan);
+                // Half the time the layout a driver would use (pages 0-2
+                // of the window), so the adapter opens now and then.
+                let (list, q, filter) = if self.rng.chance(50) {
+                    let entries = self.rng.pick(&[1, 4, 256]);
+                    (0, 1 << 63 | (16 * entries) << 32 | PAGE, 2 * PAGE)
+                } else {
+                    (self.ioba(), self.bd(), self.ioba())
+                };
+                [nr, unit, list, q, filter, self.rng.next(), 0, 0, 0]
+            }
+            H_FREE_LOGICAL_LAN => [nr, r.arg(self.lan), 0, 0, 0, 0, 0, 0, 0],
+            H_ADD_LOGICAL_LAN_BUFFER => {
+                let unit = self.rng.arg(self.lan);
+                [nr, unit, self.bd(), 0, 0, 0, 0, 0, 0]
+            }
+            H_SEND_LOGICAL_LAN => {
+                let unit = self.rng.arg(self.lan);
+                let mut a = [nr, unit, 0, 0, 0, 0, 0, 0, 0];
+                let n = self.rng.below(7) as usize;
+                for bd in a[2..2 + n].iter_mut() {
+                    *bd = self.bd();
+                }
+                a[8] = if self.rng.chance(90) {
+                    0
+                } else {
+                    self.rng.next()
+                };
+                a
+            }
+            H_MULTICAST_CTRL => [nr, r.arg(self.lan), r.next(), r.next(), 0, 0, 0, 0, 0],
+            H_CHANGE_LOGICAL_LAN_MAC => [nr, r.arg(self.lan), r.next(), 0, 0, 0, 0, 0, 0],
             H_SET_SPRG0 | H_SET_DABR => [nr, r.next(), 0, 0, 0, 0, 0, 0, 0],
             H_XIRR | H_GET_CPU_CHARACTERISTICS => [nr, r.next(), 0, 0, 0, 0, 0, 0, 0],
             _ => {
@@ -890,9 +1030,14 @@ fn fuzz(fdt: &guest_common::fdt::Fdt<'_>, fdt_addr: u64, args: &str) -> bool {
         nprotected: 0,
         image,
         image_sum: checksum(image),
+        lan: 0x3000_00ff,
+        window: 1 << 20,
         calls: [0; 8],
         anomalies: 0,
     };
+    if let Some((reg, window)) = guest_common::vio_device(fdt, "network") {
+        (f.lan, f.window) = (reg, window.max(PAGE));
+    }
     // RTAS services, except those that end or restart the partition or
     // print on the console.
     const ENDING: [&str; 5] = [

@@ -11,7 +11,7 @@
 //! must do next is the returned [`Action`].
 
 use super::rtas::{self, Service};
-use super::table::{self, Hcall, HptCall, TceCall};
+use super::table::{self, Hcall, HptCall};
 use crate::cpuchar::Characteristics;
 use crate::deliver::InterruptMode;
 use crate::fwnmi::Fwnmi;
@@ -56,9 +56,9 @@ pub trait Env {
     fn console_has_input(&self) -> bool;
     /// The guest's last console line (its unfinished one ended first).
     fn console_last_line(&mut self) -> String;
-    /// A frame the VM's network device at `unit` sent, for its virtual
-    /// LAN (no device's lock is held).
-    fn transmit(&mut self, unit: u32, frame: &[u8]);
+    /// A frame the VM's network device at `unit` sent (its bytes in the
+    /// VM's memory), for its virtual LAN (no device's lock is held).
+    fn transmit(&mut self, unit: u32, frame: &crate::vio::lan::Frame);
     /// An HPT call that came by the full path: the fast path's handler
     /// on the caller's registers (its results written); its return code.
     fn hpt(&mut self, op: HptCall, gpr: &mut [u64; 32]) -> i64;
@@ -409,17 +409,11 @@ impl Services {
             // there is H_PARAMETER. A change of the device's interrupt
             // line goes to the XICS, and the vcpus it concerns are woken.
             // To the DMA window of the device whose LIOBN is in r4.
+            // (The fast path takes these; here only from an entry without
+            // its context.)
             Hcall::GetTce | Hcall::PutTce | Hcall::StuffTce | Hcall::PutTceIndirect => {
                 let tc = call.tce().ok_or(HError::Function)?;
-                let dev = vio.window(a[0]).ok_or(HError::Parameter)?;
-                let mut dev = dev.lock();
-                let t = dev.tce().ok_or(HError::Parameter)?;
-                match tc {
-                    TceCall::Get => regs.gpr[4] = t.get(a[1])?,
-                    TceCall::Put => t.put(a[1], a[2], self.mem_size)?,
-                    TceCall::Stuff => t.stuff(a[1], a[2], a[3])?,
-                    TceCall::PutIndirect => t.put_indirect(a[1], a[2], a[3], &env.mem())?,
-                }
+                vio.tce_call(tc, &mut regs.gpr, &env.mem())?;
                 Ok(Action::Resume)
             }
             Hcall::PutTermChar

@@ -8,9 +8,74 @@
 //! [`super::VioDevice::offer`]): its MAC may change at any time.
 
 use super::llan::Received;
+use crate::gmem::GuestMemory;
 
 /// Bytes of an Ethernet header (destination, source, type).
 pub const HEADER: usize = 14;
+
+/// A frame on its way through the switch: where its bytes lie in the
+/// sender's memory (resolved through the sender's window, each piece
+/// inside that memory), copied once, straight into each receiver's
+/// buffer, while the sender is still in its H_SEND_LOGICAL_LAN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Bytes in all.
+    pub len: u64,
+    /// Its destination MAC (zeros if shorter than that).
+    pub dest: [u8; 6],
+    pieces: [(u64, u64); Frame::MAX_PIECES],
+    n: usize,
+}
+
+impl Default for Frame {
+    fn default() -> Self {
+        Frame {
+            len: 0,
+            dest: [0; 6],
+            pieces: [(0, 0); Frame::MAX_PIECES],
+            n: 0,
+        }
+    }
+}
+
+impl Frame {
+    /// Pieces a frame of at most 64 KiB in six descriptors spans: 16 whole
+    /// pages and at most two partial ones per descriptor.
+    pub const MAX_PIECES: usize = 32;
+
+    /// Adds `len` bytes at guest-physical `gpa` of the sender's memory;
+    /// false if the frame has no room for another piece.
+    pub fn push(&mut self, gpa: u64, len: u64) -> bool {
+        if len == 0 {
+            return true;
+        }
+        let Some(slot) = self.pieces.get_mut(self.n) else {
+            return false;
+        };
+        *slot = (gpa, len);
+        self.n += 1;
+        self.len += len;
+        true
+    }
+
+    pub fn pieces(&self) -> &[(u64, u64)] {
+        &self.pieces[..self.n]
+    }
+
+    /// Reads its destination MAC from the sender's memory `mem`.
+    pub fn read_dest(&mut self, mem: &GuestMemory<'_>) {
+        let mut at = 0;
+        for i in 0..self.n {
+            let (gpa, n) = self.pieces[i];
+            let take = (6 - at).min(n as usize);
+            if take == 0 {
+                break;
+            }
+            let _ = mem.read(gpa, &mut self.dest[at..at + take]);
+            at += take;
+        }
+    }
+}
 
 /// The ports of one LAN, as the switch reaches them.
 pub trait Ports {
@@ -18,7 +83,7 @@ pub trait Ports {
     fn count(&self) -> usize;
     /// `frame` offered to port `i`: `None` if it does not take it (not
     /// its MAC, unless `all`; or gone).
-    fn offer(&mut self, i: usize, frame: &[u8], all: bool) -> Option<Received>;
+    fn offer(&mut self, i: usize, frame: &Frame, all: bool) -> Option<Received>;
 }
 
 /// What a LAN's switch counted.
@@ -37,14 +102,14 @@ pub struct Counters {
 }
 
 /// Switches `frame`, sent by port `from`, among `ports`.
-pub fn switch(frame: &[u8], from: usize, ports: &mut impl Ports, c: &mut Counters) {
+pub fn switch(frame: &Frame, from: usize, ports: &mut impl Ports, c: &mut Counters) {
     c.frames += 1;
-    if frame.len() < HEADER {
+    if frame.len < HEADER as u64 {
         c.runts += 1;
         return;
     }
     // The group bit: broadcast and multicast.
-    let all = frame[0] & 1 != 0;
+    let all = frame.dest[0] & 1 != 0;
     let mut taken = false;
     for i in (0..ports.count()).filter(|&i| i != from) {
         let Some(r) = ports.offer(i, frame, all) else {
@@ -99,9 +164,9 @@ mod tests {
         fn count(&self) -> usize {
             self.macs.len()
         }
-        fn offer(&mut self, i: usize, frame: &[u8], all: bool) -> Option<Received> {
+        fn offer(&mut self, i: usize, frame: &Frame, all: bool) -> Option<Received> {
             let mac = self.macs[i]?;
-            if !all && frame[..6] != mac {
+            if !all && frame.dest != mac {
                 return None;
             }
             self.took.push(i);
@@ -121,10 +186,19 @@ mod tests {
         (f, Counters::default())
     }
 
-    fn frame(dest: [u8; 6], src: [u8; 6]) -> Vec<u8> {
-        let mut f = vec![0u8; 60];
-        f[..6].copy_from_slice(&dest);
-        f[6..12].copy_from_slice(&src);
+    /// A 60-byte frame for `dest` (the sender's MAC does not matter to
+    /// the switch).
+    fn frame(dest: [u8; 6], _src: [u8; 6]) -> Frame {
+        let mut f = Frame::default();
+        f.push(0x1000, 60);
+        f.dest = dest;
+        f
+    }
+
+    fn runt(len: u64) -> Frame {
+        let mut f = Frame::default();
+        f.push(0x1000, len);
+        f.dest = [0xff; 6];
         f
     }
 
@@ -177,10 +251,27 @@ mod tests {
     #[test]
     fn a_frame_without_a_header_is_a_runt() {
         let (mut p, mut c) = lan(&[Some(A), Some(B)]);
-        switch(&[0xff; 13], 0, &mut p, &mut c);
-        switch(&[], 0, &mut p, &mut c);
+        switch(&runt(13), 0, &mut p, &mut c);
+        switch(&runt(0), 0, &mut p, &mut c);
         assert!(p.took.is_empty());
         assert_eq!((c.frames, c.runts), (2, 2));
+    }
+
+    #[test]
+    fn a_frame_is_pieces_of_the_senders_memory_and_its_mac_is_read_across_them() {
+        let mut ram = vec![0u8; 0x3000];
+        ram[0x1ffd..0x2000].copy_from_slice(&[2, 0, 0]);
+        ram[0x2000..0x2003].copy_from_slice(&[0, 0, 0xb]);
+        let mem = GuestMemory::new(&mut ram);
+        let mut f = Frame::default();
+        assert!(f.push(0x1ffd, 3) && f.push(0x2000, 57) && f.push(0, 0));
+        f.read_dest(&mem);
+        assert_eq!((f.dest, f.len), ([2, 0, 0, 0, 0, 0xb], 60));
+        assert_eq!(f.pieces(), [(0x1ffd, 3), (0x2000, 57)], "no empty piece");
+        for _ in 2..Frame::MAX_PIECES {
+            assert!(f.push(0, 1));
+        }
+        assert!(!f.push(0, 1), "no room for a 33rd piece");
     }
 
     #[test]

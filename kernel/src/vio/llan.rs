@@ -13,14 +13,16 @@
 //! page holds). A frame received goes into the smallest buffer that holds
 //! it after the 8-byte correlator Linux writes at each buffer's start;
 //! its queue entry is written with its first byte last. A frame sent is
-//! gathered from up to six descriptors and copied before the call returns
-//! (Linux reuses its buffer at once).
+//! resolved from up to six descriptors into pieces of the sender's memory
+//! ([`Frame`]) and copied from there into each receiver's buffer before
+//! the call returns (Linux reuses its buffer at once).
 //!
 //! Buffer descriptors (`union ibmveth_buf_desc`, a big-endian u64 in a
 //! register or in memory): bit 63 valid, 62 toggle, 55..32 length, 31..0
 //! IOBA.
 
-use super::tce::TceTable;
+use super::lan::Frame;
+use super::tce::{TceTable, TCE_READ};
 use super::{Effect, Irq, VioCall, VioDevice};
 use crate::fdtw::FdtWriter;
 use crate::gmem::GuestMemory;
@@ -242,14 +244,14 @@ impl Llan {
     }
 
     /// H_SEND_LOGICAL_LAN's frame: the valid descriptors up to the first
-    /// invalid one, read through the window (each page readable), at
-    /// most [`MAX_FRAME`] bytes, copied now. A closed port is
-    /// H_DROPPED's case (`Ok(None)`).
+    /// invalid one, resolved through the window (each page readable and
+    /// in guest memory), at most [`MAX_FRAME`] bytes, its destination
+    /// MAC read. A closed port is H_DROPPED's case (`Ok(None)`).
     pub fn gather(
         &mut self,
         bds: &[u64; SEND_BDS],
         mem: &GuestMemory<'_>,
-    ) -> Result<Option<Vec<u8>>, HError> {
+    ) -> Result<Option<Frame>, HError> {
         if self.open.is_none() {
             return Ok(None);
         }
@@ -258,27 +260,37 @@ impl Llan {
         if total > MAX_FRAME {
             return Err(HError::Resource);
         }
-        let mut frame = alloc::vec![0u8; total as usize];
-        let mut at = 0;
+        let mut frame = Frame::default();
         for &bd in valid {
-            let n = bd_len(bd) as usize;
-            if !self.tce.read(bd_ioba(bd), &mut frame[at..at + n], mem) {
-                return Err(HError::Parameter);
+            let pieces = self
+                .tce
+                .pieces(bd_ioba(bd), bd_len(bd), TCE_READ)
+                .ok_or(HError::Parameter)?;
+            for (gpa, n) in pieces {
+                if !mem.contains(gpa, n) || !frame.push(gpa, n) {
+                    return Err(HError::Parameter);
+                }
             }
-            at += n;
         }
+        frame.read_dest(mem);
         self.counters.tx_frames += 1;
         self.counters.tx_bytes += total;
         Ok(Some(frame))
     }
 
-    /// A frame from the switch: into the smallest buffer that holds it
-    /// after the correlator, then its queue entry (first byte last), the
-    /// queue advanced (toggle flipped on a wrap). No buffer, a closed
-    /// port, or guest memory the window no longer lets it write: dropped
-    /// and counted (in the buffer-list page too when open).
-    pub fn receive(&mut self, frame: &[u8], mem: &mut GuestMemory<'_>) -> Received {
-        let len = frame.len() as u64;
+    /// A frame from the switch, its bytes in `src` (the sender's memory):
+    /// into the smallest buffer that holds it after the correlator, then
+    /// its queue entry (first byte last), the queue advanced (toggle
+    /// flipped on a wrap). No buffer, a closed port, or guest memory the
+    /// window no longer lets it write: dropped and counted (in the
+    /// buffer-list page too when open).
+    pub fn receive(
+        &mut self,
+        frame: &Frame,
+        src: &GuestMemory<'_>,
+        mem: &mut GuestMemory<'_>,
+    ) -> Received {
+        let len = frame.len;
         let Some(open) = self.open.as_mut() else {
             self.counters.rx_dropped += 1;
             return Received::Dropped;
@@ -300,7 +312,9 @@ impl Llan {
             entry[..4].copy_from_slice(&flags.to_be_bytes());
             entry[4..8].copy_from_slice(&(len as u32).to_be_bytes());
             let ok = self.tce.read(buf, &mut correlator, mem)
-                && self.tce.write(buf + RX_OFFSET, frame, mem)
+                && self
+                    .tce
+                    .write_from(buf + RX_OFFSET, frame.pieces(), src, mem)
                 && {
                     entry[8..].copy_from_slice(&correlator);
                     self.tce.write(slot + 1, &entry[1..], mem)
@@ -400,11 +414,22 @@ impl VioDevice for Llan {
     /// multicast: no filter is kept, as `ibm,mac-address-filters` is 0).
     /// A port the guest has not opened still answers for its MAC (and
     /// drops and counts the frame).
-    fn offer(&mut self, frame: &[u8], all: bool, mem: &mut GuestMemory<'_>) -> Option<Received> {
-        if !all && frame.get(..6) != Some(&self.mac[..]) {
+    fn offer(
+        &mut self,
+        frame: &Frame,
+        src: &GuestMemory<'_>,
+        all: bool,
+        mem: &mut GuestMemory<'_>,
+    ) -> Option<Received> {
+        if !all && frame.dest != self.mac {
             return None;
         }
-        Some(self.receive(frame, mem))
+        Some(self.receive(frame, src, mem))
+    }
+
+    /// H_ADD_LOGICAL_LAN_BUFFER, one per frame received: the fast path's.
+    fn quick(&mut self, call: VioCall, gpr: &mut [u64; 32]) -> Option<Result<(), HError>> {
+        (call == VioCall::AddLogicalLanBuffer).then(|| self.add_buffer(gpr[5]))
     }
 
     fn hcall(

@@ -29,6 +29,7 @@ pub mod vty;
 use crate::fdtw::FdtWriter;
 use crate::gmem::GuestMemory;
 use crate::papr::services::{Env, HError};
+use crate::papr::table::TceCall;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::vec::Vec;
@@ -61,6 +62,9 @@ pub enum VioCall {
 
 /// What a device's hypercall leaves for the bus's owner to do once the
 /// device's lock is released.
+// A frame's pieces (512 bytes) are moved once per H_SEND_LOGICAL_LAN;
+// boxing them would allocate once per frame instead.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
     None,
@@ -68,7 +72,7 @@ pub enum Effect {
     Line(bool),
     /// A frame it sent, for its virtual LAN's switch ([`lan::switch`]),
     /// which takes other devices' locks: never under this one's.
-    Send(Vec<u8>),
+    Send(lan::Frame),
 }
 
 /// One virtual device.
@@ -104,15 +108,22 @@ pub trait VioDevice: Send {
     fn report(&self) -> Option<alloc::string::String> {
         None
     }
-    /// A frame from its virtual LAN's switch, written into `mem` (its
-    /// VM's RAM) through its window: `None` if it is not a network port
-    /// or the frame is not for it (unicast to another MAC, unless `all`).
+    /// A frame from its virtual LAN's switch, its bytes in `src` (the
+    /// sender's RAM), written into `mem` (its VM's RAM) through its
+    /// window: `None` if it is not a network port or the frame is not for
+    /// it (unicast to another MAC, unless `all`).
     fn offer(
         &mut self,
-        _frame: &[u8],
+        _frame: &lan::Frame,
+        _src: &GuestMemory<'_>,
         _all: bool,
         _mem: &mut GuestMemory<'_>,
     ) -> Option<llan::Received> {
+        None
+    }
+    /// A hypercall it answers from its own state alone (no machine, no
+    /// interrupt), for the fast path: `None` for the others.
+    fn quick(&mut self, _call: VioCall, _gpr: &mut [u64; 32]) -> Option<Result<(), HError>> {
         None
     }
     /// A hypercall for it, its arguments in `gpr[4..]` (the unit address
@@ -193,6 +204,36 @@ impl VioBus {
     pub fn route(&self, unit: u64) -> Option<(Option<u32>, &Device)> {
         let s = self.slots.iter().find(|s| s.answers(unit))?;
         Some((s.irq, &s.dev))
+    }
+
+    /// A TCE call (its LIOBN in r4, its results in r4) on the window it
+    /// names, whose mappings may name only `mem`.
+    pub fn tce_call(
+        &self,
+        call: TceCall,
+        gpr: &mut [u64; 32],
+        mem: &GuestMemory<'_>,
+    ) -> Result<(), HError> {
+        let dev = self.window(gpr[4]).ok_or(HError::Parameter)?;
+        let mut dev = dev.lock();
+        let t = dev.tce().ok_or(HError::Parameter)?;
+        let a = [gpr[5], gpr[6], gpr[7]];
+        match call {
+            TceCall::Get => gpr[4] = t.get(a[0])?,
+            TceCall::Put => t.put(a[0], a[1], mem.size())?,
+            TceCall::Stuff => t.stuff(a[0], a[1], a[2])?,
+            TceCall::PutIndirect => t.put_indirect(a[0], a[1], a[2], mem)?,
+        }
+        Ok(())
+    }
+
+    /// A device call for the fast path ([`VioDevice::quick`]): `None` if
+    /// the device needs the full path for it.
+    pub fn quick(&self, call: VioCall, gpr: &mut [u64; 32]) -> Option<Result<(), HError>> {
+        match self.route(gpr[4]) {
+            None => Some(Err(HError::Parameter)),
+            Some((_, dev)) => dev.lock().quick(call, gpr),
+        }
     }
 
     /// The device whose DMA window has LIOBN `liobn`.

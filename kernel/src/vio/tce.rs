@@ -118,7 +118,9 @@ impl TceTable {
 
     /// H_PUT_TCE_INDIRECT(liobn, ioba, list, count): `count` big-endian
     /// TCEs from the guest-real page `list` (not an IOBA), every one
-    /// checked before any is stored.
+    /// checked before any is stored (and again as it is stored: a guest
+    /// changing its list meanwhile may see part of it stored, each entry
+    /// valid).
     pub fn put_indirect(
         &mut self,
         ioba: u64,
@@ -130,37 +132,40 @@ impl TceTable {
             return Err(HError::Parameter);
         }
         let i = self.span(ioba, count)?;
-        let mut tces = [0u64; MAX_LIST as usize];
-        for (k, t) in tces.iter_mut().enumerate().take(count as usize) {
-            *t = mem
-                .read_be64(list + 8 * k as u64)
-                .ok_or(HError::Parameter)?;
-            Self::check_tce(*t, mem.size())?;
+        let tce = |k: u64| -> Result<u64, HError> {
+            let t = mem.read_be64(list + 8 * k).ok_or(HError::Parameter)?;
+            Self::check_tce(t, mem.size())?;
+            Ok(t)
+        };
+        // Every entry checked first; then each read again, checked again
+        // (the guest may change its list meanwhile) and stored.
+        for k in 0..count {
+            tce(k)?;
         }
-        self.entries[i..i + count as usize].copy_from_slice(&tces[..count as usize]);
+        for k in 0..count {
+            self.entries[i + k as usize] = tce(k)?;
+        }
         Ok(())
     }
 
-    /// The guest-physical pieces of `ioba..ioba+len`, each page mapped
-    /// with `need`; `None` if any page is not (or lies outside the window).
-    fn pieces(&self, ioba: u64, len: u64, need: u64) -> Option<Vec<(u64, u64)>> {
+    /// The guest-physical pieces of `ioba..ioba+len` (one per page), if
+    /// every page is mapped with `need` (and lies in the window).
+    pub fn pieces(&self, ioba: u64, len: u64, need: u64) -> Option<Pieces<'_>> {
         let end = ioba.checked_add(len)?;
         if end > self.window() {
             return None;
         }
-        let mut out = Vec::new();
-        let mut at = ioba;
-        while at < end {
-            let tce = self.entries[(at / PAGE) as usize];
-            if tce & need != need {
+        if len > 0 {
+            let (first, last) = ((ioba / PAGE) as usize, ((end - 1) / PAGE) as usize);
+            if self.entries[first..=last].iter().any(|t| t & need != need) {
                 return None;
             }
-            let offset = at % PAGE;
-            let n = (PAGE - offset).min(end - at);
-            out.push(((tce & !(PAGE - 1)) + offset, n));
-            at += n;
         }
-        Some(out)
+        Some(Pieces {
+            entries: &self.entries,
+            at: ioba,
+            end,
+        })
     }
 
     /// The device reads `buf.len()` bytes of guest memory at `ioba` (each
@@ -183,14 +188,9 @@ impl TceTable {
     /// The device writes `data` to guest memory at `ioba` (each page
     /// mapped writable); false, with nothing written, if it may not.
     pub fn write(&self, ioba: u64, data: &[u8], mem: &mut GuestMemory<'_>) -> bool {
-        let Some(pieces) = self.pieces(ioba, data.len() as u64, TCE_WRITE) else {
+        let Some(pieces) = self.writable(ioba, data.len() as u64, mem) else {
             return false;
         };
-        // Every piece lies in guest memory (checked when it was mapped),
-        // so no write below fails after another succeeded.
-        if pieces.iter().any(|&(gpa, n)| !mem.contains(gpa, n)) {
-            return false;
-        }
         let mut done = 0;
         for (gpa, n) in pieces {
             let n = n as usize;
@@ -198,6 +198,71 @@ impl TceTable {
             done += n;
         }
         true
+    }
+
+    /// The device writes `len` bytes of `src` (another window's pieces of
+    /// another memory, or of this one) to guest memory at `ioba`; false,
+    /// with nothing written, if it may not (the source pieces were
+    /// checked when they were resolved: they lie in `src_mem`).
+    pub fn write_from(
+        &self,
+        ioba: u64,
+        src: &[(u64, u64)],
+        src_mem: &GuestMemory<'_>,
+        mem: &mut GuestMemory<'_>,
+    ) -> bool {
+        let len = src.iter().map(|p| p.1).sum();
+        let Some(mut dst) = self.writable(ioba, len, mem) else {
+            return false;
+        };
+        let (mut d, mut dn) = (0, 0);
+        for &(mut s, mut sn) in src {
+            while sn > 0 {
+                if dn == 0 {
+                    // The destination has `len` bytes, as many as the source.
+                    (d, dn) = dst.next().unwrap_or((0, 0));
+                }
+                let n = sn.min(dn);
+                if n == 0 || mem.copy_from(d, src_mem, s, n).is_none() {
+                    return false;
+                }
+                (s, sn, d, dn) = (s + n, sn - n, d + n, dn - n);
+            }
+        }
+        true
+    }
+
+    /// The pieces of `ioba..ioba+len` if every page is mapped writable and
+    /// each lies in `mem` (so no write fails after another succeeded).
+    fn writable(&self, ioba: u64, len: u64, mem: &GuestMemory<'_>) -> Option<Pieces<'_>> {
+        let pieces = self.pieces(ioba, len, TCE_WRITE)?;
+        pieces
+            .clone()
+            .all(|(gpa, n)| mem.contains(gpa, n))
+            .then_some(pieces)
+    }
+}
+
+/// The guest-physical pieces of a run of IOBAs, one per page.
+#[derive(Clone)]
+pub struct Pieces<'a> {
+    entries: &'a [u64],
+    at: u64,
+    end: u64,
+}
+
+impl Iterator for Pieces<'_> {
+    type Item = (u64, u64);
+
+    fn next(&mut self) -> Option<(u64, u64)> {
+        if self.at >= self.end {
+            return None;
+        }
+        let tce = self.entries[(self.at / PAGE) as usize];
+        let offset = self.at % PAGE;
+        let n = (PAGE - offset).min(self.end - self.at);
+        self.at += n;
+        Some(((tce & !(PAGE - 1)) + offset, n))
     }
 }
 

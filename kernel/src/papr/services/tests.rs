@@ -105,14 +105,19 @@ impl Env for Fake {
     fn console_last_line(&mut self) -> String {
         String::from("last words")
     }
-    fn transmit(&mut self, unit: u32, frame: &[u8]) {
+    fn transmit(&mut self, unit: u32, f: &crate::vio::lan::Frame) {
+        let mem = self.mem();
+        let mut frame = Vec::new();
+        for &(gpa, n) in f.pieces() {
+            frame.extend(mem.to_vec(gpa, n).unwrap());
+        }
         // SAFETY: a test that sets `bus` keeps the bus alive and unmoved
         // while it makes calls with this Fake.
         let bus = unsafe { self.bus.as_ref() };
         let free = bus
             .and_then(|b| b.route(u64::from(unit)))
             .is_some_and(|(_, d)| d.try_lock().is_some());
-        self.sent.push((unit, frame.to_vec(), free));
+        self.sent.push((unit, frame, free));
     }
     /// H_ENTER "succeeds" at slot 7; any other HPT call finds nothing.
     fn hpt(&mut self, op: HptCall, gpr: &mut [u64; 32]) -> i64 {

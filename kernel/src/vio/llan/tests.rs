@@ -2,6 +2,7 @@
 //! page `i` to guest page `16 + i`.
 
 use super::*;
+use crate::vio::lan::Frame;
 use crate::vio::tce::{PAGE, TCE_READ, TCE_WRITE};
 use alloc::vec;
 
@@ -63,6 +64,25 @@ fn buffer(l: &mut Llan, ram: &mut [u8], ioba: u64, len: u64, correlator: u64) {
     let at = (GPA + ioba) as usize;
     ram[at..at + 8].copy_from_slice(&correlator.to_be_bytes());
     l.add_buffer(bd(ioba, len)).unwrap();
+}
+
+/// `bytes` offered to the port as a frame in another port's memory.
+fn rx(l: &mut Llan, mem: &mut GuestMemory<'_>, bytes: &[u8]) -> Received {
+    let mut src_ram = bytes.to_vec();
+    let src = GuestMemory::new(&mut src_ram);
+    let mut f = Frame::default();
+    f.push(0, bytes.len() as u64);
+    f.read_dest(&src);
+    l.receive(&f, &src, mem)
+}
+
+/// The bytes of a frame gathered from `ram`.
+fn bytes_of(f: &Frame, ram: &mut [u8]) -> Vec<u8> {
+    let mem = GuestMemory::new(ram);
+    f.pieces()
+        .iter()
+        .flat_map(|&(gpa, n)| mem.to_vec(gpa, n).unwrap())
+        .collect()
 }
 
 #[test]
@@ -162,7 +182,7 @@ fn a_frame_lands_after_the_correlator_in_the_smallest_buffer_that_holds_it() {
     let frame: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
     let mut mem = GuestMemory::new(&mut ram);
     assert_eq!(
-        l.receive(&frame, &mut mem),
+        rx(&mut l, &mut mem, &frame),
         Received::Queued { signal: false }
     );
     let at = (GPA + 0x8000 + RX_OFFSET) as usize;
@@ -173,7 +193,7 @@ fn a_frame_lands_after_the_correlator_in_the_smallest_buffer_that_holds_it() {
     assert_eq!(corr, 0x2222, "the 512-byte buffer's correlator");
     // 600 bytes need the 2 KiB one.
     let mut mem = GuestMemory::new(&mut ram);
-    l.receive(&[7; 600], &mut mem);
+    rx(&mut l, &mut mem, &[7; 600]);
     assert_eq!(entry(&ram, 1).2, 0x1111);
     assert_eq!(l.counters.rx_frames, 2);
     assert_eq!(l.counters.rx_bytes, 900);
@@ -185,16 +205,16 @@ fn no_buffer_drops_and_counts_where_linux_reads_it() {
     buffer(&mut l, &mut ram, 0x8000, 512, 1);
     let mut mem = GuestMemory::new(&mut ram);
     assert_eq!(
-        l.receive(&[0; 600], &mut mem),
+        rx(&mut l, &mut mem, &[0; 600]),
         Received::Dropped,
         "too big for the pool"
     );
     assert_eq!(
-        l.receive(&[0; 100], &mut mem),
+        rx(&mut l, &mut mem, &[0; 100]),
         Received::Queued { signal: false }
     );
     assert_eq!(
-        l.receive(&[0; 100], &mut mem),
+        rx(&mut l, &mut mem, &[0; 100]),
         Received::Dropped,
         "the one buffer is used"
     );
@@ -203,7 +223,7 @@ fn no_buffer_drops_and_counts_where_linux_reads_it() {
     // A closed port drops too.
     l.free().unwrap();
     let mut mem = GuestMemory::new(&mut ram);
-    assert_eq!(l.receive(&[0; 100], &mut mem), Received::Dropped);
+    assert_eq!(rx(&mut l, &mut mem, &[0; 100]), Received::Dropped);
     assert_eq!(l.counters.rx_dropped, 3);
 }
 
@@ -216,7 +236,7 @@ fn the_toggle_flips_each_time_the_queue_wraps() {
     for _ in 0..5 {
         let mut mem = GuestMemory::new(&mut ram);
         assert!(matches!(
-            l.receive(&[1; 60], &mut mem),
+            rx(&mut l, &mut mem, &[1; 60]),
             Received::Queued { .. }
         ));
     }
@@ -235,12 +255,12 @@ fn the_interrupt_is_asked_for_only_while_the_guest_enabled_it() {
     l.signal(1).unwrap();
     let mut mem = GuestMemory::new(&mut ram);
     assert_eq!(
-        l.receive(&[1; 60], &mut mem),
+        rx(&mut l, &mut mem, &[1; 60]),
         Received::Queued { signal: true }
     );
     l.signal(0).unwrap();
     assert_eq!(
-        l.receive(&[1; 60], &mut mem),
+        rx(&mut l, &mut mem, &[1; 60]),
         Received::Queued { signal: false }
     );
 }
@@ -251,10 +271,18 @@ fn a_sent_frame_is_gathered_from_the_valid_descriptors_and_copied_now() {
     let at = (GPA + 0x20000) as usize;
     ram[at..at + 14].copy_from_slice(b"header........");
     ram[at + 0x1000..at + 0x1000 + 4].copy_from_slice(b"body");
-    let mem = GuestMemory::new(&mut ram);
     let bds = [bd(0x20000, 14), bd(0x21000, 4), 0, bd(0x22000, 4), 0, 0];
-    let frame = l.gather(&bds, &mem).unwrap().unwrap();
-    assert_eq!(frame, b"header........body", "up to the first invalid one");
+    let frame = l
+        .gather(&bds, &GuestMemory::new(&mut ram))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        bytes_of(&frame, &mut ram),
+        b"header........body",
+        "up to the first invalid one"
+    );
+    assert_eq!(frame.dest, *b"header");
+    let mem = GuestMemory::new(&mut ram);
     assert_eq!((l.counters.tx_frames, l.counters.tx_bytes), (1, 18));
     // Over 64 KiB, or a page the window does not let it read: refused.
     let big = [bd(0, 0x8000), bd(0x8000, 0x8000), bd(0x10000, 1), 0, 0, 0];
@@ -273,9 +301,13 @@ impl crate::vio::lan::Ports for Two {
     fn count(&self) -> usize {
         2
     }
-    fn offer(&mut self, i: usize, frame: &[u8], all: bool) -> Option<Received> {
-        let (l, ram) = &mut self.0[i];
-        l.offer(frame, all, &mut GuestMemory::new(ram))
+    /// From the other port's memory (the switch never offers a frame to
+    /// its sender).
+    fn offer(&mut self, i: usize, frame: &Frame, all: bool) -> Option<Received> {
+        let [p0, p1] = &mut self.0;
+        let (to, from) = if i == 0 { (p0, p1) } else { (p1, p0) };
+        let src = GuestMemory::new(&mut from.1);
+        to.0.offer(frame, &src, all, &mut GuestMemory::new(&mut to.1))
     }
 }
 
@@ -301,17 +333,18 @@ fn a_frame_sent_by_one_port_lands_in_the_other_through_the_switch() {
     assert_eq!((c.delivered, c.unknown), (1, 0));
     let [_, (b, ram_b)] = &ports.0;
     let buf = (GPA + 0x8000 + RX_OFFSET) as usize;
-    assert_eq!(&ram_b[buf..buf + 64], &frame[..]);
+    let sent = bytes_of(&frame, &mut ports.0[0].1.clone());
+    assert_eq!(&ram_b[buf..buf + 64], &sent[..]);
     assert_eq!(entry(ram_b, 0), (RXQ_TOGGLE | RXQ_VALID | 8, 64, 0xb0b));
     assert_eq!(b.counters.rx_frames, 1);
     // Back to a: it answers to the MAC it registered (…:01), not to its
     // device tree's (…:09) any more; it has no buffer, so it drops it.
     let mut back = frame.clone();
-    back[..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    back.dest = [2, 0, 0, 0, 0, 1];
     switch(&back, 1, &mut ports, &mut c);
     assert_eq!((c.delivered, c.dropped), (1, 1));
     assert_eq!(ports.0[0].0.counters.rx_dropped, 1);
-    back[5] = 9;
+    back.dest[5] = 9;
     switch(&back, 1, &mut ports, &mut c);
     assert_eq!(c.unknown, 1, "the device tree's MAC is gone");
 }
