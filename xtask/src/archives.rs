@@ -36,7 +36,7 @@ pub fn prepare() -> Result<(), String> {
     write(
         "escape",
         &[
-            ("manifest", b"[vm escape]\nmemory = 64M\nimage = escape.elf\n\n[vm hello]\nmemory = 16M\nimage = hello.elf\n\n[vm spinner]\nmemory = 16M\nimage = escape.elf\nbootargs = spin\n"),
+            ("manifest", b"[vm escape]\nmemory = 64M\nimage = escape.elf\nnet = escape\n\n[vm hello]\nmemory = 16M\nimage = hello.elf\nnet = escape\n\n[vm spinner]\nmemory = 16M\nimage = escape.elf\nbootargs = spin\n"),
             ("escape.elf", &escape),
             ("hello.elf", &hello),
         ],

@@ -3,7 +3,9 @@
 //! privilege. HPT entries at and beyond the end of its memory (every page
 //! size, cacheable, I and I|G), at host addresses (the hypervisor image,
 //! another VM, the HPT), PTE indexes at every edge, forged H_BULK_REMOVE
-//! lists, RTAS buffers straddling the end of memory; every hypervisor
+//! lists, RTAS buffers straddling the end of memory; DMA through the
+//! l-lan adapter's window (TCEs naming memory outside the partition, IOBAs
+//! outside the window, the device's own reads and writes); every hypervisor
 //! SPR written and read (exactly one program interrupt each, nothing
 //! read); MSR[HV] and MSR[ME] games with mtmsrd and rfid; msgsnd, nap,
 //! sleep, rvwinkle and tlbie; a decrementer storm. Then a verdict line and
@@ -257,6 +259,170 @@ fn rtas_checks(c: &mut Checks, fdt: &guest_common::fdt::Fdt<'_>, mem: u64) {
             H_PARAMETER,
         );
     }
+}
+
+/// An IOMMU page, a TCE's permission bits, a buffer descriptor's valid
+/// bit (PAPR).
+const PAGE: u64 = 4096;
+const TCE_READ: u64 = 1;
+const TCE_WRITE: u64 = 2;
+const BD_VALID: u64 = 1 << 63;
+
+fn bd(ioba: u64, len: u64) -> u64 {
+    BD_VALID | len << 32 | ioba
+}
+
+/// The guest's DMA window (its l-lan adapter's, from the device tree):
+/// no TCE may name memory outside the partition (the hypervisor's, another
+/// VM's) or carry other bits, no IOBA may lie outside the window, a
+/// rejected indirect list maps nothing, and the device reaches guest memory
+/// only where and as the window allows.
+fn dma_checks(c: &mut Checks, fdt: &guest_common::fdt::Fdt<'_>, mem: u64) {
+    let Some((unit, window)) = guest_common::vio_device(fdt, "network") else {
+        c.check(
+            "an l-lan adapter with a DMA window",
+            false,
+            format_args!("none"),
+        );
+        return;
+    };
+    c.check(
+        "an l-lan adapter with a DMA window",
+        window >= 16 * PAGE,
+        format_args!("{window:#x} bytes"),
+    );
+    let get = |ioba: u64| hcall(H_GET_TCE, [unit, ioba, 0, 0, 0, 0]);
+    let rw = TCE_READ | TCE_WRITE;
+    for (what, target) in [
+        ("just past the end of memory", mem),
+        ("one page further", mem + PAGE),
+        ("4 GiB up (another VM, the hypervisor)", 1 << 32),
+        ("the top of the address space", !(PAGE - 1)),
+    ] {
+        let (rc, _) = hcall(H_PUT_TCE, [unit, 0, target | rw, 0, 0, 0]);
+        let (_, tce) = get(0);
+        c.check(
+            &fmtbuf::buf(format_args!("H_PUT_TCE naming memory {what}")),
+            rc == H_PARAMETER && tce[0] == 0,
+            format_args!("rc {rc}, entry {:#x}", tce[0]),
+        );
+    }
+    for (what, ioba) in [
+        ("at the window's end", window),
+        ("far past the window", window << 8),
+        ("misaligned", 8),
+        ("at the top of the bus", !(PAGE - 1)),
+    ] {
+        let (rc, _) = hcall(H_PUT_TCE, [unit, ioba, PAGE | rw, 0, 0, 0]);
+        c.rc(
+            &fmtbuf::buf(format_args!("H_PUT_TCE {what}")),
+            rc,
+            H_PARAMETER,
+        );
+    }
+    let (rc, _) = hcall(H_PUT_TCE, [unit, 0, PAGE | rw | 4, 0, 0, 0]);
+    c.rc("H_PUT_TCE with a reserved bit", rc, H_PARAMETER);
+    for liobn in [0, u64::from(u32::MAX), unit | 1 << 32, unit + 0x100] {
+        let (rc, _) = hcall(H_PUT_TCE, [liobn, 0, PAGE | rw, 0, 0, 0]);
+        c.rc(
+            &fmtbuf::buf(format_args!("H_PUT_TCE on LIOBN {liobn:#x}, not this VM's")),
+            rc,
+            H_PARAMETER,
+        );
+    }
+    let (rc, _) = hcall(H_STUFF_TCE, [unit, 0, PAGE | rw, 1, 0, 0]);
+    c.rc("H_STUFF_TCE mapping a page", rc, H_PARAMETER);
+    let (rc, _) = hcall(H_STUFF_TCE, [unit, window - PAGE, 0, 2, 0, 0]);
+    c.rc("H_STUFF_TCE past the window's end", rc, H_PARAMETER);
+    // An indirect list: the list itself outside memory, and a list whose
+    // last entry names memory outside (the first two must stay unmapped).
+    let list = mem - 2 * PAGE;
+    for (k, t) in [PAGE | rw, (2 * PAGE) | rw, mem | rw].iter().enumerate() {
+        // SAFETY: inside guest memory, below the device tree (the
+        // hypervisor puts it at the top, under RTAS) and unused.
+        unsafe { core::ptr::write_volatile((list + 8 * k as u64) as *mut u64, t.to_be()) };
+    }
+    let (rc, _) = hcall(H_PUT_TCE_INDIRECT, [unit, 0, mem, 1, 0, 0]);
+    c.rc(
+        "H_PUT_TCE_INDIRECT with its list past memory",
+        rc,
+        H_PARAMETER,
+    );
+    let (rc, _) = hcall(H_PUT_TCE_INDIRECT, [unit, 0, list, 3, 0, 0]);
+    let (_, first) = get(0);
+    c.check(
+        "H_PUT_TCE_INDIRECT with one entry outside memory maps none",
+        rc == H_PARAMETER && first[0] == 0,
+        format_args!("rc {rc}, first entry {:#x}", first[0]),
+    );
+    // The device itself: IOBA pages 0-3 are guest pages 0x10-0x13, page 0
+    // read-only, the others read-write.
+    let base = 0x10 * PAGE;
+    for i in 0..4 {
+        let perm = if i == 0 { TCE_READ } else { rw };
+        hcall(
+            H_PUT_TCE,
+            [unit, i * PAGE, (base + i * PAGE) | perm, 0, 0, 0],
+        );
+    }
+    let mac = 0x0200_0000_0001;
+    let pattern = 0x5a5a_5a5a_5a5a_5a5au64;
+    // SAFETY: guest page 0x10, unused by this guest's image (it starts at
+    // 4 MiB) and its stack.
+    unsafe { core::ptr::write_volatile(base as *mut u64, pattern) };
+    let (rc, _) = hcall(
+        H_REGISTER_LOGICAL_LAN,
+        [unit, PAGE, bd(0, 64), 2 * PAGE, mac, 0],
+    );
+    // SAFETY: as above.
+    let after = unsafe { core::ptr::read_volatile(base as *const u64) };
+    c.check(
+        "H_REGISTER_LOGICAL_LAN with its queue on a read-only page writes nothing",
+        rc == H_PARAMETER && after == pattern,
+        format_args!("rc {rc}, page 0x10 {after:#x}"),
+    );
+    let (rc, _) = hcall(
+        H_REGISTER_LOGICAL_LAN,
+        [unit, PAGE, bd(window - 32, 64), 2 * PAGE, mac, 0],
+    );
+    c.rc(
+        "H_REGISTER_LOGICAL_LAN with its queue past the window",
+        rc,
+        H_PARAMETER,
+    );
+    let (rc, _) = hcall(
+        H_REGISTER_LOGICAL_LAN,
+        [unit, PAGE, bd(3 * PAGE, 64), 2 * PAGE, mac, 0],
+    );
+    c.rc("H_REGISTER_LOGICAL_LAN inside the window", rc, H_SUCCESS);
+    let (rc, _) = hcall(
+        H_ADD_LOGICAL_LAN_BUFFER,
+        [unit, bd(window - 256, 512), 0, 0, 0, 0],
+    );
+    c.rc("H_ADD_LOGICAL_LAN_BUFFER past the window", rc, H_PARAMETER);
+    let (rc, _) = hcall8(
+        H_SEND_LOGICAL_LAN,
+        [unit, bd(window - 32, 64), 0, 0, 0, 0, 0, 0],
+    );
+    c.rc("H_SEND_LOGICAL_LAN from past the window", rc, H_PARAMETER);
+    hcall(
+        H_PUT_TCE,
+        [unit, 3 * PAGE, (base + 3 * PAGE) | TCE_WRITE, 0, 0, 0],
+    );
+    let (rc, _) = hcall8(
+        H_SEND_LOGICAL_LAN,
+        [unit, bd(3 * PAGE, 64), 0, 0, 0, 0, 0, 0],
+    );
+    c.rc(
+        "H_SEND_LOGICAL_LAN from a page it may not read",
+        rc,
+        H_PARAMETER,
+    );
+    let (rc, _) = hcall8(H_SEND_LOGICAL_LAN, [unit, bd(0, 64), 0, 0, 0, 0, 0, 0]);
+    c.rc("H_SEND_LOGICAL_LAN from a readable page", rc, H_SUCCESS);
+    let (rc, _) = hcall(H_FREE_LOGICAL_LAN, [unit, 0, 0, 0, 0, 0]);
+    c.rc("H_FREE_LOGICAL_LAN", rc, H_SUCCESS);
+    hcall(H_STUFF_TCE, [unit, 0, 0, 4, 0, 0]);
 }
 
 // One instruction that must trap: `probe_N` runs it with r3 = a sentinel
@@ -596,6 +762,7 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
     let mut c = Checks { pass: 0, fail: 0 };
     hpt_checks(&mut c, mem, entries);
     rtas_checks(&mut c, f, mem);
+    dma_checks(&mut c, f, mem);
     privilege_checks(&mut c);
     msr_checks(&mut c);
     storm_checks(&mut c);
