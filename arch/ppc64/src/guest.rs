@@ -78,6 +78,7 @@ const V_LPCR: usize = offset_of!(VcpuEntry, lpcr);
 const V_HDEC: usize = offset_of!(VcpuEntry, hdec);
 const V_HFSCR: usize = offset_of!(VcpuEntry, hfscr);
 const V_HCALL_CTX: usize = offset_of!(VcpuEntry, hcall_ctx);
+const V_LOAD_TIMERS: usize = offset_of!(VcpuEntry, load_timers);
 /// The fast path handler's stack frame: the ELFv2 minimum (back chain,
 /// CR and LR save words, TOC save), 16-byte aligned, with room to spare.
 const FAST_FRAME: usize = 112;
@@ -259,10 +260,16 @@ global_asm!(
         mtspr {spr_srr0}, 0
         ld 0, {g_srr1}(3)
         mtspr {spr_srr1}, 0
+        # The decrementers, unless they still run from the last exit
+        # (VcpuEntry::load_timers; CR is the guest's again below).
+        ld 0, {v_load_timers}(4)
+        cmpdi 0, 0
+        beq 88f
         ld 0, {g_dec}(3)
         mtspr {spr_dec}, 0
         ld 0, {v_hdec}(4)
         mtspr {spr_hdec}, 0
+    88:
         ld 0, {g_pc}(3)
         mtspr {spr_hsrr0}, 0
         ld 0, {g_msr}(3)
@@ -568,6 +575,7 @@ global_asm!(
     g_heir = const G_HEIR,
     g_exit = const G_EXIT,
     v_hdec = const V_HDEC,
+    v_load_timers = const V_LOAD_TIMERS,
     spr_lpcr = const crate::spr::LPCR,
     spr_hsprg1 = const crate::spr::HSPRG1,
     spr_hsrr0 = const crate::spr::HSRR0,

@@ -145,6 +145,11 @@ pub struct VcpuEntry {
     /// Passed to the hypercall fast path's handler (`hv_hcall_fast`)
     /// with the register image, unchanged: whatever it needs for this run.
     pub hcall_ctx: u64,
+    /// Nonzero: load DEC (the image's) and HDEC (`hdec`). Zero: both are
+    /// still what the last exit on this thread left running (the guest's
+    /// decrementer, this slice's HDEC), so nothing is written: on QEMU each
+    /// write re-arms a host timer and wakes its main loop.
+    pub load_timers: u64,
 }
 
 /// The two exit paths of `sc 1`, as the fast path's handler answers.

@@ -424,11 +424,16 @@ impl Vm {
         // again already (start-cpu sets the entry point before it clears
         // `stopped`), before this thread got to block.
         let mut stopped_itself = false;
+        // The slice deadline HDEC was loaded for, while DEC and HDEC still
+        // run as the last exit left them (nothing on this thread wrote
+        // them since): the next entry need not load them.
+        let mut timers_live: Option<u64> = None;
         loop {
             if self.must_leave(vc) {
                 return;
             }
             if shv.stopped.load(Ordering::Acquire) {
+                timers_live = None;
                 if !self.block(v, vc, me, Block::Stopped) {
                     return;
                 }
@@ -437,10 +442,14 @@ impl Vm {
                 continue;
             }
             if core::mem::take(&mut stopped_itself) {
+                timers_live = None;
                 take_start(v);
             }
-            if v.ceded && !self.block(v, vc, me, Block::Ceded) {
-                return;
+            if v.ceded {
+                timers_live = None;
+                if !self.block(v, vc, me, Block::Ceded) {
+                    return;
+                }
             }
             let now = cpu::mftb();
             let ready = v.ready_since.take().map(|since| now.saturating_sub(since));
@@ -452,8 +461,10 @@ impl Vm {
                 // where the vcpu stopped.
                 self.dispatched(v, after, ready.unwrap_or(0), me);
             }
-            let mut entry = self.prepare_entry(v, host_lpcr, vc.deadline.load(Ordering::Acquire));
+            let deadline = vc.deadline.load(Ordering::Acquire);
+            let mut entry = self.prepare_entry(v, host_lpcr, deadline);
             entry.hcall_ctx = fast as u64;
+            entry.load_timers = u64::from(timers_live != Some(deadline));
             if !entered {
                 entered = true;
                 vc.last_in.fetch_max(now, Ordering::AcqRel);
@@ -472,6 +483,9 @@ impl Vm {
             v.ready_since = Some(now);
             crate::stacks::check();
             let exit = Exit::decode(vec);
+            // HDEC expired (QEMU raises it once, on the way down) or an
+            // IPI's calls ran: load both again next time.
+            timers_live = (!matches!(exit, Exit::Hdec | Exit::External)).then_some(deadline);
             let next = if exit_needs_vm(exit) {
                 let mut st = self.st.lock();
                 let next = st.handle_exit(v, exit, vec);
@@ -496,6 +510,8 @@ impl Vm {
             if exit == Exit::Hdec {
                 self.console_service();
             } else if self.sh.console_queued.load(Ordering::Acquire) {
+                // OPAL is called: whatever it does, DEC is loaded again.
+                timers_live = None;
                 self.write_console();
             }
             match next {
@@ -550,6 +566,7 @@ impl Vm {
             hdec: deadline.saturating_sub(now).clamp(1, spr::DEC_MAX),
             hfscr: regs::HFSCR_GUEST,
             hcall_ctx: 0,
+            load_timers: 1,
         }
     }
 
