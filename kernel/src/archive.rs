@@ -55,7 +55,7 @@
 //! | `console` | `yes`: this VM owns the serial console first (one VM only) | optional, default: the first VM |
 //! | `after` | name of a VM defined above: this one is created when that one has stopped (its memory, HPT and LPID free again) | optional, default: created at boot |
 //! | `nvram` | size of the guest's NVRAM (RTAS nvram-fetch/-store), 8K..=1M, a multiple of 16 | optional, default 64K |
-//! | `net` | the virtual LAN its l-lan adapter is on (a name like a VM's) | optional, no adapter |
+//! | `net` | the virtual LANs of its l-lan adapters, one adapter per name (names like a VM's, space-separated, at most 4) | optional, no adapter |
 //!
 //! Lines are trimmed; blank lines and lines whose first non-blank character
 //! is `#` are ignored. There are no trailing comments (a `#` later in a line
@@ -471,8 +471,19 @@ pub struct VmSpec<'a> {
     pub after: Option<&'a str>,
     /// Bytes of its NVRAM (`nvram = SIZE`).
     pub nvram: u32,
-    /// The virtual LAN of its l-lan adapter (`net = LAN`), if it has one.
+    /// The virtual LANs of its l-lan adapters (`net = LAN [LAN...]`), as
+    /// written: [`VmSpec::lans`] splits them.
     pub net: Option<&'a str>,
+}
+
+/// l-lan adapters one VM may have (`net = ...`).
+pub const MAX_ADAPTERS: usize = 4;
+
+impl<'a> VmSpec<'a> {
+    /// The LAN of each of its l-lan adapters, in adapter order.
+    pub fn lans(&self) -> impl Iterator<Item = &'a str> {
+        self.net.into_iter().flat_map(str::split_whitespace)
+    }
 }
 
 /// A problem in the manifest. `line` is 1-based; 0 means the whole file
@@ -813,14 +824,23 @@ pub fn parse_manifest_text<'a>(
                 _ => fail(d, format!("invalid console '{value}' (expected yes or no)")),
             },
             "after" => d.after = Some((value, lineno)),
-            "net" if valid_vm_name(value) => d.net = Some(value),
-            "net" => fail(
-                d,
-                format!(
-                    "invalid LAN name '{value}' (letters, digits, '_', '-', '.'; at most {MAX_VM_NAME}){}",
-                    comment_hint(value)
-                ),
-            ),
+            "net" => {
+                let names = value.split_whitespace();
+                match names.clone().find(|n| !valid_vm_name(n)) {
+                    Some(bad) => fail(
+                        d,
+                        format!(
+                            "invalid LAN name '{bad}' (letters, digits, '_', '-', '.'; at most {MAX_VM_NAME}){}",
+                            comment_hint(value)
+                        ),
+                    ),
+                    None if names.count() > MAX_ADAPTERS => fail(
+                        d,
+                        format!("more than {MAX_ADAPTERS} network adapters: '{value}'"),
+                    ),
+                    None => d.net = Some(value),
+                }
+            }
             _ => unreachable!("key list and match disagree"),
         }
     }
@@ -1287,6 +1307,50 @@ nvram = 65537
             [
                 "manifest:11: invalid nvram size '4K' (expected 8K..=1M, a multiple of 16) (vm 'small' skipped)",
                 "manifest:15: invalid nvram size '65537' (expected 8K..=1M, a multiple of 16) (vm 'odd' skipped)",
+            ]
+        );
+    }
+
+    #[test]
+    fn net_names_one_lan_per_adapter() {
+        let text = "\
+[vm one]
+memory = 16M
+image = vmlinux
+net = lan0
+[vm two]
+memory = 16M
+image = vmlinux
+net = lan0  back-end
+[vm none]
+memory = 16M
+image = vmlinux
+[vm bad]
+memory = 16M
+image = vmlinux
+net = lan0 l/an
+[vm many]
+memory = 16M
+image = vmlinux
+net = a b c d e
+";
+        let bytes = archive_with(text, FILES);
+        let m = manifest_of(&bytes);
+        let lans: Vec<(&str, Vec<&str>)> =
+            m.vms.iter().map(|v| (v.name, v.lans().collect())).collect();
+        assert_eq!(
+            lans,
+            [
+                ("one", vec!["lan0"]),
+                ("two", vec!["lan0", "back-end"]),
+                ("none", vec![])
+            ]
+        );
+        assert_eq!(
+            messages(&m),
+            [
+                "manifest:15: invalid LAN name 'l/an' (letters, digits, '_', '-', '.'; at most 32) (vm 'bad' skipped)",
+                "manifest:19: more than 4 network adapters: 'a b c d e' (vm 'many' skipped)",
             ]
         );
     }

@@ -484,7 +484,7 @@ fn pseries_net(initrd: &std::path::Path) -> Result<String, String> {
 fn handler_ticks(console: &str, vm: &str, name: &str) -> Option<(u64, u64)> {
     let line = console
         .lines()
-        .find(|l| l.contains(&format!("hcall: vm {vm}: full-path handler ticks")))?;
+        .find(|l| l.contains(&format!("hcall: vm {vm}: device-call handler ticks")))?;
     let (_, rest) = line.split_once(&format!("{name} "))?;
     let fig = rest.split(',').next()?.trim();
     let (n, mean) = fig.split_once('x')?;

@@ -309,7 +309,7 @@ case "$part" in
   *) me=3; peer=10.0.0.1 ;;
 esac
 ip link set eth0 up && ip addr add 10.0.0.$me/24 dev eth0 || wrong "eth0 not configured"
-say "10.0.0.$me on eth0 $(cat /sys/class/net/eth0/address)"
+say "10.0.0.$me on eth0 $(cat /sys/class/net/eth0/address); interfaces: $(ls /sys/class/net | tr '\n' ' ')"
 reach() {{ i=0; until ping -c 1 -W 1 $peer > /dev/null; do i=$((i+1)); [ $i -lt $1 ] || return 1; done; }}
 mark() {{ printf $1 | dd of=/dev/nvram bs=1 seek=65000 conv=notrunc 2> /dev/null; }}
 now() {{ cut -d' ' -f1 /proc/uptime; }}
@@ -356,8 +356,10 @@ poweroff -f
     ))
 }
 
-/// The VMs of the network smoke test: two on `lan0`, one on `lan1`.
-pub const NET_VMS: &[(&str, &str)] = &[("net-a", "lan0"), ("net-b", "lan0"), ("net-c", "lan1")];
+/// The VMs of the network smoke test: two on `lan0`, one with an
+/// adapter on `lan1` and another on `lan2`.
+pub const NET_VMS: &[(&str, &str)] =
+    &[("net-a", "lan0"), ("net-b", "lan0"), ("net-c", "lan1 lan2")];
 
 /// Builds `build/linux/NAME.cpio`: busybox, ibmveth and the network
 /// `/init` moving `seq 1 N` ([`net_init_script`]).

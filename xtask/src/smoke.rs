@@ -1461,11 +1461,11 @@ const SMOKES: &[Smoke] = &[
             has(b, "hv: vm linux lpid=1 result=ok")
         },
     },
-    // Two unmodified Linux VMs on one virtual LAN and a third on another
-    // (linux::net_init_script): they ping each other both ways and each
-    // sends the other a few MiB over TCP with nc, SHA-256 checked on both
-    // sides; one reboots meanwhile while the other keeps sending to it;
-    // the third reaches neither.
+    // Two unmodified Linux VMs on one virtual LAN and a third with two
+    // adapters on two others (linux::net_init_script): the two ping each
+    // other both ways and each sends the other a few MiB over TCP with nc,
+    // SHA-256 checked on both sides; one reboots meanwhile while the other
+    // keeps sending to it; the third reaches neither.
     Smoke {
         name: "linux-net-two-vms-talk-a-third-cannot",
         args: &["--initrd", "build/archives/net.cpio", "--timeout", "400"],
@@ -1506,11 +1506,15 @@ const SMOKES: &[Smoke] = &[
                 number_after(lan1, "delivered=")? == 0,
                 &format!("a frame was delivered on lan1: {lan1}"),
             )?;
-            let c = line("net: vm net-c l-lan@30000002 on lan1: mac")?;
-            expect(
-                number_after(c, "rx=")? == 0,
-                &format!("net-c received frames: {c}"),
-            )?;
+            for lan in ["l-lan@30000002 on lan1", "l-lan@30000003 on lan2"] {
+                let c = line(&format!("net: vm net-c {lan}: mac"))?;
+                expect(
+                    number_after(c, "rx=")? == 0,
+                    &format!("net-c received frames: {c}"),
+                )?;
+            }
+            // Its second adapter is the guest's eth1.
+            has(b, "interfaces: eth0 eth1 lo")?;
             has(b, "hv: power off (ok)")
         },
     },

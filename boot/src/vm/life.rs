@@ -132,7 +132,8 @@ pub struct VmConfig<'a> {
     pub entry_little_endian: bool,
     /// Bytes of its NVRAM.
     pub nvram: u32,
-    /// The virtual LAN of its l-lan adapter, if it has one.
+    /// The virtual LANs of its l-lan adapters (`net = LAN [LAN...]`, as
+    /// written; the manifest parser checked them).
     pub net: Option<&'a str>,
 }
 
@@ -230,14 +231,19 @@ impl VmState {
             .copy_from_slice(&rtas::RTAS_BLOB);
         let tokens = rtas::tokens();
         // The devices every VM has: the console and the NVRAM; and an
-        // l-lan adapter when the manifest puts the VM on a virtual LAN.
+        // l-lan adapter for each virtual LAN the manifest puts it on.
         let mut devices: Vec<Box<dyn kernel::vio::VioDevice>> =
             alloc::vec![Box::new(Vty), Box::new(Nvram(cfg.nvram))];
         let mut lans = Vec::new();
-        if let Some(lan) = cfg.net {
-            let unit = kernel::vio::llan::REG;
+        for (i, lan) in cfg
+            .net
+            .into_iter()
+            .flat_map(str::split_whitespace)
+            .enumerate()
+        {
+            let unit = kernel::vio::llan::REG + i as u32;
             let window = kernel::vio::tce::TceTable::new(unit, kernel::vio::llan::WINDOW);
-            let mac = kernel::vio::lan::mac_for(name, 0);
+            let mac = kernel::vio::lan::mac_for(name, i as u32);
             devices.push(Box::new(kernel::vio::llan::Llan::new(unit, window, mac)));
             lans.push((unit, super::net::lan(lan)));
         }
@@ -438,7 +444,7 @@ impl VmState {
         if !handlers.is_empty() {
             info!(
                 target: "hcall",
-                "vm {}: full-path handler ticks (calls x mean, most in all first): {}",
+                "vm {}: device-call handler ticks (calls x mean, most in all first): {}",
                 self.name,
                 handlers.join(", ")
             );

@@ -30,7 +30,7 @@ use crate::papr::services::{Env, HError};
 use alloc::vec::Vec;
 
 /// Unit address (`reg`, and the LIOBN of its window) of a VM's first
-/// l-lan adapter.
+/// l-lan adapter; the next ones follow it.
 pub const REG: u32 = 0x3000_0002;
 /// Bytes of an adapter's DMA window: QEMU's 256 MiB (ibmveth maps some
 /// 32 MiB of buffers; the table is 512 KiB of hypervisor memory).

@@ -33,3 +33,28 @@ fn a_unit_address_routes_to_its_device_and_zero_to_the_vty() {
 fn two_devices_at_one_unit_address_are_refused() {
     VioBus::new(vec![Box::new(Vty), Box::new(Vty)]);
 }
+
+#[test]
+fn two_network_adapters_get_their_own_sources_and_windows() {
+    use super::llan::{self, Llan};
+    use super::tce::TceTable;
+    let nic = |i: u32| {
+        let unit = llan::REG + i;
+        Box::new(Llan::new(
+            unit,
+            TceTable::new(unit, 1 << 20),
+            [2, 0, 0, 0, 0, i as u8],
+        ))
+    };
+    let b = VioBus::new(vec![Box::new(Vty), Box::new(Nvram(4096)), nic(0), nic(1)]);
+    assert_eq!(
+        b.sources(),
+        [true, false, false],
+        "the vty's, then an edge each"
+    );
+    assert_eq!(b.irq(llan::REG + 1), Some(crate::xics::IRQ_BASE + 2));
+    let liobn = |l: u64| b.window(l).map(|d| d.lock().unit());
+    assert_eq!(liobn(u64::from(llan::REG)), Some(llan::REG));
+    assert_eq!(liobn(u64::from(llan::REG + 1)), Some(llan::REG + 1));
+    assert_eq!(liobn(u64::from(llan::REG + 2)), None);
+}
