@@ -216,6 +216,16 @@ fn seq_sha256(n: u32) -> Result<String, String> {
     Ok(sum.to_string())
 }
 
+/// How the `/init` of a VM that does its work alone (no shell) starts:
+/// busybox's applets, /proc, /sys, /dev and a tmpfs /tmp.
+const BATCH_INIT: &str = "#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs -o size=90% tmp /tmp";
+
 /// The stress `/init`: on every CPU at once `seq | sha256sum`, the same
 /// through `gzip | gunzip` and a run of fork + exec; meanwhile one tmpfs
 /// file written, copied and both hashed twice. Each result is checked
@@ -227,13 +237,7 @@ fn stress_init_script(w: Stress) -> Result<String, String> {
     let (seq_sum, file_sum) = (seq_sha256(w.seq)?, seq_sha256(w.file_seq)?);
     let (seq, forks, file_seq) = (w.seq, w.forks, w.file_seq);
     Ok(format!(
-        r#"#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-mount -t tmpfs -o size=90% tmp /tmp
+        r#"{BATCH_INIT}
 n=$(nproc)
 part=$(tr -d '\000' < /proc/device-tree/ibm,partition-name)
 echo "stress: $(uname -r) up $(cut -d' ' -f1 /proc/uptime) s, $n cpus: seq {seq}, forks {forks}, file seq {file_seq}"
@@ -289,13 +293,7 @@ fn net_init_script(seq: u32, smoke: bool) -> Result<String, String> {
     let sum = seq_sha256(seq)?;
     let smoke = u8::from(smoke);
     Ok(format!(
-        r#"#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-mount -t tmpfs -o size=90% tmp /tmp
+        r#"{BATCH_INIT}
 smoke={smoke}
 part=$(tr -d '\000' < /proc/device-tree/ibm,partition-name 2> /dev/null)
 for w in $(cat /proc/cmdline); do case $w in netname=*) part=${{w#netname=}} ;; esac; done

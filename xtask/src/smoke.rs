@@ -343,10 +343,17 @@ fn stress_ok(b: &Boot, vms: &[&str]) -> Result<(), String> {
         expect(!stall, &format!("a guest saw a stall: {l}"))?;
         expect(!l.contains("WRONG"), &format!("a wrong result: {l}"))?;
     }
-    // One done line per VM, named by the partition itself. Counting lines
-    // would not do: a guest line interrupted by a log line is shown again.
+    every_vm_done(b, vms, &format!("{} in ", crate::linux::STRESS_DONE), " (")?;
+    has(b, "hv: power off (ok)")
+}
+
+/// Each of `vms` printed `{done}{name}{after}` and stopped with
+/// `result=ok`. One done line per VM, named by the partition itself:
+/// counting lines would not do (a guest line interrupted by a log line is
+/// shown again).
+fn every_vm_done(b: &Boot, vms: &[&str], done: &str, after: &str) -> Result<(), String> {
     for vm in vms {
-        let done = format!("{} in {vm} (", crate::linux::STRESS_DONE);
+        let done = format!("{done}{vm}{after}");
         expect(
             b.lines().any(|l| l.contains(&done)),
             &format!("vm {vm} did not finish its work"),
@@ -358,7 +365,7 @@ fn stress_ok(b: &Boot, vms: &[&str]) -> Result<(), String> {
             &format!("vm {vm} did not stop with result=ok"),
         )?;
     }
-    has(b, "hv: power off (ok)")
+    Ok(())
 }
 
 fn boot_counts(b: &Boot, cores: u64, threads: u64, mem: u64, pool: u64) -> Result<(), String> {
@@ -1475,19 +1482,8 @@ const SMOKES: &[Smoke] = &[
             for l in b.lines() {
                 expect(!l.contains("WRONG"), &format!("a failed check: {l}"))?;
             }
-            for (vm, _) in crate::linux::NET_VMS {
-                let done = format!("{} in {vm}", crate::linux::NET_DONE);
-                expect(
-                    b.lines().any(|l| l.contains(&done)),
-                    &format!("vm {vm} did not pass its checks"),
-                )?;
-                let prefix = format!("hv: vm {vm} lpid=");
-                expect(
-                    b.lines()
-                        .any(|l| l.contains(&prefix) && l.contains("result=ok")),
-                    &format!("vm {vm} did not stop with result=ok"),
-                )?;
-            }
+            let vms: Vec<&str> = crate::linux::NET_VMS.iter().map(|v| v.0).collect();
+            every_vm_done(b, &vms, &format!("{} in ", crate::linux::NET_DONE), "")?;
             has(b, "vm: net-b: system-reboot #1")?;
             let line = |start: &str| {
                 b.lines()
