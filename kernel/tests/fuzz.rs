@@ -1,7 +1,10 @@
 //! Property-based fuzzing of everything the hypervisor reads from outside
 //! itself: the boot archive (cpio `newc`), its manifest, the flash ROOTFS
 //! container it may come in, guest ELF images, skiboot's device tree and
-//! the boot arguments in it.
+//! the boot arguments in it; and a guest driving its network adapter's
+//! DMA (any sequence of TCE and logical-LAN calls between two adapters:
+//! the device writes guest memory only in pages mapped writable, only in
+//! its own VM's memory, and only when registering or receiving).
 //!
 //! Inputs are valid seeds (archives, ELF files, the captured skiboot
 //! trees in tests/fixtures) put through up to eight byte-level mutations
@@ -725,4 +728,319 @@ fn fuzz_boot_arguments() {
     });
     reached(&shares, "accepted", 0.05);
     reached(&shares, "some word refused", 0.05);
+}
+
+// ---------------------------------------------------------------------------
+// DMA through a TCE window: the l-lan adapter's every call, two ports
+// ---------------------------------------------------------------------------
+
+use kernel::gmem::GuestMemory;
+use kernel::vio::lan::{self, Frame, Ports};
+use kernel::vio::llan::{Llan, Received, BD_VALID, SEND_BDS};
+use kernel::vio::tce::{TceTable, PAGE, TCE_READ, TCE_WRITE};
+use kernel::vio::VioDevice;
+
+/// Guest RAM of each port, and its window.
+const DMA_RAM: u64 = 16 * PAGE;
+const DMA_WINDOW: u64 = 8 * PAGE;
+
+/// What a guest may do to its adapter and its own memory.
+#[derive(Clone, Debug)]
+enum DmaOp {
+    /// What a driver does first: IOBA pages 0-7 onto guest pages 8-15,
+    /// read-write.
+    MapAll {
+        port: usize,
+    },
+    /// What it does then: registers (list page 0, a 16-entry queue on
+    /// page 1, filter page 2) and adds four 2 KiB buffers (pages 4-5).
+    Open {
+        port: usize,
+    },
+    PutTce {
+        port: usize,
+        ioba: u64,
+        tce: u64,
+    },
+    Stuff {
+        port: usize,
+        ioba: u64,
+        value: u64,
+        count: u64,
+    },
+    Indirect {
+        port: usize,
+        ioba: u64,
+        list: u64,
+        tces: Vec<u64>,
+    },
+    Register {
+        port: usize,
+        list: u64,
+        queue: u64,
+        filter: u64,
+        mac: u64,
+    },
+    Free {
+        port: usize,
+    },
+    AddBuffer {
+        port: usize,
+        bd: u64,
+    },
+    Send {
+        port: usize,
+        bds: Vec<u64>,
+    },
+    Signal {
+        port: usize,
+        mode: u64,
+    },
+    ChangeMac {
+        port: usize,
+        mac: u64,
+    },
+    GuestWrite {
+        port: usize,
+        gpa: u64,
+        bytes: Vec<u8>,
+    },
+}
+
+fn dma_op() -> impl Strategy<Value = DmaOp> {
+    let port = 0..2usize;
+    // Mostly page-aligned addresses in (or just past) the window.
+    let ioba = prop_oneof![
+        (0..DMA_WINDOW / PAGE + 2).prop_map(|p| p * PAGE),
+        0..DMA_WINDOW + 2 * PAGE,
+        any::<u64>(),
+    ];
+    let tce = prop_oneof![
+        (0..DMA_RAM / PAGE + 4, 0..4u64).prop_map(|(p, perm)| (p * PAGE) | perm),
+        any::<u64>(),
+    ];
+    let bd = prop_oneof![
+        // A buffer or frame in pages 3-7, as a driver lays them out.
+        (
+            3..8u64,
+            0..PAGE / 2,
+            prop_oneof![Just(64u64), Just(1514), Just(2048)]
+        )
+            .prop_map(|(page, off, len)| BD_VALID | len << 32 | (page * PAGE + off * 2 / 16 * 8)),
+        (
+            ioba.clone(),
+            prop_oneof![
+                Just(16u64),
+                Just(64),
+                Just(1514),
+                Just(2048),
+                0..0x2_0000u64
+            ]
+        )
+            .prop_map(|(a, len)| BD_VALID | len << 32 | (a & 0xffff_ffff)),
+        any::<u64>(),
+    ];
+    let queue = prop_oneof![
+        (1..64u64).prop_map(|n| BD_VALID | (16 * n) << 32 | PAGE),
+        bd.clone(),
+    ];
+    let mac = prop_oneof![
+        Just(0x0200_0000_0001u64),
+        Just(0x0200_0000_0002),
+        Just(0xffff_ffff_ffff),
+        any::<u64>()
+    ];
+    prop_oneof![
+        2 => port.clone().prop_map(|port| DmaOp::MapAll { port }),
+        2 => port.clone().prop_map(|port| DmaOp::Open { port }),
+        4 => (port.clone(), ioba.clone(), tce.clone()).prop_map(|(port, ioba, tce)| DmaOp::PutTce { port, ioba, tce }),
+        1 => (port.clone(), ioba.clone(), tce.clone(), 0..40u64)
+            .prop_map(|(port, ioba, value, count)| DmaOp::Stuff { port, ioba, value, count }),
+        1 => (port.clone(), ioba.clone(), 0..DMA_RAM + PAGE, vec(tce.clone(), 0..6))
+            .prop_map(|(port, ioba, list, tces)| DmaOp::Indirect { port, ioba, list, tces }),
+        2 => (port.clone(), prop_oneof![Just(0u64), ioba.clone()], queue, prop_oneof![Just(2 * PAGE), ioba.clone()], mac.clone())
+            .prop_map(|(port, list, queue, filter, mac)| DmaOp::Register { port, list, queue, filter, mac }),
+        1 => port.clone().prop_map(|port| DmaOp::Free { port }),
+        3 => (port.clone(), bd.clone()).prop_map(|(port, bd)| DmaOp::AddBuffer { port, bd }),
+        3 => (port.clone(), vec(bd, 0..SEND_BDS + 1)).prop_map(|(port, bds)| DmaOp::Send { port, bds }),
+        1 => (port.clone(), 0..4u64).prop_map(|(port, mode)| DmaOp::Signal { port, mode }),
+        1 => (port.clone(), mac).prop_map(|(port, mac)| DmaOp::ChangeMac { port, mac }),
+        2 => (port, 0..DMA_RAM, vec(any::<u8>(), 1..32))
+            .prop_map(|(port, gpa, bytes)| DmaOp::GuestWrite { port, gpa, bytes }),
+    ]
+}
+
+/// Two adapters, each with its RAM and a copy of what its guest wrote.
+struct DmaPorts {
+    nic: [Llan; 2],
+    ram: [Vec<u8>; 2],
+}
+
+impl Ports for DmaPorts {
+    fn count(&self) -> usize {
+        2
+    }
+    fn offer(&mut self, i: usize, frame: &Frame, all: bool) -> Option<Received> {
+        let [r0, r1] = &mut self.ram;
+        let (to, from) = if i == 0 { (r0, r1) } else { (r1, r0) };
+        let src = GuestMemory::new(from);
+        self.nic[i].offer(frame, &src, all, &mut GuestMemory::new(to))
+    }
+}
+
+/// The guest pages port `p`'s window lets the device write now.
+fn writable_pages(nic: &mut Llan) -> Vec<u64> {
+    let t = nic.tce().expect("an l-lan has a window");
+    (0..t.window() / PAGE)
+        .filter_map(|i| t.get(i * PAGE).ok())
+        .filter(|tce| tce & TCE_WRITE != 0)
+        .map(|tce| tce / PAGE)
+        .collect()
+}
+
+#[test]
+fn fuzz_dma_stays_inside_writable_mappings() {
+    let shares = run("dma", vec(dma_op(), 1..60), |ops| {
+        let mk = |unit: u32, mac: u8| {
+            Llan::new(unit, TceTable::new(unit, DMA_WINDOW), [2, 0, 0, 0, 0, mac])
+        };
+        let mut p = DmaPorts {
+            nic: [mk(0x3000_0002, 1), mk(0x3000_0002, 2)],
+            // All ones: a frame's destination is the broadcast address
+            // unless the guest wrote another.
+            ram: [vec![0xff; DMA_RAM as usize], vec![0xff; DMA_RAM as usize]],
+        };
+        let mut shadow = p.ram.clone();
+        let mut counters = lan::Counters::default();
+        let (mut delivered, mut sent) = (false, false);
+        for op in &ops {
+            let writable: Vec<Vec<u64>> = (0..2).map(|i| writable_pages(&mut p.nic[i])).collect();
+            match op.clone() {
+                DmaOp::MapAll { port } => {
+                    for i in 0..8 {
+                        let tce = ((8 + i) * PAGE) | TCE_READ | TCE_WRITE;
+                        prop_assert!(p.nic[port]
+                            .tce()
+                            .unwrap()
+                            .put(i * PAGE, tce, DMA_RAM)
+                            .is_ok());
+                    }
+                }
+                DmaOp::Open { port } => {
+                    let mut mem = GuestMemory::new(&mut p.ram[port]);
+                    let queue = BD_VALID | (16 * 16) << 32 | PAGE;
+                    let mac = 0x0200_0000_0001 + port as u64;
+                    let _ = p.nic[port].register(0, queue, 2 * PAGE, mac, &mut mem);
+                    for k in 0..4u64 {
+                        let _ =
+                            p.nic[port].add_buffer(BD_VALID | 2048 << 32 | (4 * PAGE + k * 2048));
+                    }
+                }
+                DmaOp::PutTce { port, ioba, tce } => {
+                    let _ = p.nic[port].tce().unwrap().put(ioba, tce, DMA_RAM);
+                }
+                DmaOp::Stuff {
+                    port,
+                    ioba,
+                    value,
+                    count,
+                } => {
+                    let _ = p.nic[port].tce().unwrap().stuff(ioba, value, count);
+                }
+                DmaOp::Indirect {
+                    port,
+                    ioba,
+                    list,
+                    tces,
+                } => {
+                    // The guest writes its list, then makes the call.
+                    for (k, t) in tces.iter().enumerate() {
+                        let at = (list + 8 * k as u64) as usize;
+                        if at + 8 <= DMA_RAM as usize {
+                            p.ram[port][at..at + 8].copy_from_slice(&t.to_be_bytes());
+                            shadow[port][at..at + 8].copy_from_slice(&t.to_be_bytes());
+                        }
+                    }
+                    let mem = GuestMemory::new(&mut p.ram[port]);
+                    let _ = p.nic[port].tce().unwrap().put_indirect(
+                        ioba,
+                        list,
+                        tces.len() as u64,
+                        &mem,
+                    );
+                }
+                DmaOp::Register {
+                    port,
+                    list,
+                    queue,
+                    filter,
+                    mac,
+                } => {
+                    let mut mem = GuestMemory::new(&mut p.ram[port]);
+                    let _ = p.nic[port].register(list, queue, filter, mac, &mut mem);
+                }
+                DmaOp::Free { port } => {
+                    let _ = p.nic[port].free();
+                }
+                DmaOp::AddBuffer { port, bd } => {
+                    let _ = p.nic[port].add_buffer(bd);
+                }
+                DmaOp::Send { port, bds } => {
+                    let mut all = [0u64; SEND_BDS];
+                    all[..bds.len().min(SEND_BDS)].copy_from_slice(&bds[..bds.len().min(SEND_BDS)]);
+                    let mem = GuestMemory::new(&mut p.ram[port]);
+                    if let Ok(Some(frame)) = p.nic[port].gather(&all, &mem) {
+                        prop_assert!(frame.len <= 64 * 1024);
+                        prop_assert!(frame.pieces().iter().all(|&(gpa, n)| gpa + n <= DMA_RAM));
+                        let before = counters.delivered;
+                        sent = true;
+                        lan::switch(&frame, port, &mut p, &mut counters);
+                        delivered |= counters.delivered > before;
+                    }
+                }
+                DmaOp::Signal { port, mode } => {
+                    let _ = p.nic[port].signal(mode);
+                }
+                DmaOp::ChangeMac { port, mac } => p.nic[port].change_mac(mac),
+                DmaOp::GuestWrite { port, gpa, bytes } => {
+                    let end = (gpa as usize + bytes.len()).min(DMA_RAM as usize);
+                    let n = end - gpa as usize;
+                    p.ram[port][gpa as usize..end].copy_from_slice(&bytes[..n]);
+                    shadow[port][gpa as usize..end].copy_from_slice(&bytes[..n]);
+                }
+            }
+            // Whatever the device wrote lies in a page it was allowed to
+            // write, in its own VM's memory (only registration and a
+            // frame received write guest memory).
+            if !matches!(
+                op,
+                DmaOp::Register { .. } | DmaOp::Open { .. } | DmaOp::Send { .. }
+            ) {
+                prop_assert!(p.ram == shadow, "the device wrote during {op:?}");
+                continue;
+            }
+            for i in 0..2 {
+                let pages = p.ram[i]
+                    .chunks(PAGE as usize)
+                    .zip(shadow[i].chunks(PAGE as usize));
+                for (page, (now, was)) in pages.enumerate() {
+                    prop_assert!(
+                        now == was || writable[i].contains(&(page as u64)),
+                        "port {i}: page {page} written by the device, not mapped writable ({op:?})"
+                    );
+                }
+                shadow[i].copy_from_slice(&p.ram[i]);
+            }
+        }
+        Ok(if delivered {
+            "a frame delivered"
+        } else if sent {
+            "a frame sent"
+        } else if p.nic.iter().any(|n| n.is_open()) {
+            "an adapter opened"
+        } else {
+            "nothing opened"
+        })
+    });
+    reached(&shares, "a frame delivered", 0.01);
 }
