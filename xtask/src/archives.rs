@@ -175,7 +175,7 @@ pub fn prepare() -> Result<(), String> {
         &[
             (
                 "manifest",
-                b"[vm hcalls]\nmemory = 16M\nimage = bad.elf\nbootargs = bench\n",
+                b"[vm hcalls]\nmemory = 16M\nimage = bad.elf\nbootargs = bench\nnet = bench bench\n",
             ),
             ("bad.elf", &bad),
         ],
