@@ -480,25 +480,13 @@ fn pseries_net(initrd: &std::path::Path) -> Result<String, String> {
     Ok(format!("{}\n{}", a.console, b.console))
 }
 
-/// The mean handler ticks of hypercall `name` in `vm`'s stop report.
-fn handler_ticks(console: &str, vm: &str, name: &str) -> Option<(u64, u64)> {
-    let line = console
-        .lines()
-        .find(|l| l.contains(&format!("hcall: vm {vm}: device-call handler ticks")))?;
-    let (_, rest) = line.split_once(&format!("{name} "))?;
-    let fig = rest.split(',').next()?.trim();
-    let (n, mean) = fig.split_once('x')?;
-    Some((n.parse().ok()?, mean.parse().ok()?))
-}
-
 /// `cargo xtask bench net`: two Linux VMs on one virtual LAN (the smoke
 /// test's kernel, ibmveth and `/init`, without the reboot): ping round
 /// trip and TCP throughput of `nc` from `net-a` to `net-b`, against two
 /// QEMU pseries machines with spapr-vlan adapters joined by a UDP socket
 /// (same kernel, same initramfs, same run) under TCG; then this
-/// hypervisor alone under `-icount shift=0,sleep=off`, where the ticks of
-/// its H_SEND_LOGICAL_LAN handler per frame are printed too. Seconds are
-/// the guests' (uptime).
+/// hypervisor alone under `-icount shift=0,sleep=off`. Seconds are the
+/// guests' (uptime).
 fn net() -> Result<(), String> {
     const SEQ: u32 = 1_500_000;
     let vms = [("net-a", "lan0"), ("net-b", "lan0")];
@@ -507,7 +495,6 @@ fn net() -> Result<(), String> {
     let archive = archive.to_string_lossy().into_owned();
     println!("| mode | machine | TCP net-a -> net-b (MB/s) | ping round trip (ms) |");
     println!("|---|---|---|---|");
-    let mut per_frame = None;
     for icount in [false, true] {
         let mode = if icount {
             "-icount shift=0,sleep=off"
@@ -539,18 +526,9 @@ fn net() -> Result<(), String> {
                 r.rtt
             );
         }
-        if icount {
-            per_frame = handler_ticks(&ours.console, "net-a", "H_SEND_LOGICAL_LAN");
-        }
     }
-    // The receiver's per-frame calls (H_ADD_LOGICAL_LAN_BUFFER and the
-    // TCE calls) take the fast path, which is not timed per call.
-    match per_frame {
-        Some((n, mean)) => println!(
-            "\nUnder -icount (one instruction is 1 ns, 0.512 timebase ticks): H_SEND_LOGICAL_LAN in net-a, {n} calls, handler {mean} ticks = {:.0} instructions each (the copy into the receiver's buffer included)",
-            mean as f64 / 0.512
-        ),
-        None => println!("\nH_SEND_LOGICAL_LAN: not in net-a's stop report"),
-    }
+    println!(
+        "\nThe hypervisor's cost per frame, uncontended: `cargo xtask bench hcall` (its lan rows)."
+    );
     Ok(())
 }

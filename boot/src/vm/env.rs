@@ -94,12 +94,8 @@ impl Env for FirmwareEnv<'_> {
     }
 
     fn transmit(&mut self, unit: u32, frame: &kernel::vio::lan::Frame) {
-        if let Some((_, lan)) = self.sh.lans.iter().find(|l| l.0 == unit) {
-            // SAFETY: this VM's memory, allocated while its vcpu is in
-            // this hypercall.
-            let src = unsafe { self.sh.guest_memory() };
-            lan.send(self.id, unit, frame, &src, self.raise);
-        }
+        // The caller's vcpu is in this hypercall.
+        net::transmit(self.sh, self.id, unit, frame, self.raise);
     }
 
     fn hpt(&mut self, op: HptCall, gpr: &mut [u64; 32]) -> i64 {

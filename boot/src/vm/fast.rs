@@ -174,8 +174,13 @@ pub(super) fn hpt_bulk_remove(p: &Partition, g: &mut [u64; 32]) -> HcallPath {
 pub struct FastCtx<'a> {
     /// The HPT calls' view of the VM from this thread's core.
     pub(super) part: Partition<'a>,
-    /// The VM's devices and memory (the TCE calls, H_ADD_LOGICAL_LAN_BUFFER).
+    /// The VM's devices and memory (the TCE calls, the logical LAN's
+    /// per-frame calls) and its id (its ports on the switch).
     pub(super) sh: &'a Shared,
+    pub(super) id: usize,
+    /// The interrupts a frame sent asks for, raised before the call
+    /// returns (empty between calls; the vcpu's, lent for the run).
+    pub(super) raise: Vec<(Arc<Vm>, u32)>,
     /// Counted here, added to the VM's when the vcpu leaves the thread.
     pub(super) tally: &'a mut table::Tally,
 }
@@ -219,17 +224,26 @@ pub extern "C" fn hv_hcall_fast(regs: &mut GuestRegs, ctx: *mut FastCtx) -> Hcal
     }
 }
 
-/// A device's fast call (a TCE call, H_ADD_LOGICAL_LAN_BUFFER), out of
-/// line so the HPT calls' dispatch keeps its frame.
+/// A device's fast call (a TCE call, H_ADD_LOGICAL_LAN_BUFFER,
+/// H_SEND_LOGICAL_LAN), out of line so the HPT calls' dispatch keeps its
+/// frame. A frame sent is switched once the adapter's lock is released,
+/// and the receivers' interrupts raised: this thread holds no VM's lock.
 #[inline(never)]
 fn device_hcall(ctx: &mut FastCtx, i: usize, call: Hcall, g: &mut [u64; 32]) -> HcallPath {
+    // SAFETY: this VM's memory, allocated while its vcpu runs.
+    let mem = unsafe { ctx.sh.guest_memory() };
+    // The unit address (r4 is a result register once the call is done).
+    let unit = g[4] as u32;
     let r = if let Some(tc) = call.tce() {
-        // SAFETY: this VM's memory, allocated while its vcpu runs.
-        let mem = unsafe { ctx.sh.guest_memory() };
         ctx.sh.vio.tce_call(tc, g, &mem)
     } else {
-        match call.vio().and_then(|vc| ctx.sh.vio.quick(vc, g)) {
-            Some(r) => r,
+        match call.vio().and_then(|vc| ctx.sh.vio.quick(vc, g, &mem)) {
+            Some(Ok(Some(frame))) => {
+                net::transmit(ctx.sh, ctx.id, unit, &frame, &mut ctx.raise);
+                net::raise_edges(&mut ctx.raise);
+                Ok(())
+            }
+            Some(r) => r.map(|_| ()),
             None => return HcallPath::Full,
         }
     };

@@ -1,13 +1,14 @@
 //! The virtual LANs: each a switch (kernel::vio::lan) between the l-lan
 //! adapters the manifest put on it (`net = LAN`), found by name.
 //!
-//! A frame is switched by its sender's thread during H_SEND_LOGICAL_LAN,
-//! under the sender's VM lock and the LAN's lock, after the sender's
-//! device lock was released: each receiving port's device lock is taken
-//! in turn, alone (device locks are leaves, so two VMs sending to each
-//! other never wait on each other). A receiving VM's interrupt needs that
-//! VM's lock: it is raised after the sender's VM lock is released
-//! ([`raise_edges`]), so no thread ever holds two VMs' locks.
+//! A frame is switched by its sender's thread during H_SEND_LOGICAL_LAN
+//! (on the hypercall fast path, no lock of the sender's VM held), under
+//! the LAN's lock, after the sender's device lock was released: each
+//! receiving port's device lock is taken in turn, alone (device locks are
+//! leaves, so two VMs sending to each other never wait on each other). A
+//! receiving VM's interrupt needs that VM's lock: it is raised with no
+//! other lock held ([`raise_edges`]), so no thread ever holds two VMs'
+//! locks.
 //!
 //! A port leaves its LAN (under the LAN's lock) before its VM's memory
 //! is freed, so a frame is only ever written into the memory of a VM
@@ -126,6 +127,24 @@ impl Ports for Reach<'_> {
             self.raise.push((vm, irq));
         }
         Some(r)
+    }
+}
+
+/// Switches `frame`, sent by adapter `unit` of VM `id` (`sh`), its bytes
+/// in that VM's memory, which is allocated while its vcpu is in the
+/// hypercall sending it; the interrupts it asks for go to `raise`.
+pub(super) fn transmit(
+    sh: &Shared,
+    id: usize,
+    unit: u32,
+    frame: &Frame,
+    raise: &mut Vec<(Arc<Vm>, u32)>,
+) {
+    if let Some((_, lan)) = sh.lans.iter().find(|l| l.0 == unit) {
+        // SAFETY: the sender's memory, allocated while its vcpu is in the
+        // hypercall (the caller's promise).
+        let src = unsafe { sh.guest_memory() };
+        lan.send(id, unit, frame, &src, raise);
     }
 }
 

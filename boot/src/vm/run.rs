@@ -370,6 +370,8 @@ impl Vm {
         let mut fast = FastCtx {
             part: self.sh.mmu.partition(me.core),
             sh: &self.sh,
+            id: self.id,
+            raise: core::mem::take(&mut v.raise),
             tally: &mut tally,
         };
         // The thread's FP/VMX/VSX registers become this vcpu's, saved
@@ -378,6 +380,8 @@ impl Vm {
         guest::slb_load(&v.regs);
         me.hv.set_mode(ThreadMode::InHost);
         self.vcpu_loop(&mut v, vc, me, host_lpcr, core::ptr::addr_of_mut!(fast));
+        // Empty: the fast path raises what it collects before it returns.
+        v.raise = core::mem::take(&mut fast.raise);
         let preempted = !v.ceded && !self.sh.vcpus[id as usize].stopped.load(Ordering::Acquire);
         guest::slb_save_clear(&mut v.regs);
         ppc64::fpu::save(&mut v.fp);

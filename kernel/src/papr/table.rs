@@ -349,14 +349,15 @@ impl Hcall {
 
     /// The path this call takes. The HPT calls touch only the HPT (each
     /// entry under its lock) and the TLB; the TCE calls only a device's
-    /// window and H_ADD_LOGICAL_LAN_BUFFER only the adapter's pools (each
-    /// under the device's lock): as KVM-HV takes H_PUT_TCE and its kin in
-    /// real mode, the per-frame calls of a network guest stay off the
-    /// full path. The others change what the next entry loads (interrupts
-    /// and LPCR[MER], the MSR, SPRG0), block (H_CEDE), call OPAL (the
-    /// console), reach other VMs (H_SEND_LOGICAL_LAN) or use state under
-    /// the VM's lock (RTAS, VPA, XICS): the run loop of the full path
-    /// handles those.
+    /// window, H_ADD_LOGICAL_LAN_BUFFER only the adapter's pools (each
+    /// under the device's lock) and H_SEND_LOGICAL_LAN its adapter, the
+    /// switch and the receiving VMs (whose interrupts it raises under
+    /// their own locks, none of its own VM's): as KVM-HV takes H_PUT_TCE
+    /// and its kin in real mode, the per-frame calls of a network guest
+    /// stay off the full path. The others change what the next entry
+    /// loads (interrupts and LPCR[MER], the MSR, SPRG0), block (H_CEDE),
+    /// call OPAL (the console) or use state under the VM's lock (RTAS,
+    /// VPA, XICS): the run loop of the full path handles those.
     #[inline]
     pub const fn path(self) -> Path {
         match self {
@@ -365,7 +366,8 @@ impl Hcall {
             | Hcall::PutTce
             | Hcall::StuffTce
             | Hcall::PutTceIndirect
-            | Hcall::AddLogicalLanBuffer => Path::Fast,
+            | Hcall::AddLogicalLanBuffer
+            | Hcall::SendLogicalLan => Path::Fast,
             _ => Path::Full,
         }
     }
@@ -521,12 +523,12 @@ mod tests {
     }
 
     #[test]
-    fn only_the_hpt_tce_and_add_buffer_calls_take_the_fast_path() {
+    fn only_the_hpt_tce_and_per_frame_lan_calls_take_the_fast_path() {
         for r in CALLS {
             let (nr, call, name) = (r.nr, r.call, r.name);
             let fast = matches!(call, Hcall::Hpt(_))
                 || call.tce().is_some()
-                || call == Hcall::AddLogicalLanBuffer;
+                || matches!(call, Hcall::AddLogicalLanBuffer | Hcall::SendLogicalLan);
             assert_eq!(call.path() == Path::Fast, fast, "{name} ({nr:#x})");
         }
     }

@@ -278,6 +278,20 @@ impl Llan {
         Ok(Some(frame))
     }
 
+    /// H_SEND_LOGICAL_LAN(unit, BD1..BD6, continuation token): no
+    /// continuation here, as on QEMU's pseries. The frame goes to the
+    /// switch once this port's lock is released; one the switch cannot
+    /// place is still a success for the sender (as on an Ethernet).
+    pub fn send(&mut self, gpr: &mut [u64; 32], mem: &GuestMemory<'_>) -> Result<Frame, HError> {
+        if gpr[11] != 0 {
+            return Err(HError::Hardware);
+        }
+        let bds: [u64; SEND_BDS] = core::array::from_fn(|i| gpr[5 + i]);
+        let frame = self.gather(&bds, mem)?.ok_or(HError::Dropped)?;
+        gpr[4] = 0;
+        Ok(frame)
+    }
+
     /// A frame from the switch, its bytes in `src` (the sender's memory):
     /// into the smallest buffer that holds it after the correlator, then
     /// its queue entry (first byte last), the queue advanced (toggle
@@ -427,9 +441,19 @@ impl VioDevice for Llan {
         Some(self.receive(frame, src, mem))
     }
 
-    /// H_ADD_LOGICAL_LAN_BUFFER, one per frame received: the fast path's.
-    fn quick(&mut self, call: VioCall, gpr: &mut [u64; 32]) -> Option<Result<(), HError>> {
-        (call == VioCall::AddLogicalLanBuffer).then(|| self.add_buffer(gpr[5]))
+    /// The per-frame calls, on the fast path: H_ADD_LOGICAL_LAN_BUFFER
+    /// (one per frame received) and H_SEND_LOGICAL_LAN.
+    fn quick(
+        &mut self,
+        call: VioCall,
+        gpr: &mut [u64; 32],
+        mem: &GuestMemory<'_>,
+    ) -> Option<Result<Option<Frame>, HError>> {
+        match call {
+            VioCall::AddLogicalLanBuffer => Some(self.add_buffer(gpr[5]).map(|()| None)),
+            VioCall::SendLogicalLan => Some(self.send(gpr, mem).map(Some)),
+            _ => None,
+        }
     }
 
     fn hcall(
@@ -451,19 +475,7 @@ impl VioDevice for Llan {
                 self.add_buffer(gpr[5])?;
                 Effect::None
             }
-            // (BD1..BD6, continuation token): no continuation here, as on
-            // QEMU's pseries. The frame goes to the switch once this
-            // port's lock is released; one the switch cannot place is
-            // still a success for the sender (as on an Ethernet).
-            VioCall::SendLogicalLan => {
-                if gpr[11] != 0 {
-                    return Err(HError::Hardware);
-                }
-                let bds: [u64; SEND_BDS] = core::array::from_fn(|i| gpr[5 + i]);
-                let frame = self.gather(&bds, &env.mem())?.ok_or(HError::Dropped)?;
-                gpr[4] = 0;
-                Effect::Send(frame)
-            }
+            VioCall::SendLogicalLan => Effect::Send(self.send(gpr, &env.mem())?),
             // Every multicast frame reaches every port: no filter to set.
             VioCall::MulticastCtrl => Effect::None,
             VioCall::ChangeLogicalLanMac => {

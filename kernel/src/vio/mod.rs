@@ -121,9 +121,15 @@ pub trait VioDevice: Send {
     ) -> Option<llan::Received> {
         None
     }
-    /// A hypercall it answers from its own state alone (no machine, no
-    /// interrupt), for the fast path: `None` for the others.
-    fn quick(&mut self, _call: VioCall, _gpr: &mut [u64; 32]) -> Option<Result<(), HError>> {
+    /// A hypercall it answers from its own state and `mem` alone (no
+    /// console, no interrupt line), for the fast path: `None` for the
+    /// others; a frame sent is returned for the switch.
+    fn quick(
+        &mut self,
+        _call: VioCall,
+        _gpr: &mut [u64; 32],
+        _mem: &GuestMemory<'_>,
+    ) -> Option<Result<Option<lan::Frame>, HError>> {
         None
     }
     /// A hypercall for it, its arguments in `gpr[4..]` (the unit address
@@ -228,11 +234,17 @@ impl VioBus {
     }
 
     /// A device call for the fast path ([`VioDevice::quick`]): `None` if
-    /// the device needs the full path for it.
-    pub fn quick(&self, call: VioCall, gpr: &mut [u64; 32]) -> Option<Result<(), HError>> {
+    /// the device needs the full path for it. The device's lock is
+    /// released before a frame it sent is returned.
+    pub fn quick(
+        &self,
+        call: VioCall,
+        gpr: &mut [u64; 32],
+        mem: &GuestMemory<'_>,
+    ) -> Option<Result<Option<lan::Frame>, HError>> {
         match self.route(gpr[4]) {
             None => Some(Err(HError::Parameter)),
-            Some((_, dev)) => dev.lock().quick(call, gpr),
+            Some((_, dev)) => dev.lock().quick(call, gpr, mem),
         }
     }
 
