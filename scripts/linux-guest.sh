@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Fetches the unmodified Linux guest the tests boot: Debian bookworm's
 # ppc64el kernel (linux-image-6.1.0-*-powerpc64le: its vmlinux, and the
-# ibmveth module from the same package) and
+# modules below from the same package) and
 # busybox-static, from the Debian mirror this machine's apt uses, into a
 # cache (default target/linux). Packages are checked against the SHA256 in
 # the archive's index. Prints nothing but progress on stderr; on success
-# the cache holds vmlinux, ibmveth.ko, busybox and versions.
+# the cache holds vmlinux, modules/*.ko, busybox and versions.
 #   scripts/linux-guest.sh [CACHE_DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,7 +15,31 @@ mkdir -p "$cache"
 cd "$cache"
 say() { echo "linux-guest: $*" >&2; }
 
-if [ -s vmlinux ] && [ -s ibmveth.ko ] && [ -s busybox ] && [ -s versions ]; then
+# The modules the guests load, by path in the package: the virtual
+# Ethernet (ibmveth); the virtual SCSI adapter and disks (ibmvscsi, sd_mod
+# and what they depend on); ext2 through ext4 (and its dependencies).
+modules=(
+    drivers/net/ethernet/ibm/ibmveth.ko
+    drivers/scsi/scsi_transport_srp.ko
+    drivers/scsi/ibmvscsi/ibmvscsi.ko
+    crypto/crct10dif_common.ko
+    lib/crc-t10dif.ko
+    lib/crc64.ko
+    lib/crc64-rocksoft.ko
+    block/t10-pi.ko
+    drivers/scsi/sd_mod.ko
+    lib/crc16.ko
+    crypto/crc32c_generic.ko
+    fs/mbcache.ko
+    fs/jbd2/jbd2.ko
+    fs/ext4/ext4.ko
+)
+cached() {
+    local m
+    [ -s vmlinux ] && [ -s busybox ] && [ -s versions ] || return 1
+    for m in "${modules[@]}"; do [ -s "modules/$(basename "$m")" ] || return 1; done
+}
+if cached; then
     exit 0
 fi
 mirror=$(debian_mirror)
@@ -47,12 +71,12 @@ fetch() { # PACKAGE OUT.deb
 fetch "$kpkg" kernel.deb
 fetch busybox-static busybox.deb
 
-rm -rf x && mkdir x
+rm -rf x modules && mkdir x modules
 dpkg-deb --fsys-tarfile kernel.deb |
-    tar -x -C x --wildcards './boot/vmlinux-*' './lib/modules/*/kernel/drivers/net/ethernet/ibm/ibmveth.ko'
+    tar -x -C x --wildcards './boot/vmlinux-*' "${modules[@]/#/./lib/modules/*/kernel/}"
 dpkg-deb --fsys-tarfile busybox.deb | tar -x -C x ./bin/busybox
 mv x/boot/vmlinux-* vmlinux
-mv x/lib/modules/*/kernel/drivers/net/ethernet/ibm/ibmveth.ko ibmveth.ko
+for m in "${modules[@]}"; do mv x/lib/modules/*/kernel/"$m" modules/; done
 mv x/bin/busybox busybox
 # The versions come from the index: written before it goes.
 printf '%s %s\nbusybox-static %s\n' "$kpkg" "$(field "$kpkg" Version)" "$(field busybox-static Version)" > versions

@@ -80,6 +80,7 @@ pub fn churn(n: u32, cores: usize, image: &'static [u8]) -> bool {
             entry_little_endian: false,
             nvram: kernel::nvram::GUEST_MIN,
             net: None,
+            disks: alloc::vec::Vec::new(),
         };
         log::set_max_level(log::LevelFilter::Warn);
         match crate::vm::Vm::create(&cfg, cores, 100_000 + i as usize) {

@@ -200,6 +200,7 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
                         entry_little_endian: v.entry_little_endian,
                         nvram: v.nvram,
                         net: v.net,
+                        disks: v.disks.clone(),
                     },
                     v.after,
                 ));
@@ -224,6 +225,7 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
                         entry_little_endian: false,
                         nvram: kernel::nvram::GUEST_DEFAULT,
                         net: None,
+                        disks: alloc::vec::Vec::new(),
                     },
                     None,
                 ));

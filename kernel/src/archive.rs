@@ -56,6 +56,7 @@
 //! | `after` | name of a VM defined above: this one is created when that one has stopped (its memory, HPT and LPID free again) | optional, default: created at boot |
 //! | `nvram` | size of the guest's NVRAM (RTAS nvram-fetch/-store), 8K..=1M, a multiple of 16 | optional, default 64K |
 //! | `net` | the virtual LANs of its l-lan adapters, one adapter per name (names like a VM's, space-separated, at most 4) | optional, no adapter |
+//! | `disk` | a disk of its v-scsi adapter (LUN 0, 1, ... in line order; the key may repeat, at most 8): `image PATH` (the VM's own copy of a file in the archive, kept across its reboots), `image PATH ro` (the file itself, read-only, shared by every VM that names it so), `scratch SIZE` (zeros) | optional, no disk |
 //!
 //! Lines are trimmed; blank lines and lines whose first non-blank character
 //! is `#` are ignored. There are no trailing comments (a `#` later in a line
@@ -474,7 +475,39 @@ pub struct VmSpec<'a> {
     /// The virtual LANs of its l-lan adapters (`net = LAN [LAN...]`), as
     /// written: [`VmSpec::lans`] splits them.
     pub net: Option<&'a str>,
+    /// Its disks (`disk = ...`), in LUN order.
+    pub disks: Vec<DiskSpec<'a>>,
 }
+
+/// Where a disk's bytes come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiskSource<'a> {
+    /// A file of the archive: (path, contents).
+    Image(&'a str, &'a [u8]),
+    /// Zeros, this many bytes.
+    Scratch(u64),
+}
+
+/// One disk of a VM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskSpec<'a> {
+    pub source: DiskSource<'a>,
+    /// Read in place and never written (`ro`).
+    pub read_only: bool,
+}
+
+impl DiskSpec<'_> {
+    /// Bytes of the disk.
+    pub fn bytes(&self) -> u64 {
+        match self.source {
+            DiskSource::Image(_, data) => data.len() as u64,
+            DiskSource::Scratch(n) => n,
+        }
+    }
+}
+
+/// Disks one VM may have (`disk = ...`): the LUNs of its v-scsi adapter.
+pub const MAX_DISKS: usize = crate::vio::vscsi::MAX_DISKS;
 
 /// l-lan adapters one VM may have (`net = ...`).
 pub const MAX_ADAPTERS: usize = 4;
@@ -564,9 +597,10 @@ struct Draft<'a> {
     after: Option<(&'a str, usize)>,
     nvram: Option<u32>,
     net: Option<&'a str>,
+    disks: Vec<DiskSpec<'a>>,
 }
 
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 14] = [
     "vcpus",
     "threads",
     "memory",
@@ -580,7 +614,37 @@ const KEYS: [&str; 13] = [
     "after",
     "nvram",
     "net",
+    "disk",
 ];
+
+/// Keys that may repeat, each line adding one more.
+const REPEATABLE: [&str; 1] = ["disk"];
+
+/// Reads a `disk = ...` value.
+fn parse_disk<'a>(value: &'a str, archive: &Archive<'a>) -> Result<DiskSpec<'a>, String> {
+    let words: Vec<&'a str> = value.split_whitespace().collect();
+    let usage = "expected 'image PATH', 'image PATH ro' or 'scratch SIZE'";
+    let (source, read_only) = match words.as_slice() {
+        ["image", path, rest @ ..] if matches!(rest, [] | ["ro"]) => {
+            let Some(data) = archive.file(path) else {
+                return Err(format!("disk image '{path}' is not a file in the boot archive"));
+            };
+            if data.is_empty() || !(data.len() as u64).is_multiple_of(crate::scsi::BLOCK) {
+                return Err(format!(
+                    "disk image '{path}' is {} bytes, not a non-zero multiple of 512",
+                    data.len()
+                ));
+            }
+            (DiskSource::Image(path, data), !rest.is_empty())
+        }
+        ["scratch", size] => match parse_size(size) {
+            Some(n) if n > 0 && n.is_multiple_of(crate::scsi::BLOCK) => (DiskSource::Scratch(n), false),
+            _ => return Err(format!("invalid scratch disk size '{size}' (expected a non-zero multiple of 512, e.g. 64M)")),
+        },
+        _ => return Err(format!("invalid disk '{value}' ({usage}){}", comment_hint(value))),
+    };
+    Ok(DiskSpec { source, read_only })
+}
 
 /// Guest memory is a whole number of VRMA pages (16 MiB).
 pub const MEMORY_MULTIPLE: u64 = 16 * MIB;
@@ -698,6 +762,7 @@ pub fn parse_manifest_text<'a>(
                 after: None,
                 nvram: None,
                 net: None,
+                disks: Vec::new(),
             });
             continue;
         }
@@ -731,7 +796,11 @@ pub fn parse_manifest_text<'a>(
             fail(d, format!("unknown key '{key}'"));
             continue;
         };
-        if let Some(&(_, first)) = d.seen.iter().find(|(k, _)| *k == key) {
+        if let Some(&(_, first)) = d
+            .seen
+            .iter()
+            .find(|(k, _)| *k == key && !REPEATABLE.contains(k))
+        {
             fail(d, format!("duplicate key '{key}' (first at line {first})"));
             continue;
         }
@@ -841,6 +910,13 @@ pub fn parse_manifest_text<'a>(
                     None => d.net = Some(value),
                 }
             }
+            "disk" if d.disks.len() == MAX_DISKS => {
+                fail(d, format!("more than {MAX_DISKS} disks"));
+            }
+            "disk" => match parse_disk(value, archive) {
+                Ok(disk) => d.disks.push(disk),
+                Err(e) => fail(d, e),
+            },
             _ => unreachable!("key list and match disagree"),
         }
     }
@@ -938,6 +1014,7 @@ pub fn parse_manifest_text<'a>(
             after: d.after.map(|a| a.0),
             nvram: d.nvram.unwrap_or(crate::nvram::GUEST_DEFAULT),
             net: d.net,
+            disks: d.disks.clone(),
         });
     }
     out.errors.sort_by_key(|e| e.line);
@@ -1267,6 +1344,7 @@ image = vmlinux
                 after: None,
                 nvram: 64 << 10,
                 net: None,
+                disks: Vec::new(),
             }
         );
         let db = &m.vms[1];
@@ -1351,6 +1429,93 @@ net = a b c d e
             [
                 "manifest:15: invalid LAN name 'l/an' (letters, digits, '_', '-', '.'; at most 32) (vm 'bad' skipped)",
                 "manifest:19: more than 4 network adapters: 'a b c d e' (vm 'many' skipped)",
+            ]
+        );
+    }
+
+    #[test]
+    fn disks_are_luns_in_line_order() {
+        let disk = [7u8; 1024];
+        let files: &[(&str, &[u8])] = &[
+            ("vmlinux", b"\x7fELF kernel"),
+            ("root.ext2", &disk),
+            ("odd.img", &disk[..1000]),
+            ("empty.img", &[]),
+        ];
+        let text = "\
+[vm one]
+memory = 16M
+image = vmlinux
+disk = image root.ext2
+disk = scratch 64M
+disk = image  root.ext2   ro
+[vm none]
+memory = 16M
+image = vmlinux
+[vm bad]
+memory = 16M
+image = vmlinux
+disk = image odd.img
+disk = image empty.img
+disk = image nope.img
+disk = scratch 1000
+disk = scratch 64M ro
+disk = tape 1
+disk = image root.ext2 rw
+[vm many]
+memory = 16M
+image = vmlinux
+disk = scratch 1M
+disk = scratch 1M
+disk = scratch 1M
+disk = scratch 1M
+disk = scratch 1M
+disk = scratch 1M
+disk = scratch 1M
+disk = scratch 1M
+disk = scratch 1M
+";
+        let bytes = archive_with(text, files);
+        let m = manifest_of(&bytes);
+        let disks: Vec<(&str, &[DiskSpec])> =
+            m.vms.iter().map(|v| (v.name, v.disks.as_slice())).collect();
+        let image = DiskSource::Image("root.ext2", &disk);
+        assert_eq!(
+            disks,
+            [
+                (
+                    "one",
+                    &[
+                        DiskSpec {
+                            source: image.clone(),
+                            read_only: false
+                        },
+                        DiskSpec {
+                            source: DiskSource::Scratch(64 << 20),
+                            read_only: false
+                        },
+                        DiskSpec {
+                            source: image,
+                            read_only: true
+                        },
+                    ][..]
+                ),
+                ("none", &[][..]),
+            ]
+        );
+        assert_eq!(m.vms[0].disks[1].bytes(), 64 << 20);
+        let usage = "(expected 'image PATH', 'image PATH ro' or 'scratch SIZE')";
+        assert_eq!(
+            messages(&m),
+            [
+                "manifest:13: disk image 'odd.img' is 1000 bytes, not a non-zero multiple of 512 (vm 'bad' skipped)".to_string(),
+                "manifest:14: disk image 'empty.img' is 0 bytes, not a non-zero multiple of 512 (vm 'bad' skipped)".to_string(),
+                "manifest:15: disk image 'nope.img' is not a file in the boot archive (vm 'bad' skipped)".to_string(),
+                "manifest:16: invalid scratch disk size '1000' (expected a non-zero multiple of 512, e.g. 64M) (vm 'bad' skipped)".to_string(),
+                format!("manifest:17: invalid disk 'scratch 64M ro' {usage} (vm 'bad' skipped)"),
+                format!("manifest:18: invalid disk 'tape 1' {usage} (vm 'bad' skipped)"),
+                format!("manifest:19: invalid disk 'image root.ext2 rw' {usage} (vm 'bad' skipped)"),
+                "manifest:31: more than 8 disks (vm 'many' skipped)".to_string(),
             ]
         );
     }

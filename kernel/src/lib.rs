@@ -33,6 +33,7 @@ pub mod pagealloc;
 pub mod papr;
 pub mod quirks;
 pub mod rootfs;
+pub mod scsi;
 pub mod smp;
 pub mod stackguard;
 pub mod time;

@@ -1044,3 +1044,254 @@ fn fuzz_dma_stays_inside_writable_mappings() {
     });
     reached(&shares, "a frame delivered", 0.01);
 }
+
+// ---------------------------------------------------------------------------
+// The virtual SCSI adapter: CRQ and SRP input from a guest
+// ---------------------------------------------------------------------------
+
+use kernel::scsi::{Disk, RamStore};
+use kernel::vio::vscsi::{Vscsi, REG};
+
+/// Guest RAM and window of the adapter under fuzzing: the window's pages
+/// 0-7 map guest pages 8-15 once `Open` ran (the queue on IOBA page 0,
+/// IUs on page 1, data on pages 3-7).
+const SCSI_RAM: u64 = 16 * PAGE;
+const SCSI_WINDOW: u64 = 8 * PAGE;
+
+/// What a guest may do to its v-scsi adapter and its own memory.
+#[derive(Clone, Debug)]
+enum ScsiOp {
+    /// What ibmvscsi does first: maps IOBA pages 0-7 onto guest pages
+    /// 8-15 read-write and registers a one-page queue at IOBA 0.
+    Open,
+    PutTce {
+        ioba: u64,
+        tce: u64,
+    },
+    Register {
+        ioba: u64,
+        bytes: u64,
+    },
+    Free,
+    Signal {
+        mode: u64,
+    },
+    /// The guest writes an IU (or any bytes) at `gpa`.
+    GuestWrite {
+        gpa: u64,
+        bytes: Vec<u8>,
+    },
+    /// H_SEND_CRQ of the entry (hi, lo).
+    Send {
+        hi: u64,
+        lo: u64,
+    },
+    Reset,
+}
+
+/// An SRP IU as ibmvscsi builds them, its fields fuzzed: an opcode
+/// (mostly SRP_CMD), descriptor formats, a LUN, a CDB (mostly a READ or
+/// WRITE of a few blocks near the start), descriptors (mostly in the
+/// data pages), an indirect header with a right or wrong total.
+fn iu() -> impl Strategy<Value = Vec<u8>> {
+    let ioba = prop_oneof![
+        6 => (3..8u64, 0..8u64).prop_map(|(p, k)| p * PAGE + k * 512),
+        1 => (0..SCSI_WINDOW / PAGE + 2, 0..PAGE).prop_map(|(p, o)| p * PAGE + o),
+        1 => any::<u64>(),
+    ];
+    let len = prop_oneof![
+        3 => prop::sample::select(vec![512u32, 1024, 1536, 4096]),
+        1 => 0..0x3000u32,
+        1 => any::<u32>(),
+    ];
+    let desc = (ioba, len).prop_map(|(va, len)| {
+        let mut d = va.to_be_bytes().to_vec();
+        d.extend_from_slice(&[0; 4]);
+        d.extend_from_slice(&len.to_be_bytes());
+        d
+    });
+    let opcode = prop_oneof![8 => Just(0x02u8), 1 => Just(0x00), 1 => Just(0x01), 1 => Just(0x03), 1 => any::<u8>()];
+    let fmt = prop_oneof![
+        4 => prop::sample::select(vec![0x01u8, 0x10, 0x02, 0x20]),
+        1 => Just(0u8),
+        1 => any::<u8>(),
+    ];
+    let cdb = prop_oneof![
+        4 => (prop::sample::select(vec![0x28u8, 0x2a, 0x88, 0x8a]), 0..130u8, 1..4u8)
+            .prop_map(|(op, lba, n)| {
+                let mut c = [0u8; 16];
+                c[0] = op;
+                if op < 0x80 {
+                    (c[5], c[8]) = (lba, n);
+                } else {
+                    (c[9], c[13]) = (lba, n);
+                }
+                c
+            }),
+        1 => (prop::sample::select(vec![
+            0x00u8, 0x03, 0x12, 0x1a, 0x1b, 0x25, 0x35, 0x5a, 0x91, 0x9e, 0xa0
+        ]), any::<[u8; 15]>())
+            .prop_map(|(op, rest)| {
+                let mut c = [0u8; 16];
+                c[0] = op;
+                c[1..].copy_from_slice(&rest);
+                c
+            }),
+        1 => any::<[u8; 16]>(),
+    ];
+    let lun = prop_oneof![
+        4 => Just([0x80u8, 0]),
+        1 => Just([0x80, 1]),
+        1 => Just([0x00, 1]),
+        1 => any::<[u8; 2]>()
+    ];
+    (
+        opcode,
+        fmt,
+        lun,
+        cdb,
+        vec(desc, 0..4),
+        any::<bool>(),
+        any::<u32>(),
+    )
+        .prop_map(|(opcode, fmt, lun, cdb, descs, right_total, total)| {
+            let mut iu = vec![0u8; 48];
+            iu[0] = opcode;
+            iu[5] = fmt;
+            iu[20..22].copy_from_slice(&lun);
+            iu[32..48].copy_from_slice(&cdb);
+            if fmt & 0x22 != 0 {
+                // An indirect header: its table inline, right after it
+                // (IU IOBA page 1, as ibmvscsi points it).
+                let sum: u32 = descs
+                    .iter()
+                    .map(|d| u32::from_be_bytes(d[12..16].try_into().unwrap()))
+                    .fold(0, u32::wrapping_add);
+                iu.extend_from_slice(&(PAGE + 68).to_be_bytes());
+                iu.extend_from_slice(&[0; 4]);
+                iu.extend_from_slice(&(descs.len() as u32 * 16).to_be_bytes());
+                iu.extend_from_slice(&(if right_total { sum } else { total }).to_be_bytes());
+            }
+            for d in descs {
+                iu.extend_from_slice(&d);
+            }
+            iu.resize(256, 0);
+            iu
+        })
+}
+
+fn scsi_op() -> impl Strategy<Value = ScsiOp> {
+    let ioba = prop_oneof![
+        (0..SCSI_WINDOW / PAGE + 2).prop_map(|p| p * PAGE),
+        any::<u64>(),
+    ];
+    let tce = prop_oneof![
+        (0..SCSI_RAM / PAGE + 4, 0..4u64).prop_map(|(p, perm)| (p * PAGE) | perm),
+        any::<u64>(),
+    ];
+    // A CRQ entry: mostly a command naming IU page 1, else anything.
+    let entry = prop_oneof![
+        6 => (prop_oneof![4 => Just(0x01u8), 1 => Just(0x02)], prop_oneof![4 => Just(256u16), 1 => 0..300u16])
+            .prop_map(|(format, len)| {
+                ((0x80u64 << 56) | (u64::from(format) << 48) | u64::from(len), PAGE)
+            }),
+        1 => Just((0xc001u64 << 48, 0)),
+        1 => any::<(u64, u64)>(),
+    ];
+    prop_oneof![
+        2 => Just(ScsiOp::Open),
+        1 => (ioba.clone(), tce).prop_map(|(ioba, tce)| ScsiOp::PutTce { ioba, tce }),
+        1 => (ioba, prop_oneof![Just(PAGE), Just(2 * PAGE), any::<u64>()])
+            .prop_map(|(ioba, bytes)| ScsiOp::Register { ioba, bytes }),
+        1 => Just(ScsiOp::Free),
+        1 => (0..3u64).prop_map(|mode| ScsiOp::Signal { mode }),
+        6 => iu().prop_map(|bytes| ScsiOp::GuestWrite { gpa: 9 * PAGE, bytes }),
+        1 => (0..SCSI_RAM, vec(any::<u8>(), 1..64))
+            .prop_map(|(gpa, bytes)| ScsiOp::GuestWrite { gpa, bytes }),
+        8 => entry.prop_map(|(hi, lo)| ScsiOp::Send { hi, lo }),
+        1 => Just(ScsiOp::Reset),
+    ]
+}
+
+/// The guest pages the adapter's window lets the device write now.
+fn writable_scsi_pages(v: &mut Vscsi) -> Vec<u64> {
+    let t = v.tce().expect("a v-scsi adapter has a window");
+    (0..t.window() / PAGE)
+        .filter_map(|i| t.get(i * PAGE).ok())
+        .filter(|tce| tce & TCE_WRITE != 0)
+        .map(|tce| tce / PAGE)
+        .collect()
+}
+
+#[test]
+fn fuzz_crq_and_srp_input_stays_inside_writable_mappings() {
+    let shares = run("vscsi", vec(scsi_op(), 1..60), |ops| {
+        let disk = |writable| {
+            let store = RamStore::new(vec![0x5au8; 64 << 10], writable);
+            Disk::new(Box::new(store), "fuzz", 1 << 20)
+        };
+        let window = TceTable::new(REG, SCSI_WINDOW);
+        let mut v = Vscsi::new(window, vec![disk(true), disk(false)], "fuzz", 1);
+        let mut ram = vec![0u8; SCSI_RAM as usize];
+        let mut shadow = ram.clone();
+        for op in &ops {
+            let writable = writable_scsi_pages(&mut v);
+            match op.clone() {
+                ScsiOp::Open => {
+                    for i in 0..8 {
+                        let tce = ((8 + i) * PAGE) | TCE_READ | TCE_WRITE;
+                        prop_assert!(v.tce().unwrap().put(i * PAGE, tce, SCSI_RAM).is_ok());
+                    }
+                    let _ = v.register(0, PAGE);
+                }
+                ScsiOp::PutTce { ioba, tce } => {
+                    let _ = v.tce().unwrap().put(ioba, tce, SCSI_RAM);
+                }
+                ScsiOp::Register { ioba, bytes } => {
+                    let _ = v.register(ioba, bytes);
+                }
+                ScsiOp::Free => v.free(),
+                ScsiOp::Signal { mode } => {
+                    let _ = v.set_signal(mode);
+                }
+                ScsiOp::GuestWrite { gpa, bytes } => {
+                    let end = (gpa as usize + bytes.len()).min(SCSI_RAM as usize);
+                    let n = end - gpa as usize;
+                    ram[gpa as usize..end].copy_from_slice(&bytes[..n]);
+                    shadow[gpa as usize..end].copy_from_slice(&bytes[..n]);
+                }
+                ScsiOp::Send { hi, lo } => {
+                    let _ = v.send(hi, lo, &mut GuestMemory::new(&mut ram));
+                }
+                ScsiOp::Reset => v.reset(),
+            }
+            // Only an answer writes guest memory, and only where the
+            // window lets the device write.
+            if !matches!(op, ScsiOp::Send { .. }) {
+                prop_assert!(ram == shadow, "the device wrote during {op:?}");
+                continue;
+            }
+            let pages = ram.chunks(PAGE as usize).zip(shadow.chunks(PAGE as usize));
+            for (page, (now, was)) in pages.enumerate() {
+                prop_assert!(
+                    now == was || writable.contains(&(page as u64)),
+                    "page {page} written by the device, not mapped writable ({op:?})"
+                );
+            }
+            shadow.copy_from_slice(&ram);
+        }
+        let d = v.disks();
+        prop_assert!(d[1].counters.writes == 0, "the read-only disk was written");
+        Ok(if d.iter().any(|d| d.counters.writes > 0) {
+            "data written to a disk"
+        } else if d.iter().any(|d| d.counters.reads > 0) {
+            "data read from a disk"
+        } else if v.counters.commands > 0 {
+            "a command answered"
+        } else {
+            "no command"
+        })
+    });
+    reached(&shares, "data written to a disk", 0.01);
+    reached(&shares, "data read from a disk", 0.02);
+}

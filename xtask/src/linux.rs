@@ -12,7 +12,7 @@ use std::process::Command;
 /// marker).
 pub const SHELL_MARKER: &str = "init: busybox shell ready";
 
-/// The cache directory holding `vmlinux`, `ibmveth.ko`, `busybox` and
+/// The cache directory holding `vmlinux`, `modules/*.ko`, `busybox` and
 /// `versions`.
 pub fn cache() -> PathBuf {
     root().join("target/linux")
@@ -29,6 +29,12 @@ pub fn fetch() -> Result<PathBuf, String> {
         return Err("scripts/linux-guest.sh failed".into());
     }
     Ok(cache())
+}
+
+/// Module `name` (`modules/NAME.ko` of the cache).
+fn module(name: &str) -> Result<Vec<u8>, String> {
+    let path = fetch()?.join("modules").join(format!("{name}.ko"));
+    std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn dir(name: &str) -> NewcEntry<'_> {
@@ -158,8 +164,7 @@ fn busybox_initramfs(name: &str, init: &str, more: &[(&str, &[u8])]) -> Result<P
 /// user-space hypercall probe and the kernel's own `ibmveth` module (the
 /// virtual Ethernet's driver, loaded at boot).
 pub fn initramfs() -> Result<PathBuf, String> {
-    let ibmveth =
-        std::fs::read(fetch()?.join("ibmveth.ko")).map_err(|e| format!("ibmveth.ko: {e}"))?;
+    let ibmveth = module("ibmveth")?;
     busybox_initramfs(
         "initramfs",
         &init_script(),
@@ -362,8 +367,7 @@ pub const NET_VMS: &[(&str, &str)] =
 /// Builds `build/linux/NAME.cpio`: busybox, ibmveth and the network
 /// `/init` moving `seq 1 N` ([`net_init_script`]).
 pub fn net_initramfs(name: &str, seq: u32, smoke: bool) -> Result<PathBuf, String> {
-    let ibmveth =
-        std::fs::read(fetch()?.join("ibmveth.ko")).map_err(|e| format!("ibmveth.ko: {e}"))?;
+    let ibmveth = module("ibmveth")?;
     busybox_initramfs(
         name,
         &net_init_script(seq, smoke)?,
@@ -387,6 +391,173 @@ pub fn net_archive(
         ));
     }
     archive_of(name, &manifest, &initrd, &[])
+}
+
+/// What the disk `/init` prints when every check passed.
+pub const DISK_DONE: &str = "disk: done: every check passed";
+
+/// The modules the disk `/init` loads, in load order: the v-scsi
+/// adapter's driver, the SCSI disk driver and its integrity helpers,
+/// ext2 (through ext4) and its helpers.
+const DISK_MODULES: &[&str] = &[
+    "scsi_transport_srp",
+    "ibmvscsi",
+    "crct10dif_common",
+    "crc-t10dif",
+    "crc64",
+    "crc64-rocksoft",
+    "t10-pi",
+    "sd_mod",
+    "crc16",
+    "crc32c_generic",
+    "mbcache",
+    "jbd2",
+    "ext4",
+];
+
+/// The VMs of the disk smoke test, each with the disks of [`DISK_LINES`].
+pub const DISK_VMS: &[&str] = &["disk-a", "disk-b"];
+
+/// Each disk VM's disks: a scratch disk (LUN 0), the shared image
+/// read-only (LUN 1) and its own copy of the other image (LUN 2).
+const DISK_LINES: &str = "disk = scratch 64M\ndisk = image shared.img ro\ndisk = image own.img\n";
+
+/// The images of the disk archive: `shared.img` (`seq 1 60000`, padded
+/// to whole sectors) and `own.img` (256 KiB of zeros with
+/// [`OWN_ORIGINAL`] at byte 4096).
+fn disk_images() -> (Vec<u8>, Vec<u8>) {
+    let mut shared: Vec<u8> = (1..=60_000)
+        .flat_map(|n: u32| format!("{n}\n").into_bytes())
+        .collect();
+    shared.resize(shared.len().next_multiple_of(512), 0);
+    let mut own = vec![0u8; 256 << 10];
+    own[4096..4096 + OWN_ORIGINAL.len()].copy_from_slice(OWN_ORIGINAL.as_bytes());
+    (shared, own)
+}
+
+/// What `own.img` holds at byte 4096 until a VM writes its copy.
+const OWN_ORIGINAL: &str = "original own.img";
+
+/// The SHA-256 of `bytes`, by the host's `sha256sum`.
+fn sha256(bytes: &[u8]) -> Result<String, String> {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("sha256sum: {e}"))?;
+    child
+        .stdin
+        .take()
+        .ok_or("sha256sum: no stdin")?
+        .write_all(bytes)
+        .map_err(|e| format!("sha256sum: {e}"))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("sha256sum: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let sum = text.split_whitespace().next().unwrap_or("");
+    if !out.status.success() || sum.len() != 64 {
+        return Err(format!("sha256sum printed '{text}'"));
+    }
+    Ok(sum.to_string())
+}
+
+/// The disk `/init` (the VMs of [`DISK_VMS`]): loads the disk modules,
+/// waits for the three disks and checks their sizes, checks the shared
+/// image against the host's SHA-256, that Linux sees it read-only (the
+/// disk's MODE SENSE says write-protected) and that writing it fails. On its
+/// first boot (told by a mark in its NVRAM) it checks that its own copy
+/// holds the original bytes, writes its name there (16 bytes), makes an ext2 file
+/// system on the scratch disk with a file of `seq 1 N` named after
+/// itself, and reboots. On the second it checks that its copy holds its
+/// own name (no other VM's), that the file system has its file alone
+/// and the file the host's SHA-256. Then [`DISK_DONE`] with its name, or
+/// a `WRONG` line per failed check; then power-off.
+fn disk_init_script(seq: u32, shared_sum: &str, shared_sectors: usize) -> Result<String, String> {
+    let sum = seq_sha256(seq)?;
+    let modules = DISK_MODULES.join(" ");
+    let scratch_sectors = (64u64 << 20) / 512;
+    let own_sectors = (256 << 10) / 512;
+    let original = OWN_ORIGINAL;
+    Ok(format!(
+        r#"{BATCH_INIT}
+part=$(tr -d '\000' < /proc/device-tree/ibm,partition-name)
+say() {{ echo "disk: $part: $*"; }}
+fail=0
+wrong() {{ say "WRONG: $*"; fail=1; }}
+for m in {modules}; do insmod /lib/modules/$m.ko || wrong "$m.ko not loaded"; done
+# The scan is asynchronous, and so are the names: a disk is found by its
+# SCSI address (host 0, bus 0, target 0, LUN n).
+lun() {{ ls /sys/bus/scsi/devices/0:0:0:$1/block 2> /dev/null; }}
+i=0; until [ -n "$(lun 2)" ] && [ -n "$(lun 1)" ] && [ -n "$(lun 0)" ]; do i=$((i+1)); [ $i -lt 600 ] || break; sleep 0.1; done
+scratch=$(lun 0); shared=$(lun 1); own=$(lun 2)
+seen=$(ls /sys/block | grep '^sd' | tr '\n' ' ')
+[ "$seen" = "sda sdb sdc " ] || wrong "disks seen: $seen"
+for d in $scratch:{scratch_sectors} $shared:{shared_sectors} $own:{own_sectors}; do
+  s=$(cat /sys/block/${{d%%:*}}/size 2> /dev/null); [ "$s" = "${{d#*:}}" ] || wrong "${{d%%:*}}: $s sectors, want ${{d#*:}}"
+done
+say "disks: LUN 0 $scratch of $(cat /sys/block/$scratch/size) sectors, LUN 1 $shared of $(cat /sys/block/$shared/size), LUN 2 $own of $(cat /sys/block/$own/size)"
+r=$(sha256sum /dev/$shared); [ "${{r%% *}}" = {shared_sum} ] || wrong "shared image sha256 ${{r%% *}}"
+[ "$(cat /sys/block/$shared/ro)" = 1 ] || wrong "$shared is not read-only to Linux"
+if dd if=/dev/zero of=/dev/$shared bs=512 count=1 conv=fsync 2> /dev/null; then wrong "wrote the read-only disk"; else say "writing the shared image failed, as it must"; fi
+echo 3 > /proc/sys/vm/drop_caches
+r=$(sha256sum /dev/$shared); [ "${{r%% *}}" = {shared_sum} ] || wrong "shared image changed: sha256 ${{r%% *}}"
+mark() {{ printf $1 | dd of=/dev/nvram bs=1 seek=65000 conv=notrunc 2> /dev/null; }}
+own() {{ dd if=/dev/$own bs=1 skip=4096 count=16 2> /dev/null; }}
+mine=$(printf '%-16s' "by $part")
+mkdir -p /mnt
+if [ "$(dd if=/dev/nvram bs=1 skip=65000 count=8 2> /dev/null)" != rebooted ]; then
+  [ "$(own)" = "{original}" ] || wrong "own copy at 4096: '$(own)'"
+  printf '%s' "$mine" | dd of=/dev/$own bs=1 seek=4096 conv=notrunc,fsync 2> /dev/null || wrong "own copy not written"
+  mke2fs -q /dev/$scratch > /dev/null || wrong "mke2fs failed"
+  mount -t ext2 /dev/$scratch /mnt || wrong "mount failed"
+  seq 1 {seq} > /mnt/$part.data
+  sync
+  umount /mnt || wrong "umount failed"
+  say "file system made and written: rebooting"
+  mark rebooted
+  reboot -f
+fi
+mark xxxxxxxx
+[ "$(own)" = "$mine" ] || wrong "own copy at 4096 after the reboot: '$(own)'"
+mount -t ext2 /dev/$scratch /mnt || wrong "mount after the reboot failed"
+[ "$(ls /mnt | grep -v lost+found | tr '\n' ' ')" = "$part.data " ] || wrong "files: $(ls /mnt | tr '\n' ' ')"
+r=$(sha256sum /mnt/$part.data); [ "${{r%% *}}" = {sum} ] || wrong "file sha256 after the reboot ${{r%% *}}"
+say "after the reboot: $part.data of $(wc -c < /mnt/$part.data) bytes, sha256 ${{r%% *}}"
+umount /mnt
+if [ $fail = 0 ]; then echo "{DISK_DONE} in $part"; else echo "disk: FAILED in $part"; fi
+poweroff -f
+"#
+    ))
+}
+
+/// Builds `build/archives/disk.cpio`: the VMs of [`DISK_VMS`] with the
+/// disk `/init` and the two images.
+pub fn disk_archive() -> Result<PathBuf, String> {
+    let (shared, own) = disk_images();
+    let init = disk_init_script(200_000, &sha256(&shared)?, shared.len() / 512)?;
+    let mut more: Vec<(String, Vec<u8>)> = Vec::new();
+    for m in DISK_MODULES {
+        more.push((format!("lib/modules/{m}.ko"), module(m)?));
+    }
+    let more: Vec<(&str, &[u8])> = more
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    let initrd = busybox_initramfs("disk", &init, &more)?;
+    let mut manifest = String::new();
+    for vm in DISK_VMS {
+        manifest.push_str(&format!(
+            "[vm {vm}]\nmemory = 512M\nimage = vmlinux\ninitrd = initramfs.cpio\nbootargs = console=hvc0\n{DISK_LINES}\n"
+        ));
+    }
+    archive_of(
+        "disk",
+        &manifest,
+        &initrd,
+        &[("shared.img", &shared), ("own.img", &own)],
+    )
 }
 
 /// One VM of a stress layout: name, vcpus, threads per vcore.
@@ -499,6 +670,7 @@ pub fn prepare() -> Result<(), String> {
     // One VM with an l-lan adapter on virtual LAN lan0.
     archive("linux-net", &manifest("linux", "1G", "net = lan0\n"), &[])?;
     net_archive("net", NET_VMS, 400_000, true)?;
+    disk_archive()?;
     let bad = std::fs::read(root().join("build/guests/bad.elf")).map_err(|e| e.to_string())?;
     archive(
         "linux-and-bad",

@@ -1514,6 +1514,47 @@ const SMOKES: &[Smoke] = &[
             has(b, "hv: power off (ok)")
         },
     },
+    // Virtual SCSI disks as unmodified Linux's ibmvscsi and sd see them
+    // (linux::disk_init_script): two VMs, each with a scratch disk, the
+    // shared read-only image and its own copy of another image. Each
+    // finds the three at their sizes, reads the shared image as the host
+    // wrote it and cannot write it, writes its own copy and an ext2 file
+    // system, reboots, and finds both as it left them and nothing of the
+    // other VM's.
+    Smoke {
+        name: "linux-disks-survive-a-reboot-and-stay-apart",
+        args: &["--initrd", "build/archives/disk.cpio", "--timeout", "400"],
+        status: 0,
+        typing: &[],
+        check: |b| {
+            for l in b.lines() {
+                expect(!l.contains("WRONG"), &format!("a failed check: {l}"))?;
+            }
+            let vms = crate::linux::DISK_VMS;
+            every_vm_done(b, vms, &format!("{} in ", crate::linux::DISK_DONE), "")?;
+            for vm in vms {
+                has(b, &format!("vm: {vm}: system-reboot #1"))?;
+                // The shared image was read, never written.
+                let report = b
+                    .lines()
+                    .find(|l| l.contains(&format!("disk: vm {vm} v-scsi@30000008: ")))
+                    .ok_or(format!("no disk report of {vm}"))?;
+                let lun1 = report
+                    .split("; lun 1: ")
+                    .nth(1)
+                    .ok_or(format!("no lun 1 in {report}"))?;
+                expect(
+                    lun1.contains(" ro ")
+                        && number_after(lun1, "reads=")? > 0
+                        && number_after(lun1, "writes=")? == 0,
+                    &format!("{vm}: the shared image: {report}"),
+                )?;
+            }
+            // Linux read the write protection from MODE SENSE.
+            has(b, "Write Protect is on")?;
+            has(b, "hv: power off (ok)")
+        },
+    },
     // SMP under load (kernel and initramfs as users boot them; the work
     // of `cargo xtask bench linux-smp`, smaller): every result right,
     // every VM ok, no stall any guest can see.

@@ -56,6 +56,11 @@ pub enum VmError {
     Layout(layout::LayoutError),
     Lpid(kernel::lpid::LpidError),
     Vrma(u64, hpte::VrmaError),
+    /// No contiguous block for disk `lun`'s `mib` MiB.
+    NoDiskMemory {
+        lun: usize,
+        mib: u64,
+    },
 }
 
 impl fmt::Display for VmError {
@@ -66,6 +71,9 @@ impl fmt::Display for VmError {
                 "memory must be a non-zero multiple of 16 MiB, not {m:#x}"
             ),
             VmError::NoMemory(mib) => write!(f, "no {mib} MiB of contiguous memory"),
+            VmError::NoDiskMemory { lun, mib } => {
+                write!(f, "disk {lun}: no {mib} MiB of contiguous memory")
+            }
             VmError::Hpt(e) => write!(f, "{e}"),
             VmError::Image(e) => write!(f, "image: {e}"),
             VmError::Layout(LayoutError::InitrdTooBig(len)) => {
@@ -135,6 +143,8 @@ pub struct VmConfig<'a> {
     /// The virtual LANs of its l-lan adapters (`net = LAN [LAN...]`, as
     /// written; the manifest parser checked them).
     pub net: Option<&'a str>,
+    /// Its disks, in LUN order (the manifest parser checked them).
+    pub disks: Vec<kernel::archive::DiskSpec<'a>>,
 }
 
 /// What a VM under construction holds; freed on drop unless the VM was
@@ -246,6 +256,13 @@ impl VmState {
             let mac = kernel::vio::lan::mac_for(name, i as u32);
             devices.push(Box::new(kernel::vio::llan::Llan::new(unit, window, mac)));
             lans.push((unit, super::net::lan(lan)));
+        }
+        // A v-scsi adapter with its disks, if it has any.
+        if !cfg.disks.is_empty() {
+            let disks = super::disk::make(name, &cfg.disks)?;
+            use kernel::vio::vscsi::{Vscsi, REG, WINDOW};
+            let window = kernel::vio::tce::TceTable::new(REG, WINDOW);
+            devices.push(Box::new(Vscsi::new(window, disks, name, lpid)));
         }
         let vio = VioBus::new(devices);
         let fdt = guestfdt::build(&GuestFdtConfig {
@@ -408,7 +425,11 @@ impl VmState {
             let on = lan
                 .map(|l| alloc::format!(" on {}", l.1.name))
                 .unwrap_or_default();
-            info!(target: "net", "vm {} {node}@{unit:x}{on}: {report}", self.name);
+            let subsystem = match node {
+                "v-scsi" => "disk",
+                _ => "net",
+            };
+            info!(target: subsystem, "vm {} {node}@{unit:x}{on}: {report}", self.name);
         }
         self.print_hcall_counts();
         self.timings.print(&self.name, self.sh.layout.threads);

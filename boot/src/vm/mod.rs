@@ -12,6 +12,7 @@
 //! - `net.rs`: the virtual LANs (the switch between VMs' l-lan adapters).
 
 mod console;
+mod disk;
 mod env;
 mod exit;
 mod fast;

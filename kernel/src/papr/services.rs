@@ -102,6 +102,8 @@ pub enum Action {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HError {
     Hardware,
+    /// H_SEND_CRQ with no queue registered.
+    Closed,
     /// H_SEND_LOGICAL_LAN on a closed port.
     Dropped,
     Function,
@@ -117,8 +119,9 @@ pub enum HError {
 }
 
 impl HError {
-    const ALL: [HError; 12] = [
+    const ALL: [HError; 13] = [
         HError::Hardware,
+        HError::Closed,
         HError::Dropped,
         HError::Function,
         HError::Privilege,
@@ -136,6 +139,7 @@ impl HError {
     pub const fn code(self) -> i64 {
         match self {
             HError::Hardware => H_HARDWARE,
+            HError::Closed => H_CLOSED,
             HError::Dropped => H_DROPPED,
             HError::Function => H_FUNCTION,
             HError::Privilege => H_PRIVILEGE,
@@ -432,7 +436,11 @@ impl Services {
             | Hcall::AddLogicalLanBuffer
             | Hcall::SendLogicalLan
             | Hcall::MulticastCtrl
-            | Hcall::ChangeLogicalLanMac => {
+            | Hcall::ChangeLogicalLanMac
+            | Hcall::RegCrq
+            | Hcall::FreeCrq
+            | Hcall::SendCrq
+            | Hcall::EnableCrq => {
                 let vc = call.vio().ok_or(HError::Function)?;
                 let (irq, dev) = vio.route(a[0]).ok_or(HError::Parameter)?;
                 // The device's lock is released at the end of this line.

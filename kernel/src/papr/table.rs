@@ -40,6 +40,10 @@ pub enum Hcall {
     SendLogicalLan,
     MulticastCtrl,
     ChangeLogicalLanMac,
+    RegCrq,
+    FreeCrq,
+    SendCrq,
+    EnableCrq,
     // Addressed to a device's DMA window by LIOBN (r4): [`Hcall::tce`].
     GetTce,
     PutTce,
@@ -101,6 +105,7 @@ const TERM: Option<&str> = Some("hcall-term");
 const INTERRUPT: Option<&str> = Some("hcall-interrupt");
 const SPLPAR: Option<&str> = Some("hcall-splpar");
 const LLAN: Option<&str> = Some("hcall-lLAN");
+const VIO: Option<&str> = Some("hcall-vio");
 
 /// Every implemented call, in the order their sets are advertised.
 pub const CALLS: &[Row] = &[
@@ -177,12 +182,7 @@ pub const CALLS: &[Row] = &[
         "H_PUT_TCE_INDIRECT",
         Some("hcall-multi-tce"),
     ),
-    row(
-        H_VIO_SIGNAL,
-        Hcall::VioSignal,
-        "H_VIO_SIGNAL",
-        Some("hcall-vio"),
-    ),
+    row(H_VIO_SIGNAL, Hcall::VioSignal, "H_VIO_SIGNAL", VIO),
     row(
         H_REGISTER_LOGICAL_LAN,
         Hcall::RegisterLogicalLan,
@@ -219,6 +219,11 @@ pub const CALLS: &[Row] = &[
         "H_CHANGE_LOGICAL_LAN_MAC",
         LLAN,
     ),
+    // The CRQ calls (ibmvscsi asks for `hcall-vio` before using them).
+    row(H_REG_CRQ, Hcall::RegCrq, "H_REG_CRQ", VIO),
+    row(H_FREE_CRQ, Hcall::FreeCrq, "H_FREE_CRQ", VIO),
+    row(H_SEND_CRQ, Hcall::SendCrq, "H_SEND_CRQ", VIO),
+    row(H_ENABLE_CRQ, Hcall::EnableCrq, "H_ENABLE_CRQ", VIO),
 ];
 
 /// `ibm,hypertas-functions`: the set of every implemented call, each
@@ -331,6 +336,10 @@ impl Hcall {
             Hcall::SendLogicalLan => VioCall::SendLogicalLan,
             Hcall::MulticastCtrl => VioCall::MulticastCtrl,
             Hcall::ChangeLogicalLanMac => VioCall::ChangeLogicalLanMac,
+            Hcall::RegCrq => VioCall::RegCrq,
+            Hcall::FreeCrq => VioCall::FreeCrq,
+            Hcall::SendCrq => VioCall::SendCrq,
+            Hcall::EnableCrq => VioCall::EnableCrq,
             _ => return None,
         })
     }

@@ -486,7 +486,12 @@ impl VioDevice for Llan {
                 self.signal(gpr[5])?;
                 Effect::None
             }
-            VioCall::PutTermChar | VioCall::GetTermChar => return Err(HError::Parameter),
+            VioCall::PutTermChar
+            | VioCall::GetTermChar
+            | VioCall::RegCrq
+            | VioCall::FreeCrq
+            | VioCall::SendCrq
+            | VioCall::EnableCrq => return Err(HError::Parameter),
         })
     }
 }

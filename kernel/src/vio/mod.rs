@@ -20,10 +20,12 @@
 //! lock is taken (a frame sent is switched after its sender's lock is
 //! released: [`Effect::Send`]).
 
+pub mod crq;
 pub mod lan;
 pub mod llan;
 pub mod nvram;
 pub mod tce;
+pub mod vscsi;
 pub mod vty;
 
 use crate::fdtw::FdtWriter;
@@ -58,6 +60,10 @@ pub enum VioCall {
     SendLogicalLan,
     MulticastCtrl,
     ChangeLogicalLanMac,
+    RegCrq,
+    FreeCrq,
+    SendCrq,
+    EnableCrq,
 }
 
 /// What a device's hypercall leaves for the bus's owner to do once the
