@@ -7,6 +7,7 @@
 //! after it. A machine whose flash has no such partition (a `-kernel`
 //! boot, a vendor PNOR) keeps NVRAMs in memory only, and says so once.
 
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use kernel::devtree::Flash;
@@ -28,7 +29,36 @@ static STORE: spin::Mutex<Option<Store>> = spin::Mutex::new(None);
 /// Bytes of the flash partition table read to find the partition.
 const TOC_READ: usize = 0x8000;
 
-/// Finds the store on `flash` (skiboot's system flash, if any).
+/// The system flash and its partition table, as read at boot.
+static TABLE: spin::Once<(Flash, Vec<u8>)> = spin::Once::new();
+
+/// Partition `name` of the system flash, if it can hold data OPAL's
+/// flash calls write: no ECC, whole erase blocks, inside the flash.
+/// The error says why not, for a log line.
+pub fn partition(name: &str) -> Result<(Flash, kernel::ffs::Partition), String> {
+    let Some((flash, toc)) = TABLE.get() else {
+        return Err("no system flash with a readable partition table".into());
+    };
+    let block = flash.block;
+    match kernel::ffs::find(toc, name) {
+        Ok(Some(p))
+            if !p.ecc
+                && p.base.is_multiple_of(block)
+                && p.size.is_multiple_of(block)
+                && p.base + p.size <= flash.size =>
+        {
+            Ok((*flash, p))
+        }
+        Ok(Some(p)) => Err(alloc::format!(
+            "flash partition {name} is unusable ({p:?}, erase block {block:#x})"
+        )),
+        Ok(None) => Err(alloc::format!("no {name} partition in flash")),
+        Err(e) => Err(alloc::format!("no flash partition table ({e:?})")),
+    }
+}
+
+/// Reads skiboot's system flash's partition table (if there is a
+/// flash) and finds the store in it.
 pub fn init(flash: Option<Flash>) {
     let Some(flash) = flash else {
         info!(target: "nvram", "no system flash: guest NVRAMs last until power-off");
@@ -40,16 +70,10 @@ pub fn init(flash: Option<Flash>) {
         warn!(target: "nvram", "reading the flash partition table failed (OPAL {rc}): guest NVRAMs last until power-off");
         return;
     }
-    let block = flash.block;
-    match kernel::ffs::find(&toc, nvram::STORE_PARTITION) {
-        Ok(Some(p))
-            if !p.ecc
-                && p.base.is_multiple_of(block)
-                && p.size.is_multiple_of(block)
-                && p.size >= 2 * block
-                && p.base + p.size <= flash.size =>
-        {
-            let mut dir = vec![0u8; block as usize];
+    TABLE.call_once(|| (flash, toc));
+    match partition(nvram::STORE_PARTITION) {
+        Ok((flash, p)) if p.size >= 2 * flash.block => {
+            let mut dir = vec![0u8; flash.block as usize];
             let rc = opal::flash_read(flash.id, p.base, &mut dir);
             if rc != opal::OPAL_SUCCESS {
                 warn!(target: "nvram", "reading the guest NVRAM directory failed (OPAL {rc}): guest NVRAMs last until power-off");
@@ -71,15 +95,10 @@ pub fn init(flash: Option<Flash>) {
                 entries,
             });
         }
-        Ok(Some(p)) => {
-            warn!(target: "nvram", "flash partition {} is unusable ({p:?}, erase block {block:#x}): guest NVRAMs last until power-off", nvram::STORE_PARTITION)
+        Ok((flash, p)) => {
+            warn!(target: "nvram", "flash partition {} is unusable ({p:?}, erase block {:#x}): guest NVRAMs last until power-off", nvram::STORE_PARTITION, flash.block)
         }
-        Ok(None) => {
-            info!(target: "nvram", "no {} partition in flash: guest NVRAMs last until power-off", nvram::STORE_PARTITION)
-        }
-        Err(e) => {
-            info!(target: "nvram", "no flash partition table ({e:?}): guest NVRAMs last until power-off")
-        }
+        Err(e) => info!(target: "nvram", "{e}: guest NVRAMs last until power-off"),
     }
 }
 

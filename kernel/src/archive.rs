@@ -56,7 +56,7 @@
 //! | `after` | name of a VM defined above: this one is created when that one has stopped (its memory, HPT and LPID free again) | optional, default: created at boot |
 //! | `nvram` | size of the guest's NVRAM (RTAS nvram-fetch/-store), 8K..=1M, a multiple of 16 | optional, default 64K |
 //! | `net` | the virtual LANs of its l-lan adapters, one adapter per name (names like a VM's, space-separated, at most 4) | optional, no adapter |
-//! | `disk` | a disk of its v-scsi adapter (LUN 0, 1, ... in line order; the key may repeat, at most 8): `image PATH` (the VM's own copy of a file in the archive, kept across its reboots), `image PATH ro` (the file itself, read-only, shared by every VM that names it so), `scratch SIZE` (zeros) | optional, no disk |
+//! | `disk` | a disk of its v-scsi adapter (LUN 0, 1, ... in line order; the key may repeat, at most 8): `image PATH` (the VM's own copy of a file in the archive, kept across its reboots), `image PATH ro` (the file itself, read-only, shared by every VM that names it so), `scratch SIZE` (zeros), `flash NAME` (the machine's flash partition `DISK-NAME`, kept across power-offs) | optional, no disk |
 //!
 //! Lines are trimmed; blank lines and lines whose first non-blank character
 //! is `#` are ignored. There are no trailing comments (a `#` later in a line
@@ -486,6 +486,10 @@ pub enum DiskSource<'a> {
     Image(&'a str, &'a [u8]),
     /// Zeros, this many bytes.
     Scratch(u64),
+    /// The machine's flash partition `DISK-NAME`
+    /// ([`crate::scsi::flash::partition_name`]), found when the VM is
+    /// made.
+    Flash(&'a str),
 }
 
 /// One disk of a VM.
@@ -497,11 +501,13 @@ pub struct DiskSpec<'a> {
 }
 
 impl DiskSpec<'_> {
-    /// Bytes of the disk.
-    pub fn bytes(&self) -> u64 {
+    /// Bytes of the disk, if the manifest says (a flash disk is its
+    /// partition's size).
+    pub fn bytes(&self) -> Option<u64> {
         match self.source {
-            DiskSource::Image(_, data) => data.len() as u64,
-            DiskSource::Scratch(n) => n,
+            DiskSource::Image(_, data) => Some(data.len() as u64),
+            DiskSource::Scratch(n) => Some(n),
+            DiskSource::Flash(_) => None,
         }
     }
 }
@@ -623,7 +629,7 @@ const REPEATABLE: [&str; 1] = ["disk"];
 /// Reads a `disk = ...` value.
 fn parse_disk<'a>(value: &'a str, archive: &Archive<'a>) -> Result<DiskSpec<'a>, String> {
     let words: Vec<&'a str> = value.split_whitespace().collect();
-    let usage = "expected 'image PATH', 'image PATH ro' or 'scratch SIZE'";
+    let usage = "expected 'image PATH', 'image PATH ro', 'scratch SIZE' or 'flash NAME'";
     let (source, read_only) = match words.as_slice() {
         ["image", path, rest @ ..] if matches!(rest, [] | ["ro"]) => {
             let Some(data) = archive.file(path) else {
@@ -641,6 +647,13 @@ fn parse_disk<'a>(value: &'a str, archive: &Archive<'a>) -> Result<DiskSpec<'a>,
             Some(n) if n > 0 && n.is_multiple_of(crate::scsi::BLOCK) => (DiskSource::Scratch(n), false),
             _ => return Err(format!("invalid scratch disk size '{size}' (expected a non-zero multiple of 512, e.g. 64M)")),
         },
+        ["flash", name] if crate::scsi::flash::valid_name(name) => (DiskSource::Flash(name), false),
+        ["flash", name] => {
+            return Err(format!(
+                "invalid flash disk name '{name}' (1 to {} of A-Z a-z 0-9 _ -)",
+                crate::scsi::flash::MAX_NAME
+            ))
+        }
         _ => return Err(format!("invalid disk '{value}' ({usage}){}", comment_hint(value))),
     };
     Ok(DiskSpec { source, read_only })
@@ -1449,6 +1462,7 @@ image = vmlinux
 disk = image root.ext2
 disk = scratch 64M
 disk = image  root.ext2   ro
+disk = flash data
 [vm none]
 memory = 16M
 image = vmlinux
@@ -1462,6 +1476,8 @@ disk = scratch 1000
 disk = scratch 64M ro
 disk = tape 1
 disk = image root.ext2 rw
+disk = flash much-too-long
+disk = flash data ro
 [vm many]
 memory = 16M
 image = vmlinux
@@ -1498,24 +1514,31 @@ disk = scratch 1M
                             source: image,
                             read_only: true
                         },
+                        DiskSpec {
+                            source: DiskSource::Flash("data"),
+                            read_only: false
+                        },
                     ][..]
                 ),
                 ("none", &[][..]),
             ]
         );
-        assert_eq!(m.vms[0].disks[1].bytes(), 64 << 20);
-        let usage = "(expected 'image PATH', 'image PATH ro' or 'scratch SIZE')";
+        assert_eq!(m.vms[0].disks[1].bytes(), Some(64 << 20));
+        assert_eq!(m.vms[0].disks[3].bytes(), None);
+        let usage = "(expected 'image PATH', 'image PATH ro', 'scratch SIZE' or 'flash NAME')";
         assert_eq!(
             messages(&m),
             [
-                "manifest:13: disk image 'odd.img' is 1000 bytes, not a non-zero multiple of 512 (vm 'bad' skipped)".to_string(),
-                "manifest:14: disk image 'empty.img' is 0 bytes, not a non-zero multiple of 512 (vm 'bad' skipped)".to_string(),
-                "manifest:15: disk image 'nope.img' is not a file in the boot archive (vm 'bad' skipped)".to_string(),
-                "manifest:16: invalid scratch disk size '1000' (expected a non-zero multiple of 512, e.g. 64M) (vm 'bad' skipped)".to_string(),
-                format!("manifest:17: invalid disk 'scratch 64M ro' {usage} (vm 'bad' skipped)"),
-                format!("manifest:18: invalid disk 'tape 1' {usage} (vm 'bad' skipped)"),
-                format!("manifest:19: invalid disk 'image root.ext2 rw' {usage} (vm 'bad' skipped)"),
-                "manifest:31: more than 8 disks (vm 'many' skipped)".to_string(),
+                "manifest:14: disk image 'odd.img' is 1000 bytes, not a non-zero multiple of 512 (vm 'bad' skipped)".to_string(),
+                "manifest:15: disk image 'empty.img' is 0 bytes, not a non-zero multiple of 512 (vm 'bad' skipped)".to_string(),
+                "manifest:16: disk image 'nope.img' is not a file in the boot archive (vm 'bad' skipped)".to_string(),
+                "manifest:17: invalid scratch disk size '1000' (expected a non-zero multiple of 512, e.g. 64M) (vm 'bad' skipped)".to_string(),
+                format!("manifest:18: invalid disk 'scratch 64M ro' {usage} (vm 'bad' skipped)"),
+                format!("manifest:19: invalid disk 'tape 1' {usage} (vm 'bad' skipped)"),
+                format!("manifest:20: invalid disk 'image root.ext2 rw' {usage} (vm 'bad' skipped)"),
+                "manifest:21: invalid flash disk name 'much-too-long' (1 to 10 of A-Z a-z 0-9 _ -) (vm 'bad' skipped)".to_string(),
+                format!("manifest:22: invalid disk 'flash data ro' {usage} (vm 'bad' skipped)"),
+                "manifest:34: more than 8 disks (vm 'many' skipped)".to_string(),
             ]
         );
     }

@@ -22,6 +22,8 @@
 //! moves (its DMA mapping gone) ends the command ABORTED COMMAND, DATA
 //! PHASE ERROR.
 
+pub mod flash;
+
 use alloc::boxed::Box;
 use alloc::string::String;
 
@@ -370,6 +372,20 @@ impl Disk {
 
     fn blocks(&self) -> u64 {
         self.store.bytes() / BLOCK
+    }
+
+    /// Writes back what its store holds for later (a reboot, a stop),
+    /// counted as a SYNCHRONIZE CACHE is; false if the store failed.
+    pub fn flush(&mut self) -> bool {
+        if !self.store.write_back() {
+            return true;
+        }
+        self.counters.flushes += 1;
+        let ok = self.store.flush().is_ok();
+        if !ok {
+            self.counters.errors += 1;
+        }
+        ok
     }
 
     /// Executes `cdb`, moving data through `din` (to the initiator) or

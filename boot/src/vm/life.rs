@@ -61,6 +61,11 @@ pub enum VmError {
         lun: usize,
         mib: u64,
     },
+    /// Disk `lun` cannot be had, and why.
+    Disk {
+        lun: usize,
+        why: String,
+    },
 }
 
 impl fmt::Display for VmError {
@@ -74,6 +79,7 @@ impl fmt::Display for VmError {
             VmError::NoDiskMemory { lun, mib } => {
                 write!(f, "disk {lun}: no {mib} MiB of contiguous memory")
             }
+            VmError::Disk { lun, why } => write!(f, "disk {lun}: {why}"),
             VmError::Hpt(e) => write!(f, "{e}"),
             VmError::Image(e) => write!(f, "image: {e}"),
             VmError::Layout(LayoutError::InitrdTooBig(len)) => {

@@ -444,6 +444,8 @@ impl Vm {
             st.flush_raw();
             st.save_nvram();
         }
+        // Its devices at rest: a disk's cache written back to flash.
+        self.sh.vio.reset();
         self.write_console();
         self.print_dispatch();
         // Off its LANs before its memory is freed (net.rs).

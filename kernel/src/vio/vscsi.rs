@@ -659,8 +659,11 @@ impl VioDevice for Vscsi {
     }
 
     /// The queue gone, every DMA mapping gone; the disks keep their bytes
-    /// (a reboot finds what was written).
+    /// (a reboot finds what was written), a cached disk's written back.
     fn reset(&mut self) {
+        for d in &mut self.disks {
+            d.flush();
+        }
         self.crq = None;
         self.signal = false;
         let pages = self.tce.window() / super::tce::PAGE;
