@@ -164,6 +164,36 @@ static DEMO_GUESTS: &[(&str, &[u8], u64)] = &[
     ("bad", include_bytes!(env!("HV_GUEST_BAD")), 64 << 20),
 ];
 
+/// Archive file `path` (`data`) as a VM loads it: as it is, or, if it is
+/// gzip'd (a `vmlinux.gz` that lets Linux fit a PNOR's ROOTFS), expanded
+/// into memory of the hypervisor's, once for all the VMs that name it
+/// (`done`). `None`, with the reason logged, if it cannot be.
+fn expand(
+    path: &'static str,
+    data: &'static [u8],
+    done: &mut alloc::vec::Vec<(&'static str, &'static [u8])>,
+) -> Option<&'static [u8]> {
+    if !kernel::gzip::is_gzip(data) {
+        return Some(data);
+    }
+    if let Some((_, bytes)) = done.iter().find(|(p, _)| *p == path) {
+        return Some(bytes);
+    }
+    let len = kernel::gzip::expanded_len(data).filter(|n| *n > 0);
+    let Some(mut pages) = len.and_then(|n| mem::Pages::new(n as u64)) else {
+        log::error!(target: "archive", "{path}: no memory to expand it into ({len:?} bytes)");
+        return None;
+    };
+    if let Err(e) = kernel::gzip::expand(data, pages.as_mut()) {
+        log::error!(target: "archive", "{path}: not a good gzip file: {e:?}");
+        return None;
+    }
+    let bytes = pages.leak();
+    log::info!(target: "archive", "{path}: expanded from {} to {} KiB", data.len() >> 10, bytes.len() >> 10);
+    done.push((path, bytes));
+    Some(bytes)
+}
+
 /// Creates every VM first (each gets its own LPID, memory and HPT) — from
 /// the boot archive's manifest when there is one, else the built-in demo
 /// guests — then runs their vcores on every core at once (scheduler.rs:
@@ -183,7 +213,11 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
             for e in &manifest.errors {
                 log::error!(target: "archive", "{e}");
             }
+            let mut expanded = alloc::vec::Vec::new();
             for v in &manifest.vms {
+                let Some(image) = expand(v.image_path, v.image, &mut expanded) else {
+                    continue;
+                };
                 if v.console && console_wanted.is_none() {
                     console_wanted = Some(configs.len());
                 }
@@ -191,7 +225,7 @@ fn run_guests(archive: Option<kernel::archive::Archive<'static>>) {
                     vm::VmConfig {
                         name: v.name,
                         layout: v.layout,
-                        image: v.image,
+                        image,
                         memory: v.memory,
                         hpt_order: v.hpt_order,
                         bootargs: v.bootargs,

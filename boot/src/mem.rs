@@ -319,3 +319,70 @@ pub fn may_allocate(what: &str) -> bool {
     warn!(target: "test", "failing allocation {n} of VM creation ({what}), as hv.test=fail-alloc:{k} asks");
     false
 }
+
+/// A block of the machine's memory that the hypervisor keeps for one
+/// purpose (a disk, an expanded archive file): freed when dropped.
+pub struct Pages {
+    base: u64,
+    bytes: u64,
+    order: u32,
+}
+
+impl Pages {
+    /// `bytes` of memory, as the allocator has it; `None` if no block is
+    /// free.
+    pub fn new(bytes: u64) -> Option<Pages> {
+        let order = 64 - (bytes - 1).leading_zeros();
+        let base = PAGES.lock().alloc_order(order)?;
+        Some(Pages { base, bytes, order })
+    }
+
+    /// `bytes` of memory for a VM (a fault-injection point), zeroed where
+    /// it may hold an earlier owner's data.
+    pub fn zeroed(bytes: u64) -> Option<Pages> {
+        let pages = may_allocate("hypervisor memory")
+            .then(|| Pages::new(bytes))
+            .flatten()?;
+        let dirty = PAGES
+            .lock()
+            .dirty_parts(kernel::memmap::Range::sized(pages.base, bytes));
+        for d in &dirty {
+            // SAFETY: part of the block just allocated to this purpose
+            // alone (real mode: identity addresses).
+            unsafe { ppc64::cpu::zero_real(d.start, d.size()) };
+        }
+        Some(pages)
+    }
+}
+
+impl AsRef<[u8]> for Pages {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: the block is this owner's alone while `self` lives: no
+        // partition's memory contains it (a guest reaches a disk only
+        // through its adapter's copies), so a reference aliases nothing.
+        unsafe { core::slice::from_raw_parts(self.base as *const u8, self.bytes as usize) }
+    }
+}
+
+impl AsMut<[u8]> for Pages {
+    fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_ref`; `&mut self` makes this the only one.
+        unsafe { core::slice::from_raw_parts_mut(self.base as *mut u8, self.bytes as usize) }
+    }
+}
+
+impl Drop for Pages {
+    fn drop(&mut self) {
+        PAGES.lock().free_order(self.base, self.order);
+    }
+}
+
+impl Pages {
+    /// The block's bytes for the rest of the machine's life (never freed).
+    pub fn leak(self) -> &'static mut [u8] {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: as in `as_mut`; the block is never freed, so the
+        // reference may live as long as the machine.
+        unsafe { core::slice::from_raw_parts_mut(this.base as *mut u8, this.bytes as usize) }
+    }
+}

@@ -22,6 +22,7 @@ pub mod ffs;
 pub mod fwnmi;
 pub mod gmem;
 pub mod guestfdt;
+pub mod gzip;
 pub mod hpt;
 pub mod hptpool;
 pub mod layout;

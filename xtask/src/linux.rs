@@ -560,6 +560,116 @@ pub fn disk_archive() -> Result<PathBuf, String> {
     )
 }
 
+/// What the flash-disk `/init` prints when every check passed.
+pub const FLASH_DISK_DONE: &str = "disk: done: the flash disk held its file";
+/// What it prints when it made the file system (the first boot).
+pub const FLASH_DISK_MADE: &str = "disk: flash disk formatted and written";
+/// The flash disk of the flash-disk archive (`cargo xtask pnor --disk
+/// NAME=SIZE`) and what the VM writes there.
+pub const FLASH_DISK: &str = "data";
+pub const FLASH_DISK_SIZE: &str = "8M";
+/// The text at the start of the file the VM writes (for pflash to find).
+pub const FLASH_DISK_MARK: &str = "written-through-opal-flash";
+
+/// `data` gzip'd by the host's gzip (`-9n`: no name or time, so the same
+/// input gives the same bytes).
+fn gzip(data: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    let mut child = Command::new("gzip")
+        .arg("-9n")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("gzip: {e}"))?;
+    let mut stdin = child.stdin.take().ok_or("gzip: no stdin")?;
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().map_err(|e| format!("gzip: {e}"))?;
+    writer
+        .join()
+        .map_err(|_| "gzip: writer panicked".to_string())?
+        .map_err(|e| format!("gzip: {e}"))?;
+    if !out.status.success() {
+        return Err("gzip failed".into());
+    }
+    Ok(out.stdout)
+}
+
+/// The flash-disk `/init`: loads the disk modules and waits for the
+/// flash disk (LUN 0). If it holds no file system yet (the machine's
+/// first boot), makes one with a file of `seq 1 N` that starts with
+/// [`FLASH_DISK_MARK`], unmounts it (Linux then sends SYNCHRONIZE CACHE,
+/// which returns once the flash holds it) and powers off. Otherwise
+/// checks the file against the host's SHA-256 and prints
+/// [`FLASH_DISK_DONE`]. Any failed check prints `WRONG`.
+fn flash_disk_init_script(seq: u32) -> Result<String, String> {
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!("(echo {FLASH_DISK_MARK}; seq 1 {seq}) | sha256sum"),
+        ])
+        .output()
+        .map_err(|e| format!("sha256sum: {e}"))?;
+    let sum = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let modules = DISK_MODULES.join(" ");
+    Ok(format!(
+        r#"{BATCH_INIT}
+say() {{ echo "disk: flash: $*"; }}
+wrong() {{ say "WRONG: $*"; }}
+for m in {modules}; do insmod /lib/modules/$m.ko || wrong "$m.ko not loaded"; done
+i=0; until [ -n "$(ls /sys/bus/scsi/devices/0:0:0:0/block 2> /dev/null)" ]; do i=$((i+1)); [ $i -lt 600 ] || break; sleep 0.1; done
+d=/dev/$(ls /sys/bus/scsi/devices/0:0:0:0/block)
+say "$d of $(cat /sys/block/${{d#/dev/}}/size) sectors, write cache: $(cat /sys/class/scsi_disk/0:0:0:0/cache_type)"
+mkdir -p /mnt
+if mount -t ext2 $d /mnt 2> /dev/null; then
+  r=$(sha256sum /mnt/data); [ "${{r%% *}}" = {sum} ] && echo "{FLASH_DISK_DONE}" || wrong "sha256 ${{r%% *}}"
+  umount /mnt
+else
+  mke2fs -q $d > /dev/null || wrong "mke2fs failed"
+  mount -t ext2 $d /mnt || wrong "mount failed"
+  (echo {FLASH_DISK_MARK}; seq 1 {seq}) > /mnt/data
+  umount /mnt || wrong "umount failed"
+  say "{FLASH_DISK_MADE}"
+fi
+poweroff -f
+"#
+    ))
+}
+
+/// Builds `build/archives/flash-disk.cpio`: one VM with the flash disk
+/// [`FLASH_DISK`], its kernel and initramfs gzip'd so that the archive
+/// fits the PNOR's ROOTFS beside the disk.
+pub fn flash_disk_archive() -> Result<PathBuf, String> {
+    let mut more: Vec<(String, Vec<u8>)> = Vec::new();
+    for m in DISK_MODULES {
+        more.push((format!("lib/modules/{m}.ko"), module(m)?));
+    }
+    let more: Vec<(&str, &[u8])> = more
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    let initrd = busybox_initramfs("flash-disk", &flash_disk_init_script(100_000)?, &more)?;
+    let initrd = gzip(&std::fs::read(&initrd).map_err(|e| e.to_string())?)?;
+    let vmlinux = std::fs::read(cache().join("vmlinux")).map_err(|e| format!("vmlinux: {e}"))?;
+    let vmlinux = gzip(&vmlinux)?;
+    let manifest = format!(
+        "[vm flash]\nmemory = 512M\nimage = vmlinux.gz\ninitrd = initramfs.cpio.gz\nbootargs = console=hvc0\ndisk = flash {FLASH_DISK}\n"
+    );
+    let files: Vec<(&str, &[u8])> = vec![
+        ("manifest", manifest.as_bytes()),
+        ("vmlinux.gz", &vmlinux),
+        ("initramfs.cpio.gz", &initrd),
+    ];
+    let out = root().join("build/archives/flash-disk.cpio");
+    std::fs::write(&out, kernel::archive::build_newc(&files))
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(out)
+}
+
 /// One VM of a stress layout: name, vcpus, threads per vcore.
 pub type StressVm = (&'static str, u32, u32);
 
@@ -671,6 +781,7 @@ pub fn prepare() -> Result<(), String> {
     archive("linux-net", &manifest("linux", "1G", "net = lan0\n"), &[])?;
     net_archive("net", NET_VMS, 400_000, true)?;
     disk_archive()?;
+    flash_disk_archive()?;
     let bad = std::fs::read(root().join("build/guests/bad.elf")).map_err(|e| e.to_string())?;
     archive(
         "linux-and-bad",

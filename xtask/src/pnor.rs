@@ -13,7 +13,9 @@
 //! offsets, sizes and flags unchanged, with its backup TOC at the end of
 //! side A; `ROOTFS`, which skiboot loads as the payload's initramfs, takes
 //! the second 32 MiB where side B would be, but for its last MiB:
-//! `GUESTNVRAM`, where the firmware keeps guests' NVRAMs. Hostboot's partitions are
+//! `GUESTNVRAM`, where the firmware keeps guests' NVRAMs. Guest flash
+//! disks (`--disk NAME=SIZE`: partitions `DISK-NAME`, kernel::scsi::flash)
+//! are carved from the end of `ROOTFS`, which shrinks by as much. Hostboot's partitions are
 //! there, erased (with correct ECC where flagged), so the image lists as a
 //! real PNOR does (all but `CAPP`: see [`LAYOUT`]); QEMU's powernv does
 //! not run hostboot, and skiboot on it reads `NVRAM`, `BOOTKERNEL` and
@@ -76,6 +78,8 @@ pub enum Content {
     Version,
     /// Erased: another firmware component's place, empty here.
     Erased,
+    /// A guest flash disk: its index in [`Inputs::disks`].
+    Disk(usize),
 }
 
 /// One partition of the layout.
@@ -269,6 +273,73 @@ pub fn part(name: &str) -> &'static Part {
         .expect("partition in LAYOUT")
 }
 
+/// A guest flash disk of the image (`--disk NAME=SIZE[:FILE]`).
+pub struct DiskInput {
+    /// The disk's name (its partition is `DISK-NAME`).
+    pub name: String,
+    /// Bytes of its partition: a whole number of erase blocks.
+    pub size: u32,
+    /// What it holds at first (zeros after it), if not all zeros.
+    pub data: Option<Vec<u8>>,
+}
+
+/// The layout with `disks` carved from the end of ROOTFS, in order,
+/// before GUESTNVRAM.
+pub fn layout(disks: &[DiskInput]) -> Result<Vec<Part>, String> {
+    let mut out: Vec<Part> = LAYOUT.to_vec();
+    let total: u64 = disks.iter().map(|d| u64::from(d.size)).sum();
+    let r = out.iter().position(|p| p.name == "ROOTFS").expect("ROOTFS");
+    let rootfs = out[r];
+    // ROOTFS keeps at least 1 MiB (an archive of the built-in guests).
+    if total + (1 << 20) > u64::from(rootfs.size) {
+        return Err(format!(
+            "the disks take {} KiB, more than the {} KiB ROOTFS can give up",
+            total >> 10,
+            (rootfs.size >> 10) - 1024
+        ));
+    }
+    out[r].size -= total as u32;
+    let mut at = rootfs.base + out[r].size;
+    for (i, d) in disks.iter().enumerate() {
+        let name = kernel::scsi::flash::partition_name(&d.name);
+        if !kernel::scsi::flash::valid_name(&d.name) {
+            return Err(format!(
+                "disk name '{}': 1 to {} of A-Z a-z 0-9 _ -",
+                d.name,
+                kernel::scsi::flash::MAX_NAME
+            ));
+        }
+        if d.size == 0 || d.size % BLOCK_SIZE != 0 {
+            return Err(format!(
+                "disk {}: {} bytes is not a non-zero multiple of the {BLOCK_SIZE:#x}-byte erase block",
+                d.name, d.size
+            ));
+        }
+        if disks[..i].iter().any(|o| o.name == d.name) {
+            return Err(format!("disk {} named twice", d.name));
+        }
+        if let Some(data) = &d.data {
+            if data.len() > d.size as usize {
+                return Err(format!(
+                    "disk {}: its file of {} bytes does not fit its {} bytes",
+                    d.name,
+                    data.len(),
+                    d.size
+                ));
+            }
+        }
+        // The table holds `&'static str` names: an image is made once per
+        // run of this tool.
+        let name: &'static str = Box::leak(name.into_boxed_str());
+        out.insert(
+            r + 1 + i,
+            p(name, at, d.size, f(N, 0, MISC_PRESERVED), Disk(i)),
+        );
+        at += d.size;
+    }
+    Ok(out)
+}
+
 /// What goes into the image.
 pub struct Inputs<'a> {
     /// The firmware ELF for `BOOTKERNEL`.
@@ -282,6 +353,8 @@ pub struct Inputs<'a> {
     /// (`bootargs=` in its `ibm,skiboot` partition, which skiboot puts in
     /// /chosen over the device tree's, as on a real machine).
     pub bootargs: Option<&'a str>,
+    /// Guest flash disks.
+    pub disks: &'a [DiskInput],
 }
 
 /// The 8-bit ECC of one big-endian doubleword (skiboot `eccgenerate`:
@@ -333,21 +406,21 @@ fn xor_checksum(words: &[u8]) -> [u8; 4] {
     x.to_ne_bytes()
 }
 
-/// The TOC for `actual` (the bytes of content each partition holds, in
-/// LAYOUT order), padded with 0xff to [`TOC_SIZE`].
-pub fn toc(actual: &[u32]) -> Vec<u8> {
-    let mut t = vec![0u8; HDR_LEN + ENTRY_LEN * LAYOUT.len()];
+/// The TOC of `layout` for `actual` (the bytes of content each partition
+/// holds, in layout order), padded with 0xff to [`TOC_SIZE`].
+pub fn toc(layout: &[Part], actual: &[u32]) -> Vec<u8> {
+    let mut t = vec![0u8; HDR_LEN + ENTRY_LEN * layout.len()];
     let put = |b: &mut [u8], at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_be_bytes());
     put(&mut t, 0, FFS_MAGIC);
     put(&mut t, 4, FFS_VERSION_1);
     put(&mut t, 8, TOC_SIZE / BLOCK_SIZE);
     put(&mut t, 12, ENTRY_LEN as u32);
-    put(&mut t, 16, LAYOUT.len() as u32);
+    put(&mut t, 16, layout.len() as u32);
     put(&mut t, 20, BLOCK_SIZE);
     put(&mut t, 24, FLASH_SIZE / BLOCK_SIZE);
     let c = xor_checksum(&t[..HDR_LEN - 4]);
     t[HDR_LEN - 4..HDR_LEN].copy_from_slice(&c);
-    for (i, (part, &act)) in LAYOUT.iter().zip(actual).enumerate() {
+    for (i, (part, &act)) in layout.iter().zip(actual).enumerate() {
         let e = &mut t[HDR_LEN + i * ENTRY_LEN..HDR_LEN + (i + 1) * ENTRY_LEN];
         e[..part.name.len()].copy_from_slice(part.name.as_bytes());
         put(e, 16, part.base / BLOCK_SIZE);
@@ -462,11 +535,13 @@ impl std::fmt::Debug for Image {
 
 /// The whole image.
 pub fn image(inp: &Inputs) -> Result<Image, String> {
+    let layout = layout(inp.disks)?;
     fits(part("BOOTKERNEL"), "the firmware", inp.firmware.len())?;
     check_firmware(inp.firmware)?;
     let rootfs = kernel::rootfs::wrap(inp.archive.unwrap_or(&[]));
+    let rootfs_part = layout.iter().find(|p| p.name == "ROOTFS").expect("ROOTFS");
     fits(
-        part("ROOTFS"),
+        rootfs_part,
         "the boot archive in its ROOTFS container",
         rootfs.len(),
     )?;
@@ -476,8 +551,8 @@ pub fn image(inp: &Inputs) -> Result<Image, String> {
     version.resize(part("VERSION").size as usize, 0);
 
     let mut img = vec![0xffu8; FLASH_SIZE as usize];
-    let mut actual = Vec::with_capacity(LAYOUT.len());
-    for part in LAYOUT {
+    let mut actual = Vec::with_capacity(layout.len());
+    for part in &layout {
         use std::borrow::Cow;
         let data: Option<Cow<[u8]>> = match part.content {
             Toc => None,
@@ -486,6 +561,12 @@ pub fn image(inp: &Inputs) -> Result<Image, String> {
             Nvram => Some(nvram(part.size, inp.bootargs)?.into()),
             Version => Some(version.as_slice().into()),
             Erased if part.flags.ecc => Some(vec![0xff; capacity(part) as usize].into()),
+            // A disk reads as zeros where its file does not reach.
+            Disk(i) => {
+                let mut d = inp.disks[i].data.clone().unwrap_or_default();
+                d.resize(part.size as usize, 0);
+                Some(d.into())
+            }
             Erased => None,
         };
         let Some(data) = data else {
@@ -504,8 +585,8 @@ pub fn image(inp: &Inputs) -> Result<Image, String> {
         // ECC-protected blank data, as op-build writes it).
         actual.push(raw.len() as u32);
     }
-    let toc = toc(&actual);
-    for part in LAYOUT.iter().filter(|p| p.content == Toc) {
+    let toc = toc(&layout, &actual);
+    for part in layout.iter().filter(|p| p.content == Toc) {
         let at = part.base as usize;
         img[at..at + toc.len()].copy_from_slice(&toc);
     }
@@ -530,16 +611,44 @@ fn describe() -> String {
         .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
 }
 
-/// `cargo xtask pnor [--firmware ELF] [--archive FILE] [--bootargs STRING] [--out IMAGE]`.
+const USAGE: &str = "cargo xtask pnor [--firmware ELF] [--archive FILE] [--bootargs STRING] [--disk NAME=SIZE[:FILE]]... [--out IMAGE]";
+
+/// A `--disk NAME=SIZE[:FILE]` argument: the disk, its file read.
+fn disk_arg(v: &str) -> Result<DiskInput, String> {
+    let bad = || format!("--disk '{v}': expected NAME=SIZE or NAME=SIZE:FILE (e.g. data=8M)");
+    let (name, rest) = v.split_once('=').ok_or_else(bad)?;
+    let (size, file) = match rest.split_once(':') {
+        Some((s, f)) => (s, Some(f)),
+        None => (rest, None),
+    };
+    let size = kernel::units::parse_size(size)
+        .filter(|n| *n <= u64::from(u32::MAX))
+        .ok_or_else(bad)? as u32;
+    let data = file
+        .map(|f| std::fs::read(f).map_err(|e| format!("--disk {name}: {f}: {e}")))
+        .transpose()?;
+    Ok(DiskInput {
+        name: name.to_string(),
+        size,
+        data,
+    })
+}
+
+/// `cargo xtask pnor` ([`USAGE`]).
 pub fn command(args: &[String]) -> Result<(), String> {
     let mut firmware: Option<PathBuf> = None;
     let mut archive: Option<PathBuf> = None;
     let mut out = root().join("build/pnor.img");
     let mut bootargs: Option<String> = None;
+    let mut disks: Vec<DiskInput> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--bootargs" {
             bootargs = Some(it.next().ok_or("--bootargs needs a string")?.clone());
+            continue;
+        }
+        if a == "--disk" {
+            disks.push(disk_arg(it.next().ok_or("--disk needs NAME=SIZE")?)?);
             continue;
         }
         let mut val = || {
@@ -551,11 +660,7 @@ pub fn command(args: &[String]) -> Result<(), String> {
             "--firmware" => firmware = Some(val()?),
             "--archive" => archive = Some(val()?),
             "--out" => out = val()?,
-            _ => {
-                return Err(format!(
-                    "unknown argument '{a}' (usage: cargo xtask pnor [--firmware ELF] [--archive FILE] [--bootargs STRING] [--out IMAGE])"
-                ))
-            }
+            _ => return Err(format!("unknown argument '{a}' (usage: {USAGE})")),
         }
     }
     let firmware = match firmware {
@@ -581,6 +686,7 @@ pub fn command(args: &[String]) -> Result<(), String> {
         archive: ar.as_deref(),
         bootargs: bootargs.as_deref(),
         version: &version(),
+        disks: &disks,
     })?;
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
@@ -589,7 +695,17 @@ pub fn command(args: &[String]) -> Result<(), String> {
     let rootfs = out.with_file_name("rootfs.elf");
     std::fs::write(&rootfs, &img.rootfs).map_err(|e| format!("{}: {e}", rootfs.display()))?;
     let bk = part("BOOTKERNEL");
-    let rf = part("ROOTFS");
+    let laid = layout(&disks)?;
+    let rf = laid.iter().find(|p| p.name == "ROOTFS").expect("ROOTFS");
+    for d in laid.iter().filter(|p| matches!(p.content, Disk(_))) {
+        eprintln!(
+            "xtask: flash disk {} at 0x{:07x}, {} KiB (a VM's 'disk = flash {}')",
+            d.name,
+            d.base,
+            d.size >> 10,
+            &d.name[kernel::scsi::flash::PARTITION_PREFIX.len()..]
+        );
+    }
     eprintln!(
         "xtask: wrote {} (64 MiB PNOR): BOOTKERNEL 0x{:07x} = {} ({} of {} KiB), ROOTFS 0x{:07x} = {} ({} of {} KiB); ROOTFS content also in {}",
         out.display(),
@@ -661,6 +777,7 @@ pub fn expected(img: &str) -> Result<Vec<u8>, String> {
         archive: ar.as_deref(),
         version: &version(),
         bootargs,
+        disks: &[],
     })
     .map(|i| i.bytes)
 }
@@ -731,7 +848,62 @@ pub const TOOL_TESTS: &[ToolTest] = &[
         name: "flash-keeps-a-guest-nvram-across-power-off",
         run: nvram_kept_across_power_off,
     },
+    ToolTest {
+        name: "flash-keeps-a-linux-disk-across-power-off",
+        run: disk_kept_across_power_off,
+    },
 ];
+
+/// A guest's flash disk outlives the machine: an image made with
+/// `--disk` and the flash-disk archive (Debian's kernel, gzip'd, with a
+/// VM whose LUN 0 is the flash disk) boots twice. The first boot makes
+/// an ext2 file system there with a file and powers off; the second
+/// finds the file whole. Then pflash reads the partition: the file
+/// system's magic and the file's first line are in it.
+fn disk_kept_across_power_off() -> Result<(), String> {
+    use crate::linux::{
+        FLASH_DISK, FLASH_DISK_DONE, FLASH_DISK_MADE, FLASH_DISK_MARK, FLASH_DISK_SIZE,
+    };
+    const IMG: &str = "build/flash/disk.img";
+    let abs = |f: &str| root().join(f).to_string_lossy().into_owned();
+    command(&[
+        "--firmware".into(),
+        abs("build/bootkernel.elf"),
+        "--archive".into(),
+        abs("build/archives/flash-disk.cpio"),
+        "--disk".into(),
+        format!("{FLASH_DISK}={FLASH_DISK_SIZE}"),
+        "--out".into(),
+        abs(IMG),
+    ])?;
+    for (round, marker) in [(1, FLASH_DISK_MADE), (2, FLASH_DISK_DONE)] {
+        let b = crate::qemu::boot(&["--flash", IMG, "--timeout", "400"])?;
+        let says = |s: &str| b.console.contains(s);
+        expect(
+            b.status == 0 && says("hv: power off (ok)") && !says("WRONG"),
+            format!("boot {round}: exit status {}\n{}", b.status, b.console),
+        )?;
+        expect(
+            says(marker) && says("write cache: write back"),
+            format!("boot {round}: no `{marker}`\n{}", b.console),
+        )?;
+        expect(
+            says(&format!("LUN 0 is flash disk {FLASH_DISK}")),
+            format!("boot {round}: the flash disk was not found\n{}", b.console),
+        )?;
+    }
+    let part = kernel::scsi::flash::partition_name(FLASH_DISK);
+    let back = pflash_read(IMG, &part, false)?;
+    expect(
+        back.len() == 8 << 20 && back[1080..1082] == [0x53, 0xef],
+        format!("{part}: {} bytes, no ext2 magic", back.len()),
+    )?;
+    expect(
+        back.windows(FLASH_DISK_MARK.len())
+            .any(|w| w == FLASH_DISK_MARK.as_bytes()),
+        format!("{part}: the file's first line is not in the partition"),
+    )
+}
 
 /// A guest's NVRAM outlives the machine: two boots of one flash image
 /// (the built-in guests), the bad guest reading the last 4 bytes of its
@@ -1025,6 +1197,62 @@ mod tests {
     }
 
     #[test]
+    fn disks_are_carved_from_the_end_of_rootfs_and_hold_their_file() {
+        let disk = |name: &str, size: u32, data: Option<Vec<u8>>| DiskInput {
+            name: name.into(),
+            size,
+            data,
+        };
+        let disks = [
+            disk("data", 8 << 20, Some(b"hello".to_vec())),
+            disk("b", 0x1000, None),
+        ];
+        let l = layout(&disks).unwrap();
+        let at = |n: &str| l.iter().position(|p| p.name == n).unwrap();
+        let (r, d, b, g) = (
+            at("ROOTFS"),
+            at("DISK-data"),
+            at("DISK-b"),
+            at("GUESTNVRAM"),
+        );
+        assert_eq!((d, b, g), (r + 1, r + 2, r + 3));
+        assert_eq!(l[r].base, part("ROOTFS").base);
+        assert_eq!(l[r].size, part("ROOTFS").size - (8 << 20) - 0x1000);
+        assert_eq!(l[d].base, l[r].base + l[r].size);
+        assert_eq!(l[b].base + l[b].size, l[g].base);
+        assert!(!l[d].flags.ecc);
+        let img = image(&Inputs {
+            firmware: &firmware(),
+            archive: None,
+            version: "v1",
+            bootargs: None,
+            disks: &disks,
+        })
+        .unwrap()
+        .bytes;
+        let base = l[d].base as usize;
+        assert_eq!(&img[base..base + 6], b"hello\0", "its file, then zeros");
+        assert!(img[l[b].base as usize..][..0x1000].iter().all(|x| *x == 0));
+        // The table names them (and says ROOTFS is smaller).
+        let entry = |i: usize| &img[HDR_LEN + i * ENTRY_LEN..][..ENTRY_LEN];
+        assert_eq!(&entry(d)[..10], b"DISK-data\0");
+        assert_eq!(be32(entry(r), 20), l[r].size / BLOCK_SIZE);
+        for bad in [
+            vec![disk("x", 0x800, None)],
+            vec![disk("much-too-long", 0x1000, None)],
+            vec![disk("a", 0x1000, None), disk("a", 0x1000, None)],
+            vec![disk("a", 0x1000, Some(vec![0; 0x1001]))],
+            vec![disk("a", 31 << 20, None)],
+        ] {
+            assert!(
+                layout(&bad).is_err(),
+                "{:?}",
+                bad.iter().map(|d| &d.name).collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[test]
     fn toc_checksums_fields_and_both_copies() {
         let fw = firmware();
         let archive = kernel::archive::build_newc(&[("manifest", b"x")]);
@@ -1033,6 +1261,7 @@ mod tests {
             archive: Some(&archive),
             version: "v1",
             bootargs: None,
+            disks: &[],
         })
         .unwrap()
         .bytes;
@@ -1097,6 +1326,7 @@ mod tests {
             archive: None,
             version: "v1",
             bootargs: None,
+            disks: &[],
         })
         .unwrap()
         .bytes;
@@ -1148,6 +1378,7 @@ mod tests {
             archive: None,
             version: "v1",
             bootargs: None,
+            disks: &[],
         })
         .unwrap_err();
         assert!(e.contains("BOOTKERNEL"), "{e}");
@@ -1159,6 +1390,7 @@ mod tests {
             archive: Some(&archive),
             version: "v1",
             bootargs: None,
+            disks: &[],
         })
         .unwrap_err();
         assert!(
@@ -1173,6 +1405,7 @@ mod tests {
             archive: None,
             version: "v1",
             bootargs: None,
+            disks: &[],
         })
         .unwrap_err()
         .contains("skiboot would load only"));

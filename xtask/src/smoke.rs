@@ -1724,10 +1724,13 @@ pub fn test(args: &[String]) -> Result<(), String> {
     crate::build::build(false)?;
     crate::archives::prepare()?;
     crate::pnor::prepare()?;
-    if SMOKES
+    // The Linux archives, if a test that boots Linux runs (a flash tool
+    // test among them).
+    let mut names = SMOKES
         .iter()
-        .any(|s| s.name.starts_with("linux") && only.is_none_or(|o| s.name.contains(o.as_str())))
-    {
+        .map(|s| s.name)
+        .chain(crate::pnor::TOOL_TESTS.iter().map(|t| t.name));
+    if names.any(|n| n.contains("linux") && only.is_none_or(|o| n.contains(o.as_str()))) {
         crate::linux::prepare()?;
     }
 

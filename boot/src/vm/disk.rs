@@ -10,6 +10,7 @@
 //! one VM at a time may have it.
 
 use super::*;
+use crate::mem::Pages;
 use kernel::archive::{DiskSource, DiskSpec};
 use kernel::scsi::flash::{self, FlashStore};
 use kernel::scsi::{Disk, RamStore, RomStore, Store};
@@ -77,56 +78,6 @@ impl flash::Flash for OpalFlash {
 
     fn write(&mut self, at: u64, data: &[u8]) -> Result<(), i64> {
         Self::code(opal::flash_write(self.flash.id, self.part.base + at, data))
-    }
-}
-
-/// Memory the page allocator gave one disk; freed when the disk is.
-pub(super) struct Pages {
-    base: u64,
-    bytes: u64,
-    order: u32,
-}
-
-impl Pages {
-    /// `bytes` of memory, zeroed where it may hold an earlier owner's
-    /// data; `None` if no block is free.
-    fn zeroed(bytes: u64) -> Option<Pages> {
-        let order = 64 - (bytes - 1).leading_zeros();
-        let base = crate::mem::may_allocate("disk memory")
-            .then(|| PAGES.lock().alloc_order(order))
-            .flatten()?;
-        let pages = Pages { base, bytes, order };
-        let dirty = PAGES
-            .lock()
-            .dirty_parts(kernel::memmap::Range::sized(base, bytes));
-        for d in &dirty {
-            // SAFETY: part of the block just allocated to this disk alone
-            // (real mode: identity addresses).
-            unsafe { cpu::zero_real(d.start, d.size()) };
-        }
-        Some(pages)
-    }
-}
-
-impl AsRef<[u8]> for Pages {
-    fn as_ref(&self) -> &[u8] {
-        // SAFETY: the block is this disk's alone while `self` lives: no
-        // partition's memory contains it (a guest reaches it only through
-        // its adapter's copies), so a reference to it aliases nothing.
-        unsafe { core::slice::from_raw_parts(self.base as *const u8, self.bytes as usize) }
-    }
-}
-
-impl AsMut<[u8]> for Pages {
-    fn as_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `as_ref`; `&mut self` makes this the only one.
-        unsafe { core::slice::from_raw_parts_mut(self.base as *mut u8, self.bytes as usize) }
-    }
-}
-
-impl Drop for Pages {
-    fn drop(&mut self) {
-        PAGES.lock().free_order(self.base, self.order);
     }
 }
 

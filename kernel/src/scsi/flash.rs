@@ -232,7 +232,7 @@ mod tests {
         fn erase(&mut self, at: u64, len: u64) -> Result<(), i64> {
             let mut c = self.chip.lock();
             assert!(
-                at % self.eb == 0 && len % self.eb == 0,
+                at.is_multiple_of(self.eb) && len.is_multiple_of(self.eb),
                 "erase of part of a block"
             );
             if c.fail_erase_at == Some(at) {
