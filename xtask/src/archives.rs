@@ -175,7 +175,7 @@ pub fn prepare() -> Result<(), String> {
         &[
             (
                 "manifest",
-                b"[vm hcalls]\nmemory = 16M\nimage = bad.elf\nbootargs = bench\nnet = bench bench\n",
+                b"[vm hcalls]\nmemory = 16M\nimage = bad.elf\nbootargs = bench\nnet = bench bench\ndisk = scratch 1M\n",
             ),
             ("bad.elf", &bad),
         ],
