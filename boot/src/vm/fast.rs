@@ -1,7 +1,9 @@
-//! The hypercall fast path: HPT calls, TCE calls and
-//! H_ADD_LOGICAL_LAN_BUFFER from the exit assembly, without the VM's lock.
+//! The hypercall fast path: HPT calls, TCE calls, the logical LAN's
+//! per-frame calls and H_SEND_CRQ from the exit assembly, without the
+//! VM's lock.
 
 use super::*;
+use kernel::vio::{lan::Frame, Quick};
 
 /// TLB invalidations of hypercalls, on POWER8.
 pub(super) struct Power8Tlb;
@@ -174,10 +176,14 @@ pub(super) fn hpt_bulk_remove(p: &Partition, g: &mut [u64; 32]) -> HcallPath {
 pub struct FastCtx<'a> {
     /// The HPT calls' view of the VM from this thread's core.
     pub(super) part: Partition<'a>,
-    /// The VM's devices and memory (the TCE calls, the logical LAN's
-    /// per-frame calls) and its id (its ports on the switch).
+    /// The VM (the interrupts its devices raise), its devices and memory
+    /// (the TCE calls, the logical LAN's per-frame calls, H_SEND_CRQ) and
+    /// its id (its ports on the switch).
+    pub(super) vm: &'a Vm,
     pub(super) sh: &'a Shared,
     pub(super) id: usize,
+    /// The frame an adapter sends, on its way to the switch.
+    pub(super) frame: Frame,
     /// The interrupts a frame sent asks for, raised before the call
     /// returns (empty between calls; the vcpu's, lent for the run).
     pub(super) raise: Vec<(Arc<Vm>, u32)>,
@@ -225,26 +231,38 @@ pub extern "C" fn hv_hcall_fast(regs: &mut GuestRegs, ctx: *mut FastCtx) -> Hcal
 }
 
 /// A device's fast call (a TCE call, H_ADD_LOGICAL_LAN_BUFFER,
-/// H_SEND_LOGICAL_LAN), out of line so the HPT calls' dispatch keeps its
-/// frame. A frame sent is switched once the adapter's lock is released,
-/// and the receivers' interrupts raised: this thread holds no VM's lock.
+/// H_SEND_LOGICAL_LAN, H_SEND_CRQ), out of line so the HPT calls'
+/// dispatch keeps its frame. What the device leaves to do is done once
+/// its lock is released: a frame sent is switched and the receivers'
+/// interrupts raised, an edge of its own pulsed (this thread holds no
+/// VM's lock).
 #[inline(never)]
 fn device_hcall(ctx: &mut FastCtx, i: usize, call: Hcall, g: &mut [u64; 32]) -> HcallPath {
     // SAFETY: this VM's memory, allocated while its vcpu runs.
-    let mem = unsafe { ctx.sh.guest_memory() };
+    let mut mem = unsafe { ctx.sh.guest_memory() };
     // The unit address (r4 is a result register once the call is done).
     let unit = g[4] as u32;
     let r = if let Some(tc) = call.tce() {
         ctx.sh.vio.tce_call(tc, g, &mem)
     } else {
-        match call.vio().and_then(|vc| ctx.sh.vio.quick(vc, g, &mem)) {
-            Some(Ok(Some(frame))) => {
-                net::transmit(ctx.sh, ctx.id, unit, &frame, &mut ctx.raise);
-                net::raise_edges(&mut ctx.raise);
-                Ok(())
-            }
-            Some(r) => r.map(|_| ()),
+        let frame = &mut ctx.frame;
+        match call
+            .vio()
+            .and_then(|vc| ctx.sh.vio.quick(vc, g, &mut mem, frame))
+        {
             None => return HcallPath::Full,
+            Some((irq, r)) => r.map(|then| match then {
+                Quick::Done => {}
+                Quick::Line(high) => {
+                    if let Some(irq) = irq {
+                        ctx.vm.set_line(irq, high);
+                    }
+                }
+                Quick::Sent => {
+                    net::transmit(ctx.sh, ctx.id, unit, &ctx.frame, &mut ctx.raise);
+                    net::raise_edges(&mut ctx.raise);
+                }
+            }),
         }
     };
     ctx.tally.known[i] += 1;

@@ -436,6 +436,15 @@ impl Vm {
         Ok(())
     }
 
+    /// Sets a device's XICS line `irq` (under the VM's lock, which the
+    /// caller does not hold) and wakes the vcpus that concern.
+    pub(super) fn set_line(&self, irq: u32, high: bool) {
+        let mut st = self.st.lock();
+        let k = st.svc.xics.set_line(irq, high);
+        let sh = &self.sh;
+        st.svc.kick(&sh.vcpus, k, |s| sh.kick_vcpu(s));
+    }
+
     /// Prints the stop line and returns every resource. The scheduler
     /// calls it once, with every vcore off the cores and out of the queue.
     pub fn finish(&self, outcome: &Outcome) {

@@ -152,9 +152,6 @@ pub(super) fn transmit(
 /// VM's lock held.
 pub(super) fn raise_edges(raise: &mut Vec<(Arc<Vm>, u32)>) {
     for (vm, irq) in raise.drain(..) {
-        let mut st = vm.st.lock();
-        let k = st.svc.xics.set_line(irq, true);
-        let sh = &vm.sh;
-        st.svc.kick(&sh.vcpus, k, |s| sh.kick_vcpu(s));
+        vm.set_line(irq, true);
     }
 }

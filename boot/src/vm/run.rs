@@ -369,7 +369,9 @@ impl Vm {
         let mut tally = v.tally.take().unwrap_or_default();
         let mut fast = FastCtx {
             part: self.sh.mmu.partition(me.core),
+            vm: self,
             sh: &self.sh,
+            frame: Default::default(),
             id: self.id,
             raise: core::mem::take(&mut v.raise),
             tally: &mut tally,

@@ -361,9 +361,11 @@ impl Hcall {
     /// window, H_ADD_LOGICAL_LAN_BUFFER only the adapter's pools (each
     /// under the device's lock) and H_SEND_LOGICAL_LAN its adapter, the
     /// switch and the receiving VMs (whose interrupts it raises under
-    /// their own locks, none of its own VM's): as KVM-HV takes H_PUT_TCE
-    /// and its kin in real mode, the per-frame calls of a network guest
-    /// stay off the full path. The others change what the next entry
+    /// their own locks, none of its own VM's), H_SEND_CRQ its v-scsi
+    /// adapter and disks (under the adapter's lock; its own VM's
+    /// interrupt raised after): as KVM-HV takes H_PUT_TCE and its kin in
+    /// real mode, the per-frame and per-request calls of a guest's
+    /// network and disks stay off the full path. The others change what the next entry
     /// loads (interrupts and LPCR[MER], the MSR, SPRG0), block (H_CEDE),
     /// call OPAL (the console) or use state under the VM's lock (RTAS,
     /// VPA, XICS): the run loop of the full path handles those.
@@ -376,7 +378,8 @@ impl Hcall {
             | Hcall::StuffTce
             | Hcall::PutTceIndirect
             | Hcall::AddLogicalLanBuffer
-            | Hcall::SendLogicalLan => Path::Fast,
+            | Hcall::SendLogicalLan
+            | Hcall::SendCrq => Path::Fast,
             _ => Path::Full,
         }
     }
@@ -532,12 +535,15 @@ mod tests {
     }
 
     #[test]
-    fn only_the_hpt_tce_and_per_frame_lan_calls_take_the_fast_path() {
+    fn only_the_hpt_tce_per_frame_lan_and_crq_send_calls_take_the_fast_path() {
         for r in CALLS {
             let (nr, call, name) = (r.nr, r.call, r.name);
             let fast = matches!(call, Hcall::Hpt(_))
                 || call.tce().is_some()
-                || matches!(call, Hcall::AddLogicalLanBuffer | Hcall::SendLogicalLan);
+                || matches!(
+                    call,
+                    Hcall::AddLogicalLanBuffer | Hcall::SendLogicalLan | Hcall::SendCrq
+                );
             assert_eq!(call.path() == Path::Fast, fast, "{name} ({nr:#x})");
         }
     }

@@ -43,6 +43,11 @@ impl Frame {
     /// pages and at most two partial ones per descriptor.
     pub const MAX_PIECES: usize = 32;
 
+    /// Empty again.
+    pub fn clear(&mut self) {
+        (self.len, self.dest, self.n) = (0, [0; 6], 0);
+    }
+
     /// Adds `len` bytes at guest-physical `gpa` of the sender's memory;
     /// false if the frame has no room for another piece.
     pub fn push(&mut self, gpa: u64, len: u64) -> bool {

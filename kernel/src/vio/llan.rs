@@ -23,7 +23,7 @@
 
 use super::lan::Frame;
 use super::tce::{TceTable, TCE_READ};
-use super::{Effect, Irq, VioCall, VioDevice};
+use super::{Effect, Irq, Quick, VioCall, VioDevice};
 use crate::fdtw::FdtWriter;
 use crate::gmem::GuestMemory;
 use crate::papr::services::{Env, HError};
@@ -252,15 +252,26 @@ impl Llan {
         bds: &[u64; SEND_BDS],
         mem: &GuestMemory<'_>,
     ) -> Result<Option<Frame>, HError> {
+        let mut frame = Frame::default();
+        Ok(self.gather_into(bds, mem, &mut frame)?.then_some(frame))
+    }
+
+    /// [`Llan::gather`] into `frame`: false for a closed port.
+    pub fn gather_into(
+        &mut self,
+        bds: &[u64; SEND_BDS],
+        mem: &GuestMemory<'_>,
+        frame: &mut Frame,
+    ) -> Result<bool, HError> {
         if self.open.is_none() {
-            return Ok(None);
+            return Ok(false);
         }
         let valid = bds.iter().take_while(|&&bd| bd & BD_VALID != 0);
         let total: u64 = valid.clone().map(|&bd| bd_len(bd)).sum();
         if total > MAX_FRAME {
             return Err(HError::Resource);
         }
-        let mut frame = Frame::default();
+        frame.clear();
         for &bd in valid {
             let pieces = self
                 .tce
@@ -275,21 +286,28 @@ impl Llan {
         frame.read_dest(mem);
         self.counters.tx_frames += 1;
         self.counters.tx_bytes += total;
-        Ok(Some(frame))
+        Ok(true)
     }
 
     /// H_SEND_LOGICAL_LAN(unit, BD1..BD6, continuation token): no
     /// continuation here, as on QEMU's pseries. The frame goes to the
     /// switch once this port's lock is released; one the switch cannot
     /// place is still a success for the sender (as on an Ethernet).
-    pub fn send(&mut self, gpr: &mut [u64; 32], mem: &GuestMemory<'_>) -> Result<Frame, HError> {
+    pub fn send(
+        &mut self,
+        gpr: &mut [u64; 32],
+        mem: &GuestMemory<'_>,
+        frame: &mut Frame,
+    ) -> Result<(), HError> {
         if gpr[11] != 0 {
             return Err(HError::Hardware);
         }
         let bds: [u64; SEND_BDS] = core::array::from_fn(|i| gpr[5 + i]);
-        let frame = self.gather(&bds, mem)?.ok_or(HError::Dropped)?;
+        if !self.gather_into(&bds, mem, frame)? {
+            return Err(HError::Dropped);
+        }
         gpr[4] = 0;
-        Ok(frame)
+        Ok(())
     }
 
     /// A frame from the switch, its bytes in `src` (the sender's memory):
@@ -447,11 +465,12 @@ impl VioDevice for Llan {
         &mut self,
         call: VioCall,
         gpr: &mut [u64; 32],
-        mem: &GuestMemory<'_>,
-    ) -> Option<Result<Option<Frame>, HError>> {
+        mem: &mut GuestMemory<'_>,
+        frame: &mut Frame,
+    ) -> Option<Result<Quick, HError>> {
         match call {
-            VioCall::AddLogicalLanBuffer => Some(self.add_buffer(gpr[5]).map(|()| None)),
-            VioCall::SendLogicalLan => Some(self.send(gpr, mem).map(Some)),
+            VioCall::AddLogicalLanBuffer => Some(self.add_buffer(gpr[5]).map(|()| Quick::Done)),
+            VioCall::SendLogicalLan => Some(self.send(gpr, mem, frame).map(|()| Quick::Sent)),
             _ => None,
         }
     }
@@ -475,7 +494,11 @@ impl VioDevice for Llan {
                 self.add_buffer(gpr[5])?;
                 Effect::None
             }
-            VioCall::SendLogicalLan => Effect::Send(self.send(gpr, &env.mem())?),
+            VioCall::SendLogicalLan => {
+                let mut frame = Frame::default();
+                self.send(gpr, &env.mem(), &mut frame)?;
+                Effect::Send(frame)
+            }
             // Every multicast frame reaches every port: no filter to set.
             VioCall::MulticastCtrl => Effect::None,
             VioCall::ChangeLogicalLanMac => {

@@ -43,7 +43,7 @@
 
 use super::crq::{self, Crq};
 use super::tce::TceTable;
-use super::{Effect, Irq, VioCall, VioDevice};
+use super::{Effect, Irq, Quick, VioCall, VioDevice};
 use crate::fdtw::FdtWriter;
 use crate::gmem::GuestMemory;
 use crate::papr::services::{Env, HError};
@@ -192,6 +192,17 @@ impl Vscsi {
 
     pub fn disks(&self) -> &[Disk] {
         &self.disks
+    }
+
+    /// H_SEND_CRQ(unit, hi, lo) from its registers: an edge to pulse if
+    /// an answer was queued with the interrupt on.
+    fn send_crq(&mut self, gpr: &[u64; 32], mem: &mut GuestMemory<'_>) -> Result<Effect, HError> {
+        let raise = self.send(gpr[5], gpr[6], mem)?;
+        Ok(if raise {
+            Effect::Line(true)
+        } else {
+            Effect::None
+        })
     }
 
     /// H_REG_CRQ(unit, ioba, bytes): H_RESOURCE if one is registered.
@@ -697,6 +708,26 @@ impl VioDevice for Vscsi {
         Some(s)
     }
 
+    /// H_SEND_CRQ, on the fast path: one request answered (data moved,
+    /// its answer queued) with no lock but the adapter's; its interrupt
+    /// pulsed once that is released.
+    fn quick(
+        &mut self,
+        call: VioCall,
+        gpr: &mut [u64; 32],
+        mem: &mut GuestMemory<'_>,
+        _frame: &mut super::lan::Frame,
+    ) -> Option<Result<Quick, HError>> {
+        if call != VioCall::SendCrq {
+            return None;
+        }
+        Some(match self.send(gpr[5], gpr[6], mem) {
+            Ok(true) => Ok(Quick::Line(true)),
+            Ok(false) => Ok(Quick::Done),
+            Err(e) => Err(e),
+        })
+    }
+
     fn hcall(
         &mut self,
         call: VioCall,
@@ -715,14 +746,7 @@ impl VioDevice for Vscsi {
             // Nothing to re-enable: the queue is not torn down by a
             // migration here.
             VioCall::EnableCrq => Ok(Effect::None),
-            VioCall::SendCrq => {
-                let raise = self.send(gpr[5], gpr[6], &mut env.mem())?;
-                Ok(if raise {
-                    Effect::Line(true)
-                } else {
-                    Effect::None
-                })
-            }
+            VioCall::SendCrq => self.send_crq(gpr, &mut env.mem()),
             VioCall::Signal => {
                 self.set_signal(gpr[5])?;
                 Ok(Effect::None)
