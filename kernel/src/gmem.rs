@@ -77,7 +77,7 @@ impl<'a> GuestMemory<'a> {
         // for, which `buf` (a reference the caller holds while this view
         // exists) cannot overlap: `new` borrowed the RAM exclusively, and
         // `from_raw`'s caller promised no reference covers it.
-        unsafe { core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        unsafe { copy_apart(src, buf.as_mut_ptr(), buf.len()) };
         Some(())
     }
 
@@ -85,7 +85,7 @@ impl<'a> GuestMemory<'a> {
     pub fn write(&mut self, gpa: u64, data: &[u8]) -> Option<()> {
         let dst = self.at(gpa, data.len() as u64)?;
         // SAFETY: as in `read`, the other way.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+        unsafe { copy_apart(data.as_ptr(), dst, data.len()) };
         Some(())
     }
 
@@ -100,9 +100,17 @@ impl<'a> GuestMemory<'a> {
         len: u64,
     ) -> Option<()> {
         let (from, to) = (src.at(src_gpa, len)?, self.at(dst, len)?);
+        let apart = (from as usize).abs_diff(to as usize) >= len as usize;
         // SAFETY: both ranges in bounds of RAM vouched for (see `read`);
-        // they may be the same RAM, so `copy` (which allows overlap).
-        unsafe { core::ptr::copy(from, to, len as usize) };
+        // they may be the same RAM: `copy_apart` only when they do not
+        // overlap, else `copy` (which allows overlap).
+        unsafe {
+            if apart {
+                copy_apart(from, to, len as usize);
+            } else {
+                core::ptr::copy(from, to, len as usize);
+            }
+        }
         Some(())
     }
 
@@ -177,6 +185,51 @@ impl<'a> GuestMemory<'a> {
     }
 }
 
+/// Copies `len` bytes from `src` to `dst`, which do not overlap: 64
+/// bytes per step in eight doubleword loads and stores when both are
+/// 8-byte aligned (a disk's sectors, a page of a buffer: the copies of
+/// virtual I/O), else as `copy_nonoverlapping`. The firmware's own
+/// `memcpy` (compiler-builtins) moves a doubleword per loop iteration;
+/// under QEMU every instruction is emulated, so the fewer per byte the
+/// faster a disk or network copy. Volatile accesses keep the compiler
+/// from turning the loop back into a `memcpy` call.
+///
+/// # Safety
+/// `src..src+len` readable, `dst..dst+len` writable, not overlapping.
+unsafe fn copy_apart(src: *const u8, dst: *mut u8, len: usize) {
+    const STEP: usize = 64;
+    if len < STEP || !(src as usize | dst as usize).is_multiple_of(8) {
+        // SAFETY: the caller's promise.
+        unsafe { core::ptr::copy_nonoverlapping(src, dst, len) };
+        return;
+    }
+    let (s, d) = (src as *const u64, dst as *mut u64);
+    let blocks = len / STEP;
+    for b in 0..blocks {
+        // SAFETY: doublewords 8b..8b+8 lie in the ranges the caller gave
+        // (b < len / 64), both 8-byte aligned.
+        unsafe {
+            let (s, d) = (s.add(8 * b), d.add(8 * b));
+            let w = [
+                s.read_volatile(),
+                s.add(1).read_volatile(),
+                s.add(2).read_volatile(),
+                s.add(3).read_volatile(),
+                s.add(4).read_volatile(),
+                s.add(5).read_volatile(),
+                s.add(6).read_volatile(),
+                s.add(7).read_volatile(),
+            ];
+            for (k, v) in w.iter().enumerate() {
+                d.add(k).write_volatile(*v);
+            }
+        }
+    }
+    let done = blocks * STEP;
+    // SAFETY: the rest of the caller's ranges.
+    unsafe { core::ptr::copy_nonoverlapping(src.add(done), dst.add(done), len - done) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +288,38 @@ mod tests {
         // Overlapping ranges copy as memmove does.
         m.copy_within(0, 1, 4).unwrap();
         assert_eq!(m.to_vec(0, 5), Some(vec![0, 0, 1, 2, 3]));
+    }
+
+    #[test]
+    fn copies_of_every_length_and_alignment_move_exactly_their_bytes() {
+        let src: Vec<u8> = (0..5000u32).map(|i| (i * 7 + 3) as u8).collect();
+        for (from, to, len) in [
+            (0, 0, 64),
+            (0, 8, 4096),
+            (8, 16, 4099),
+            (3, 8, 200),
+            (0, 5, 130),
+            (16, 0, 63),
+            (0, 0, 0),
+        ] {
+            let mut dst = vec![0xeeu8; 5200];
+            let mut m = GuestMemory::new(&mut dst);
+            m.write(to as u64, &src[from..from + len]).unwrap();
+            assert_eq!(
+                &dst[to..to + len],
+                &src[from..from + len],
+                "{from} {to} {len}"
+            );
+            assert!(dst[..to].iter().all(|b| *b == 0xee));
+            assert!(
+                dst[to + len..].iter().all(|b| *b == 0xee),
+                "{from} {to} {len}: past the end"
+            );
+            let mut back = vec![0u8; len];
+            GuestMemory::new(&mut dst)
+                .read(to as u64, &mut back)
+                .unwrap();
+            assert_eq!(back, &src[from..from + len]);
+        }
     }
 }

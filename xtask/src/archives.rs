@@ -36,7 +36,7 @@ pub fn prepare() -> Result<(), String> {
     write(
         "escape",
         &[
-            ("manifest", b"[vm escape]\nmemory = 64M\nimage = escape.elf\nnet = escape\n\n[vm hello]\nmemory = 16M\nimage = hello.elf\nnet = escape\n\n[vm spinner]\nmemory = 16M\nimage = escape.elf\nbootargs = spin\n"),
+            ("manifest", b"[vm escape]\nmemory = 64M\nimage = escape.elf\nnet = escape\ndisk = scratch 1M\n\n[vm hello]\nmemory = 16M\nimage = hello.elf\nnet = escape\n\n[vm spinner]\nmemory = 16M\nimage = escape.elf\nbootargs = spin\n"),
             ("escape.elf", &escape),
             ("hello.elf", &hello),
         ],
@@ -47,7 +47,7 @@ pub fn prepare() -> Result<(), String> {
     write(
         "fuzz",
         &[
-            ("manifest", format!("[vm fuzz-1]\nmemory = 64M\nimage = fuzz.elf\nbootargs = seed=1 calls={FUZZ_CALLS}\nnet = fuzz\n\n[vm other]\nmemory = 64M\nimage = fuzz.elf\nbootargs = neighbour\nnet = fuzz\n\n[vm fuzz-2]\nmemory = 64M\nimage = fuzz.elf\nbootargs = seed=2 calls={FUZZ_CALLS}\nafter = fuzz-1\nnet = fuzz\n").as_bytes()),
+            ("manifest", format!("[vm fuzz-1]\nmemory = 64M\nimage = fuzz.elf\nbootargs = seed=1 calls={FUZZ_CALLS}\nnet = fuzz\ndisk = scratch 1M\n\n[vm other]\nmemory = 64M\nimage = fuzz.elf\nbootargs = neighbour\nnet = fuzz\ndisk = scratch 1M\n\n[vm fuzz-2]\nmemory = 64M\nimage = fuzz.elf\nbootargs = seed=2 calls={FUZZ_CALLS}\nafter = fuzz-1\nnet = fuzz\ndisk = scratch 1M\n").as_bytes()),
             ("fuzz.elf", &fuzz),
         ],
     )?;

@@ -34,6 +34,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     if only.is_some_and(|o| o == "net") {
         return net();
     }
+    if only.is_some_and(|o| o == "disk") {
+        return disk();
+    }
     crate::archives::prepare()?;
     println!("| benchmark | path | median | min | max | trials |");
     println!("|---|---|---|---|---|---|");
@@ -530,5 +533,153 @@ fn net() -> Result<(), String> {
     println!(
         "\nThe hypervisor's cost per frame, uncontended: `cargo xtask bench hcall` (its lan rows)."
     );
+    Ok(())
+}
+
+/// One disk benchmark run's figures (guest seconds).
+struct DiskRun {
+    write: f64,
+    read: f64,
+    random: f64,
+}
+
+/// The figures of the `disk-bench:` line in `console`.
+fn disk_run(console: &str, what: &str) -> Result<DiskRun, String> {
+    let fail = |why: &str| format!("{what}: {why}\n{console}");
+    if console.contains("disk-bench: WRONG") {
+        return Err(fail("a step failed"));
+    }
+    // "disk-bench: /dev/sda write 128 MiB 3.1 s read 128 MiB 2.2 s random 300 x 4 KiB 1.9 s"
+    let line = console
+        .lines()
+        .find_map(|l| Some(l.split_once(crate::linux::DISK_BENCH)?.1.to_string()))
+        .ok_or_else(|| fail("no disk-bench line"))?;
+    let w: Vec<&str> = line.split_whitespace().collect();
+    let num = |i: usize| w.get(i).and_then(|x| x.parse::<f64>().ok());
+    match (num(4), num(9), num(16)) {
+        (Some(write), Some(read), Some(random)) => Ok(DiskRun {
+            write,
+            read,
+            random,
+        }),
+        _ => Err(fail(&format!("unreadable figures: '{line}'"))),
+    }
+}
+
+/// `cargo xtask bench disk`: a Linux VM with a RAM-backed disk (`disk =
+/// scratch 256M`) writes 128 MiB and syncs, reads them back with the page
+/// cache dropped, and makes 300 direct 4 KiB reads at pseudo-random
+/// offsets; against QEMU's pseries with spapr-vscsi and a scsi-hd on a
+/// 256 MiB raw file (same kernel, same initramfs, same run), under TCG;
+/// then this hypervisor alone under `-icount shift=0,sleep=off`; then a
+/// flash disk (`disk = flash bench`, 16 MiB, 8 MiB written and read, 100
+/// random reads), booted from a PNOR image. Seconds are the guest's
+/// (uptime). The hypervisor's cost per request: `cargo xtask bench
+/// hcall` (its disk rows).
+fn disk() -> Result<(), String> {
+    const MIB: u32 = 128;
+    const READS: u32 = 300;
+    let ram =
+        crate::linux::disk_bench_archive("disk-bench", "disk = scratch 256M", MIB, READS, false)?;
+    let ram = ram.to_string_lossy().into_owned();
+    let initrd = crate::linux::disk_bench_initramfs("disk-bench", MIB, READS, false)?;
+    println!("| mode | machine | disk | write + sync (MB/s) | read (MB/s) | random 4 KiB reads (per s) |");
+    println!("|---|---|---|---|---|---|");
+    let row = |mode: &str, m: &str, disk: &str, mib: u32, reads: u32, r: &DiskRun| {
+        let mb = f64::from(mib) * 1.048_576;
+        println!(
+            "| {mode} | {m} | {disk} | {:.3} | {:.1} | {:.0} |",
+            mb / r.write,
+            mb / r.read,
+            f64::from(reads) / r.random
+        );
+    };
+    for icount in [false, true] {
+        let mode = if icount {
+            "-icount shift=0,sleep=off"
+        } else {
+            "TCG"
+        };
+        let mut a = vec!["--initrd", ram.as_str(), "--timeout", "900"];
+        if icount {
+            a.extend(["--", "-icount", "shift=0,sleep=off"]);
+        }
+        let ours = boot(&a)?;
+        row(
+            mode,
+            "this hypervisor (powernv8)",
+            "scratch, RAM",
+            MIB,
+            READS,
+            &disk_run(&ours.console, "this hypervisor")?,
+        );
+        if !icount {
+            let img = crate::root().join("target/tmp/disk-bench.img");
+            std::fs::create_dir_all(img.parent().unwrap()).map_err(|e| e.to_string())?;
+            let f = std::fs::File::create(&img).map_err(|e| e.to_string())?;
+            f.set_len(256 << 20).map_err(|e| e.to_string())?;
+            let mut c = Command::new("timeout");
+            c.args(["900", "qemu-system-ppc64", "-M", "pseries,x-vof=on"])
+                .args(["-cpu", "POWER8", "-m", "512M"])
+                .args(["-display", "none", "-nodefaults", "-vga", "none"])
+                .args(["-chardev", "stdio,id=con0,signal=off"])
+                .args(["-device", "spapr-vty,chardev=con0"])
+                .args(["-device", "spapr-vscsi,id=scsi0"])
+                .args([
+                    "-drive",
+                    &format!("file={},if=none,id=d0,format=raw", img.display()),
+                ])
+                .args(["-device", "scsi-hd,drive=d0,bus=scsi0.0"])
+                .arg("-kernel")
+                .arg(crate::linux::cache().join("vmlinux"))
+                .arg("-initrd")
+                .arg(&initrd)
+                .args(["-append", "console=hvc0"]);
+            let p = run_typing(c, &[])?;
+            row(
+                mode,
+                "QEMU pseries",
+                "scsi-hd, raw file",
+                MIB,
+                READS,
+                &disk_run(&p.console, "QEMU pseries")?,
+            );
+        }
+    }
+    // A flash disk, from a PNOR image (TCG).
+    const FLASH_MIB: u32 = 8;
+    const FLASH_READS: u32 = 100;
+    let flash = crate::linux::disk_bench_archive(
+        "disk-bench-flash",
+        "disk = flash bench",
+        FLASH_MIB,
+        FLASH_READS,
+        true,
+    )?;
+    let img = crate::root().join("build/flash/disk-bench.img");
+    crate::pnor::command(&[
+        "--firmware".into(),
+        crate::root()
+            .join("build/bootkernel.elf")
+            .to_string_lossy()
+            .into_owned(),
+        "--archive".into(),
+        flash.to_string_lossy().into_owned(),
+        "--disk".into(),
+        "bench=16M".into(),
+        "--out".into(),
+        img.to_string_lossy().into_owned(),
+    ])?;
+    let img = img.to_string_lossy().into_owned();
+    let b = boot(&["--flash", img.as_str(), "--timeout", "900"])?;
+    row(
+        "TCG",
+        "this hypervisor (powernv8)",
+        "flash (PNOR), 16 MiB",
+        FLASH_MIB,
+        FLASH_READS,
+        &disk_run(&b.console, "flash disk")?,
+    );
+    println!("\nThe hypervisor's cost per request, uncontended: `cargo xtask bench hcall` (its disk rows).");
     Ok(())
 }

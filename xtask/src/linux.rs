@@ -670,6 +670,98 @@ pub fn flash_disk_archive() -> Result<PathBuf, String> {
     Ok(out)
 }
 
+/// What the disk-benchmark `/init` prints with its figures.
+pub const DISK_BENCH: &str = "disk-bench figures:";
+
+/// The disk-benchmark `/init` (`cargo xtask bench disk`): loads the disk
+/// modules, waits for the first SCSI disk (LUN 0 here, or QEMU's
+/// scsi-hd), then times with the guest's uptime: writing `mib` MiB of
+/// zeros in 1 MiB blocks and syncing them (`conv=fsync`), reading them
+/// back in 1 MiB blocks with the page cache dropped, and `reads` reads
+/// of 4 KiB at pseudo-random 4 KiB offsets bypassing the page cache
+/// (`iflag=direct`; the offsets from a fixed LCG, the same on every
+/// machine). Prints one [`DISK_BENCH`] line, then powers off.
+fn disk_bench_init_script(mib: u32, reads: u32) -> String {
+    let modules = DISK_MODULES.join(" ");
+    format!(
+        r#"{BATCH_INIT}
+for m in {modules}; do insmod /lib/modules/$m.ko || echo "disk-bench: WRONG: $m.ko not loaded"; done
+i=0; until ls /sys/class/scsi_disk/*/device/block/* > /dev/null 2>&1; do i=$((i+1)); [ $i -lt 600 ] || break; sleep 0.1; done
+d=/dev/$(ls /sys/class/scsi_disk/*/device/block | head -1)
+now() {{ cut -d' ' -f1 /proc/uptime; }}
+t0=$(now)
+dd if=/dev/zero of=$d bs=1M count={mib} conv=fsync 2> /dev/null || echo "disk-bench: WRONG: write failed"
+t1=$(now)
+echo 3 > /proc/sys/vm/drop_caches
+dd if=$d of=/dev/null bs=1M count={mib} 2> /dev/null || echo "disk-bench: WRONG: read failed"
+t2=$(now)
+blocks=$(( {mib} * 256 )); r=12345; k=0
+while [ $k -lt {reads} ]; do
+  r=$(( (r * 1103515245 + 12345) % 2147483648 ))
+  dd if=$d of=/dev/null bs=4k count=1 skip=$(( r % blocks )) iflag=direct 2> /dev/null || {{ echo "disk-bench: WRONG: direct read failed"; break; }}
+  k=$((k+1))
+done
+t3=$(now)
+echo "{DISK_BENCH} $d write {mib} MiB $(echo $t1 $t0 | awk '{{print $1-$2}}') s read {mib} MiB $(echo $t2 $t1 | awk '{{print $1-$2}}') s random {reads} x 4 KiB $(echo $t3 $t2 | awk '{{print $1-$2}}') s"
+poweroff -f
+"#
+    )
+}
+
+/// Builds `build/linux/NAME.cpio` (the disk-benchmark initramfs: busybox,
+/// the disk modules, [`disk_bench_init_script`]) and, with `gz`, its
+/// gzip'd copy `NAME.cpio.gz`; returns the path of the one asked for.
+pub fn disk_bench_initramfs(name: &str, mib: u32, reads: u32, gz: bool) -> Result<PathBuf, String> {
+    let mut more: Vec<(String, Vec<u8>)> = Vec::new();
+    for m in DISK_MODULES {
+        more.push((format!("lib/modules/{m}.ko"), module(m)?));
+    }
+    let more: Vec<(&str, &[u8])> = more
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    let path = busybox_initramfs(name, &disk_bench_init_script(mib, reads), &more)?;
+    if !gz {
+        return Ok(path);
+    }
+    let out = path.with_extension("cpio.gz");
+    let bytes = gzip(&std::fs::read(&path).map_err(|e| e.to_string())?)?;
+    std::fs::write(&out, bytes).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(out)
+}
+
+/// Builds `build/archives/NAME.cpio`: one VM `disk-bench` (512 MiB) with
+/// `disk_line` and the disk-benchmark `/init`; with `gz` its kernel and
+/// initramfs gzip'd (for a PNOR's ROOTFS).
+pub fn disk_bench_archive(
+    name: &str,
+    disk_line: &str,
+    mib: u32,
+    reads: u32,
+    gz: bool,
+) -> Result<PathBuf, String> {
+    let initrd = disk_bench_initramfs(name, mib, reads, gz)?;
+    let initrd = std::fs::read(&initrd).map_err(|e| e.to_string())?;
+    let vmlinux = std::fs::read(cache().join("vmlinux")).map_err(|e| format!("vmlinux: {e}"))?;
+    let (kernel, k, i) = if gz {
+        (gzip(&vmlinux)?, "vmlinux.gz", "initramfs.cpio.gz")
+    } else {
+        (vmlinux, "vmlinux", "initramfs.cpio")
+    };
+    let manifest = format!(
+        "[vm disk-bench]\nmemory = 512M\nimage = {k}\ninitrd = {i}\nbootargs = console=hvc0\n{disk_line}\n"
+    );
+    let files: Vec<(&str, &[u8])> = vec![
+        ("manifest", manifest.as_bytes()),
+        (k, &kernel),
+        (i, &initrd),
+    ];
+    let out = root().join(format!("build/archives/{name}.cpio"));
+    std::fs::write(&out, kernel::archive::build_newc(&files))
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(out)
+}
+
 /// One VM of a stress layout: name, vcpus, threads per vcore.
 pub type StressVm = (&'static str, u32, u32);
 

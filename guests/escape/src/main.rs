@@ -277,6 +277,164 @@ fn bd(ioba: u64, len: u64) -> u64 {
 /// VM's) or carry other bits, no IOBA may lie outside the window, a
 /// rejected indirect list maps nothing, and the device reaches guest memory
 /// only where and as the window allows.
+/// Guest page `p`'s bytes at `at`.
+fn peek(p: u64, at: u64) -> u8 {
+    // SAFETY: a page of guest memory below the image (pages 0x20-0x2f,
+    // used by nothing else).
+    unsafe { core::ptr::read_volatile((p * PAGE + at) as *const u8) }
+}
+
+fn poke(p: u64, at: u64, bytes: &[u8]) {
+    for (i, b) in bytes.iter().enumerate() {
+        // SAFETY: as in `peek`.
+        unsafe { core::ptr::write_volatile((p * PAGE + at + i as u64) as *mut u8, *b) };
+    }
+}
+
+/// The virtual SCSI adapter's queue and its server, driven wrong on
+/// purpose: a queue where the device may not write, IUs it may not read,
+/// data descriptors naming pages it may not write (or read), tables too
+/// long, a target that is not there. Each is refused and writes nothing
+/// outside what the window lets the device write. IOBA pages 0-5 are
+/// guest pages 0x20-0x25: 0 the queue, 1 the IU, 2 read-only, 3
+/// read-write, 4 write-only, 5 unmapped.
+fn crq_checks(c: &mut Checks, fdt: &guest_common::fdt::Fdt<'_>) {
+    let Some((unit, window)) = guest_common::vio_device(fdt, "vscsi") else {
+        c.check("a v-scsi adapter (disk = ...)", false, format_args!("none"));
+        return;
+    };
+    c.check(
+        "a v-scsi adapter with a DMA window",
+        window >= 16 * PAGE,
+        format_args!("{window:#x} bytes"),
+    );
+    let rw = TCE_READ | TCE_WRITE;
+    for (i, perm) in [(0u64, rw), (1, rw), (2, TCE_READ), (3, rw), (4, TCE_WRITE)] {
+        hcall(
+            H_PUT_TCE,
+            [unit, i * PAGE, ((0x20 + i) * PAGE) | perm, 0, 0, 0],
+        );
+    }
+    let send = |hi: u64, lo: u64| hcall(H_SEND_CRQ, [unit, hi, lo, 0, 0, 0]).0;
+    let srp = 0x8001_0000_0000_0100u64;
+    c.rc(
+        "H_SEND_CRQ with no queue registered",
+        send(0xc001 << 48, 0),
+        H_CLOSED,
+    );
+    for (what, ioba, len) in [
+        ("on a read-only page", 2 * PAGE, PAGE),
+        ("on an unmapped page", 5 * PAGE, PAGE),
+        ("past the window", window - PAGE, 2 * PAGE),
+        ("misaligned", 8, PAGE),
+        ("of half a page", 0, PAGE / 2),
+    ] {
+        let (rc, _) = hcall(H_REG_CRQ, [unit, ioba, len, 0, 0, 0]);
+        c.rc(
+            &fmtbuf::buf(format_args!("H_REG_CRQ {what}")),
+            rc,
+            H_PARAMETER,
+        );
+    }
+    let (rc, _) = hcall(H_REG_CRQ, [unit, 0, PAGE, 0, 0, 0]);
+    c.rc("H_REG_CRQ on a writable page", rc, H_SUCCESS);
+    let (rc, _) = hcall(H_REG_CRQ, [unit, 0, PAGE, 0, 0, 0]);
+    c.rc("H_REG_CRQ a second time", rc, H_RESOURCE);
+    for (what, ioba) in [
+        ("on an unmapped page", 5 * PAGE),
+        ("past the window", window),
+    ] {
+        c.rc(
+            &fmtbuf::buf(format_args!("H_SEND_CRQ with its IU {what}")),
+            send(srp, ioba),
+            H_PARAMETER,
+        );
+    }
+    c.check(
+        "nothing queued for a refused request",
+        peek(0x20, 0) == 0,
+        format_args!("valid byte {:#x}", peek(0x20, 0)),
+    );
+    // SRP_CMDs of LUN 0: the answer's SCSI status and sense key, the
+    // queue slot given back.
+    let mut slot = 0u64;
+    let mut cmd = |cdb: &[u8], fmt: u8, desc: &[u8]| -> (i64, u8, u8, u8) {
+        let mut iu = [0u8; 256];
+        (iu[0], iu[5], iu[20]) = (0x02, fmt, 0x80);
+        iu[32..32 + cdb.len()].copy_from_slice(cdb);
+        iu[48..48 + desc.len()].copy_from_slice(desc);
+        poke(0x21, 0, &iu);
+        let rc = send(srp, PAGE);
+        poke(0x20, 16 * slot, &[0]);
+        slot += 1;
+        (rc, peek(0x21, 19), peek(0x21, 38), peek(0x21, 48))
+    };
+    let direct = |ioba: u64, len: u32| -> [u8; 16] {
+        let mut d = [0u8; 16];
+        d[..8].copy_from_slice(&ioba.to_be_bytes());
+        d[12..].copy_from_slice(&len.to_be_bytes());
+        d
+    };
+    let read1 = [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+    let write1 = [0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+    poke(0x22, 0, &[0xa5; 512]);
+    let r = cmd(&read1, 0x01, &direct(2 * PAGE, 512));
+    c.check(
+        "a READ into a read-only page is refused and writes nothing",
+        r == (H_SUCCESS, 2, 0xb, 0x4b) && peek(0x22, 0) == 0xa5 && peek(0x22, 511) == 0xa5,
+        format_args!("{r:?}, page {:#x}", peek(0x22, 0)),
+    );
+    let r = cmd(&read1, 0x01, &direct(window - 256, 512));
+    c.check(
+        "a READ running past the window is refused",
+        r.1 == 2 && r.2 == 0xb,
+        format_args!("{r:?}"),
+    );
+    poke(0x24, 0, &[0x77; 512]);
+    let r = cmd(&write1, 0x10, &direct(4 * PAGE, 512));
+    c.check(
+        "a WRITE from a write-only page is refused",
+        r.1 == 2 && r.2 == 0xb,
+        format_args!("{r:?}"),
+    );
+    poke(0x23, 0, &[0x11; 512]);
+    let r = cmd(&read1, 0x01, &direct(3 * PAGE, 512));
+    c.check(
+        "the disk kept nothing of the refused WRITE",
+        r == (H_SUCCESS, 0, 0, 0) && peek(0x23, 0) == 0 && peek(0x23, 511) == 0,
+        format_args!("{r:?}, byte {:#x}", peek(0x23, 0)),
+    );
+    let mut table = [0u8; 20];
+    table[..8].copy_from_slice(&(PAGE + 68).to_be_bytes());
+    table[12..16].copy_from_slice(&(300u32 * 16).to_be_bytes());
+    table[16..20].copy_from_slice(&512u32.to_be_bytes());
+    let r = cmd(&read1, 0x02, &table);
+    c.check(
+        "an indirect table of 300 descriptors is refused",
+        r.1 == 2 && r.2 == 5 && r.3 == 0x24,
+        format_args!("{r:?}"),
+    );
+    let r = {
+        let mut iu = [0u8; 256];
+        (iu[0], iu[20], iu[32], iu[36]) = (0x02, 0x85, 0x12, 36);
+        poke(0x21, 0, &iu);
+        let rc = send(srp, PAGE);
+        poke(0x20, 16 * slot, &[0]);
+        (rc, peek(0x21, 19), peek(0x21, 38), peek(0x21, 48))
+    };
+    c.check(
+        "target 5 is not there",
+        r == (H_SUCCESS, 2, 5, 0x25),
+        format_args!("{r:?}"),
+    );
+    let (rc, _) = hcall(H_FREE_CRQ, [unit, 0, 0, 0, 0, 0]);
+    c.check(
+        "no queue after H_FREE_CRQ",
+        rc == H_SUCCESS && send(0xc001 << 48, 0) == H_CLOSED,
+        format_args!("rc {rc}"),
+    );
+}
+
 fn dma_checks(c: &mut Checks, fdt: &guest_common::fdt::Fdt<'_>, mem: u64) {
     let Some((unit, window)) = guest_common::vio_device(fdt, "network") else {
         c.check(
@@ -763,6 +921,7 @@ pub extern "C" fn guest_main(fdt_addr: u64) -> ! {
     hpt_checks(&mut c, mem, entries);
     rtas_checks(&mut c, f, mem);
     dma_checks(&mut c, f, mem);
+    crq_checks(&mut c, f);
     privilege_checks(&mut c);
     msr_checks(&mut c);
     storm_checks(&mut c);

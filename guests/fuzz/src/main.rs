@@ -350,6 +350,8 @@ struct Fuzzer {
     /// The l-lan adapter's unit address (its window's LIOBN) and window
     /// bytes, from the device tree (a number no device has, if none).
     lan: u64,
+    /// The v-scsi adapter's unit address (its LIOBN too).
+    scsi: u64,
     window: u64,
     calls: [u64; 8],
     anomalies: u64,
@@ -393,6 +395,10 @@ const MIX: &[(u64, u32)] = &[
     (H_SEND_LOGICAL_LAN, 4),
     (H_MULTICAST_CTRL, 1),
     (H_CHANGE_LOGICAL_LAN_MAC, 1),
+    (H_REG_CRQ, 2),
+    (H_FREE_CRQ, 1),
+    (H_SEND_CRQ, 4),
+    (H_ENABLE_CRQ, 1),
     (0, 6), // an unknown number
 ];
 
@@ -502,6 +508,16 @@ impl Fuzzer {
             }
         }
         [H_RTAS, buf, 0, 0, 0, 0, 0, 0, 0]
+    }
+
+    /// A LIOBN: the l-lan adapter's or the v-scsi adapter's, mostly.
+    fn liobn(&mut self) -> u64 {
+        let dev = if self.rng.chance(50) {
+            self.lan
+        } else {
+            self.scsi
+        };
+        self.rng.arg(dev)
     }
 
     /// An I/O bus address: mostly a page of the window (half the time
@@ -720,21 +736,21 @@ impl Fuzzer {
                 [nr, t, len, r.next(), r.next(), 0, 0, 0, 0]
             }
             H_GET_TCE => {
-                let liobn = self.rng.arg(self.lan);
+                let liobn = self.liobn();
                 [nr, liobn, self.ioba(), 0, 0, 0, 0, 0, 0]
             }
             H_PUT_TCE => {
-                let liobn = self.rng.arg(self.lan);
+                let liobn = self.liobn();
                 [nr, liobn, self.ioba(), self.tce(), 0, 0, 0, 0, 0]
             }
             H_STUFF_TCE => {
-                let liobn = self.rng.arg(self.lan);
+                let liobn = self.liobn();
                 let value = if self.rng.chance(70) { 0 } else { self.tce() };
                 let count = self.rng.pick(&[1, 2, 16, 512, 513, self.window / PAGE]);
                 [nr, liobn, self.ioba(), value, count, 0, 0, 0, 0]
             }
             H_PUT_TCE_INDIRECT => {
-                let liobn = self.rng.arg(self.lan);
+                let liobn = self.liobn();
                 let edge = self.rng.edge();
                 let count = self.rng.pick(&[1, 2, 3, 64, 512, 513, edge]);
                 let list = self.tce_list(count);
@@ -742,7 +758,7 @@ impl Fuzzer {
             }
             H_VIO_SIGNAL => {
                 let any = self.rng.next();
-                let unit = self.rng.pick(&[self.lan, self.vtermno, any]);
+                let unit = self.rng.pick(&[self.lan, self.scsi, self.vtermno, any]);
                 let edge = self.rng.edge();
                 let mode = self.rng.pick(&[0, 1, 2, 3, edge]);
                 [nr, unit, mode, 0, 0, 0, 0, 0, 0]
@@ -780,6 +796,31 @@ impl Fuzzer {
             }
             H_MULTICAST_CTRL => [nr, r.arg(self.lan), r.next(), r.next(), 0, 0, 0, 0, 0],
             H_CHANGE_LOGICAL_LAN_MAC => [nr, r.arg(self.lan), r.next(), 0, 0, 0, 0, 0, 0],
+            H_REG_CRQ => {
+                let unit = self.rng.arg(self.scsi);
+                let edge = self.rng.edge();
+                let len = self.rng.pick(&[PAGE, 2 * PAGE, 16 * PAGE, 3000, edge]);
+                [nr, unit, self.ioba(), len, 0, 0, 0, 0, 0]
+            }
+            H_FREE_CRQ | H_ENABLE_CRQ => [nr, r.arg(self.scsi), 0, 0, 0, 0, 0, 0, 0],
+            H_SEND_CRQ => {
+                // Mostly what ibmvscsi sends: an init, a MAD or an SRP IU
+                // (of 256 bytes or another length) naming an IOBA; the
+                // IU is whatever the window shows there (the arena's
+                // bytes, which the fuzzer changes all along).
+                let unit = self.rng.arg(self.scsi);
+                let any = self.rng.next();
+                let hi = self.rng.pick(&[
+                    0xc001 << 48,
+                    0xc002 << 48,
+                    0x8001_0000_0000_0100,
+                    0x8002_0000_0000_0018,
+                    0x8001_0000_0000_0030,
+                    0xff01 << 48,
+                    any,
+                ]);
+                [nr, unit, hi, self.ioba(), 0, 0, 0, 0, 0]
+            }
             H_SET_SPRG0 | H_SET_DABR => [nr, r.next(), 0, 0, 0, 0, 0, 0, 0],
             H_XIRR | H_GET_CPU_CHARACTERISTICS => [nr, r.next(), 0, 0, 0, 0, 0, 0, 0],
             _ => {
@@ -1031,12 +1072,16 @@ fn fuzz(fdt: &guest_common::fdt::Fdt<'_>, fdt_addr: u64, args: &str) -> bool {
         image,
         image_sum: checksum(image),
         lan: 0x3000_00ff,
+        scsi: 0x3000_00fe,
         window: 1 << 20,
         calls: [0; 8],
         anomalies: 0,
     };
     if let Some((reg, window)) = guest_common::vio_device(fdt, "network") {
         (f.lan, f.window) = (reg, window.max(PAGE));
+    }
+    if let Some((reg, _)) = guest_common::vio_device(fdt, "vscsi") {
+        f.scsi = reg;
     }
     // RTAS services, except those that end or restart the partition or
     // print on the console.
