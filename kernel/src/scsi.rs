@@ -187,6 +187,13 @@ impl<M: AsRef<[u8]> + AsMut<[u8]> + Send> RamStore<M> {
     }
 }
 
+impl<M: AsRef<[u8]>> RamStore<M> {
+    /// Its bytes `at..at+len`.
+    fn bytes_at(&self, at: u64, len: u64) -> &[u8] {
+        &self.mem.as_ref()[at as usize..(at + len) as usize]
+    }
+}
+
 impl<M: AsRef<[u8]> + AsMut<[u8]> + Send> Store for RamStore<M> {
     fn bytes(&self) -> u64 {
         self.mem.as_ref().len() as u64
@@ -202,8 +209,9 @@ impl<M: AsRef<[u8]> + AsMut<[u8]> + Send> Store for RamStore<M> {
         len: u64,
         sink: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<(), IoError> {
-        let bytes = &self.mem.as_ref()[at as usize..(at + len) as usize];
-        sink(bytes).then_some(()).ok_or(IoError::Transfer)
+        sink(self.bytes_at(at, len))
+            .then_some(())
+            .ok_or(IoError::Transfer)
     }
 
     fn write(

@@ -209,16 +209,7 @@ pub const STRESS_DONE: &str = "stress: done: every check passed";
 /// The SHA-256 of `seq 1 n`'s output, computed on the host (coreutils),
 /// for the guest to compare its own against.
 fn seq_sha256(n: u32) -> Result<String, String> {
-    let out = Command::new("sh")
-        .args(["-c", &format!("seq 1 {n} | sha256sum")])
-        .output()
-        .map_err(|e| format!("seq | sha256sum: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let sum = text.split_whitespace().next().unwrap_or("");
-    if !out.status.success() || sum.len() != 64 {
-        return Err(format!("seq 1 {n} | sha256sum printed '{text}'"));
-    }
-    Ok(sum.to_string())
+    sha256(&seq(n))
 }
 
 /// How the `/init` of a VM that does its work alone (no shell) starts:
@@ -426,9 +417,7 @@ const DISK_LINES: &str = "disk = scratch 64M\ndisk = image shared.img ro\ndisk =
 /// to whole sectors) and `own.img` (256 KiB of zeros with
 /// [`OWN_ORIGINAL`] at byte 4096).
 fn disk_images() -> (Vec<u8>, Vec<u8>) {
-    let mut shared: Vec<u8> = (1..=60_000)
-        .flat_map(|n: u32| format!("{n}\n").into_bytes())
-        .collect();
+    let mut shared = seq(60_000);
     shared.resize(shared.len().next_multiple_of(512), 0);
     let mut own = vec![0u8; 256 << 10];
     own[4096..4096 + OWN_ORIGINAL.len()].copy_from_slice(OWN_ORIGINAL.as_bytes());
@@ -438,29 +427,57 @@ fn disk_images() -> (Vec<u8>, Vec<u8>) {
 /// What `own.img` holds at byte 4096 until a VM writes its copy.
 const OWN_ORIGINAL: &str = "original own.img";
 
-/// The SHA-256 of `bytes`, by the host's `sha256sum`.
-fn sha256(bytes: &[u8]) -> Result<String, String> {
+/// `input` through the host's `program` with `args` (a filter on stdin
+/// and stdout): what it wrote.
+fn filter(program: &str, args: &[&str], input: &[u8]) -> Result<Vec<u8>, String> {
     use std::io::Write;
-    let mut child = Command::new("sha256sum")
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| format!("sha256sum: {e}"))?;
-    child
-        .stdin
-        .take()
-        .ok_or("sha256sum: no stdin")?
-        .write_all(bytes)
-        .map_err(|e| format!("sha256sum: {e}"))?;
+        .map_err(|e| format!("{program}: {e}"))?;
+    let mut stdin = child.stdin.take().ok_or(format!("{program}: no stdin"))?;
+    let input = input.to_vec();
+    // Written from another thread: the output may fill its pipe first.
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
     let out = child
         .wait_with_output()
-        .map_err(|e| format!("sha256sum: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
+        .map_err(|e| format!("{program}: {e}"))?;
+    writer
+        .join()
+        .map_err(|_| format!("{program}: the writer panicked"))?
+        .map_err(|e| format!("{program}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{program} failed"));
+    }
+    Ok(out.stdout)
+}
+
+/// The SHA-256 of `bytes`, by the host's `sha256sum`.
+fn sha256(bytes: &[u8]) -> Result<String, String> {
+    let out = filter("sha256sum", &[], bytes)?;
+    let text = String::from_utf8_lossy(&out);
     let sum = text.split_whitespace().next().unwrap_or("");
-    if !out.status.success() || sum.len() != 64 {
+    if sum.len() != 64 {
         return Err(format!("sha256sum printed '{text}'"));
     }
     Ok(sum.to_string())
+}
+
+/// What `seq 1 n` prints.
+fn seq(n: u32) -> Vec<u8> {
+    (1..=n)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect()
+}
+
+/// The disk modules' files for an initramfs: (path, bytes).
+fn disk_module_files() -> Result<Vec<(String, Vec<u8>)>, String> {
+    DISK_MODULES
+        .iter()
+        .map(|m| Ok((format!("lib/modules/{m}.ko"), module(m)?)))
+        .collect()
 }
 
 /// The disk `/init` (the VMs of [`DISK_VMS`]): loads the disk modules,
@@ -537,11 +554,8 @@ poweroff -f
 pub fn disk_archive() -> Result<PathBuf, String> {
     let (shared, own) = disk_images();
     let init = disk_init_script(200_000, &sha256(&shared)?, shared.len() / 512)?;
-    let mut more: Vec<(String, Vec<u8>)> = Vec::new();
-    for m in DISK_MODULES {
-        more.push((format!("lib/modules/{m}.ko"), module(m)?));
-    }
-    let more: Vec<(&str, &[u8])> = more
+    let files = disk_module_files()?;
+    let more: Vec<(&str, &[u8])> = files
         .iter()
         .map(|(n, d)| (n.as_str(), d.as_slice()))
         .collect();
@@ -574,25 +588,7 @@ pub const FLASH_DISK_MARK: &str = "written-through-opal-flash";
 /// `data` gzip'd by the host's gzip (`-9n`: no name or time, so the same
 /// input gives the same bytes).
 fn gzip(data: &[u8]) -> Result<Vec<u8>, String> {
-    use std::io::Write;
-    let mut child = Command::new("gzip")
-        .arg("-9n")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("gzip: {e}"))?;
-    let mut stdin = child.stdin.take().ok_or("gzip: no stdin")?;
-    let input = data.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().map_err(|e| format!("gzip: {e}"))?;
-    writer
-        .join()
-        .map_err(|_| "gzip: writer panicked".to_string())?
-        .map_err(|e| format!("gzip: {e}"))?;
-    if !out.status.success() {
-        return Err("gzip failed".into());
-    }
-    Ok(out.stdout)
+    filter("gzip", &["-9n"], data)
 }
 
 /// The flash-disk `/init`: loads the disk modules and waits for the
@@ -603,18 +599,9 @@ fn gzip(data: &[u8]) -> Result<Vec<u8>, String> {
 /// checks the file against the host's SHA-256 and prints
 /// [`FLASH_DISK_DONE`]. Any failed check prints `WRONG`.
 fn flash_disk_init_script(seq: u32) -> Result<String, String> {
-    let out = Command::new("sh")
-        .args([
-            "-c",
-            &format!("(echo {FLASH_DISK_MARK}; seq 1 {seq}) | sha256sum"),
-        ])
-        .output()
-        .map_err(|e| format!("sha256sum: {e}"))?;
-    let sum = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string();
+    let mut file = format!("{FLASH_DISK_MARK}\n").into_bytes();
+    file.extend_from_slice(&self::seq(seq));
+    let sum = sha256(&file)?;
     let modules = DISK_MODULES.join(" ");
     Ok(format!(
         r#"{BATCH_INIT}
@@ -644,11 +631,8 @@ poweroff -f
 /// [`FLASH_DISK`], its kernel and initramfs gzip'd so that the archive
 /// fits the PNOR's ROOTFS beside the disk.
 pub fn flash_disk_archive() -> Result<PathBuf, String> {
-    let mut more: Vec<(String, Vec<u8>)> = Vec::new();
-    for m in DISK_MODULES {
-        more.push((format!("lib/modules/{m}.ko"), module(m)?));
-    }
-    let more: Vec<(&str, &[u8])> = more
+    let files = disk_module_files()?;
+    let more: Vec<(&str, &[u8])> = files
         .iter()
         .map(|(n, d)| (n.as_str(), d.as_slice()))
         .collect();
@@ -712,11 +696,8 @@ poweroff -f
 /// the disk modules, [`disk_bench_init_script`]) and, with `gz`, its
 /// gzip'd copy `NAME.cpio.gz`; returns the path of the one asked for.
 pub fn disk_bench_initramfs(name: &str, mib: u32, reads: u32, gz: bool) -> Result<PathBuf, String> {
-    let mut more: Vec<(String, Vec<u8>)> = Vec::new();
-    for m in DISK_MODULES {
-        more.push((format!("lib/modules/{m}.ko"), module(m)?));
-    }
-    let more: Vec<(&str, &[u8])> = more
+    let files = disk_module_files()?;
+    let more: Vec<(&str, &[u8])> = files
         .iter()
         .map(|(n, d)| (n.as_str(), d.as_slice()))
         .collect();

@@ -19,7 +19,7 @@
 //! may be left erased or half programmed (there is no journal here: a
 //! file system's own keeps it consistent).
 
-use super::{IoError, Store, BLOCK};
+use super::{IoError, RamStore, Store, BLOCK};
 use alloc::string::String;
 
 /// A flash disk named NAME in a manifest lives in the flash partition
@@ -71,7 +71,7 @@ pub struct FlashCounters {
 
 /// A disk in flash, cached whole in `M`.
 pub struct FlashStore<M, F> {
-    mirror: M,
+    mirror: RamStore<M>,
     flash: F,
     /// One bit per erase block: written since the last flush.
     dirty: alloc::vec::Vec<u64>,
@@ -109,7 +109,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]> + Send, F: Flash> FlashStore<M, F> {
             .map_err(FlashDiskError::Read)?;
         let blocks = (bytes / eb) as usize;
         Ok(FlashStore {
-            mirror,
+            mirror: RamStore::new(mirror, true),
             flash,
             dirty: alloc::vec![0; blocks.div_ceil(64)],
             counters: FlashCounters::default(),
@@ -148,8 +148,7 @@ impl<M: AsRef<[u8]> + AsMut<[u8]> + Send, F: Flash> Store for FlashStore<M, F> {
         len: u64,
         sink: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<(), IoError> {
-        let bytes = &self.mirror.as_ref()[at as usize..(at + len) as usize];
-        sink(bytes).then_some(()).ok_or(IoError::Transfer)
+        self.mirror.read(at, len, sink)
     }
 
     fn write(
@@ -161,35 +160,51 @@ impl<M: AsRef<[u8]> + AsMut<[u8]> + Send, F: Flash> Store for FlashStore<M, F> {
         // Marked first: a source that fails part way may have changed
         // some of the bytes.
         self.mark(at, len);
-        let bytes = &mut self.mirror.as_mut()[at as usize..(at + len) as usize];
-        source(bytes).then_some(()).ok_or(IoError::Transfer)
+        self.mirror.write(at, len, source)
     }
 
-    /// Rewrites every dirty erase block, in order; the first failure
-    /// stops the flush and leaves it and the rest dirty.
+    /// Rewrites every dirty erase block, in order, each run of adjacent
+    /// ones with one erase and one program (every flash call is a round
+    /// trip to the service processor, which bounds a flush); the first
+    /// failure stops the flush and leaves its run and the rest dirty.
     fn flush(&mut self) -> Result<(), IoError> {
         let eb = self.flash.erase_block();
-        for w in 0..self.dirty.len() {
-            while self.dirty[w] != 0 {
-                let bit = u64::from(self.dirty[w].trailing_zeros());
-                let at = (w as u64 * 64 + bit) * eb;
-                let data = &self.mirror.as_ref()[at as usize..(at + eb) as usize];
-                let r = self
-                    .flash
-                    .erase(at, eb)
-                    .and_then(|()| self.flash.write(at, data));
-                if let Err(code) = r {
-                    self.counters.failures += 1;
-                    self.counters.last_error = code;
-                    return Err(IoError::Medium);
-                }
-                self.counters.blocks_written += 1;
-                self.dirty[w] &= !(1 << bit);
+        let blocks = self.flash.bytes() / eb;
+        let dirty = |d: &[u64], b: u64| d[(b / 64) as usize] & (1 << (b % 64)) != 0;
+        let mut b = 0;
+        while b < blocks {
+            if !dirty(&self.dirty, b) {
+                b += 1;
+                continue;
             }
+            let mut end = b + 1;
+            while end < blocks && end - b < MAX_RUN && dirty(&self.dirty, end) {
+                end += 1;
+            }
+            let (at, len) = (b * eb, (end - b) * eb);
+            let data = self.mirror.bytes_at(at, len);
+            let r = self
+                .flash
+                .erase(at, len)
+                .and_then(|()| self.flash.write(at, data));
+            if let Err(code) = r {
+                self.counters.failures += 1;
+                self.counters.last_error = code;
+                return Err(IoError::Medium);
+            }
+            for k in b..end {
+                self.dirty[(k / 64) as usize] &= !(1 << (k % 64));
+            }
+            self.counters.blocks_written += end - b;
+            b = end;
         }
         Ok(())
     }
 }
+
+/// Erase blocks one flush call rewrites at most (256 KiB of 4 KiB ones):
+/// a bound on the time the flash is busy with one call.
+const MAX_RUN: u64 = 64;
 
 #[cfg(test)]
 mod tests {
@@ -312,7 +327,11 @@ mod tests {
             Completion::good(0, 0)
         );
         let c = chip.lock();
-        assert_eq!(c.erases, [(0, EB), (EB, EB)], "whole blocks, each once");
+        assert_eq!(
+            c.erases,
+            [(0, 2 * EB)],
+            "whole blocks, each once, adjacent ones together"
+        );
         assert!(c.bytes[7 * 512..10 * 512].iter().all(|b| *b == 0xab));
         // The rest of both blocks kept what the flash held.
         assert_eq!(c.bytes[6 * 512], 6);
@@ -368,6 +387,45 @@ mod tests {
         assert_eq!(
             d.execute(&sync, &mut NoBuffer, &mut NoBuffer),
             Completion::check(Sense::WRITE_ERROR)
+        );
+    }
+
+    #[test]
+    fn runs_of_dirty_blocks_are_rewritten_together_up_to_a_bound() {
+        let chip = Arc::new(Mutex::new(Chip {
+            bytes: vec![0xff; (100 * EB) as usize],
+            ..Default::default()
+        }));
+        let flash = FakeFlash {
+            chip: chip.clone(),
+            eb: EB,
+        };
+        let mut s = FlashStore::load(vec![0; (100 * EB) as usize], flash).unwrap();
+        // Blocks 2-3, 10, and 20-89 (70 blocks: one run of MAX_RUN, then 6).
+        for (at, len) in [(2 * EB, 2 * EB), (10 * EB + 8, 16), (20 * EB, 70 * EB)] {
+            s.write(at, len, &mut |b| {
+                b.fill(7);
+                true
+            })
+            .unwrap();
+        }
+        assert_eq!(s.flush(), Ok(()));
+        let c = chip.lock();
+        assert_eq!(
+            c.erases,
+            [
+                (2 * EB, 2 * EB),
+                (10 * EB, EB),
+                (20 * EB, MAX_RUN * EB),
+                ((20 + MAX_RUN) * EB, (70 - MAX_RUN) * EB)
+            ]
+        );
+        assert_eq!(s.counters.blocks_written, 73);
+        assert_eq!(c.bytes[(10 * EB + 8) as usize], 7);
+        assert_eq!(
+            c.bytes[(10 * EB) as usize],
+            0xff,
+            "the rest of the block as it was"
         );
     }
 

@@ -420,9 +420,7 @@ impl VioDevice for Llan {
     /// Closed, every DMA mapping gone, the counters kept.
     fn reset(&mut self) {
         self.open = None;
-        let pages = self.tce.window() / super::tce::PAGE;
-        // Clearing a whole window within it cannot fail.
-        let _ = self.tce.stuff(0, 0, pages);
+        self.tce.clear();
     }
 
     fn report(&self) -> Option<alloc::string::String> {

@@ -105,6 +105,11 @@ impl TceTable {
         Ok(self.entries[i])
     }
 
+    /// Every entry unmapped (a device's reset).
+    pub fn clear(&mut self) {
+        self.entries.fill(0);
+    }
+
     /// H_STUFF_TCE(liobn, ioba, value, count): `count` entries set to
     /// `value`, which may only unmap (no permission bit), as KVM allows.
     pub fn stuff(&mut self, ioba: u64, value: u64, count: u64) -> Result<(), HError> {

@@ -677,9 +677,7 @@ impl VioDevice for Vscsi {
         }
         self.crq = None;
         self.signal = false;
-        let pages = self.tce.window() / super::tce::PAGE;
-        // Clearing a whole window within it cannot fail.
-        let _ = self.tce.stuff(0, 0, pages);
+        self.tce.clear();
     }
 
     fn report(&self) -> Option<String> {
