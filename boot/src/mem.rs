@@ -353,6 +353,14 @@ impl Pages {
         }
         Some(pages)
     }
+
+    /// The block's bytes for the rest of the machine's life (never freed).
+    pub fn leak(self) -> &'static mut [u8] {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: as in `as_mut`; the block is never freed, so the
+        // reference may live as long as the machine.
+        unsafe { core::slice::from_raw_parts_mut(this.base as *mut u8, this.bytes as usize) }
+    }
 }
 
 impl AsRef<[u8]> for Pages {
@@ -374,15 +382,5 @@ impl AsMut<[u8]> for Pages {
 impl Drop for Pages {
     fn drop(&mut self) {
         PAGES.lock().free_order(self.base, self.order);
-    }
-}
-
-impl Pages {
-    /// The block's bytes for the rest of the machine's life (never freed).
-    pub fn leak(self) -> &'static mut [u8] {
-        let this = core::mem::ManuallyDrop::new(self);
-        // SAFETY: as in `as_mut`; the block is never freed, so the
-        // reference may live as long as the machine.
-        unsafe { core::slice::from_raw_parts_mut(this.base as *mut u8, this.bytes as usize) }
     }
 }
