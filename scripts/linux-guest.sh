@@ -71,7 +71,7 @@ fetch() { # PACKAGE OUT.deb
 fetch "$kpkg" kernel.deb
 fetch busybox-static busybox.deb
 
-rm -rf x modules && mkdir x modules
+rm -rf x modules vmlinux.gz && mkdir x modules
 dpkg-deb --fsys-tarfile kernel.deb |
     tar -x -C x --wildcards './boot/vmlinux-*' "${modules[@]/#/./lib/modules/*/kernel/}"
 dpkg-deb --fsys-tarfile busybox.deb | tar -x -C x ./bin/busybox

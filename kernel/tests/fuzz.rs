@@ -888,9 +888,9 @@ impl Ports for DmaPorts {
     }
 }
 
-/// The guest pages port `p`'s window lets the device write now.
-fn writable_pages(nic: &mut Llan) -> Vec<u64> {
-    let t = nic.tce().expect("an l-lan has a window");
+/// The guest pages a device's window lets it write now.
+fn writable_pages(dev: &mut dyn VioDevice) -> Vec<u64> {
+    let t = dev.tce().expect("the device has a window");
     (0..t.window() / PAGE)
         .filter_map(|i| t.get(i * PAGE).ok())
         .filter(|tce| tce & TCE_WRITE != 0)
@@ -1213,16 +1213,6 @@ fn scsi_op() -> impl Strategy<Value = ScsiOp> {
     ]
 }
 
-/// The guest pages the adapter's window lets the device write now.
-fn writable_scsi_pages(v: &mut Vscsi) -> Vec<u64> {
-    let t = v.tce().expect("a v-scsi adapter has a window");
-    (0..t.window() / PAGE)
-        .filter_map(|i| t.get(i * PAGE).ok())
-        .filter(|tce| tce & TCE_WRITE != 0)
-        .map(|tce| tce / PAGE)
-        .collect()
-}
-
 #[test]
 fn fuzz_crq_and_srp_input_stays_inside_writable_mappings() {
     let shares = run("vscsi", vec(scsi_op(), 1..60), |ops| {
@@ -1235,7 +1225,7 @@ fn fuzz_crq_and_srp_input_stays_inside_writable_mappings() {
         let mut ram = vec![0u8; SCSI_RAM as usize];
         let mut shadow = ram.clone();
         for op in &ops {
-            let writable = writable_scsi_pages(&mut v);
+            let writable = writable_pages(&mut v);
             match op.clone() {
                 ScsiOp::Open => {
                     for i in 0..8 {

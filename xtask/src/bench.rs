@@ -582,7 +582,7 @@ fn disk() -> Result<(), String> {
     let ram =
         crate::linux::disk_bench_archive("disk-bench", "disk = scratch 256M", MIB, READS, false)?;
     let ram = ram.to_string_lossy().into_owned();
-    let initrd = crate::linux::disk_bench_initramfs("disk-bench", MIB, READS, false)?;
+    let initrd = crate::linux::disk_bench_initramfs("disk-bench", MIB, READS)?;
     println!("| mode | machine | disk | write + sync (MB/s) | read (MB/s) | random 4 KiB reads (per s) |");
     println!("|---|---|---|---|---|---|");
     let row = |mode: &str, m: &str, disk: &str, mib: u32, reads: u32, r: &DiskRun| {

@@ -472,12 +472,66 @@ fn seq(n: u32) -> Vec<u8> {
         .collect()
 }
 
-/// The disk modules' files for an initramfs: (path, bytes).
-fn disk_module_files() -> Result<Vec<(String, Vec<u8>)>, String> {
-    DISK_MODULES
+/// Builds `build/linux/NAME.cpio`: busybox, the disk modules and `init`.
+fn disk_initramfs(name: &str, init: &str) -> Result<PathBuf, String> {
+    let files: Vec<(String, Vec<u8>)> = DISK_MODULES
         .iter()
         .map(|m| Ok((format!("lib/modules/{m}.ko"), module(m)?)))
-        .collect()
+        .collect::<Result<_, String>>()?;
+    let more: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    busybox_initramfs(name, init, &more)
+}
+
+/// The cached kernel gzip'd (`vmlinux.gz` beside it, made once).
+fn vmlinux_gz() -> Result<Vec<u8>, String> {
+    let gz = cache().join("vmlinux.gz");
+    if let Ok(bytes) = std::fs::read(&gz) {
+        return Ok(bytes);
+    }
+    let vmlinux = std::fs::read(cache().join("vmlinux")).map_err(|e| format!("vmlinux: {e}"))?;
+    let bytes = gzip(&vmlinux)?;
+    std::fs::write(&gz, &bytes).map_err(|e| format!("{}: {e}", gz.display()))?;
+    Ok(bytes)
+}
+
+/// Builds `build/archives/NAME.cpio`: one VM `vm` (512 MiB, manifest
+/// lines `extra`) booting the cached kernel with `initrd`; with `gz`
+/// both gzip'd (so that the archive fits a PNOR's ROOTFS).
+fn one_vm_archive(
+    name: &str,
+    vm: &str,
+    extra: &str,
+    initrd: &std::path::Path,
+    gz: bool,
+) -> Result<PathBuf, String> {
+    let initrd = std::fs::read(initrd).map_err(|e| format!("{}: {e}", initrd.display()))?;
+    let (kernel, initrd, k, i) = if gz {
+        (
+            vmlinux_gz()?,
+            gzip(&initrd)?,
+            "vmlinux.gz",
+            "initramfs.cpio.gz",
+        )
+    } else {
+        let vmlinux =
+            std::fs::read(cache().join("vmlinux")).map_err(|e| format!("vmlinux: {e}"))?;
+        (vmlinux, initrd, "vmlinux", "initramfs.cpio")
+    };
+    let manifest = format!(
+        "[vm {vm}]\nmemory = 512M\nimage = {k}\ninitrd = {i}\nbootargs = console=hvc0\n{extra}"
+    );
+    let files: Vec<(&str, &[u8])> = vec![
+        ("manifest", manifest.as_bytes()),
+        (k, &kernel),
+        (i, &initrd),
+    ];
+    let out = root().join(format!("build/archives/{name}.cpio"));
+    std::fs::write(&out, kernel::archive::build_newc(&files))
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(out)
 }
 
 /// The disk `/init` (the VMs of [`DISK_VMS`]): loads the disk modules,
@@ -554,12 +608,7 @@ poweroff -f
 pub fn disk_archive() -> Result<PathBuf, String> {
     let (shared, own) = disk_images();
     let init = disk_init_script(200_000, &sha256(&shared)?, shared.len() / 512)?;
-    let files = disk_module_files()?;
-    let more: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, d)| (n.as_str(), d.as_slice()))
-        .collect();
-    let initrd = busybox_initramfs("disk", &init, &more)?;
+    let initrd = disk_initramfs("disk", &init)?;
     let mut manifest = String::new();
     for vm in DISK_VMS {
         manifest.push_str(&format!(
@@ -631,27 +680,9 @@ poweroff -f
 /// [`FLASH_DISK`], its kernel and initramfs gzip'd so that the archive
 /// fits the PNOR's ROOTFS beside the disk.
 pub fn flash_disk_archive() -> Result<PathBuf, String> {
-    let files = disk_module_files()?;
-    let more: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, d)| (n.as_str(), d.as_slice()))
-        .collect();
-    let initrd = busybox_initramfs("flash-disk", &flash_disk_init_script(100_000)?, &more)?;
-    let initrd = gzip(&std::fs::read(&initrd).map_err(|e| e.to_string())?)?;
-    let vmlinux = std::fs::read(cache().join("vmlinux")).map_err(|e| format!("vmlinux: {e}"))?;
-    let vmlinux = gzip(&vmlinux)?;
-    let manifest = format!(
-        "[vm flash]\nmemory = 512M\nimage = vmlinux.gz\ninitrd = initramfs.cpio.gz\nbootargs = console=hvc0\ndisk = flash {FLASH_DISK}\n"
-    );
-    let files: Vec<(&str, &[u8])> = vec![
-        ("manifest", manifest.as_bytes()),
-        ("vmlinux.gz", &vmlinux),
-        ("initramfs.cpio.gz", &initrd),
-    ];
-    let out = root().join("build/archives/flash-disk.cpio");
-    std::fs::write(&out, kernel::archive::build_newc(&files))
-        .map_err(|e| format!("{}: {e}", out.display()))?;
-    Ok(out)
+    let initrd = disk_initramfs("flash-disk", &flash_disk_init_script(100_000)?)?;
+    let disk = format!("disk = flash {FLASH_DISK}\n");
+    one_vm_archive("flash-disk", "flash", &disk, &initrd, true)
 }
 
 /// What the disk-benchmark `/init` prints with its figures.
@@ -692,26 +723,13 @@ poweroff -f
     )
 }
 
-/// Builds `build/linux/NAME.cpio` (the disk-benchmark initramfs: busybox,
-/// the disk modules, [`disk_bench_init_script`]) and, with `gz`, its
-/// gzip'd copy `NAME.cpio.gz`; returns the path of the one asked for.
-pub fn disk_bench_initramfs(name: &str, mib: u32, reads: u32, gz: bool) -> Result<PathBuf, String> {
-    let files = disk_module_files()?;
-    let more: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, d)| (n.as_str(), d.as_slice()))
-        .collect();
-    let path = busybox_initramfs(name, &disk_bench_init_script(mib, reads), &more)?;
-    if !gz {
-        return Ok(path);
-    }
-    let out = path.with_extension("cpio.gz");
-    let bytes = gzip(&std::fs::read(&path).map_err(|e| e.to_string())?)?;
-    std::fs::write(&out, bytes).map_err(|e| format!("{}: {e}", out.display()))?;
-    Ok(out)
+/// Builds `build/linux/NAME.cpio`, the disk-benchmark initramfs:
+/// busybox, the disk modules, [`disk_bench_init_script`].
+pub fn disk_bench_initramfs(name: &str, mib: u32, reads: u32) -> Result<PathBuf, String> {
+    disk_initramfs(name, &disk_bench_init_script(mib, reads))
 }
 
-/// Builds `build/archives/NAME.cpio`: one VM `disk-bench` (512 MiB) with
+/// Builds `build/archives/NAME.cpio`: one VM `disk-bench` with
 /// `disk_line` and the disk-benchmark `/init`; with `gz` its kernel and
 /// initramfs gzip'd (for a PNOR's ROOTFS).
 pub fn disk_bench_archive(
@@ -721,26 +739,8 @@ pub fn disk_bench_archive(
     reads: u32,
     gz: bool,
 ) -> Result<PathBuf, String> {
-    let initrd = disk_bench_initramfs(name, mib, reads, gz)?;
-    let initrd = std::fs::read(&initrd).map_err(|e| e.to_string())?;
-    let vmlinux = std::fs::read(cache().join("vmlinux")).map_err(|e| format!("vmlinux: {e}"))?;
-    let (kernel, k, i) = if gz {
-        (gzip(&vmlinux)?, "vmlinux.gz", "initramfs.cpio.gz")
-    } else {
-        (vmlinux, "vmlinux", "initramfs.cpio")
-    };
-    let manifest = format!(
-        "[vm disk-bench]\nmemory = 512M\nimage = {k}\ninitrd = {i}\nbootargs = console=hvc0\n{disk_line}\n"
-    );
-    let files: Vec<(&str, &[u8])> = vec![
-        ("manifest", manifest.as_bytes()),
-        (k, &kernel),
-        (i, &initrd),
-    ];
-    let out = root().join(format!("build/archives/{name}.cpio"));
-    std::fs::write(&out, kernel::archive::build_newc(&files))
-        .map_err(|e| format!("{}: {e}", out.display()))?;
-    Ok(out)
+    let initrd = disk_bench_initramfs(name, mib, reads)?;
+    one_vm_archive(name, "disk-bench", &format!("{disk_line}\n"), &initrd, gz)
 }
 
 /// One VM of a stress layout: name, vcpus, threads per vcore.

@@ -256,7 +256,7 @@ impl Vscsi {
                     return Err(HError::Parameter);
                 }
                 let r = if e[1] == FORMAT_MAD {
-                    self.mad(&mut iu, len, mem)
+                    Some(self.mad(&mut iu, len, mem))
                 } else {
                     self.srp(&mut iu, len, mem)
                 };
@@ -295,19 +295,16 @@ impl Vscsi {
 
     /// A MAD of `len` bytes in `iu` (zeros after them), answered in
     /// place: the answer's length.
-    fn mad(
-        &mut self,
-        iu: &mut [u8; MAX_IU],
-        len: usize,
-        mem: &mut GuestMemory<'_>,
-    ) -> Option<usize> {
+    fn mad(&mut self, iu: &mut [u8; MAX_IU], len: usize, mem: &mut GuestMemory<'_>) -> usize {
         let kind = be32(&iu[0..4]);
         let length = usize::from(u16::from_be_bytes([iu[6], iu[7]]));
         let status = match kind {
             mad::ADAPTER_INFO if len < mad::WITH_BUFFER_LEN => mad::FAILED,
             mad::ADAPTER_INFO if length < mad::ADAPTER_INFO_LEN => mad::FAILED,
             mad::ADAPTER_INFO => {
-                let buffer = u64::from_be_bytes(iu[16..24].try_into().ok()?);
+                let mut buffer = [0u8; 8];
+                buffer.copy_from_slice(&iu[16..24]);
+                let buffer = u64::from_be_bytes(buffer);
                 let info = self.adapter_info();
                 if self.tce.write(buffer, &info, mem) {
                     mad::SUCCESS
@@ -318,7 +315,7 @@ impl Vscsi {
             _ => mad::NOT_SUPPORTED,
         };
         iu[4..6].copy_from_slice(&status.to_be_bytes());
-        Some(len)
+        len
     }
 
     /// `struct mad_adapter_info_data` of this server.
